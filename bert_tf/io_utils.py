@@ -1,0 +1,52 @@
+"""File helpers that work on local paths and gs:// alike (through tf.io.gfile).
+
+Outputs are written atomically: to a temporary name beside the target, then renamed, so a
+reader never sees half a file and a crashed run leaves nothing that looks complete.
+"""
+
+import contextlib
+import json
+import os
+import uuid
+from typing import Any, Iterator
+
+import tensorflow as tf
+
+
+def temporary_path(path: str) -> str:
+  """A unique sibling name for `path`, used while `path` is being written."""
+  directory, name = os.path.split(path)
+  return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+  """Yields a temporary path to write; renames it to `path` only if the block succeeds."""
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  tmp = temporary_path(path)
+  try:
+    yield tmp
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+  finally:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to `path` atomically."""
+  with atomic_output(path) as tmp:
+    with tf.io.gfile.GFile(tmp, "w") as f:
+      f.write(text)
+
+
+def write_json_atomic(path: str, obj: Any, indent: int = 4) -> None:
+  """Writes `obj` as readable UTF-8 JSON (Korean stays Korean, not \\uXXXX) atomically."""
+  write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str) -> Any:
+  """Reads a JSON file from a local or gs:// path."""
+  with tf.io.gfile.GFile(path, "r") as f:
+    return json.load(f)

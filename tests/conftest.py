@@ -1,0 +1,35 @@
+"""Shared test set-up: logical CPU devices for distribution tests and the ../shared data folder."""
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402  (after the log-level variable)
+
+NUM_LOGICAL_CPUS = 2
+# MirroredStrategy tests need several devices; TF allows this only before it initialises them.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS)
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+  """../shared/data (real third-party data); skips the test when it is absent."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip("../shared/data is not present")
+  return SHARED_DATA
+
+
+def shared_path(*parts: str) -> pathlib.Path:
+  """A path under ../shared/data, skipping the calling test if it does not exist."""
+  path = SHARED_DATA.joinpath(*parts)
+  if not path.exists():
+    pytest.skip(f"{path} is not present")
+  return path
