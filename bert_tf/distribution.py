@@ -1,0 +1,304 @@
+"""Picks the tf.distribute strategy from the flags google-research/bert users already know.
+
+All scripts (run_squad.py, run_classifier.py, run_pretraining.py) call `define_flags()`, build a
+`StrategyConfig.from_flags(flags.FLAGS)`, run the cheap checks here (`remote_tpu_requires_gcs`,
+`check_global_batch`) before any expensive work, and then `resolve_strategy(config)`.
+
+TPU addresses: `--tpu_name` may be a Cloud TPU node name, `grpc://host:8470`, or `local` (a TPU VM,
+including today's Colab TPU runtime, where the TPU is attached to this machine). A remote TPU
+(node name or grpc://) runs the input pipeline and writes checkpoints itself, so it can only reach
+gs:// paths.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+STRATEGY_NAMES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device", "default")
+LOCAL_TPU = "local"
+_GRPC_PREFIX = "grpc://"
+_GCS_PREFIX = "gs://"
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the strategy flags, skipping any a script has already defined itself."""
+  definitions = (
+      (flags.DEFINE_bool, "use_tpu", False,
+       "Run on a TPU (google-research/bert flag). Same as --distribution_strategy=tpu."),
+      (flags.DEFINE_string, "tpu_name", None,
+       "The TPU: a Cloud TPU node name, a grpc://host:8470 address, or 'local' on a TPU VM or "
+       "the Colab TPU runtime. Defaults to $COLAB_TPU_ADDR, then $TPU_NAME."),
+      (flags.DEFINE_string, "tpu_zone", None,
+       "GCE zone of a named Cloud TPU node; detected from GCE metadata when unset."),
+      (flags.DEFINE_string, "gcp_project", None,
+       "GCP project of a named Cloud TPU node; detected from GCE metadata when unset."),
+      (flags.DEFINE_string, "master", None,
+       "TensorFlow master URL; used as the TPU address when --tpu_name is unset."),
+      (flags.DEFINE_integer, "num_tpu_cores", 8,
+       "Expected number of TPU cores; a warning is logged if the TPU has another number."),
+      (flags.DEFINE_integer, "num_gpus", None,
+       "GPUs to use for mirrored/automatic strategies; all visible GPUs when unset."),
+  )
+  for define, name, default, help_text in definitions:
+    if name not in flag_values:
+      define(name, default, help_text, flag_values=flag_values)
+  if "distribution_strategy" not in flag_values:
+    flags.DEFINE_enum(
+        "distribution_strategy", None, STRATEGY_NAMES,
+        "tf.distribute strategy. Unset: TPU if --use_tpu, else mirrored over the visible GPUs "
+        "(one_device for a single GPU), else the default strategy on CPU.",
+        flag_values=flag_values)
+
+
+@dataclasses.dataclass
+class StrategyConfig:
+  """The strategy flags as plain values, so code and tests need no absl flag parsing."""
+  use_tpu: bool = False
+  tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  master: Optional[str] = None
+  num_tpu_cores: int = 8
+  distribution_strategy: Optional[str] = None
+  num_gpus: Optional[int] = None
+
+  @classmethod
+  def from_flags(cls, flag_values: flags.FlagValues) -> "StrategyConfig":
+    """Reads the parsed flags; a flag the script does not define keeps its default here."""
+    values = {
+        field.name: flag_values[field.name].value
+        for field in dataclasses.fields(cls) if field.name in flag_values
+    }
+    return cls(**values)
+
+
+def strategy_name(config: StrategyConfig) -> Optional[str]:
+  """The requested strategy ('tpu' when --use_tpu), or None for automatic choice.
+
+  Raises:
+    ValueError: for an unknown --distribution_strategy, or one that contradicts --use_tpu.
+  """
+  name = config.distribution_strategy
+  if name is not None and name not in STRATEGY_NAMES:
+    raise ValueError(f"--distribution_strategy={name!r} is not one of: "
+                     f"{', '.join(STRATEGY_NAMES)}.")
+  if config.use_tpu:
+    if name not in (None, "tpu"):
+      raise ValueError(f"--use_tpu=true contradicts --distribution_strategy={name}; drop one "
+                       "of them (or use --distribution_strategy=tpu).")
+    return "tpu"
+  return name
+
+
+def tpu_address(config: StrategyConfig) -> Optional[str]:
+  """The TPU to resolve: --tpu_name, else --master, else $COLAB_TPU_ADDR, else $TPU_NAME.
+
+  Old Colab runtimes give COLAB_TPU_ADDR as host:port, so it gets the grpc:// prefix. None
+  means nothing was named and TPUClusterResolver must detect the TPU itself (e.g. on GKE).
+  """
+  if config.tpu_name:
+    return config.tpu_name
+  if config.master:
+    return config.master
+  colab_address = os.environ.get("COLAB_TPU_ADDR")
+  if colab_address:
+    if colab_address.startswith(_GRPC_PREFIX):
+      return colab_address
+    return _GRPC_PREFIX + colab_address
+  return os.environ.get("TPU_NAME") or None
+
+
+def is_remote_tpu(config: StrategyConfig) -> bool:
+  """Whether training runs on a TPU reached over the network (every TPU except `local`)."""
+  return strategy_name(config) == "tpu" and tpu_address(config) != LOCAL_TPU
+
+
+def _comma_parts(value: str) -> List[str]:
+  """The comma-separated parts of a path flag (input_file accepts several files or globs)."""
+  return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def remote_tpu_requires_gcs(config: StrategyConfig,
+                            path_flags: Dict[str, Optional[str]]) -> None:
+  """Rejects local paths when a remote TPU would have to read or write them.
+
+  A remote TPU host runs the input pipeline and saves checkpoints itself; it cannot see this
+  machine's disk, so a local path fails only after the TPU is up, or silently writes nowhere.
+
+  Args:
+    config: the strategy flags.
+    path_flags: flag name -> value for every input and output path flag; unset ones (None or
+      empty) are skipped, and a comma-separated value must be gs:// in every part.
+
+  Raises:
+    ValueError: listing every offending flag with its value, and how to fix it.
+  """
+  if not is_remote_tpu(config):
+    return
+  offending = {
+      name: value for name, value in path_flags.items()
+      if value and not all(part.startswith(_GCS_PREFIX) for part in _comma_parts(value))
+  }
+  if not offending:
+    return
+  listing = "\n".join(f"  --{name}={value}" for name, value in offending.items())
+  tpu = tpu_address(config) or "auto-detected"
+  raise ValueError(
+      f"The remote TPU ({tpu}) reads inputs and writes outputs itself and cannot see this "
+      f"machine's files, so these flags must be gs:// paths:\n{listing}\n"
+      "Copy the files to a gs:// bucket (e.g. `gcloud storage cp -r LOCAL gs://BUCKET/DIR`) and "
+      "point the flags there, or run on a TPU VM with --tpu_name=local.")
+
+
+def _nearby_multiples(value: int, step: int, count: int = 3) -> List[int]:
+  """`count` positive multiples of `step` starting from the one at or below `value`."""
+  first = max(1, value // step)
+  return [step * k for k in range(first, first + count)]
+
+
+def check_global_batch(batch_size: int, num_replicas: int, flag_name: str,
+                       device_kind: str) -> None:
+  """Checks that a global batch splits evenly over the replicas, before any expensive work.
+
+  Args:
+    batch_size: the global batch size from the flag.
+    num_replicas: strategy.num_replicas_in_sync.
+    flag_name: the flag the batch size came from, e.g. 'train_batch_size'.
+    device_kind: what a replica is, plural, e.g. 'TPU cores' (see `replica_kind`).
+
+  Raises:
+    ValueError: e.g. "train_batch_size=12 is not a multiple of the 8 TPU cores; use 8, 16 or 24".
+  """
+  if batch_size <= 0:
+    raise ValueError(f"{flag_name}={batch_size} must be positive.")
+  if batch_size % num_replicas:
+    *smaller, largest = (str(m) for m in _nearby_multiples(batch_size, num_replicas))
+    raise ValueError(f"{flag_name}={batch_size} is not a multiple of the {num_replicas} "
+                     f"{device_kind}; use {', '.join(smaller)} or {largest}.")
+
+
+def replica_kind(strategy: tf.distribute.Strategy) -> str:
+  """What one replica of `strategy` is, plural, for messages: 'TPU cores', 'GPUs' or 'replicas'."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return "TPU cores"
+  # A single replica never splits a batch (and the default strategy lists no worker devices).
+  if strategy.num_replicas_in_sync > 1 and all(
+      tf.DeviceSpec.from_string(d).device_type == "GPU" for d in strategy.extended.worker_devices):
+    return "GPUs"
+  return "replicas"
+
+
+def _gpu_devices(num_gpus: Optional[int]) -> List[str]:
+  """The first `num_gpus` visible GPUs (all when None)."""
+  gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+  if num_gpus is None:
+    return gpus
+  if num_gpus > len(gpus):
+    raise ValueError(f"--num_gpus={num_gpus}, but only {len(gpus)} GPU(s) are visible.")
+  return gpus[:num_gpus]
+
+
+def _tpu_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
+  """Connects to and initialises the TPU, and returns a TPUStrategy over its cores."""
+  address = tpu_address(config)
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu=address, zone=config.tpu_zone, project=config.gcp_project)
+  except ValueError as e:
+    if address is not None:
+      raise
+    raise ValueError(
+        "A TPU was requested but none was named: pass --tpu_name (a Cloud TPU node name, "
+        "grpc://host:8470, or 'local' on a TPU VM or the Colab TPU runtime), or set TPU_NAME."
+    ) from e
+  if address != LOCAL_TPU:
+    # A TPU VM's TPU is already this process's device; only remote TPUs join a cluster.
+    tf.config.experimental_connect_to_cluster(resolver)
+  tf.tpu.experimental.initialize_tpu_system(resolver)
+  strategy = tf.distribute.TPUStrategy(resolver)
+  cores = strategy.num_replicas_in_sync
+  logging.info("Using TPU %s (master %r) with %d cores.", address or "auto-detected",
+               resolver.master(), cores)
+  if cores != config.num_tpu_cores:
+    logging.warning("--num_tpu_cores=%d, but the TPU has %d cores; using %d.",
+                    config.num_tpu_cores, cores, cores)
+  return strategy
+
+
+def _mirrored_strategy(num_gpus: Optional[int]) -> tf.distribute.Strategy:
+  """MirroredStrategy over the chosen GPUs, or over the logical CPUs when no GPU is chosen."""
+  devices = _gpu_devices(num_gpus)
+  if not devices:
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    logging.info("mirrored: no GPU visible or chosen; mirroring over the %d CPU device(s).",
+                 len(devices))
+  strategy = tf.distribute.MirroredStrategy(devices=devices)
+  logging.info("Using MirroredStrategy over %s.", ", ".join(devices))
+  return strategy
+
+
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG (checked to be JSON first)."""
+  tf_config = os.environ.get("TF_CONFIG")
+  if tf_config:
+    try:
+      json.loads(tf_config)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {tf_config!r}") from e
+  else:
+    logging.warning("multi_worker_mirrored: TF_CONFIG is not set, so this runs as one worker.")
+  strategy = tf.distribute.MultiWorkerMirroredStrategy()
+  logging.info("Using MultiWorkerMirroredStrategy: %d replicas in sync.",
+               strategy.num_replicas_in_sync)
+  return strategy
+
+
+def _one_device_strategy(num_gpus: Optional[int]) -> tf.distribute.Strategy:
+  """OneDeviceStrategy on the first GPU, or on the CPU when there is none (or --num_gpus=0)."""
+  gpus = _gpu_devices(None if num_gpus is None else min(num_gpus, 1))
+  device = gpus[0] if gpus else "/cpu:0"
+  logging.info("Using OneDeviceStrategy on %s.", device)
+  return tf.distribute.OneDeviceStrategy(device)
+
+
+def _automatic_strategy(num_gpus: Optional[int]) -> tf.distribute.Strategy:
+  """Mirrored over several GPUs, one_device for one GPU, else the default strategy on CPU."""
+  gpus = _gpu_devices(num_gpus)
+  if len(gpus) > 1:
+    return _mirrored_strategy(len(gpus))
+  if len(gpus) == 1:
+    return _one_device_strategy(1)
+  if num_gpus == 0:
+    logging.info("--num_gpus=0: running on CPU with the default strategy.")
+  else:
+    logging.info("No GPU or TPU found: running on CPU with the default strategy "
+                 "(pass --use_tpu to train on a TPU).")
+  return tf.distribute.get_strategy()
+
+
+def resolve_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
+  """Builds the tf.distribute strategy the flags ask for (see the module docstring).
+
+  Raises:
+    ValueError: for an unknown or contradictory strategy, more GPUs than are visible, an
+      unnamed TPU, or a TF_CONFIG that is not JSON.
+  """
+  name = strategy_name(config)
+  if name == "tpu":
+    return _tpu_strategy(config)
+  if name == "mirrored":
+    return _mirrored_strategy(config.num_gpus)
+  if name == "multi_worker_mirrored":
+    return _multi_worker_strategy()
+  if name == "one_device":
+    return _one_device_strategy(config.num_gpus)
+  if name == "default":
+    logging.info("Using the default strategy.")
+    return tf.distribute.get_strategy()
+  return _automatic_strategy(config.num_gpus)
+

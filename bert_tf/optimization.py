@@ -1,0 +1,81 @@
+"""Learning-rate schedule and optimizers for BERT training (google-research semantics).
+
+The optimizers are tf-models-official's AdamWeightDecay and LAMB. The schedule is our own:
+tf-models' LinearWarmup and PolynomialWarmUp warm up to the *decayed* rate at the end of warmup
+(and PolynomialWarmUp skips step 0), while Google's optimization.py warms up linearly from 0 to
+the full learning rate and then follows a linear decay measured from step 0, so the rate drops
+at the end of warmup. We reproduce that by default and offer the fix as an option.
+"""
+
+from typing import List
+
+import tensorflow as tf
+import tf_keras
+from official.modeling.optimization import lamb
+from official.modeling.optimization import legacy_adamw
+
+# Google's BERT excludes these from weight decay; they match our LayerNorm and bias variables.
+EXCLUDE_FROM_WEIGHT_DECAY: List[str] = ["LayerNorm", "layer_norm", "bias"]
+OPTIMIZERS = ("adamw", "lamb")
+
+
+class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warmup from 0 to `learning_rate`, then linear decay to 0 at `num_train_steps`.
+
+  With `decay_from_warmup_end=False` (Google's behaviour) the decay is measured from step 0,
+  so after warmup the rate is learning_rate * (1 - step / num_train_steps). With True it
+  decays from the full rate at the end of warmup, with no drop.
+  """
+
+  def __init__(self, learning_rate: float, num_train_steps: int, num_warmup_steps: int,
+               decay_from_warmup_end: bool = False):
+    super().__init__()
+    if num_train_steps <= 0:
+      raise ValueError(f"num_train_steps must be positive, got {num_train_steps}.")
+    self.learning_rate = learning_rate
+    self.num_train_steps = num_train_steps
+    self.num_warmup_steps = num_warmup_steps
+    self.decay_from_warmup_end = decay_from_warmup_end
+
+  def __call__(self, step: tf.Tensor) -> tf.Tensor:
+    step = tf.cast(step, tf.float32)
+    warmup = float(self.num_warmup_steps)
+    total = float(self.num_train_steps)
+    if self.decay_from_warmup_end:
+      progress = (step - warmup) / max(total - warmup, 1.0)
+    else:
+      progress = step / total
+    decayed = self.learning_rate * tf.maximum(1.0 - progress, 0.0)
+    if self.num_warmup_steps <= 0:
+      return decayed
+    warming = self.learning_rate * step / warmup
+    return tf.where(step < warmup, warming, decayed)
+
+  def get_config(self):
+    return dict(learning_rate=self.learning_rate, num_train_steps=self.num_train_steps,
+                num_warmup_steps=self.num_warmup_steps,
+                decay_from_warmup_end=self.decay_from_warmup_end)
+
+
+def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
+                     optimizer: str = "adamw", weight_decay_rate: float = 0.01,
+                     decay_from_warmup_end: bool = False) -> tf_keras.optimizers.Optimizer:
+  """AdamW (Google's: eps 1e-6, decay 0.01 except LayerNorm/bias) or LAMB over the schedule.
+
+  Gradients are clipped by global norm (1.0) in the trainer, after the cross-replica sum,
+  so the optimizers here do not clip.
+  """
+  schedule = WarmupLinearDecay(learning_rate, num_train_steps, num_warmup_steps,
+                               decay_from_warmup_end)
+  if optimizer == "adamw":
+    return legacy_adamw.AdamWeightDecay(
+        learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        weight_decay_rate=weight_decay_rate,
+        exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY, gradient_clip_norm=0.0)
+  if optimizer == "lamb":
+    return lamb.LAMB(
+        learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        weight_decay_rate=weight_decay_rate,
+        exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY,
+        exclude_from_layer_adaptation=EXCLUDE_FROM_WEIGHT_DECAY)
+  raise ValueError(f"--optimizer={optimizer!r}: expected one of {', '.join(OPTIMIZERS)}.")

@@ -1,0 +1,257 @@
+"""One custom training loop for every script: distributed, resumable, observable.
+
+Steps run `steps_per_loop` at a time inside one tf.function (what TPUs need to stay busy);
+gradients are summed across replicas, clipped by global norm (1.0) and applied, so N replicas
+compute exactly what one device computes on the same global batch. Checkpoints hold the model,
+the optimizer and the step; the step is also the data position (see input_pipeline.py), so a
+restarted run continues where the last checkpoint left off.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from bert_tf import optimization
+
+Features = Dict[str, tf.Tensor]
+ModelFn = Callable[[], tf_keras.Model]
+# Per-example losses, shape [per_replica_batch]; averaged over the global batch by the trainer.
+LossFn = Callable[[Features, Dict[str, tf.Tensor]], tf.Tensor]
+# Builds this input pipeline's dataset of per-replica batches, starting at a given batch index.
+DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
+
+GRADIENT_CLIP_NORM = 1.0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """How to train; field names follow google-research flags where one exists."""
+  output_dir: str
+  train_batch_size: int
+  num_train_steps: int
+  learning_rate: float
+  num_warmup_steps: int = 0
+  optimizer: str = "adamw"
+  weight_decay_rate: float = 0.01
+  decay_from_warmup_end: bool = False
+  iterations_per_loop: int = 1000
+  save_checkpoints_steps: int = 1000
+  keep_checkpoint_max: int = 5
+  jit_compile: bool = False
+  mixed_precision: Optional[str] = None
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or Inf loss."""
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True unless this process is a non-chief worker of a multi-worker strategy."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return resolver.task_type == "chief" or (
+      resolver.task_type == "worker" and resolver.task_id == 0
+      and "chief" not in resolver.cluster_spec().as_dict())
+
+
+class Progress:
+  """A progress line with steps/s, examples/s and ETA."""
+
+  def __init__(self, start_step: int, total_steps: int, batch_size: int):
+    self.start_step = start_step
+    self.total_steps = total_steps
+    self.batch_size = batch_size
+    self.start_time = time.time()
+    self.last_time = self.start_time
+    self.last_step = start_step
+
+  def update(self, step: int) -> Dict[str, float]:
+    now = time.time()
+    steps_per_sec = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    overall = (step - self.start_step) / max(now - self.start_time, 1e-9)
+    eta = (self.total_steps - step) / overall if overall > 0 else float("inf")
+    self.last_time, self.last_step = now, step
+    return dict(steps_per_sec=steps_per_sec, examples_per_sec=steps_per_sec * self.batch_size,
+                eta_sec=eta)
+
+
+def _format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class Trainer:
+  """Builds model and optimizer under a strategy, restores or initialises, and trains."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, config: TrainConfig, model_fn: ModelFn,
+               loss_fn: LossFn, dataset_fn: DatasetFn,
+               init_fn: Optional[Callable[[tf_keras.Model], None]] = None):
+    if config.train_batch_size % strategy.num_replicas_in_sync:
+      raise ValueError(f"train_batch_size={config.train_batch_size} is not a multiple of the "
+                       f"{strategy.num_replicas_in_sync} replicas.")
+    self.strategy = strategy
+    self.config = config
+    self.loss_fn = loss_fn
+    self.dataset_fn = dataset_fn
+    with strategy.scope():
+      self.model = model_fn()
+      optimizer = optimization.create_optimizer(
+          config.learning_rate, config.num_train_steps, config.num_warmup_steps,
+          config.optimizer, config.weight_decay_rate, config.decay_from_warmup_end)
+      if config.mixed_precision == "mixed_float16":
+        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+      self.optimizer = optimizer
+      # Creates the slot variables now, so a checkpoint restores them instead of deferring.
+      self.optimizer._create_all_weights(self.model.trainable_variables)  # pylint: disable=protected-access
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
+        step_counter=self.optimizer.iterations)
+    if self.manager.latest_checkpoint:
+      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d.", self.manager.latest_checkpoint, self.step)
+    elif init_fn is not None:
+      init_fn(self.model)
+    self._train_loop = tf.function(self._train_loop_fn)
+    self._gradients = tf.function(self._gradients_fn, jit_compile=config.jit_compile)
+
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def _gradients_fn(self, features: Features):
+    """Per-replica loss and gradients (the part worth compiling with XLA)."""
+    with tf.GradientTape() as tape:
+      outputs = self.model(features, training=True)
+      per_example = self.loss_fn(features, outputs)
+      loss = tf.nn.compute_average_loss(per_example,
+                                        global_batch_size=self.config.train_batch_size)
+      scaled = self.optimizer.get_scaled_loss(loss) if self._loss_scaled else loss
+    variables = self.model.trainable_variables
+    grads = tape.gradient(scaled, variables)
+    if self._loss_scaled:
+      grads = self.optimizer.get_unscaled_gradients(grads)
+    return loss, grads
+
+  @property
+  def _loss_scaled(self) -> bool:
+    return isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+
+  def _replica_step(self, features: Features) -> tf.Tensor:
+    loss, grads = self._gradients(features)
+    context = tf.distribute.get_replica_context()
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads, _ = tf.clip_by_global_norm(grads, GRADIENT_CLIP_NORM)
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables),
+                                   experimental_aggregate_gradients=False)
+    return loss
+
+  def _train_loop_fn(self, iterator: Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+    """Runs `num_steps` steps; returns the mean loss over them."""
+    total = tf.constant(0.0)
+    for _ in tf.range(num_steps):
+      per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
+      total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return total / tf.cast(num_steps, tf.float32)
+
+  def _distributed_dataset(self) -> Iterator:
+    start = self.step
+    return iter(self.strategy.distribute_datasets_from_function(
+        lambda context: self.dataset_fn(context, start)))
+
+  def train(self, stop_at_step: Optional[int] = None) -> tf_keras.Model:
+    """Trains to num_train_steps, checkpointing every save_checkpoints_steps and at the end.
+
+    `stop_at_step` ends the run early, with a checkpoint, as a time budget would; running
+    again resumes from there.
+    """
+    config = self.config
+    last_step = min(stop_at_step or config.num_train_steps, config.num_train_steps)
+    if self.step >= last_step:
+      logging.info("Already trained to step %d; nothing to do.", self.step)
+      return self.model
+    iterator = self._distributed_dataset()
+    chief = is_chief(self.strategy)
+    writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, "train"))
+              if chief else tf.summary.create_noop_writer())
+    progress = Progress(self.step, config.num_train_steps, config.train_batch_size)
+    logging.info("Training from step %d to %d, global batch %d on %d replica(s).", self.step,
+                 config.num_train_steps, config.train_batch_size,
+                 self.strategy.num_replicas_in_sync)
+    while self.step < last_step:
+      steps = min(self._steps_to_next_stop(), last_step - self.step)
+      loss = float(self._train_loop(iterator, tf.constant(steps)))
+      step = self.step
+      if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"Loss became {loss} in the steps ending at step {step}; stopping. The last good "
+            f"checkpoint is {self.manager.latest_checkpoint or 'none (no checkpoint yet)'}. "
+            "Check the learning rate, the vocab_size in bert_config.json against vocab.txt, "
+            "and the input data.")
+      stats = progress.update(step)
+      learning_rate = float(self._current_learning_rate())
+      logging.info("step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  %.1f examples/s  ETA %s",
+                   step, config.num_train_steps, loss, learning_rate, stats["steps_per_sec"],
+                   stats["examples_per_sec"], _format_duration(stats["eta_sec"]))
+      with writer.as_default(step=step):
+        tf.summary.scalar("loss", loss)
+        tf.summary.scalar("learning_rate", learning_rate)
+        tf.summary.scalar("examples_per_sec", stats["examples_per_sec"])
+        tf.summary.scalar("steps_per_sec", stats["steps_per_sec"])
+      if step % config.save_checkpoints_steps == 0 or step >= last_step:
+        self.save()
+    writer.flush()
+    return self.model
+
+  def save(self) -> str:
+    path = self.manager.save(checkpoint_number=self.step)
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+  def _steps_to_next_stop(self) -> int:
+    """Steps until the next loop end, checkpoint or the final step, whichever comes first."""
+    step, config = self.step, self.config
+    to_save = config.save_checkpoints_steps - step % config.save_checkpoints_steps
+    return min(config.iterations_per_loop, to_save, config.num_train_steps - step)
+
+  def _current_learning_rate(self) -> tf.Tensor:
+    optimizer = self.optimizer
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = inner.learning_rate
+    if callable(schedule):
+      return schedule(optimizer.iterations)
+    return schedule
+
+
+def predict(strategy: tf.distribute.Strategy, model: tf_keras.Model,
+            dataset: tf.data.Dataset, output_keys: List[str],
+            passthrough_keys: List[str] = ()) -> Dict[str, np.ndarray]:
+  """Runs `model` over `dataset` (global batches) and returns the outputs, in order, as arrays.
+
+  `passthrough_keys` are input features (e.g. unique_ids) returned beside the outputs.
+  """
+  @tf.function
+  def step(features):
+    outputs = model(features, training=False)
+    result = {k: outputs[k] for k in output_keys}
+    result.update({k: features[k] for k in passthrough_keys})
+    return result
+
+  collected: Dict[str, List[np.ndarray]] = {k: [] for k in [*output_keys, *passthrough_keys]}
+  for features in strategy.experimental_distribute_dataset(dataset):
+    per_replica = strategy.run(step, args=(features,))
+    for key in collected:
+      for part in strategy.experimental_local_results(per_replica[key]):
+        collected[key].append(part.numpy())
+  return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in collected.items()}
