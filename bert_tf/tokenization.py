@@ -169,9 +169,9 @@ class BasicTokenizer:
     text = convert_to_unicode(text)
     if not self.do_lower_case:
       return text.translate(_CLEAN_SPLIT_PUNCTUATION).split()
-    text = text.translate(_CLEAN).lower()
-    if not text.isascii():
-      text = unicodedata.normalize("NFD", text)
+    if text.isascii():  # Lowercasing ASCII is per character and NFD leaves it as it is.
+      return text.lower().translate(_CLEAN_SPLIT_PUNCTUATION).split()
+    text = unicodedata.normalize("NFD", text.translate(_CLEAN).lower())
     return text.translate(_DROP_MARKS_SPLIT_PUNCTUATION).split()
 
 

@@ -1,0 +1,105 @@
+"""Flags shared by run_squad.py, run_classifier.py and run_pretraining.py, and what they resolve to.
+
+Names, defaults and meanings follow google-research/bert's scripts; extras are marked as such.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import flags, logging
+
+from bert_tf import checkpoints, distribution, modeling, tokenization, trainer
+from bert_tf.configs import BertConfig
+
+FLAGS = flags.FLAGS
+
+
+def define_model_flags() -> None:
+  """vocab_file, bert_config_file, init_checkpoint, do_lower_case (+ mixed_precision)."""
+  flags.DEFINE_string("vocab_file", None, "The vocabulary file the BERT model was trained on. "
+                      "May be omitted when --init_checkpoint is a directory that holds vocab.txt.")
+  flags.DEFINE_string("bert_config_file", None, "The config json file of the pre-trained BERT "
+                      "model (Google bert_config.json or Hugging Face config.json). May be "
+                      "omitted when --init_checkpoint is a directory that holds one.")
+  flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google TF1 checkpoint "
+                      "(.../bert_model.ckpt), a bert_tf output directory or checkpoint, or a "
+                      "Hugging Face BERT directory.")
+  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. True for "
+                    "uncased models, False for cased ones. When not given, it is inferred from "
+                    "the vocab; a value that contradicts the vocab is an error.")
+  flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
+                    "(bert_tf) Compute dtype policy: mixed_bfloat16 on TPU, mixed_float16 "
+                    "(with loss scaling) on GPU.")
+
+
+def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
+  """google-research's training flags plus bert_tf's optimizer and schedule extras."""
+  flags.DEFINE_string("output_dir", None, "The output directory where the model checkpoints "
+                      "and results will be written (local or gs://).")
+  flags.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training.")
+  flags.DEFINE_float("learning_rate", learning_rate, "The initial learning rate for Adam.")
+  flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.")
+  flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear "
+                     "learning rate warmup for. E.g., 0.1 = 10% of training.")
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+  flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each call to "
+                       "the accelerator (one tf.function).")
+  flags.DEFINE_integer("keep_checkpoint_max", 5, "(bert_tf) Checkpoints to keep.")
+  flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "(bert_tf) Optimizer.")
+  flags.DEFINE_bool("decay_from_warmup_end", False, "(bert_tf) Decay the learning rate from its "
+                    "full value at the end of warmup instead of google-research's schedule, "
+                    "which drops it there.")
+  flags.DEFINE_bool("use_xla", False, "(bert_tf) Compile the training step with XLA "
+                    "(TPUs always compile).")
+  flags.DEFINE_integer("seed", 12345, "(bert_tf) Random seed for initialisation and data order.")
+  distribution.define_flags()
+
+
+@dataclasses.dataclass
+class ModelFiles:
+  """The resolved vocab, config and lowercasing of the model a script runs."""
+  vocab_file: str
+  config: BertConfig
+  do_lower_case: bool
+  init_checkpoint: Optional[str]
+
+  def tokenizer(self) -> tokenization.FullTokenizer:
+    return tokenization.FullTokenizer(self.vocab_file, self.do_lower_case)
+
+
+def resolve_model_files() -> ModelFiles:
+  """Fills vocab/config from --init_checkpoint when omitted and checks they agree, early."""
+  vocab_file, config_file = checkpoints.resolve_model_files(
+      FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file)
+  config = BertConfig.from_json_file(config_file)
+  checkpoints.check_vocab_matches_config(vocab_file, config)
+  given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
+  do_lower_case = tokenization.resolve_do_lower_case(vocab_file, given, FLAGS.init_checkpoint)
+  return ModelFiles(vocab_file, config, do_lower_case, FLAGS.init_checkpoint)
+
+
+def strategy_config() -> distribution.StrategyConfig:
+  return distribution.StrategyConfig.from_flags(FLAGS)
+
+
+def train_config(num_train_steps: int, jit_compile: Optional[bool] = None) -> trainer.TrainConfig:
+  """A TrainConfig from the training flags, warmup as a proportion of `num_train_steps`."""
+  return trainer.TrainConfig(
+      output_dir=FLAGS.output_dir,
+      train_batch_size=FLAGS.train_batch_size,
+      num_train_steps=num_train_steps,
+      learning_rate=FLAGS.learning_rate,
+      num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
+      optimizer=FLAGS.optimizer,
+      decay_from_warmup_end=FLAGS.decay_from_warmup_end,
+      iterations_per_loop=FLAGS.iterations_per_loop,
+      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+      keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+      jit_compile=FLAGS.use_xla if jit_compile is None else jit_compile,
+      mixed_precision=FLAGS.mixed_precision)
+
+
+def apply_mixed_precision() -> None:
+  modeling.set_mixed_precision(FLAGS.mixed_precision)
+  if FLAGS.mixed_precision:
+    logging.info("Mixed precision: %s (losses in float32).", FLAGS.mixed_precision)
