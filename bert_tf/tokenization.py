@@ -1,15 +1,17 @@
 """WordPiece tokenization with google-research/bert's exact output, but faster.
 
-`FullTokenizer`, `BasicTokenizer` and `WordpieceTokenizer` take the same arguments and give the same
-tokens as google-research/bert's tokenization.py for any Unicode text. The speed comes from doing each
-pass over the whole text in C (`str.translate`, `str.lower`, `unicodedata.normalize`, `str.split`)
-with character classes decided once per code point and cached, a bound on the WordPiece search from
-the vocab's longest entry, and a per-word cache in `FullTokenizer`.
+`FullTokenizer`, `BasicTokenizer` and `WordpieceTokenizer` take the same arguments and give the
+same tokens as google-research/bert's tokenization.py for any Unicode text. The speed comes from
+doing each pass over the whole text in C (`str.translate`, `str.lower`, `unicodedata.normalize`,
+`str.split`) with character classes decided once per code point and cached, a WordPiece search
+that tries no piece longer than the vocab's longest one with the same first character, and a
+per-word cache in `FullTokenizer`.
 
-Why whole-text passes give the same tokens as google-research's per-token ones: every rule it applies
-per character (cleaning, CJK spacing, punctuation splitting, accent dropping) is context free;
-`str.lower` is context sensitive only for the Greek final sigma and `unicodedata.normalize` only
-within a run of combining marks, and neither context reaches across the spaces that separate tokens.
+Why whole-text passes give the same tokens as google-research's per-token ones: every rule it
+applies per character (cleaning, CJK spacing, punctuation splitting, accent dropping) is context
+free; `str.lower` is context sensitive only for the Greek final sigma and `unicodedata.normalize`
+only within a run of combining marks, and neither context reaches across the whitespace between
+tokens.
 
 `resolve_do_lower_case` infers `do_lower_case` from the vocab and refuses settings that contradict
 the vocab or a known Google checkpoint name. `InGraphTokenizer` is a TensorFlow Text version for
@@ -20,7 +22,7 @@ import collections
 import itertools
 import re
 import unicodedata
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from absl import logging
 import tensorflow as tf
@@ -59,14 +61,10 @@ def _is_punctuation(cp: int) -> bool:
 
 
 def _clean(cp: int) -> _Replacement:
-  """First pass: drop controls, whitespace to a space, a space either side of a CJK ideograph.
-
-  U+2028 and U+2029 are not whitespace to google-research, but `str.split` splits on them; making
-  them spaces here keeps `str.lower`'s final-sigma context inside one token.
-  """
+  """First pass: drop controls, whitespace to a space, a space either side of a CJK ideograph."""
   if _is_dropped(cp):
     return None
-  if _is_whitespace(cp) or cp in (0x2028, 0x2029):
+  if _is_whitespace(cp):
     return " "
   if _is_cjk(cp):
     return f" {chr(cp)} "
@@ -100,8 +98,6 @@ class _CharTable(dict):
   def __init__(self, classify: Callable[[int], _Replacement]):
     super().__init__()
     self._classify = classify
-    for cp in range(128):
-      self[cp] = classify(cp)
 
   def __missing__(self, cp: int) -> _Replacement:
     replacement = self._classify(cp)
@@ -112,6 +108,7 @@ class _CharTable(dict):
 _CLEAN = _CharTable(_clean)
 _DROP_MARKS_SPLIT_PUNCTUATION = _CharTable(_drop_marks_split_punctuation)
 _CLEAN_SPLIT_PUNCTUATION = _CharTable(_clean_split_punctuation)
+_DROP_MARKS = _CharTable(lambda cp: None if unicodedata.category(chr(cp)) == "Mn" else cp)
 
 
 def convert_to_unicode(text: Union[str, bytes]) -> str:
@@ -124,18 +121,19 @@ def convert_to_unicode(text: Union[str, bytes]) -> str:
 
 
 def printable_text(text: Union[str, bytes]) -> str:
-  """Returns `text` as str for printing or logging (the same as `convert_to_unicode` on Python 3)."""
+  """Returns `text` as str for printing or logging (on Python 3, as `convert_to_unicode`)."""
   return convert_to_unicode(text)
 
 
 def load_vocab(vocab_file: str) -> "collections.OrderedDict[str, int]":
   """Reads a vocab file (one token a line, local or gs://) into token -> line number.
 
-  Like google-research: each line is stripped of surrounding whitespace, a blank line is the token
-  "", and a repeated token keeps its last line number.
+  Like google-research, which reads with GFile.readline: every "\\r" is dropped, each line is
+  stripped of surrounding whitespace, a blank line is the token "", and a repeated token keeps its
+  last line number.
   """
   with tf.io.gfile.GFile(vocab_file, "r") as reader:
-    lines = convert_to_unicode(reader.read()).split("\n")
+    lines = convert_to_unicode(reader.read()).replace("\r", "").split("\n")
   if lines[-1] == "":
     lines.pop()  # After the final newline, or the whole of an empty file.
   vocab = collections.OrderedDict()
@@ -175,6 +173,15 @@ class BasicTokenizer:
     return text.translate(_DROP_MARKS_SPLIT_PUNCTUATION).split()
 
 
+def _longest_by_first_char(pieces: Iterable[str]) -> Dict[str, int]:
+  """First character -> length of the longest piece that starts with it."""
+  longest = {}
+  for piece in pieces:
+    if piece and len(piece) > longest.get(piece[0], 0):
+      longest[piece[0]] = len(piece)
+  return longest
+
+
 class WordpieceTokenizer:
   """Splits words into the vocab's pieces, greedily taking the longest match first.
 
@@ -190,9 +197,9 @@ class WordpieceTokenizer:
     self.max_input_chars_per_word = max_input_chars_per_word
     # Continuation pieces without their "##", so the search needs no string concatenation.
     self._next_pieces = frozenset(token[2:] for token in vocab if token.startswith("##"))
-    # No vocab entry is longer than these, so the search need not try longer pieces.
-    self._max_first_piece = max(map(len, vocab), default=0)
-    self._max_next_piece = max(map(len, self._next_pieces), default=0)
+    # The longest piece starting with each character: the search need not try longer ones.
+    self._longest_first_piece = _longest_by_first_char(vocab)
+    self._longest_next_piece = _longest_by_first_char(self._next_pieces)
 
   def tokenize(self, text: Union[str, bytes]) -> List[str]:
     """Returns the pieces of each whitespace-separated word of `text`, in order."""
@@ -209,17 +216,17 @@ class WordpieceTokenizer:
     vocab = self.vocab
     if word in vocab:
       return [word]
-    end = min(length - 1, self._max_first_piece)
+    end = min(length - 1, self._longest_first_piece.get(word[0], 0))
     while end > 0 and word[:end] not in vocab:
       end -= 1
     if end == 0:
       return [self.unk_token]
     pieces = [word[:end]]
     next_pieces = self._next_pieces
-    longest = self._max_next_piece
+    longest_next_piece = self._longest_next_piece
     start = end
     while start < length:
-      end = min(length, start + longest)
+      end = min(length, start + longest_next_piece.get(word[start], 0))
       while end > start and word[start:end] not in next_pieces:
         end -= 1
       if end == start:
@@ -272,3 +279,159 @@ class FullTokenizer:
   def convert_ids_to_tokens(self, ids: Iterable[int]) -> List[str]:
     """Maps vocab ids to tokens."""
     return convert_by_vocab(self.inv_vocab, ids)
+
+
+def _uncased_form(token: str) -> str:
+  """What `BasicTokenizer(do_lower_case=True)` does to a token's letters: lower, NFD, drop Mn."""
+  return unicodedata.normalize("NFD", token.lower()).translate(_DROP_MARKS)
+
+
+def cased_vocab_entries(vocab: Iterable[str]) -> List[str]:
+  """Vocab entries that lowercasing text could never produce, in vocab order.
+
+  These are entries that lowercasing, NFD and accent dropping would change: uppercase letters,
+  accented letters, precomposed Hangul syllables. Bracketed special tokens ([CLS], [unused0]) are
+  not counted. Symbols like "ℝ", uppercase but with no lowercase form, are rightly not counted.
+  """
+  return [token for token in vocab
+          if not _SPECIAL_TOKEN.fullmatch(token) and _uncased_form(token) != token]
+
+
+def vocab_is_cased(vocab: Iterable[str]) -> bool:
+  """Whether `vocab` (tokens, or a token -> id mapping) was built from text that kept its case."""
+  return bool(cased_vocab_entries(vocab))
+
+
+# Google's released checkpoints: directory name -> the do_lower_case they were trained with.
+_GOOGLE_CHECKPOINT = re.compile(
+    r"(?<![A-Za-z])(uncased|multilingual|chinese|multi_cased|cased)_L-\d+_H-\d+_A-\d+")
+_GOOGLE_CHECKPOINT_LOWER_CASE = {"uncased": True, "multilingual": True, "chinese": True,
+                                 "multi_cased": False, "cased": False}
+
+_LOWERCASING_HARM = (
+    "Lowercasing also applies NFD and strips accents: it turns Hangul syllables into jamo "
+    "('한' U+D55C becomes U+1112 U+1161 U+11AB), 'café' into 'cafe' and 'Paris' into 'paris', so "
+    "a cased model sees text it was never trained on: its tokens mostly become [UNK] or differ "
+    "from the ones it learned.")
+_NOT_LOWERCASING_HARM = (
+    "Without lowercasing, words with capitals or accents ('The', 'Paris', 'café') are not in an "
+    "uncased vocab: they mostly become [UNK] or split into pieces the model never saw together.")
+
+
+def _harm(do_lower_case: bool) -> str:
+  """Why a wrong `do_lower_case` value breaks the model, for error messages."""
+  return _LOWERCASING_HARM if do_lower_case else _NOT_LOWERCASING_HARM
+
+
+def checkpoint_lower_case(init_checkpoint: Optional[str]) -> Optional[bool]:
+  """The do_lower_case of a Google checkpoint named in the path (e.g. uncased_L-12_H-768_A-12).
+
+  None when the path names no known Google model.
+  """
+  match = _GOOGLE_CHECKPOINT.search(init_checkpoint or "")
+  return _GOOGLE_CHECKPOINT_LOWER_CASE[match.group(1)] if match else None
+
+
+def resolve_do_lower_case(vocab_file: str, do_lower_case: Optional[bool],
+                          init_checkpoint: Optional[str] = None) -> bool:
+  """The do_lower_case to tokenize with: the flag's value, or inferred from the vocab when None.
+
+  Fails early, with a ValueError that says what goes wrong and how to fix it, when the value
+  contradicts the vocab (a cased vocab needs False, an uncased one True) or the Google checkpoint
+  named in `init_checkpoint`, since either mistake silently ruins fine-tuning.
+  """
+  cased_entries = cased_vocab_entries(load_vocab(vocab_file))
+  vocab_lower_case = not cased_entries
+  if cased_entries:
+    vocab_kind = (f"cased: {len(cased_entries)} of its entries, such as "
+                  f"{', '.join(map(repr, cased_entries[:3]))}, have capitals, accents or Hangul "
+                  "syllables that lowercasing removes")
+  else:
+    vocab_kind = "uncased: none of its entries has capitals, accents or Hangul syllables"
+  how = "inferred" if do_lower_case is None else "given"
+  if do_lower_case is None:
+    do_lower_case = vocab_lower_case
+    logging.info("--do_lower_case not given: inferred %s from the vocab %s, which is %s.",
+                 do_lower_case, vocab_file, vocab_kind)
+  elif do_lower_case != vocab_lower_case:
+    raise ValueError(
+        f"--do_lower_case={do_lower_case} does not match the vocab {vocab_file}, which is "
+        f"{vocab_kind}. {_harm(do_lower_case)} Fix: pass --do_lower_case={vocab_lower_case}, or "
+        "leave the flag out to infer it from the vocab.")
+  checkpoint_lower = checkpoint_lower_case(init_checkpoint)
+  if checkpoint_lower is not None and checkpoint_lower != do_lower_case:
+    model = _GOOGLE_CHECKPOINT.search(init_checkpoint).group(0)
+    raise ValueError(
+        f"--do_lower_case={do_lower_case} ({how}; it matches the vocab {vocab_file}) does not "
+        f"match --init_checkpoint={init_checkpoint}: Google's {model} was pre-trained with "
+        f"do_lower_case={checkpoint_lower}. {_harm(do_lower_case)} Fix: use the vocab.txt that "
+        f"came with {model} and pass --do_lower_case={checkpoint_lower}.")
+  return do_lower_case
+
+
+# RE2 patterns for InGraphTokenizer: the same character classes as the tables above.
+_RE2_DROPPED = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}]"
+# U+2028 and U+2029 are not whitespace to google-research, but its `str.split` splits on them.
+_RE2_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
+_RE2_CJK = "([" + "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in _CJK_RANGES) + "])"
+_RE2_PUNCTUATION = r"[!-/:-@\[-`{-~]|\p{P}"
+
+
+class InGraphTokenizer(tf.Module):
+  """`FullTokenizer` as TensorFlow ops, for serving graphs and `tf.data` preprocessing.
+
+  `tokenize` maps a batch of strings to WordPiece ids. It applies `BasicTokenizer`'s rules with RE2,
+  ICU and TensorFlow Text ops, then TensorFlow Text's FastWordpieceTokenizer on the words. Text's
+  own FastBertTokenizer and BertTokenizer are not used because they differ from google-research
+  on common text: they turn control characters into spaces instead of deleting them ("a\\x0bb" is
+  two words, not "ab"), keep U+FFFD, limit words to `max_bytes_per_word` bytes (by default 100:
+  a word of 34 Hangul syllables is [UNK]) instead of 200 characters, and when lowercasing use NFKC
+  case folding, not `str.lower` ("ß" -> "ss", "ﬁ" -> "fi", "ℝ" -> "r", "…" -> "...", fullwidth
+  letters to ASCII, a final "ς" to "σ").
+
+  Differences from `FullTokenizer` (none on the SQuAD and Korean corpus texts of the tests):
+  - Unicode versions. Python 3.11's `unicodedata` is Unicode 14.0; TensorFlow's RE2 tables are
+    newer and the ICU behind `tf.strings.lower` older, so characters assigned in between are
+    classed differently: U+11B00 (Devanagari Extended-A punctuation, Unicode 15) splits words
+    only in-graph; when lowercasing, U+0ECE (a Lao mark, Unicode 15) is dropped only in-graph,
+    and a capital sigma before U+0898 (an Arabic mark, Unicode 14) becomes final "ς" only
+    in-graph ("σ" in Python).
+  tests/test_tokenization.py asserts each of these, and the TensorFlow Text ones above.
+  """
+
+  def __init__(self, vocab_file: str, do_lower_case: bool, unk_token: str = "[UNK]",
+               max_input_chars_per_word: int = 200, name: Optional[str] = None):
+    super().__init__(name=name)
+    vocab = load_vocab(vocab_file)
+    tokens = list(vocab)
+    if list(vocab.values()) != list(range(len(tokens))):
+      raise ValueError(f"{vocab_file} lists a token twice: ids are line numbers, which an in-graph "
+                       "vocab cannot reproduce. Remove the repeated lines.")
+    self.do_lower_case = do_lower_case
+    self.unk_token = unk_token
+    self.max_input_chars_per_word = max_input_chars_per_word
+    self._wordpiece = tf_text.FastWordpieceTokenizer(
+        vocab=tokens, suffix_indicator="##", unknown_token=unk_token, token_out_type=tf.int32,
+        no_pretokenization=True,
+        # Our own check below applies the limit in characters; a character is at most 4 bytes.
+        max_bytes_per_word=4 * max_input_chars_per_word)
+
+  def words(self, strings: tf.Tensor) -> tf.RaggedTensor:
+    """`BasicTokenizer.tokenize` of each string in a 1-D batch: [batch, (words)] strings."""
+    # Drops invalid UTF-8, as `convert_to_unicode` does.
+    text = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="ignore")
+    text = tf.strings.regex_replace(text, _RE2_DROPPED, "")
+    text = tf.strings.regex_replace(text, _RE2_WHITESPACE, " ")
+    text = tf.strings.regex_replace(text, _RE2_CJK, r" \1 ")
+    if self.do_lower_case:
+      text = tf_text.normalize_utf8(tf.strings.lower(text, encoding="utf-8"), "NFD")
+      text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+    return tf_text.regex_split(text, " +|" + _RE2_PUNCTUATION, _RE2_PUNCTUATION)
+
+  def tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
+    """WordPiece ids of each string in a 1-D batch: [batch, (tokens)] int32."""
+    words = self.words(strings)
+    too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > (
+        self.max_input_chars_per_word)
+    words = words.with_flat_values(tf.where(too_long, self.unk_token, words.flat_values))
+    return self._wordpiece.tokenize(words).merge_dims(1, 2)
