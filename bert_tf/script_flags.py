@@ -72,7 +72,7 @@ def resolve_model_files() -> ModelFiles:
   vocab_file, config_file = checkpoints.resolve_model_files(
       FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file)
   config = BertConfig.from_json_file(config_file)
-  checkpoints.check_vocab_matches_config(vocab_file, config)
+  checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
   do_lower_case = tokenization.resolve_do_lower_case(vocab_file, given, FLAGS.init_checkpoint)
   return ModelFiles(vocab_file, config, do_lower_case, FLAGS.init_checkpoint)
