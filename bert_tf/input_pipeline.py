@@ -88,3 +88,22 @@ def evaluation_dataset(file_pattern: str, parser: Parser, batch_size: int,
   dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
   dataset = dataset.map(parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def pad_to_full_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+  """Pads a partial last batch with all-zero examples, so every batch has a static shape.
+
+  Callers tell padding apart by a field that is never zero in real data (e.g. unique_ids)
+  or by the is_real_example mask added here.
+  """
+  def pad(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    count = tf.shape(next(iter(features.values())))[0]
+    padded = {}
+    for key, value in features.items():
+      paddings = [[0, batch_size - count]] + [[0, 0]] * (value.shape.rank - 1)
+      value = tf.pad(value, paddings)
+      value.set_shape([batch_size] + value.shape.as_list()[1:])
+      padded[key] = value
+    padded["is_real_example"] = tf.pad(tf.ones([count], tf.int32), [[0, batch_size - count]])
+    return padded
+  return dataset.map(pad)

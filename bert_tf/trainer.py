@@ -62,6 +62,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
       and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
+  """Creates (they are lazy) and returns the random generators of the model's dropout layers."""
+  generators = []
+  for layer in model.submodules:
+    rng = getattr(layer, "_random_generator", None)
+    if hasattr(rng, "_maybe_init"):  # tf_keras.backend.RandomGenerator (not exported)
+      rng._maybe_init()  # pylint: disable=protected-access
+      if rng._generator is not None:  # pylint: disable=protected-access
+        generators.append(rng._generator)  # pylint: disable=protected-access
+  return generators
+
+
 class Progress:
   """A progress line with steps/s, examples/s and ETA."""
 
@@ -104,8 +116,12 @@ class Trainer:
     self.config = config
     self.loss_fn = loss_fn
     self.dataset_fn = dataset_fn
+    # Dropout draws from tf.random.Generator states (variables), which we checkpoint so that a
+    # resumed run draws the same masks as an uninterrupted one.
+    tf_keras.backend.experimental.enable_tf_random_generator()
     with strategy.scope():
       self.model = model_fn()
+      dropout_generators = _dropout_generators(self.model)
       optimizer = optimization.create_optimizer(
           config.learning_rate, config.num_train_steps, config.num_warmup_steps,
           config.optimizer, config.weight_decay_rate, config.decay_from_warmup_end)
@@ -114,7 +130,8 @@ class Trainer:
       self.optimizer = optimizer
       # Creates the slot variables now, so a checkpoint restores them instead of deferring.
       self.optimizer._create_all_weights(self.model.trainable_variables)  # pylint: disable=protected-access
-    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                          dropout_generators=dropout_generators)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         step_counter=self.optimizer.iterations)
@@ -124,6 +141,8 @@ class Trainer:
     elif init_fn is not None:
       init_fn(self.model)
     self._train_loop = tf.function(self._train_loop_fn)
+    # Mean loss over the steps the last train() call ran (None if it ran none), for per-epoch stats.
+    self.mean_loss: Optional[float] = None
     self._gradients = tf.function(self._gradients_fn, jit_compile=config.jit_compile)
 
   @property
@@ -150,10 +169,12 @@ class Trainer:
 
   def _replica_step(self, features: Features) -> tf.Tensor:
     loss, grads = self._gradients(features)
+    # Variables the loss does not reach (the pooler, for SQuAD) have no gradient, as in TF1.
+    pairs = [(g, v) for g, v in zip(grads, self.model.trainable_variables) if g is not None]
     context = tf.distribute.get_replica_context()
-    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
     grads, _ = tf.clip_by_global_norm(grads, GRADIENT_CLIP_NORM)
-    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables),
+    self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]),
                                    experimental_aggregate_gradients=False)
     return loss
 
@@ -179,6 +200,7 @@ class Trainer:
     config = self.config
     last_step = min(stop_at_step or config.num_train_steps, config.num_train_steps)
     if self.step >= last_step:
+      self.mean_loss = None
       logging.info("Already trained to step %d; nothing to do.", self.step)
       return self.model
     iterator = self._distributed_dataset()
@@ -189,9 +211,11 @@ class Trainer:
     logging.info("Training from step %d to %d, global batch %d on %d replica(s).", self.step,
                  config.num_train_steps, config.train_batch_size,
                  self.strategy.num_replicas_in_sync)
+    loss_sum, steps_run = 0.0, 0
     while self.step < last_step:
       steps = min(self._steps_to_next_stop(), last_step - self.step)
       loss = float(self._train_loop(iterator, tf.constant(steps)))
+      loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
       step = self.step
       if not math.isfinite(loss):
         raise NonFiniteLossError(
@@ -212,6 +236,7 @@ class Trainer:
       if step % config.save_checkpoints_steps == 0 or step >= last_step:
         self.save()
     writer.flush()
+    self.mean_loss = loss_sum / steps_run
     return self.model
 
   def save(self) -> str:

@@ -33,3 +33,13 @@ def shared_path(*parts: str) -> pathlib.Path:
   if not path.exists():
     pytest.skip(f"{path} is not present")
   return path
+
+
+@pytest.fixture(scope="session")
+def mirrored_cpus() -> tf.distribute.MirroredStrategy:
+  """One MirroredStrategy over the logical CPUs for the whole session.
+
+  Two MirroredStrategy objects in one process reuse collective instance keys, and TF then
+  aborts with "Shape mismatch in the collective instance"; a real run makes one strategy.
+  """
+  return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(NUM_LOGICAL_CPUS)])

@@ -73,10 +73,10 @@ def test_xla_compiled_step_trains_on_cpu(tmp_path, records):
   assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith("ckpt-6")
 
 
-def test_two_replicas_match_one_device(tmp_path, records):
+def test_two_replicas_match_one_device(tmp_path, records, mirrored_cpus):
   single = _make_trainer(tf.distribute.OneDeviceStrategy("/cpu:0"), tmp_path / "one", records)
   single.train()
-  mirrored = _make_trainer(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+  mirrored = _make_trainer(mirrored_cpus,
                            tmp_path / "two", records)
   assert mirrored.strategy.num_replicas_in_sync == 2
   mirrored.train()

@@ -1,0 +1,109 @@
+"""run_squad.py end to end on the bundled sample data with a tiny model, and squad_task on 2 replicas."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import configs, squad, squad_task, tokenization, trainer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+# Few epochs: these tests check the plumbing, the demo itself trains longer.
+FAST = ["--demo", "--num_train_epochs=6", "--iterations_per_loop=5",
+        "--save_checkpoints_steps=10"]
+
+
+def _run_squad(*args, wait=True):
+  command = [sys.executable, str(ROOT / "run_squad.py"), *args]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  if not wait:
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _final_weights(output_dir):
+  reader = tf.train.load_checkpoint(str(output_dir))
+  names = [n for n in reader.get_variable_to_shape_map()
+           if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
+  return {n: reader.get_tensor(n) for n in names}
+
+
+def test_train_predict_evaluate(tmp_path):
+  out = tmp_path / "out"
+  result = _run_squad(*FAST, f"--output_dir={out}")
+  assert "not a benchmark" in result.stdout
+  predictions = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
+  assert len(predictions) == 29
+  raw = (out / "nbest_predictions.json").read_text(encoding="utf-8")
+  assert "\\u" not in raw  # Korean stays readable
+  nbest = json.loads(raw)
+  assert all(abs(sum(e["probability"] for e in entries) - 1) < 1e-4 for entries in nbest.values())
+  metrics = json.loads((out / "eval_results.json").read_text())
+  assert metrics["total"] == 29 and 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
+  assert "Reusing the cached" not in result.stderr
+  # A second run reuses the cached features and, already trained, only predicts.
+  again = _run_squad(*FAST, f"--output_dir={out}")
+  assert "Reusing the cached train features" in again.stderr
+  assert "Already trained to step" in again.stderr
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  _run_squad(*FAST, f"--output_dir={straight}", "--do_predict=False")
+  process = _run_squad(*FAST, f"--output_dir={resumed}", "--do_predict=False", wait=False)
+  deadline = time.time() + 240
+  while not (resumed / "ckpt-20.index").exists():
+    assert process.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (resumed / "ckpt-40.index").exists()  # it really was interrupted
+  result = _run_squad(*FAST, f"--output_dir={resumed}", "--do_predict=False")
+  assert "Resumed from" in result.stderr
+  expected, actual = _final_weights(straight), _final_weights(resumed)
+  assert expected.keys() == actual.keys() and expected
+  for name in expected:
+    np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
+
+
+def test_bad_flags_fail_before_work(tmp_path):
+  command = [sys.executable, str(ROOT / "run_squad.py"), "--demo", f"--output_dir={tmp_path}",
+             "--max_seq_length=512"]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "max_position_embeddings=256" in result.stderr
+  assert not list(tmp_path.iterdir())
+
+
+def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
+  strategy = mirrored_cpus
+  config = configs.BertConfig.from_json_file(str(SAMPLE / "bert_config.json"))
+  tokenizer = tokenization.FullTokenizer(str(SAMPLE / "vocab.txt"), do_lower_case=False)
+  prepare = dict(tokenizer=tokenizer, vocab_file=str(SAMPLE / "vocab.txt"), max_seq_length=64,
+                 doc_stride=32, max_query_length=16, version_2_with_negative=False,
+                 output_dir=str(tmp_path), num_workers=1)
+  train_meta = squad.prepare_features(str(SAMPLE / "squad_sample.json"), is_training=True,
+                                      **prepare)
+  eval_meta = squad.prepare_features(str(SAMPLE / "squad_sample.json"), is_training=False,
+                                     **prepare)
+  train_config = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=8,
+                                     num_train_steps=4, learning_rate=1e-3,
+                                     iterations_per_loop=2, save_checkpoints_steps=2)
+  model = squad_task.train(strategy, config, train_meta, train_config, None, seed=1)
+  # 7 predict batches of 8 cover the features once each, the last one padded.
+  results = squad_task.predict(strategy, model, eval_meta, predict_batch_size=8)
+  assert sorted(r.unique_id for r in results) == list(
+      range(squad.FIRST_UNIQUE_ID, squad.FIRST_UNIQUE_ID + eval_meta["num_features"]))
+  assert all(len(r.start_logits) == 64 for r in results)
