@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from bert_tf import configs, input_pipeline, modeling, trainer
 
@@ -105,3 +106,18 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, records):
   pooler_bias.assign(tf.fill(pooler_bias.shape, float("nan")))
   with pytest.raises(trainer.NonFiniteLossError, match=r"step 4.*ckpt-2"):
     run.train()
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_training_keeps_float32_weights(tmp_path, records, policy):
+  modeling.set_mixed_precision(policy)
+  try:
+    run = _make_trainer(tf.distribute.get_strategy(), tmp_path / policy, records, num_steps=2,
+                        mixed_precision=policy)
+    run.train()
+  finally:
+    modeling.set_mixed_precision(None)
+  assert run.step == 2 and run.mean_loss is not None and np.isfinite(run.mean_loss)
+  assert all(v.dtype == tf.float32 for v in run.model.trainable_variables)
+  loss_scaled = isinstance(run.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+  assert loss_scaled == (policy == "mixed_float16")  # float16 needs loss scaling, bfloat16 not
