@@ -19,6 +19,7 @@ SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_d
 
 script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+script_flags.define_cloud_flags()
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
 flags.DEFINE_string("predict_file", None, "SQuAD json for predictions. E.g., dev-v1.1.json")
 flags.DEFINE_integer("max_seq_length", 384, "The maximum total input sequence length after "
@@ -82,9 +83,10 @@ def main(_) -> None:
     apply_demo_flags()
   validate_flags()
   strategy_config = script_flags.strategy_config()
-  distribution.remote_tpu_requires_gcs(strategy_config, {
-      name: FLAGS[name].value for name in ("vocab_file", "bert_config_file", "init_checkpoint",
-                                           "train_file", "predict_file", "output_dir")})
+  inputs = ["vocab_file", "bert_config_file", "init_checkpoint"]
+  inputs += [name for wanted, name in ((FLAGS.do_train, "train_file"),
+                                       (FLAGS.do_predict, "predict_file")) if wanted]
+  staging_client = script_flags.check_and_stage_paths(inputs, strategy_config)
   files = script_flags.resolve_model_files()
   if FLAGS.max_seq_length > files.config.max_position_embeddings:
     raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
@@ -142,6 +144,12 @@ def main(_) -> None:
         output_file=os.path.join(FLAGS.output_dir, "eval_results.json"))
     if metrics:
       logging.info("Evaluation: %s", metrics)
+    written = [paths["predictions"], paths["nbest_predictions"]]
+    if FLAGS.version_2_with_negative:
+      written.append(paths["null_odds"])
+    if metrics:
+      written.append(os.path.join(FLAGS.output_dir, "eval_results.json"))
+    script_flags.copy_results_back(staging_client, [os.path.basename(p) for p in written])
     print(f"Predictions: {paths['predictions']}" + (f"\nMetrics: {metrics}" if metrics else ""))
   if FLAGS.demo:
     print("This was a smoke run on bundled sample data with a tiny model, evaluated on the "

@@ -22,7 +22,7 @@ import tensorflow as tf
 STRATEGY_NAMES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device", "default")
 LOCAL_TPU = "local"
 _GRPC_PREFIX = "grpc://"
-_GCS_PREFIX = "gs://"
+GCS_PREFIX = "gs://"
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -118,7 +118,7 @@ def is_remote_tpu(config: StrategyConfig) -> bool:
   return strategy_name(config) == "tpu" and tpu_address(config) != LOCAL_TPU
 
 
-def _comma_parts(value: str) -> List[str]:
+def comma_parts(value: str) -> List[str]:
   """The comma-separated parts of a path flag (input_file accepts several files or globs)."""
   return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -142,7 +142,7 @@ def remote_tpu_requires_gcs(config: StrategyConfig,
     return
   offending = {
       name: value for name, value in path_flags.items()
-      if value and not all(part.startswith(_GCS_PREFIX) for part in _comma_parts(value))
+      if value and not all(part.startswith(GCS_PREFIX) for part in comma_parts(value))
   }
   if not offending:
     return
@@ -152,7 +152,8 @@ def remote_tpu_requires_gcs(config: StrategyConfig,
       f"The remote TPU ({tpu}) reads inputs and writes outputs itself and cannot see this "
       f"machine's files, so these flags must be gs:// paths:\n{listing}\n"
       "Copy the files to a gs:// bucket (e.g. `gcloud storage cp -r LOCAL gs://BUCKET/DIR`) and "
-      "point the flags there, or run on a TPU VM with --tpu_name=local.")
+      "point the flags there, pass --stage_to=gs://BUCKET/PREFIX to have inputs uploaded for you, "
+      "or run on a TPU VM with --tpu_name=local.")
 
 
 def _nearby_multiples(value: int, step: int, count: int = 3) -> List[int]:

@@ -4,11 +4,13 @@ Names, defaults and meanings follow google-research/bert's scripts; extras are m
 """
 
 import dataclasses
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from absl import flags, logging
 
-from bert_tf import checkpoints, distribution, modeling, tokenization, trainer
+from google.cloud import storage
+
+from bert_tf import checkpoints, distribution, gcs, modeling, tokenization, trainer
 from bert_tf.configs import BertConfig
 
 FLAGS = flags.FLAGS
@@ -53,6 +55,46 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
                     "(TPUs always compile).")
   flags.DEFINE_integer("seed", 12345, "(bert_tf) Random seed for initialisation and data order.")
   distribution.define_flags()
+
+
+def define_cloud_flags() -> None:
+  """--stage_to and --local_results_dir: a remote TPU driven from a machine with local files."""
+  flags.DEFINE_string("stage_to", None, "(bert_tf) gs://bucket/prefix: with a remote TPU, upload "
+                      "local input files there (resumable, skipping objects whose size and "
+                      "crc32c already match) and read them from there. Nothing local is deleted.")
+  flags.DEFINE_string("local_results_dir", None, "(bert_tf) With --stage_to, a local directory "
+                      "the predictions and evaluation results are copied back to after the run.")
+
+
+def check_and_stage_paths(input_flags: Sequence[str],
+                          config: distribution.StrategyConfig) -> Optional[storage.Client]:
+  """Preflight of the input flags and --output_dir, then --stage_to, before any expensive work.
+
+  With --stage_to and a remote TPU, local inputs are uploaded and their flags rewritten; then a
+  remote TPU must see only gs:// paths. Returns the storage client used for staging (for
+  `copy_results_back`), or None when nothing was staged.
+  """
+  inputs = {name: FLAGS[name].value for name in input_flags}
+  gcs.check_inputs_and_output(inputs, "output_dir", FLAGS.output_dir)
+  client = None
+  if FLAGS.stage_to:
+    if distribution.is_remote_tpu(config):
+      client = storage.Client()
+      for name, value in gcs.stage_inputs(client, inputs, FLAGS.stage_to).items():
+        FLAGS[name].value = value
+    else:
+      logging.info("--stage_to is ignored: no remote TPU, so local files are read directly.")
+  distribution.remote_tpu_requires_gcs(
+      config, {**{name: FLAGS[name].value for name in input_flags}, "output_dir": FLAGS.output_dir})
+  return client
+
+
+def copy_results_back(client: Optional[storage.Client], names: List[str]) -> None:
+  """Copies output_dir/NAME for each name to --local_results_dir when inputs were staged."""
+  if client is None or not FLAGS.local_results_dir:
+    return
+  copied = gcs.copy_back(client, FLAGS.output_dir, names, FLAGS.local_results_dir)
+  print(f"Copied back to {FLAGS.local_results_dir}: {', '.join(copied)}")
 
 
 @dataclasses.dataclass

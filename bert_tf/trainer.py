@@ -7,9 +7,12 @@ the optimizer and the step; the step is also the data position (see input_pipeli
 restarted run continues where the last checkpoint left off.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -52,6 +55,14 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or Inf loss."""
 
 
+class TrainingPreempted(SystemExit):
+  """SIGTERM arrived (Cloud TPU preemption, Colab shutdown); a checkpoint was saved first.
+
+  A SystemExit, so a script ends with the message and a non-zero status instead of a traceback,
+  and a scheduler that restarts failed jobs restarts it.
+  """
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True unless this process is a non-chief worker of a multi-worker strategy."""
   resolver = getattr(strategy, "cluster_resolver", None)
@@ -72,6 +83,29 @@ def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
       if rng._generator is not None:  # pylint: disable=protected-access
         generators.append(rng._generator)  # pylint: disable=protected-access
   return generators
+
+
+@contextlib.contextmanager
+def _sigterm_requests() -> Iterator[threading.Event]:
+  """Turns SIGTERM into a set Event for the duration of the block, then restores the old handler.
+
+  Only the main thread may install signal handlers; elsewhere the Event never gets set.
+  """
+  requested = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+
+  def handler(signum, frame):  # pylint: disable=unused-argument
+    logging.warning("SIGTERM received: saving a checkpoint at the end of this loop, then "
+                    "stopping.")
+    requested.set()
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 class Progress:
@@ -135,15 +169,37 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         step_counter=self.optimizer.iterations)
-    if self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d.", self.manager.latest_checkpoint, self.step)
-    elif init_fn is not None:
+    if not self._restore_latest() and init_fn is not None:
       init_fn(self.model)
     self._train_loop = tf.function(self._train_loop_fn)
     # Mean loss over the steps the last train() call ran (None if it ran none), for per-epoch stats.
     self.mean_loss: Optional[float] = None
     self._gradients = tf.function(self._gradients_fn, jit_compile=config.jit_compile)
+
+  def _restore_latest(self) -> bool:
+    """Restores the newest readable checkpoint in output_dir; False when there is none.
+
+    A checkpoint whose files are damaged (a disk that filled up, a copy cut short: TF reports
+    an OpError, or IndexError "Read less bytes than requested") is skipped
+    with a warning for the one before it, so a run never continues from a half-read state;
+    if every checkpoint is damaged, the error says which files to remove.
+    """
+    errors = []
+    for path in reversed(self.manager.checkpoints):
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
+        logging.warning("Checkpoint %s cannot be read (%s); trying the one before.", path,
+                        str(e).splitlines()[0])
+        errors.append(path)
+        continue
+      logging.info("Resumed from %s at step %d.", path, self.step)
+      return True
+    if errors:
+      raise ValueError(f"No checkpoint in {self.config.output_dir} can be read: "
+                       f"{', '.join(errors)}. Remove them (or use a new --output_dir) to train "
+                       "from the start.")
+    return False
 
   @property
   def step(self) -> int:
@@ -212,37 +268,56 @@ class Trainer:
                  config.num_train_steps, config.train_batch_size,
                  self.strategy.num_replicas_in_sync)
     loss_sum, steps_run = 0.0, 0
-    while self.step < last_step:
-      steps = min(self._steps_to_next_stop(), last_step - self.step)
-      loss = float(self._train_loop(iterator, tf.constant(steps)))
-      loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
-      step = self.step
-      if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f"Loss became {loss} in the steps ending at step {step}; stopping. The last good "
-            f"checkpoint is {self.manager.latest_checkpoint or 'none (no checkpoint yet)'}. "
-            "Check the learning rate, the vocab_size in bert_config.json against vocab.txt, "
-            "and the input data.")
-      stats = progress.update(step)
-      learning_rate = float(self._current_learning_rate())
-      logging.info("step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  %.1f examples/s  ETA %s",
-                   step, config.num_train_steps, loss, learning_rate, stats["steps_per_sec"],
-                   stats["examples_per_sec"], _format_duration(stats["eta_sec"]))
-      with writer.as_default(step=step):
-        tf.summary.scalar("loss", loss)
-        tf.summary.scalar("learning_rate", learning_rate)
-        tf.summary.scalar("examples_per_sec", stats["examples_per_sec"])
-        tf.summary.scalar("steps_per_sec", stats["steps_per_sec"])
-      if step % config.save_checkpoints_steps == 0 or step >= last_step:
-        self.save()
+    with _sigterm_requests() as sigterm:
+      while self.step < last_step:
+        steps = min(self._steps_to_next_stop(), last_step - self.step)
+        loss = float(self._train_loop(iterator, tf.constant(steps)))
+        loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
+        step = self.step
+        if not math.isfinite(loss):
+          raise NonFiniteLossError(
+              f"Loss became {loss} in the steps ending at step {step}; stopping. The last good "
+              f"checkpoint is {self.manager.latest_checkpoint or 'none (no checkpoint yet)'}. "
+              "Check the learning rate, the vocab_size in bert_config.json against vocab.txt, "
+              "and the input data.")
+        stats = progress.update(step)
+        learning_rate = float(self._current_learning_rate())
+        logging.info("step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  %.1f examples/s  ETA %s",
+                     step, config.num_train_steps, loss, learning_rate, stats["steps_per_sec"],
+                     stats["examples_per_sec"], _format_duration(stats["eta_sec"]))
+        with writer.as_default(step=step):
+          tf.summary.scalar("loss", loss)
+          tf.summary.scalar("learning_rate", learning_rate)
+          tf.summary.scalar("examples_per_sec", stats["examples_per_sec"])
+          tf.summary.scalar("steps_per_sec", stats["steps_per_sec"])
+        stopping = sigterm.is_set()
+        if step % config.save_checkpoints_steps == 0 or step >= last_step or stopping:
+          path = self.save()
+        if stopping:
+          writer.flush()
+          raise TrainingPreempted(
+              f"Stopped by SIGTERM at step {step} after saving {path}; run the same command "
+              "again to resume from it.")
     writer.flush()
     self.mean_loss = loss_sum / steps_run
     return self.model
 
   def save(self) -> str:
-    path = self.manager.save(checkpoint_number=self.step)
-    logging.info("Saved checkpoint %s", path)
-    return path
+    """Saves a checkpoint in output_dir and returns its path (on every worker).
+
+    Under MultiWorkerMirroredStrategy every worker must take part in a save (it may run
+    collectives), but only the chief's lands in output_dir: the others write to a temporary
+    directory of their own and delete it, as TF's multi-worker guide prescribes.
+    """
+    if is_chief(self.strategy):
+      path = self.manager.save(checkpoint_number=self.step)
+      logging.info("Saved checkpoint %s", path)
+      return path
+    scratch = os.path.join(self.config.output_dir,
+                           f".worker_tmp_{self.strategy.cluster_resolver.task_id}")
+    self.checkpoint.write(os.path.join(scratch, "ckpt"))
+    tf.io.gfile.rmtree(scratch)
+    return os.path.join(self.config.output_dir, f"ckpt-{self.step}")
 
   def _steps_to_next_stop(self) -> int:
     """Steps until the next loop end, checkpoint or the final step, whichever comes first."""

@@ -3,6 +3,8 @@
 import json
 import os
 import pathlib
+import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,12 +23,13 @@ FAST = ["--demo", "--num_train_epochs=6", "--iterations_per_loop=5",
         "--save_checkpoints_steps=10"]
 
 
-def _run_squad(*args, wait=True):
+def _run_squad(*args, wait=True, stderr=None):
+  """Runs run_squad.py to completion, or (wait=False) starts it, logging to `stderr` if given."""
   command = [sys.executable, str(ROOT / "run_squad.py"), *args]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   if not wait:
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    with open(stderr or os.devnull, "w", encoding="utf-8") as log:
+      return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
   result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -59,19 +62,41 @@ def test_train_predict_evaluate(tmp_path):
   assert "Already trained to step" in again.stderr
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  _run_squad(*FAST, f"--output_dir={straight}", "--do_predict=False")
-  process = _run_squad(*FAST, f"--output_dir={resumed}", "--do_predict=False", wait=False)
+def _interrupt_after(process, checkpoint, delay, sig):
+  """Sends `sig` `delay` seconds after `checkpoint` (a path) appears."""
   deadline = time.time() + 240
-  while not (resumed / "ckpt-20.index").exists():
-    assert process.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  assert not (resumed / "ckpt-40.index").exists()  # it really was interrupted
-  result = _run_squad(*FAST, f"--output_dir={resumed}", "--do_predict=False")
+  while not checkpoint.exists():
+    assert process.poll() is None and time.time() < deadline, f"{checkpoint} never appeared"
+    time.sleep(0.02)
+  time.sleep(delay)
+  process.send_signal(sig)
+  return process.wait(timeout=120)
+
+
+def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  args = [*FAST, "--do_predict=False"]
+  uninterrupted = _run_squad(*args, f"--output_dir={straight}", wait=False)
+  rng = random.Random(0)
+  # SIGKILL (a dead VM) at a random moment after ckpt-10, SIGTERM (preemption) after ckpt-20,
+  # SIGKILL again after ckpt-30; each restart is the same command.
+  for checkpoint, sig in ((10, signal.SIGKILL), (20, signal.SIGTERM), (30, signal.SIGKILL)):
+    log = tmp_path / f"{sig.name}-{checkpoint}.log"
+    process = _run_squad(*args, f"--output_dir={resumed}", wait=False, stderr=log)
+    returncode = _interrupt_after(process, resumed / f"ckpt-{checkpoint}.index",
+                                  rng.uniform(0, 0.3), sig)
+    assert not (resumed / "ckpt-44.index").exists()  # it really was interrupted
+    if sig == signal.SIGTERM:
+      stopped = re.search(r"Stopped by SIGTERM at step (\d+) after saving (\S+);",
+                          log.read_text())
+      assert returncode == 1 and stopped, log.read_text()[-3000:]
+      assert stopped.group(2).endswith(f"ckpt-{stopped.group(1)}")
+      assert (resumed / f"ckpt-{stopped.group(1)}.index").exists()
+    else:
+      assert returncode == -signal.SIGKILL
+  result = _run_squad(*args, f"--output_dir={resumed}")
   assert "Resumed from" in result.stderr
+  assert uninterrupted.wait(timeout=300) == 0
   expected, actual = _final_weights(straight), _final_weights(resumed)
   assert expected.keys() == actual.keys() and expected
   for name in expected:

@@ -1,5 +1,8 @@
 """Trainer tests: XLA-compiled step, 2-replica equivalence, resume equivalence, NaN stop."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,10 +39,10 @@ def _classification_loss(features, outputs):
 
 
 def _make_trainer(strategy, output_dir, records, num_steps=6, batch_size=8, **overrides):
+  overrides = dict(dict(num_warmup_steps=2, iterations_per_loop=2, save_checkpoints_steps=2),
+                   **overrides)
   config = trainer.TrainConfig(output_dir=str(output_dir), train_batch_size=batch_size,
-                               num_train_steps=num_steps, learning_rate=1e-2,
-                               num_warmup_steps=2, iterations_per_loop=2,
-                               save_checkpoints_steps=2, **overrides)
+                               num_train_steps=num_steps, learning_rate=1e-2, **overrides)
 
   def model_fn():
     tf.keras.utils.set_random_seed(7)
@@ -121,3 +124,37 @@ def test_mixed_precision_training_keeps_float32_weights(tmp_path, records, polic
   assert all(v.dtype == tf.float32 for v in run.model.trainable_variables)
   loss_scaled = isinstance(run.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
   assert loss_scaled == (policy == "mixed_float16")  # float16 needs loss scaling, bfloat16 not
+
+
+def test_sigterm_saves_at_the_step_it_stopped_and_restores_the_handler(tmp_path, records,
+                                                                         monkeypatch):
+  update = trainer.Progress.update
+
+  def update_then_sigterm(self, step):  # the signal arrives while step 2's loop finishes
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return update(self, step)
+
+  monkeypatch.setattr(trainer.Progress, "update", update_then_sigterm)
+  previous = signal.getsignal(signal.SIGTERM)
+  run = _make_trainer(tf.distribute.get_strategy(), tmp_path / "out", records,
+                      save_checkpoints_steps=4)
+  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 2 .*ckpt-2"):
+    run.train()
+  assert signal.getsignal(signal.SIGTERM) is previous
+  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith("ckpt-2")
+
+
+def test_damaged_newest_checkpoint_falls_back_then_fails_clearly(tmp_path, records):
+  out = tmp_path / "out"
+  _make_trainer(tf.distribute.get_strategy(), out, records, num_steps=4).train()
+
+  def truncate(step):
+    data = out / f"ckpt-{step}.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+
+  truncate(4)
+  assert _make_trainer(tf.distribute.get_strategy(), out, records, num_steps=4).step == 2
+  truncate(2)
+  with pytest.raises(ValueError, match=r"No checkpoint in .* can be read: .*ckpt-4, .*ckpt-2"):
+    _make_trainer(tf.distribute.get_strategy(), out, records, num_steps=4)
