@@ -79,39 +79,42 @@ def validate_flags() -> None:
 
 
 def main(_) -> None:
-  if FLAGS.demo:
-    apply_demo_flags()
-  validate_flags()
-  strategy_config = script_flags.strategy_config()
-  inputs = ["vocab_file", "bert_config_file", "init_checkpoint"]
-  inputs += [name for wanted, name in ((FLAGS.do_train, "train_file"),
-                                       (FLAGS.do_predict, "predict_file")) if wanted]
-  staging_client = script_flags.check_and_stage_paths(inputs, strategy_config)
-  files = script_flags.resolve_model_files()
-  if FLAGS.max_seq_length > files.config.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings={files.config.max_position_embeddings} in "
-                         f"{FLAGS.bert_config_file or FLAGS.init_checkpoint}.")
-  script_flags.apply_mixed_precision()
-  strategy = distribution.resolve_strategy(strategy_config)
-  kind = distribution.replica_kind(strategy)
-  if FLAGS.do_train:
-    distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
-                                    "train_batch_size", kind)
-  if FLAGS.do_predict:
-    distribution.check_global_batch(FLAGS.predict_batch_size, strategy.num_replicas_in_sync,
-                                    "predict_batch_size", kind)
-  tokenizer = files.tokenizer()
+  # Errors in the flags, files or data found before any training are a user's to fix:
+  # print them plainly, without a traceback.
+  with script_flags.user_errors():
+    if FLAGS.demo:
+      apply_demo_flags()
+    validate_flags()
+    strategy_config = script_flags.strategy_config()
+    inputs = ["vocab_file", "bert_config_file", "init_checkpoint"]
+    inputs += [name for wanted, name in ((FLAGS.do_train, "train_file"),
+                                         (FLAGS.do_predict, "predict_file")) if wanted]
+    staging_client = script_flags.check_and_stage_paths(inputs, strategy_config)
+    files = script_flags.resolve_model_files()
+    if FLAGS.max_seq_length > files.config.max_position_embeddings:
+      raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
+                           f"max_position_embeddings={files.config.max_position_embeddings} in "
+                           f"{FLAGS.bert_config_file or FLAGS.init_checkpoint}.")
+    script_flags.apply_mixed_precision()
+    strategy = distribution.resolve_strategy(strategy_config)
+    kind = distribution.replica_kind(strategy)
+    if FLAGS.do_train:
+      distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
+                                      "train_batch_size", kind)
+    if FLAGS.do_predict:
+      distribution.check_global_batch(FLAGS.predict_batch_size, strategy.num_replicas_in_sync,
+                                      "predict_batch_size", kind)
+    tokenizer = files.tokenizer()
 
-  def prepare(input_file: str, is_training: bool):
-    return squad.prepare_features(
-        input_file, tokenizer, files.vocab_file, FLAGS.max_seq_length, FLAGS.doc_stride,
-        FLAGS.max_query_length, is_training, FLAGS.version_2_with_negative,
-        output_dir=FLAGS.output_dir, num_workers=FLAGS.num_workers)
+    def prepare(input_file: str, is_training: bool):
+      return squad.prepare_features(
+          input_file, tokenizer, files.vocab_file, FLAGS.max_seq_length, FLAGS.doc_stride,
+          FLAGS.max_query_length, is_training, FLAGS.version_2_with_negative,
+          output_dir=FLAGS.output_dir, num_workers=FLAGS.num_workers)
 
-  # Preprocess both files up front, so a bad predict_file fails before hours of training.
-  train_meta = prepare(FLAGS.train_file, True) if FLAGS.do_train else None
-  eval_meta = prepare(FLAGS.predict_file, False) if FLAGS.do_predict else None
+    # Preprocess both files up front, so a bad predict_file fails before hours of training.
+    train_meta = prepare(FLAGS.train_file, True) if FLAGS.do_train else None
+    eval_meta = prepare(FLAGS.predict_file, False) if FLAGS.do_predict else None
 
   model = None
   if FLAGS.do_train:

@@ -3,10 +3,11 @@
 Names, defaults and meanings follow google-research/bert's scripts; extras are marked as such.
 """
 
+import contextlib
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 from google.cloud import storage
 
@@ -145,3 +146,12 @@ def apply_mixed_precision() -> None:
   modeling.set_mixed_precision(FLAGS.mixed_precision)
   if FLAGS.mixed_precision:
     logging.info("Mixed precision: %s (losses in float32).", FLAGS.mixed_precision)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+  """Exits with just the message (no traceback) on errors in flags, files and data."""
+  try:
+    yield
+  except (ValueError, FileNotFoundError, app.UsageError) as e:  # PreflightError is a ValueError
+    raise SystemExit(f"error: {e}") from e
