@@ -1,0 +1,171 @@
+"""Cleans raw text for pretraining; --clean=kcbert is KcBERT's recipe.
+
+Usage: python -m bert_tf.clean_text --input_file=comments*.txt --output_file=clean.txt \
+  --clean=kcbert --num_workers=4
+
+The kcbert recipe, applied to each line in this order:
+  1. every run of characters other than ASCII, Hangul (ㄱ-ㅣ, 가-힣), ` .,?!/@$%~％·∼()` and
+     emoji becomes one space (emoji = the Unicode ranges in EMOJI_RANGES; no extra package);
+  2. URLs (http:// or https://) are removed;
+  3. the line is stripped;
+  4. a word character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ) and runs of
+     whitespace become one space, as soynlp's repeat_normalize(num_repeats=2) does
+     (punctuation runs such as "!!!!" are kept, as in soynlp);
+  5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
+     occurrence is kept, across all input files).
+Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
+become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
+task, then merged in input order with the duplicate filter; the output is written atomically.
+"""
+
+import collections
+import hashlib
+import multiprocessing
+import os
+import re
+from typing import Dict, Iterable, Iterator, Optional, Tuple
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+from bert_tf import input_pipeline, io_utils
+
+# Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
+# pictographs extended-A, regional indicators (flags), misc symbols, dingbats, plus the joiners
+# that build emoji sequences (ZWJ U+200D, variation selector-16 U+FE0F, keycap U+20E3).
+EMOJI_RANGES: Tuple[Tuple[int, int], ...] = (
+    (0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF),
+    (0x1FA70, 0x1FAFF), (0x1F1E6, 0x1F1FF), (0x2600, 0x26FF), (0x2700, 0x27BF),
+    (0x200D, 0x200D), (0xFE0F, 0xFE0F), (0x20E3, 0x20E3))
+
+_EMOJI_CLASS = "".join(f"\\U{lo:08X}-\\U{hi:08X}" for lo, hi in EMOJI_RANGES)
+_NOT_ALLOWED = re.compile(
+    "[^ .,?!/@$%~％·∼()\\x00-\\x7Fㄱ-ㅣ가-힣" + _EMOJI_CLASS + "]+")
+_URL = re.compile(r"https?://(www\.)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.[a-zA-Z0-9()]{1,6}\b"
+                  r"([-a-zA-Z0-9()@:%_+.~#?&/=]*)")
+_REPEATS = re.compile(r"(\w)\1{2,}")
+_SPACES = re.compile(r"\s+")
+MIN_LENGTH = 10
+RECIPES = ("kcbert",)
+
+# Per-rule counters, in report order.
+RULES = ("lines_in", "blank_lines", "chars_replaced", "urls_removed", "repeats_collapsed",
+         "dropped_short", "dropped_duplicate", "kept")
+
+
+def clean_line_kcbert(line: str, counts: Optional[Dict[str, int]] = None) -> Optional[str]:
+  """The cleaned line, or None when the short-line rule drops it (duplicates are not seen here)."""
+  counts = counts if counts is not None else collections.Counter()
+  text = _NOT_ALLOWED.sub(" ", line)
+  counts["chars_replaced"] += text != line
+  without_urls = _URL.sub("", text)
+  counts["urls_removed"] += without_urls != text
+  text = without_urls.strip()
+  collapsed = _SPACES.sub(" ", _REPEATS.sub(r"\1\1", text)).strip()
+  counts["repeats_collapsed"] += collapsed != text
+  if len(collapsed) < MIN_LENGTH:
+    counts["dropped_short"] += 1
+    return None
+  return collapsed
+
+
+def _read_lines(path: str) -> Iterator[str]:
+  with tf.io.gfile.GFile(path, "r") as f:
+    for line in f:
+      yield line.rstrip("\r\n")
+
+
+def clean_file(path: str, output_path: str) -> Dict[str, int]:
+  """Cleans one file line by line into `output_path` (blank lines kept); returns per-rule counts."""
+  counts: Dict[str, int] = collections.Counter()
+  with io_utils.atomic_output(output_path) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
+    for line in _read_lines(path):
+      counts["lines_in"] += 1
+      if not line.strip():
+        counts["blank_lines"] += 1
+        out.write("\n")
+        continue
+      cleaned = clean_line_kcbert(line, counts)
+      if cleaned is not None:
+        out.write(cleaned + "\n")
+  return dict(counts)
+
+
+def _clean_file_task(args: Tuple[str, str]) -> Dict[str, int]:
+  return clean_file(*args)
+
+
+def merge_unique(paths: Iterable[str], output_file: str, counts: Dict[str, int]) -> None:
+  """Concatenates cleaned files in order, dropping repeated lines and repeated blank lines.
+
+  Duplicates are found by an 8-byte hash of each line (about 60 bytes of memory a unique line).
+  """
+  seen = set()
+  with io_utils.atomic_output(output_file) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
+    last_blank = True  # no document break at the very start
+    for path in paths:
+      for line in _read_lines(path):
+        if not line:
+          if not last_blank:
+            out.write("\n")
+          last_blank = True
+          continue
+        key = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+        if key in seen:
+          counts["dropped_duplicate"] += 1
+          continue
+        seen.add(key)
+        counts["kept"] += 1
+        out.write(line + "\n")
+        last_blank = False
+
+
+def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
+                num_workers: int = 1) -> Dict[str, int]:
+  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts."""
+  if recipe not in RECIPES:
+    raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
+  files = input_pipeline.list_files(file_pattern)
+  parts = [io_utils.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]
+  counts: Dict[str, int] = collections.Counter()
+  try:
+    tasks = list(zip(files, parts))
+    if num_workers > 1 and len(files) > 1:
+      with multiprocessing.get_context("fork").Pool(min(num_workers, len(files))) as pool:
+        results = pool.map(_clean_file_task, tasks, chunksize=1)
+    else:
+      results = [clean_file(*task) for task in tasks]
+    for result in results:
+      counts.update(result)
+    merge_unique(parts, output_file, counts)
+  finally:
+    for part in parts:
+      if tf.io.gfile.exists(part):
+        tf.io.gfile.remove(part)
+  return {rule: counts.get(rule, 0) for rule in RULES}
+
+
+def format_report(counts: Dict[str, int]) -> str:
+  """One line per rule, for the log."""
+  return "\n".join(f"  {rule:<18} {counts[rule]:>12,}" for rule in RULES)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("input_file", None, "Comma-separated globs of raw text (local or gs://).")
+  flags.DEFINE_string("output_file", None, "Where to write the cleaned text (one file).")
+  flags.DEFINE_enum("clean", "kcbert", list(RECIPES), "Cleaning recipe.")
+  flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Processes, one input file each.")
+  flags.mark_flags_as_required(["input_file", "output_file"])
+
+
+def main(_) -> None:
+  counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
+  logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,495 @@
+"""Masked-LM / next-sentence pretraining TFRecords from raw text, at corpus scale.
+
+Usage: python -m bert_tf.create_pretraining_data --input_file=corpus*.txt \
+  --output_file=out/pretrain.tfrecord --vocab_file=vocab.txt --num_output_shards=64
+
+Input and output follow google-research/bert's create_pretraining_data.py: one sentence a line,
+a blank line between documents (a new file also starts a new document); the same flags; the
+same instance semantics (short_seq_prob target lengths, random a_end split, 50% random next
+segment with the unused segments put back, truncation from a random end of the longer side,
+num_to_predict = min(max_predictions_per_seq, max(1, round(len * masked_lm_prob))), 80% [MASK]
+/ 10% original / 10% random token, optional whole-word masking, next_sentence_labels 1 = random)
+and the same tf.Example features (masked_lm_weights float).
+
+What differs, for scale: documents are read as a stream and cut into windows of
+--documents_per_shard documents; each window becomes one output shard, so memory is bounded by
+the window, not the corpus. The random next segment is drawn from a document of the same window
+(google-research draws from the whole corpus), and instances are shuffled within each window and
+dupe pass (google-research shuffles all of them). Shards are made by --num_workers processes;
+shard i uses its own random generator seeded from (random_seed, i), so the output depends on the
+seed and the flags, not on the number of workers. Each shard is written atomically and recorded
+in OUTPUT_FILE.progress/, so a rerun skips finished shards. Example records are encoded directly
+(the tf.Example wire format) rather than through protobuf objects, which is most of the speed.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import math
+import multiprocessing
+import os
+import random
+import struct
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+from bert_tf import clean_text, input_pipeline, io_utils, tokenization
+
+Document = List[List[int]]  # segments (sentences) of token ids
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """google-research's flags plus the sharding ones."""
+  input_file: str
+  output_file: str
+  vocab_file: str
+  do_lower_case: bool
+  do_whole_word_mask: bool = False
+  max_seq_length: int = 128
+  max_predictions_per_seq: int = 20
+  random_seed: int = 12345
+  dupe_factor: int = 10
+  masked_lm_prob: float = 0.15
+  short_seq_prob: float = 0.1
+  num_output_shards: Optional[int] = None
+  documents_per_shard: int = 2000
+  clean: str = "none"
+
+  def check(self) -> None:
+    """Fails early on values that would break or silently corrupt the output."""
+    if "," in self.output_file:
+      raise ValueError(f"--output_file={self.output_file} is a list; give one path: the shards "
+                       "are named OUTPUT_FILE-00000-of-000NN (--num_output_shards).")
+    if self.max_seq_length < 5:
+      raise ValueError(f"--max_seq_length={self.max_seq_length} leaves no room for two segments "
+                       "besides [CLS] [SEP] [SEP]; use at least 5 (128 is google-research's).")
+    if not 0 < self.masked_lm_prob < 1 or not 0 <= self.short_seq_prob <= 1:
+      raise ValueError(f"--masked_lm_prob={self.masked_lm_prob} must be in (0, 1) and "
+                       f"--short_seq_prob={self.short_seq_prob} in [0, 1].")
+    if self.max_predictions_per_seq < 1 or self.dupe_factor < 1 or self.documents_per_shard < 1:
+      raise ValueError("--max_predictions_per_seq, --dupe_factor and --documents_per_shard must "
+                       "be at least 1.")
+    if self.num_output_shards is not None and self.num_output_shards < 1:
+      raise ValueError(f"--num_output_shards={self.num_output_shards} must be at least 1.")
+    if self.clean not in ("none", *clean_text.RECIPES):
+      raise ValueError(f"--clean={self.clean}: use none or one of {clean_text.RECIPES}.")
+
+
+def _varint(value: int) -> bytes:
+  out = bytearray()
+  while value > 0x7F:
+    out.append((value & 0x7F) | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
+
+
+def _below(n: int, rng: random.Random) -> int:
+  """A uniform integer in [0, n): rng.randint's job at a third of its cost (53-bit float draw)."""
+  return int(rng.random() * n)
+
+
+class ExampleEncoder:
+  """Encodes google-research's pretraining tf.Example straight to its wire format.
+
+  Features hold packed Int64List/FloatList values; the fields that depend only on the lengths
+  (input_mask, segment_ids, masked_lm_weights, next_sentence_labels) are encoded once and reused.
+  """
+
+  _INTS, _FLOATS = 0x1a, 0x12  # tags of Feature.int64_list and Feature.float_list
+
+  def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int):
+    self.varints = [_varint(i) for i in range(max(vocab_size, 8 * max_seq_length + 64) + 1)]
+    self.max_seq_length = max_seq_length
+    self.max_predictions = max_predictions_per_seq
+    self._masks = [self._entry(b"input_mask", self._INTS,
+                               b"\1" * n + b"\0" * (max_seq_length - n))
+                   for n in range(max_seq_length + 1)]
+    one, zero = struct.pack("<f", 1.0), struct.pack("<f", 0.0)
+    self._weights = [self._entry(b"masked_lm_weights", self._FLOATS,
+                                 one * n + zero * (max_predictions_per_seq - n))
+                     for n in range(max_predictions_per_seq + 1)]
+    self._labels = [self._entry(b"next_sentence_labels", self._INTS, bytes([label]))
+                    for label in (0, 1)]
+    self._segments: Dict[Tuple[int, int], bytes] = {}
+
+  def _entry(self, name: bytes, kind: int, packed: bytes) -> bytes:
+    """One map entry of Features: the key, then a Feature holding the packed values."""
+    v = self.varints
+    values = b"\x0a" + v[len(packed)] + packed
+    feature = bytes([kind]) + v[len(values)] + values
+    entry = b"\x0a" + v[len(name)] + name + b"\x12" + v[len(feature)] + feature
+    return b"\x0a" + v[len(entry)] + entry
+
+  def _segment_entry(self, num_a: int, length: int) -> bytes:
+    key = (num_a, length)
+    entry = self._segments.get(key)
+    if entry is None:
+      packed = b"\0" * num_a + b"\1" * (length - num_a) + b"\0" * (self.max_seq_length - length)
+      entry = self._segments[key] = self._entry(b"segment_ids", self._INTS, packed)
+    return entry
+
+  def encode(self, input_ids: Sequence[int], num_a: int, positions: Sequence[int],
+             labels: Sequence[int], is_random_next: bool) -> bytes:
+    """`num_a` counts [CLS], segment A and its [SEP] (segment_ids 0); the rest is segment B."""
+    v, length = self.varints, len(input_ids)
+    pad_predictions = b"\0" * (self.max_predictions - len(positions))
+    features = b"".join((
+        self._entry(b"input_ids", self._INTS, b"".join([v[i] for i in input_ids]) +
+                    b"\0" * (self.max_seq_length - length)),
+        self._masks[length],
+        self._segment_entry(num_a, length),
+        self._entry(b"masked_lm_positions", self._INTS,
+                    b"".join([v[i] for i in positions]) + pad_predictions),
+        self._entry(b"masked_lm_ids", self._INTS,
+                    b"".join([v[i] for i in labels]) + pad_predictions),
+        self._weights[len(positions)],
+        self._labels[is_random_next]))
+    return b"\x0a" + v[len(features)] + features
+
+
+class InstanceMaker:
+  """google-research's instance and masking semantics, on token ids."""
+
+  def __init__(self, config: DataConfig, vocab: Dict[str, int]):
+    self.config = config
+    self.cls_id, self.sep_id, self.mask_id = vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"]
+    self.vocab_size = len(vocab)
+    self.is_subword = [False] * self.vocab_size
+    for token, index in vocab.items():
+      self.is_subword[index] = token.startswith("##")
+    self.num_to_predict = [
+        min(config.max_predictions_per_seq, max(1, int(round(n * config.masked_lm_prob))))
+        for n in range(config.max_seq_length + 1)]
+    self.stats: Dict[str, int] = collections.Counter()
+
+  def from_document(self, documents: List[Document], index: int, rng: random.Random
+                    ) -> List[Tuple[List[int], int, bool]]:
+    """(tokens, num_a, is_random_next) pairs from one document, as google-research makes them."""
+    document = documents[index]
+    max_num_tokens = self.config.max_seq_length - 3
+    target_length = max_num_tokens
+    if rng.random() < self.config.short_seq_prob:
+      target_length = 2 + _below(max_num_tokens - 1, rng)
+    instances = []
+    chunk: List[List[int]] = []
+    chunk_length = 0
+    i = 0
+    while i < len(document):
+      chunk.append(document[i])
+      chunk_length += len(document[i])
+      if i == len(document) - 1 or chunk_length >= target_length:
+        a_end = 1 + _below(len(chunk) - 1, rng) if len(chunk) >= 2 else 1
+        tokens_a = [t for segment in chunk[:a_end] for t in segment]
+        tokens_b: List[int] = []
+        is_random_next = len(chunk) == 1 or rng.random() < 0.5
+        if is_random_next:
+          target_b_length = target_length - len(tokens_a)
+          other = index
+          for _ in range(10):
+            other = _below(len(documents), rng)
+            if other != index:
+              break
+          random_document = documents[other]
+          for segment in random_document[_below(len(random_document), rng):]:
+            tokens_b.extend(segment)
+            if len(tokens_b) >= target_b_length:
+              break
+          i -= len(chunk) - a_end  # put the unused segments back
+        else:
+          tokens_b = [t for segment in chunk[a_end:] for t in segment]
+        self._truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        tokens = [self.cls_id, *tokens_a, self.sep_id, *tokens_b, self.sep_id]
+        instances.append((tokens, len(tokens_a) + 2, is_random_next))
+        chunk, chunk_length = [], 0
+      i += 1
+    return instances
+
+  @staticmethod
+  def _truncate_pair(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
+                     rng: random.Random) -> None:
+    """Drops tokens from a random end of the longer segment until the pair fits."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+      longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+      if rng.random() < 0.5:
+        del longer[0]
+      else:
+        longer.pop()
+
+  def mask(self, tokens: List[int], num_a: int, rng: random.Random
+           ) -> Tuple[List[int], List[int], List[int]]:
+    """Masks in place; returns (tokens, sorted positions, original ids at those positions).
+
+    Candidates are all tokens but [CLS] and the two [SEP]s (the first [SEP] is at num_a - 1).
+    """
+    num_to_predict = self.num_to_predict[len(tokens)]
+    if self.config.do_whole_word_mask:
+      candidates = [*range(1, num_a - 1), *range(num_a, len(tokens) - 1)]
+      chosen = self._whole_words(tokens, candidates, rng, num_to_predict)
+    else:  # single-token words: google-research's loop reduces to a uniform random subset
+      chosen = self._uniform_subset(len(tokens), num_a - 1, num_to_predict, rng)
+    chosen.sort()
+    labels = [tokens[i] for i in chosen]
+    stats = self.stats
+    for i in chosen:
+      draw = rng.random()
+      if draw < 0.8:
+        tokens[i] = self.mask_id
+        stats["masked_as_mask"] += 1
+      elif draw < 0.9:
+        stats["masked_kept"] += 1
+      else:
+        tokens[i] = _below(self.vocab_size, rng)
+        stats["masked_random"] += 1
+    return tokens, chosen, labels
+
+  @staticmethod
+  def _uniform_subset(length: int, sep: int, count: int, rng: random.Random) -> List[int]:
+    """`count` distinct positions drawn uniformly from 1..length-2 except `sep` (by rejection)."""
+    count = min(count, length - 3)
+    span = length - 2
+    chosen = set()
+    while len(chosen) < count:
+      i = 1 + _below(span, rng)
+      if i != sep:
+        chosen.add(i)
+    return list(chosen)
+
+  def _whole_words(self, tokens: List[int], candidates: List[int], rng: random.Random,
+                   num_to_predict: int) -> List[int]:
+    """google-research's whole-word selection: shuffled words, skipping any that would overflow."""
+    words: List[List[int]] = []
+    for i in candidates:
+      if words and self.is_subword[tokens[i]] and words[-1][-1] == i - 1:
+        words[-1].append(i)
+      else:
+        words.append([i])
+    rng.shuffle(words)
+    chosen: List[int] = []
+    for word in words:
+      if len(chosen) >= num_to_predict:
+        break
+      if len(chosen) + len(word) <= num_to_predict:
+        chosen.extend(word)
+    return chosen
+
+
+def _open_text(path: str) -> IO[str]:
+  """Local files through Python's own reader (much faster line by line), others through gfile."""
+  if "://" in path:
+    return tf.io.gfile.GFile(path, "r")
+  return open(path, encoding="utf-8")  # pylint: disable=consider-using-with
+
+
+def read_documents(files: Sequence[str], clean: str = "none") -> Iterator[List[str]]:
+  """Documents (lists of non-blank lines) from text files, streamed; blank lines end documents."""
+  for path in files:
+    lines: List[str] = []
+    with _open_text(path) as f:
+      for line in f:
+        line = line.strip()
+        if line and clean != "none":
+          line = clean_text.clean_line_kcbert(line) or ""
+        if line:
+          lines.append(line)
+        elif lines:
+          yield lines
+          lines = []
+    if lines:
+      yield lines
+
+
+def shard_path(output_file: str, index: int, num_shards: int) -> str:
+  return f"{output_file}-{index:05d}-of-{num_shards:05d}"
+
+
+def _progress_dir(output_file: str) -> str:
+  return output_file + ".progress"
+
+
+def _metadata_path(output_file: str) -> str:
+  return output_file + ".metadata.json"
+
+
+# State shared with worker processes (set before forking, so workers inherit it).
+_WORKER: Dict[str, Any] = {}
+
+
+def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
+  """Tokenizes one window of documents, writes its shard atomically, returns its counts."""
+  config: DataConfig = _WORKER["config"]
+  tokenizer: tokenization.FullTokenizer = _WORKER["tokenizer"]
+  vocab = tokenizer.vocab
+  maker = InstanceMaker(config, vocab)
+  encoder = ExampleEncoder(len(vocab), config.max_seq_length, config.max_predictions_per_seq)
+  documents: List[Document] = []
+  for lines in raw_documents:
+    segments = [[vocab[t] for t in tokenizer.tokenize(line)] for line in lines]
+    segments = [s for s in segments if s]
+    if segments:
+      documents.append(segments)
+  rng = random.Random(config.random_seed * 1000003 + index)
+  stats = maker.stats
+  stats["documents"] = len(documents)
+  path = shard_path(config.output_file, index, _WORKER["num_shards"])
+  with io_utils.atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+    for _ in range(config.dupe_factor if documents else 0):
+      instances = []
+      for document_index in range(len(documents)):
+        instances.extend(maker.from_document(documents, document_index, rng))
+      rng.shuffle(instances)
+      for tokens, num_a, is_random_next in instances:
+        tokens, positions, labels = maker.mask(tokens, num_a, rng)
+        writer.write(encoder.encode(tokens, num_a, positions, labels, is_random_next))
+        stats["instances"] += 1
+        stats["random_next"] += is_random_next
+        stats["tokens"] += len(tokens)
+        stats["masked"] += len(positions)
+  stats = dict(stats)
+  io_utils.write_json_atomic(os.path.join(_progress_dir(config.output_file),
+                                          f"shard-{index:05d}.json"), stats)
+  return stats
+
+
+def vocab_hash(vocab_file: str) -> str:
+  with tf.io.gfile.GFile(vocab_file, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def _check_resumable(config: DataConfig, run_config: Dict[str, Any]) -> None:
+  """Records the run's flags, or fails if an earlier partial run used different ones."""
+  path = os.path.join(_progress_dir(config.output_file), "config.json")
+  if tf.io.gfile.exists(path):
+    previous = io_utils.read_json(path)
+    if previous != run_config:
+      changed = sorted(k for k in set(previous) | set(run_config)
+                       if previous.get(k) != run_config.get(k))
+      raise ValueError(
+          f"{config.output_file} shards were started with other settings ({', '.join(changed)} "
+          f"differ; see {path}). Finishing them would mix two datasets. Fix: rerun with the "
+          f"same flags, or delete {_progress_dir(config.output_file)} and the shards, or choose "
+          "another --output_file.")
+  else:
+    io_utils.write_json_atomic(path, run_config)
+
+
+def _windows(files: Sequence[str], clean: str, size: int) -> Iterator[List[List[str]]]:
+  window: List[List[str]] = []
+  for document in read_documents(files, clean):
+    window.append(document)
+    if len(window) == size:
+      yield window
+      window = []
+  if window:
+    yield window
+
+
+def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[str, Any]:
+  """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata."""
+  config.check()
+  files = input_pipeline.list_files(config.input_file)
+  num_documents = sum(1 for _ in read_documents(files, config.clean))
+  if not num_documents:
+    raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
+                     "line between documents.")
+  per_shard = config.documents_per_shard
+  if config.num_output_shards:
+    per_shard = math.ceil(num_documents / config.num_output_shards)
+  num_shards = math.ceil(num_documents / per_shard)
+  run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
+                "num_shards": num_shards, "vocab_sha256": vocab_hash(config.vocab_file)}
+  _check_resumable(config, run_config)
+  progress = _progress_dir(config.output_file)
+  _WORKER.update(config=config, num_shards=num_shards,
+                 tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
+  done = {i for i in range(num_shards)
+          if tf.io.gfile.exists(os.path.join(progress, f"shard-{i:05d}.json"))}
+  logging.info("%d documents -> %d shard(s) of up to %d documents; %d already done.",
+               num_documents, num_shards, per_shard, len(done))
+  todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, per_shard))
+          if i not in done)
+  if num_workers <= 1:
+    for index, window in todo:
+      _make_shard(index, window)
+  else:
+    _run_parallel(todo, num_workers)
+  totals: Dict[str, int] = collections.Counter()
+  for i in range(num_shards):
+    totals.update(io_utils.read_json(os.path.join(progress, f"shard-{i:05d}.json")))
+  metadata = {**run_config, "file_pattern": f"{config.output_file}-*-of-{num_shards:05d}",
+              "files": [shard_path(config.output_file, i, num_shards) for i in range(num_shards)],
+              "counts": dict(totals)}
+  io_utils.write_json_atomic(_metadata_path(config.output_file), metadata)
+  logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards,
+               metadata["file_pattern"])
+  return metadata
+
+
+def _run_parallel(todo: Iterator[Tuple[int, List[List[str]]]], num_workers: int) -> None:
+  """Runs shards in worker processes, with at most 2 windows per worker in memory at once."""
+  context = multiprocessing.get_context("fork")
+  with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+    pending = set()
+    for index, window in todo:
+      if len(pending) >= 2 * num_workers:
+        finished, pending = concurrent.futures.wait(
+            pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in finished:
+          future.result()
+      pending.add(pool.submit(_make_shard, index, window))
+    for future in concurrent.futures.as_completed(pending):
+      future.result()
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("input_file", None, "Input raw text file (or comma-separated list of "
+                      "files/globs; local or gs://).")
+  flags.DEFINE_string("output_file", None, "Output TF example file; shards are named "
+                      "OUTPUT_FILE-00000-of-000NN.")
+  flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
+  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. When not "
+                    "given, it is inferred from the vocab; a contradiction is an error.")
+  flags.DEFINE_bool("do_whole_word_mask", False, "Whether to use whole word masking rather than "
+                    "per-WordPiece masking.")
+  flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions "
+                       "per sequence.")
+  flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+  flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
+                       "different masks).")
+  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+  flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
+                     "than the maximum length.")
+  flags.DEFINE_integer("num_output_shards", None, "(bert_tf) Number of output shards; by default "
+                       "one per --documents_per_shard documents.")
+  flags.DEFINE_integer("documents_per_shard", 2000, "(bert_tf) Documents per shard when "
+                       "--num_output_shards is not set; bounds memory per worker.")
+  flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "(bert_tf) Worker processes.")
+  flags.DEFINE_enum("clean", "none", ["none", *clean_text.RECIPES], "(bert_tf) Clean each line "
+                    "first (see bert_tf.clean_text; duplicates are not removed here).")
+  flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
+
+
+def main(_) -> None:
+  given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
+  config = DataConfig(
+      input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
+      do_lower_case=tokenization.resolve_do_lower_case(FLAGS.vocab_file, given),
+      do_whole_word_mask=FLAGS.do_whole_word_mask, max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq, random_seed=FLAGS.random_seed,
+      dupe_factor=FLAGS.dupe_factor, masked_lm_prob=FLAGS.masked_lm_prob,
+      short_seq_prob=FLAGS.short_seq_prob, num_output_shards=FLAGS.num_output_shards,
+      documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean)
+  create_pretraining_data(config, FLAGS.num_workers)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,30 @@
+"""clean_text: KcBERT's recipe rule by rule, file merging, duplicates and the per-rule counts."""
+
+import collections
+
+from bert_tf import clean_text
+
+
+def test_kcbert_rules():
+  counts = collections.Counter()
+  clean = lambda line: clean_text.clean_line_kcbert(line, counts)  # noqa: E731
+  assert clean("ㅋㅋㅋㅋㅋ 진짜 웃기네요ㅋㅋㅋ 😂😂 좋아요") == "ㅋㅋ 진짜 웃기네요ㅋㅋ 😂😂 좋아요"
+  assert clean("漢字 섞인 文章 문장입니다 정말로!!!") == "섞인 문장입니다 정말로!!!"
+  assert clean("링크 https://www.example.com/a?b=1 참고하세요 ％·∼") == "링크 참고하세요 ％·∼"
+  assert clean("  αβγ English (text) here  ") == "English (text) here"
+  assert clean("짧은 글") is None
+  assert counts == {"chars_replaced": 2, "urls_removed": 1, "repeats_collapsed": 3,
+                    "dropped_short": 1}
+
+
+def test_clean_files_merges_in_order_and_drops_duplicates(tmp_path):
+  (tmp_path / "a.txt").write_text("첫 번째 문서의 첫 문장입니다\n짧다\n\n\n두 번째 문서의 문장입니다ㅎㅎㅎㅎ\n")
+  (tmp_path / "b.txt").write_text("첫 번째 문서의 첫 문장입니다\n새로운 문장이 여기 있습니다\n")
+  output = tmp_path / "out" / "clean.txt"
+  counts = clean_text.clean_files(str(tmp_path / "*.txt"), str(output), num_workers=2)
+  assert output.read_text().splitlines() == [
+      "첫 번째 문서의 첫 문장입니다", "", "두 번째 문서의 문장입니다ㅎㅎ", "새로운 문장이 여기 있습니다"]
+  assert counts["lines_in"] == 7 and counts["blank_lines"] == 2
+  assert counts["dropped_short"] == 1 and counts["dropped_duplicate"] == 1
+  assert counts["kept"] == 3 and counts["repeats_collapsed"] == 1
+  assert sorted(p.name for p in output.parent.iterdir()) == ["clean.txt"]

@@ -1,0 +1,187 @@
+"""create_pretraining_data: google-research's semantics, statistics on real Korean, format, resume."""
+
+import dataclasses
+import os
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from official.nlp.data import pretrain_dataloader
+
+from benchmarks.pretraining_data import write_korean_corpus
+from bert_tf import create_pretraining_data as cpd
+from bert_tf import tokenization
+from tests.conftest import shared_path
+
+SEQ, PREDICTIONS = 64, 10
+TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
+          "ran", "far", "away", "play", "##ing", "##ed", "a", "big", "red", "ball", "."]
+
+
+@pytest.fixture
+def english(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("".join(t + "\n" for t in TOKENS))
+  text = tmp_path / "text.txt"
+  sentences = ["the cat sat on the mat .", "the dog ran far away .", "a big red ball .",
+               "the cat played with a ball .", "the dog sat on a big mat ."]
+  docs = ["\n".join(random.Random(d).sample(sentences * 3, 8)) for d in range(12)]
+  text.write_text("\n\n".join(docs) + "\n")
+  return cpd.DataConfig(input_file=str(text), output_file=str(tmp_path / "out" / "data.tfrecord"),
+                        vocab_file=str(vocab), do_lower_case=True, max_seq_length=SEQ,
+                        max_predictions_per_seq=PREDICTIONS, dupe_factor=3,
+                        documents_per_shard=4)
+
+
+@pytest.fixture(scope="module")
+def korean(tmp_path_factory):
+  corpus = shared_path("corpus_ko")
+  vocab = shared_path("vocabs", "kcbert-base-vocab.txt")
+  tmp = tmp_path_factory.mktemp("ko")
+  write_korean_corpus(str(tmp / "ko.txt"), max_lines=6000, corpus=corpus)
+  config = cpd.DataConfig(input_file=str(tmp / "ko.txt"), output_file=str(tmp / "out" / "ko"),
+                          vocab_file=str(vocab), do_lower_case=False, dupe_factor=2,
+                          documents_per_shard=200)
+  return config, cpd.create_pretraining_data(config)
+
+
+def read(pattern: str, seq: int, predictions: int):
+  """All records, parsed with google-research's feature spec (masked_lm_weights float)."""
+  spec = {"input_ids": tf.io.FixedLenFeature([seq], tf.int64),
+          "input_mask": tf.io.FixedLenFeature([seq], tf.int64),
+          "segment_ids": tf.io.FixedLenFeature([seq], tf.int64),
+          "masked_lm_positions": tf.io.FixedLenFeature([predictions], tf.int64),
+          "masked_lm_ids": tf.io.FixedLenFeature([predictions], tf.int64),
+          "masked_lm_weights": tf.io.FixedLenFeature([predictions], tf.float32),
+          "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64)}
+  dataset = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))
+  batches = list(dataset.batch(100000).map(lambda s: tf.io.parse_example(s, spec)))
+  return {k: np.concatenate([b[k].numpy() for b in batches]) for k in spec}
+
+
+def test_instances_follow_google_layout(english):
+  metadata = cpd.create_pretraining_data(english)
+  data = read(metadata["file_pattern"], SEQ, PREDICTIONS)
+  vocab = tokenization.load_vocab(english.vocab_file)
+  assert len(data["input_ids"]) == metadata["counts"]["instances"] > 0
+  for i in range(len(data["input_ids"])):
+    ids, mask, segments = data["input_ids"][i], data["input_mask"][i], data["segment_ids"][i]
+    length = int(mask.sum())
+    assert mask[:length].all() and not mask[length:].any() and not ids[length:].any()
+    num_a = int((segments[:length] == 0).sum())
+    assert (segments[:num_a] == 0).all() and (segments[num_a:length] == 1).all()
+    assert ids[0] == vocab["[CLS]"] and ids[num_a - 1] == ids[length - 1] == vocab["[SEP]"]
+    weights = data["masked_lm_weights"][i]
+    count = int(weights.sum())
+    assert count == min(PREDICTIONS, max(1, round(length * 0.15)))
+    positions = data["masked_lm_positions"][i][:count]
+    assert list(positions) == sorted(set(positions))
+    assert not set(positions) & {0, num_a - 1, length - 1}  # never [CLS] or [SEP]
+    assert not data["masked_lm_positions"][i][count:].any()
+
+
+def test_whole_word_mask_masks_whole_words(english):
+  config = dataclasses.replace(english, do_whole_word_mask=True, masked_lm_prob=0.3)
+  maker = cpd.InstanceMaker(config, tokenization.load_vocab(config.vocab_file))
+  vocab = tokenization.load_vocab(config.vocab_file)
+  tokens = [vocab[t] for t in "[CLS] the cat play ##ing [SEP] play ##ed a ball [SEP]".split()]
+  rng = random.Random(3)
+  for _ in range(50):
+    _, positions, labels = maker.mask(list(tokens), 6, rng)
+    chosen = set(positions)
+    for first, second in ((3, 4), (6, 7)):  # play ##ing, play ##ed
+      assert (first in chosen) == (second in chosen)
+    assert [tokens[p] for p in positions] == labels
+
+
+def test_truncation_keeps_pairs_within_max_length(english):
+  maker = cpd.InstanceMaker(english, tokenization.load_vocab(english.vocab_file))
+  rng = random.Random(0)
+  long_document = [[5] * 30, [6] * 40, [7] * 50]
+  for _ in range(20):
+    for tokens, num_a, _ in maker.from_document([long_document, [[8] * 70]], 0, rng):
+      assert len(tokens) <= SEQ and num_a >= 3 and len(tokens) - num_a >= 2
+
+
+def test_statistics_on_real_korean_text(korean):
+  config, metadata = korean
+  counts = metadata["counts"]
+  data = read(metadata["file_pattern"], 128, 20)
+  masked = data["masked_lm_weights"].sum()
+  assert masked == counts["masked"]
+  # round(0.15 * len) per instance, capped at 20: close to 15% of the real tokens.
+  assert 0.13 < masked / data["input_mask"].sum() < 0.16
+  weights = data["masked_lm_weights"] > 0
+  at_positions = np.take_along_axis(data["input_ids"], data["masked_lm_positions"], 1)[weights]
+  originals = data["masked_lm_ids"][weights]
+  mask_id = tokenization.load_vocab(config.vocab_file)["[MASK]"]
+  as_mask = np.mean(at_positions == mask_id)
+  kept = np.mean(at_positions == originals)
+  assert abs(as_mask - 0.8) < 0.02 and abs(kept - 0.1) < 0.02
+  assert abs((1 - as_mask - kept) - 0.1) < 0.02
+  # Random next: 50% of multi-segment chunks plus every single-segment chunk (as in google's).
+  assert 0.48 < data["next_sentence_labels"].mean() < 0.62
+  assert counts["random_next"] == data["next_sentence_labels"].sum()
+
+
+def test_tf_models_reader_reads_our_records(korean):
+  _, metadata = korean
+  loader = pretrain_dataloader.BertPretrainDataLoader(pretrain_dataloader.BertPretrainDataConfig(
+      input_path=metadata["files"][0], seq_length=128, max_predictions_per_seq=20,
+      global_batch_size=4, is_training=False, use_next_sentence_label=True))
+  batch = next(iter(loader.load()))
+  ours = read(metadata["files"][0], 128, 20)
+  np.testing.assert_array_equal(batch["input_word_ids"].numpy(), ours["input_ids"][:4])
+  np.testing.assert_array_equal(batch["masked_lm_ids"].numpy(), ours["masked_lm_ids"][:4])
+  np.testing.assert_array_equal(batch["masked_lm_weights"].numpy(), ours["masked_lm_weights"][:4])
+  np.testing.assert_array_equal(batch["next_sentence_labels"].numpy().ravel(),
+                                ours["next_sentence_labels"][:4].ravel())
+
+
+def test_encoder_matches_protobuf_serialization():
+  encoder = cpd.ExampleEncoder(30000, 8, 3)
+  record = encoder.encode([2, 29999, 4, 3, 200, 3], 4, [2, 4], [17, 130], True)
+  feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
+  expected = tf.train.Example(features=tf.train.Features(feature={
+      "input_ids": feature([2, 29999, 4, 3, 200, 3, 0, 0]),
+      "input_mask": feature([1] * 6 + [0, 0]), "segment_ids": feature([0] * 4 + [1, 1, 0, 0]),
+      "masked_lm_positions": feature([2, 4, 0]), "masked_lm_ids": feature([17, 130, 0]),
+      "masked_lm_weights": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 1, 0])),
+      "next_sentence_labels": feature([1])}))
+  assert tf.train.Example.FromString(record) == expected
+
+
+def _shard_bytes(metadata):
+  return [open(path, "rb").read() for path in metadata["files"]]
+
+
+def test_deterministic_across_worker_counts_and_seeded(english, tmp_path):
+  one = cpd.create_pretraining_data(english, num_workers=1)
+  two_config = dataclasses.replace(english, output_file=str(tmp_path / "two" / "data.tfrecord"))
+  two = cpd.create_pretraining_data(two_config, num_workers=2)
+  assert len(one["files"]) == 3 and _shard_bytes(one) == _shard_bytes(two)
+  other = dataclasses.replace(english, output_file=str(tmp_path / "seed" / "data.tfrecord"),
+                              random_seed=1)
+  assert _shard_bytes(cpd.create_pretraining_data(other)) != _shard_bytes(one)
+
+
+def test_resume_redoes_only_unfinished_shards(english):
+  metadata = cpd.create_pretraining_data(english)
+  before = _shard_bytes(metadata)
+  first, last = metadata["files"][0], metadata["files"][-1]
+  os.remove(last)  # as if the run died while writing the last shard
+  os.remove(os.path.join(english.output_file + ".progress", "shard-00002.json"))
+  os.utime(first, (1, 1))
+  again = cpd.create_pretraining_data(english)
+  assert _shard_bytes(again) == before and again["counts"] == metadata["counts"]
+  assert os.path.getmtime(first) == 1  # finished shards are not redone
+  with pytest.raises(ValueError, match="other settings.*dupe_factor"):
+    cpd.create_pretraining_data(dataclasses.replace(english, dupe_factor=2))
+
+
+def test_bad_flags_fail_early(english):
+  with pytest.raises(ValueError, match="is a list"):
+    dataclasses.replace(english, output_file="a,b").check()
+  with pytest.raises(FileNotFoundError, match="nothing"):
+    cpd.create_pretraining_data(dataclasses.replace(english, input_file="/nothing*"))

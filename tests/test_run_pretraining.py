@@ -1,0 +1,97 @@
+"""run_pretraining.py end to end on a tiny model, and google-research's loss and metrics."""
+
+import json
+import os
+import pathlib
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import create_pretraining_data as cpd
+from bert_tf import pretraining_task, tokenization
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+SEQ, PREDICTIONS = 32, 5
+
+
+def test_loss_is_google_weighted_mlm_plus_nsp():
+  rng = np.random.default_rng(0)
+  features = {"masked_lm_ids": tf.constant(rng.integers(0, 7, (3, 4)), tf.int32),
+              "masked_lm_weights": tf.constant([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]],
+                                                tf.float32),
+              "next_sentence_labels": tf.constant([[0], [1], [1]], tf.int32)}
+  outputs = {"mlm_logits": tf.constant(rng.normal(size=(3, 4, 7)), tf.float32),
+             "nsp_logits": tf.constant(rng.normal(size=(3, 2)), tf.float32)}
+  log_probs = tf.nn.log_softmax(outputs["mlm_logits"]).numpy()
+  ids, weights = features["masked_lm_ids"].numpy(), features["masked_lm_weights"].numpy()
+  token_loss = -np.take_along_axis(log_probs, ids[..., None], -1)[..., 0]
+  mlm = (token_loss * weights).sum() / (weights.sum() + 1e-5)
+  nsp_log_probs = tf.nn.log_softmax(outputs["nsp_logits"]).numpy()
+  nsp = -nsp_log_probs[np.arange(3), [0, 1, 1]].mean()
+  per_example = pretraining_task.pretraining_loss(features, outputs).numpy()
+  np.testing.assert_allclose(per_example.mean(), mlm + nsp, rtol=1e-5)
+
+
+def _write_data(tmp_path) -> str:
+  """Pretraining records from learnable text: words of the sample vocab in fixed runs."""
+  vocab = [t for t in tokenization.load_vocab(str(SAMPLE / "vocab.txt"))
+           if t.isalpha()][:40]
+  rng = random.Random(0)
+  docs = []
+  for _ in range(30):
+    lines = []
+    for _ in range(6):
+      start = rng.randrange(len(vocab) - 8)
+      lines.append(" ".join(vocab[start:start + 8]))
+    docs.append("\n".join(lines))
+  (tmp_path / "text.txt").write_text("\n\n".join(docs) + "\n")
+  config = cpd.DataConfig(input_file=str(tmp_path / "text.txt"),
+                          output_file=str(tmp_path / "data" / "train"),
+                          vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
+                          max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=4)
+  return cpd.create_pretraining_data(config)["file_pattern"]
+
+
+def _run(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, str(ROOT / "run_pretraining.py"), *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
+  pattern = _write_data(tmp_path)
+  out = tmp_path / "out"
+  common = [f"--input_file={pattern}", f"--output_dir={out}",
+            f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
+            f"--max_predictions_per_seq={PREDICTIONS}"]
+  result = _run(*common, "--do_train=True", "--do_eval=True", "--keep_best_by_loss=True",
+                f"--vocab_file={SAMPLE / 'vocab.txt'}", "--train_batch_size=16",
+                "--eval_batch_size=16", "--learning_rate=2e-3", "--num_train_steps=60",
+                "--num_warmup_steps=5", "--save_checkpoints_steps=30", "--iterations_per_loop=10",
+                "--max_eval_steps=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = (out / "eval_results.txt").read_text().splitlines()
+  metrics = {k: float(v) for k, v in (line.split(" = ") for line in lines)}
+  assert set(metrics) == {*pretraining_task.METRICS, "loss", "global_step"}
+  assert metrics["global_step"] == 60
+  # Untrained, the masked-LM loss is about ln(378) = 5.9; the text uses 40 words (ln 40 = 3.7).
+  assert metrics["masked_lm_loss"] < 4.2 and metrics["next_sentence_loss"] < 0.75
+  best = json.loads((out / "best" / "best.json").read_text())
+  assert best["step"] in (30, 60) and best["loss"] <= metrics["loss"] + 1e-6
+  assert (out / "export" / "tf1" / "bert_model.ckpt.index").exists()
+  assert (out / "export" / "hf" / "model.safetensors").exists()
+  # Run again: resumes at step 60, trains nothing, evaluates the same model.
+  again = _run(*common, "--do_eval=True", "--eval_batch_size=16", "--max_eval_steps=5")
+  assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_data_made_with_other_lengths_is_refused_early(tmp_path):
+  pattern = _write_data(tmp_path)
+  with pytest.raises(ValueError, match=r"max_seq_length=32.*--max_seq_length=128"):
+    pretraining_task.check_data_shapes(pattern, 128, PREDICTIONS)
+  pretraining_task.check_data_shapes(pattern, SEQ, PREDICTIONS)
