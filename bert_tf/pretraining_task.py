@@ -10,6 +10,7 @@ import os
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
+import tf_keras
 from absl import logging
 
 from bert_tf import checkpoints, input_pipeline, io_utils, modeling, trainer
@@ -142,7 +143,7 @@ def make_trainer(strategy: tf.distribute.Strategy, config: BertConfig, data: Pre
                                                       data.max_predictions_per_seq))
 
   def model_fn():
-    tf.keras.utils.set_random_seed(seed)
+    tf_keras.utils.set_random_seed(seed)
     return modeling.build_model(modeling.BertPretrainer(config))
 
   def dataset_fn(context: tf.distribute.InputContext, start_batch: int) -> tf.data.Dataset:

@@ -8,6 +8,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
+import tf_keras
 from absl import logging
 
 from bert_tf import checkpoints, input_pipeline, modeling, squad, trainer
@@ -39,7 +40,7 @@ def train(strategy: tf.distribute.Strategy, config: BertConfig, metadata: Dict[s
   seq_length = metadata["max_seq_length"]
 
   def model_fn():
-    tf.keras.utils.set_random_seed(seed)
+    tf_keras.utils.set_random_seed(seed)
     return modeling.build_model(modeling.BertSpanLabeler(config))
 
   def dataset_fn(context: tf.distribute.InputContext, start_batch: int) -> tf.data.Dataset:

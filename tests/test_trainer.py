@@ -34,8 +34,8 @@ def _write_records(path, count=64, seed=0):
 
 
 def _classification_loss(features, outputs):
-  return tf.keras.losses.sparse_categorical_crossentropy(
-      features["label_ids"], outputs["logits"], from_logits=True)
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=features["label_ids"],
+                                                        logits=outputs["logits"])
 
 
 def _make_trainer(strategy, output_dir, records, num_steps=6, batch_size=8, **overrides):
@@ -45,7 +45,7 @@ def _make_trainer(strategy, output_dir, records, num_steps=6, batch_size=8, **ov
                                num_train_steps=num_steps, learning_rate=1e-2, **overrides)
 
   def model_fn():
-    tf.keras.utils.set_random_seed(7)
+    tf_keras.utils.set_random_seed(7)
     return modeling.build_model(modeling.BertClassifier(TINY, num_labels=2))
 
   def dataset_fn(context, start_batch):

@@ -1,0 +1,283 @@
+"""Classifier fine-tuning end to end on a tiny model: outputs, padding, resume, best checkpoint."""
+
+import csv
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from bert_tf import classifier_data, classifier_task, configs, modeling, tokenization, trainer
+from conftest import PROJECT_ROOT
+
+SAMPLE = PROJECT_ROOT / "sample_data" / "classifier"
+VOCAB = str(SAMPLE / "vocab.txt")
+TINY = configs.BertConfig(
+    vocab_size=configs.BertConfig.from_json_file(str(SAMPLE / "bert_config.json")).vocab_size,
+    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+    max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+SEQ_LENGTH = 24
+BATCH = 8
+NUM_DEV = 21  # not a multiple of any batch size used here: the last batch is always padded
+NUM_TEST = 13
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+  """A CoLA-format directory: 48 training, 21 dev and 13 labeled test sentences."""
+  directory = tmp_path_factory.mktemp("cola")
+  for name, count in (("in_domain_train.tsv", 48), ("in_domain_dev.tsv", NUM_DEV),
+                      ("out_of_domain_dev.tsv", NUM_TEST)):
+    lines = (SAMPLE / "cola" / name).read_text(encoding="utf-8").splitlines()[:count]
+    (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return str(directory)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> tokenization.FullTokenizer:
+  return tokenization.FullTokenizer(VOCAB, do_lower_case=False)
+
+
+def _config(data_dir, output_dir, **overrides) -> classifier_task.TaskConfig:
+  values = dict(task_name="cola", data_dir=data_dir, output_dir=str(output_dir),
+                max_seq_length=SEQ_LENGTH, do_train=True, do_eval=True, do_predict=True,
+                train_batch_size=BATCH, eval_batch_size=BATCH, predict_batch_size=BATCH,
+                num_train_epochs=3.0, seed=1)
+  values.update(overrides)
+  return classifier_task.TaskConfig(**values)
+
+
+def _run(config, tokenizer, strategy=None):
+  def make_train_config(num_train_steps):
+    return trainer.TrainConfig(output_dir=config.output_dir, train_batch_size=BATCH,
+                               num_train_steps=num_train_steps, learning_rate=2e-3,
+                               num_warmup_steps=0, iterations_per_loop=100,
+                               save_checkpoints_steps=1000)
+  return classifier_task.run(config, TINY, tokenizer, None,
+                             strategy or tf.distribute.get_strategy(), make_train_config)
+
+
+def _read_csv(path):
+  with open(path, encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
+  out = tmp_path / "out"
+  results = _run(_config(data_dir, out, keep_best_by="loss"), tokenizer)
+
+  assert sorted(results["written"]) == sorted([
+      "eval_results.json", "eval_results.txt", "test_metrics.json", "test_results.tsv",
+      classifier_task.STATS_FILE, classifier_task.CURVES_FILE])
+  assert all((out / name).exists() for name in results["written"])
+  history = results["history"]
+  assert [row["step"] for row in history] == [6, 12, 18]  # 48 examples / 8 = 6 steps an epoch
+  assert all(row["train_loss"] > 0 and row["training_time"] >= 0 for row in history)
+  best_row = min(history, key=lambda row: row["val_loss"])
+  assert results["best"]["step"] == best_row["step"]
+  # The final evaluation is of the restored best checkpoint, not of the last step.
+  evaluation = json.loads((out / "eval_results.json").read_text())
+  assert evaluation["global_step"] == best_row["step"]
+  assert evaluation["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  assert evaluation["num_examples"] == NUM_DEV
+  assert sum(map(sum, evaluation["confusion_matrix"])) == NUM_DEV
+  assert set(evaluation["per_class"]) == {"0", "1"}
+  lines = (out / "eval_results.txt").read_text().splitlines()
+  assert lines == sorted(lines)
+  scalars = dict(line.split(" = ") for line in lines)
+  assert {"eval_accuracy", "eval_loss", "global_step", "loss", "eval_mcc"} <= set(scalars)
+  assert int(scalars["global_step"]) == best_row["step"]
+
+  rows = [line.split("\t") for line in (out / "test_results.tsv").read_text().splitlines()]
+  assert len(rows) == NUM_TEST and all(len(row) == 2 for row in rows)
+  assert np.allclose(np.array(rows, float).sum(axis=1), 1.0, atol=1e-5)
+  assert json.loads((out / "test_metrics.json").read_text())["num_examples"] == NUM_TEST
+
+  stats = _read_csv(out / classifier_task.STATS_FILE)
+  assert list(stats[0]) == ["epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_mcc",
+                            "training_time", "validation_time"]
+  assert [float(row["epoch"]) for row in stats] == [1.0, 2.0, 3.0]
+  assert (out / classifier_task.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert list((out / "eval").glob("events.out.tfevents.*"))
+  assert [p.name for p in (out / "best").glob("*.index")] == [f"ckpt-{best_row['step']}.index"]
+  assert "val_mcc" in classifier_task.stats_table(history, "mcc").splitlines()[0]
+
+  # Evaluation alone, later: the best checkpoint with --keep_best_by, else the latest.
+  again = _run(_config(data_dir, out, do_train=False, do_predict=False, keep_best_by="loss"),
+               tokenizer)
+  assert again["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  latest = _run(_config(data_dir, out, do_train=False, do_predict=False), tokenizer)
+  assert latest["eval"]["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
+  assert json.loads((out / "eval_results.json").read_text())["global_step"] == 18
+
+
+def test_padded_batches_count_every_example_once_on_two_replicas(tmp_path, data_dir, tokenizer,
+                                                                  mirrored_cpus):
+  processor = classifier_data.get_processor("cola")
+  feature_file = classifier_data.prepare_features(
+      processor.get_dev_examples(data_dir), processor.get_labels(), SEQ_LENGTH, tokenizer,
+      str(tmp_path / "eval.tf_record"))
+  # Static shapes, as TPUs need: full batches, the last one padded with is_real_example = 0.
+  batches = list(classifier_task.eval_dataset(feature_file, SEQ_LENGTH, 8))
+  assert [b["input_ids"].shape.as_list() for b in batches] == [[8, SEQ_LENGTH]] * 3
+  assert [int(b["is_real_example"].numpy().sum()) for b in batches] == [8, 8, 5]
+  assert classifier_task.eval_dataset(feature_file, SEQ_LENGTH, 8).element_spec[
+      "input_ids"].shape.as_list() == [8, SEQ_LENGTH]
+  mirrored = mirrored_cpus
+  with mirrored.scope():
+    tf_keras.utils.set_random_seed(3)
+    model = modeling.build_model(modeling.BertClassifier(TINY, 2))
+  single = classifier_task.predict_probabilities(tf.distribute.get_strategy(), model,
+                                                 feature_file, SEQ_LENGTH, 8)
+  for batch_size in (2, 4, 6):  # 21 = 10*2+1 = 5*4+1 = 3*6+3: a padded last batch each time
+    split = classifier_task.predict_probabilities(mirrored, model, feature_file, SEQ_LENGTH,
+                                                  batch_size)
+    assert split["probabilities"].shape == (NUM_DEV, 2)
+    np.testing.assert_allclose(split["probabilities"], single["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(split["label_ids"], single["label_ids"])
+  result = classifier_task.evaluate(mirrored, model, feature_file, SEQ_LENGTH, 4, ["0", "1"])
+  assert result["num_examples"] == NUM_DEV
+
+
+def test_resumes_after_interruption_as_if_never_stopped(tmp_path, data_dir, tokenizer,
+                                                        monkeypatch):
+  reference = _run(_config(data_dir, tmp_path / "whole", do_predict=False), tokenizer)
+
+  calls = []
+  real_evaluate = classifier_task.evaluate
+
+  def crash_on_second_evaluation(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt("simulated interruption")
+    return real_evaluate(*args, **kwargs)
+
+  config = _config(data_dir, tmp_path / "resumed", do_predict=False)
+  monkeypatch.setattr(classifier_task, "evaluate", crash_on_second_evaluation)
+  with pytest.raises(KeyboardInterrupt):
+    _run(config, tokenizer)
+  monkeypatch.setattr(classifier_task, "evaluate", real_evaluate)
+  state = classifier_task.TrainingState.load(config.output_dir)
+  assert [row["step"] for row in state.history] == [6]
+  assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-12")
+
+  resumed = _run(config, tokenizer)
+  history = resumed["history"]
+  assert [row["step"] for row in history] == [6, 12, 18]
+  assert history[1]["train_loss"] is None  # trained before the interruption, not measured
+  for ours, theirs in zip(history, reference["history"]):
+    assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+  assert resumed["eval"]["loss"] == pytest.approx(reference["eval"]["loss"], rel=1e-4)
+  assert len(_read_csv(os.path.join(config.output_dir, classifier_task.STATS_FILE))) == 3
+
+
+def test_early_stopping_keeps_and_restores_the_best_checkpoint(tmp_path, data_dir, tokenizer,
+                                                               monkeypatch):
+  scores = iter([0.2, 0.5, 0.4, 0.3, 0.9])  # best at the 2nd evaluation; stop after the 4th
+  seen = []
+
+  def scripted_evaluate(strategy, model, feature_file, seq_length, batch_size, label_list):
+    seen.append(model.classifier.kernel.numpy().copy())
+    value = next(scores)
+    return dict(accuracy=value, loss=1.0 - value, mcc=value, f1=value, num_examples=NUM_DEV)
+
+  monkeypatch.setattr(classifier_task, "evaluate", scripted_evaluate)
+  config = _config(data_dir, tmp_path / "out", do_predict=False, num_train_epochs=6.0,
+                   keep_best_by="mcc", early_stopping_patience=2)
+  results = _run(config, tokenizer)
+  assert [row["step"] for row in results["history"]] == [6, 12, 18, 24]
+  assert results["best"]["step"] == 12 and results["best"]["value"] == 0.5
+  # The final evaluation (5th call) saw the weights of step 12, not those of step 24.
+  np.testing.assert_array_equal(seen[4], seen[1])
+  assert not np.array_equal(seen[4], seen[3])
+  assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-24")
+  assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["global_step"] == 12
+
+  scores = iter([0.7])  # a rerun trains no further: only the final evaluation happens
+  again = _run(config, tokenizer)
+  assert len(again["history"]) == 4
+  assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-24")
+
+  # Evaluation alone uses the best checkpoint with --keep_best_by and the latest without.
+  for overrides, expected in ((dict(), seen[1]),
+                              (dict(keep_best_by=None, early_stopping_patience=0), seen[3])):
+    scores, seen[:] = iter([0.1]), []
+    _run(dataclasses.replace(config, do_train=False, **overrides), tokenizer)
+    np.testing.assert_array_equal(seen[0], expected)
+
+
+def test_evaluation_steps():
+  assert classifier_task.evaluation_steps(18, 6.0, True, None) == [6, 12, 18]
+  assert classifier_task.evaluation_steps(16, 6.5, True, None) == [6, 13, 16]  # 2.5 epochs
+  assert classifier_task.evaluation_steps(18, 6.0, True, 5) == [5, 10, 15, 18]
+  assert classifier_task.evaluation_steps(18, 6.0, False, None) == [18]
+
+
+def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirrored_cpus):
+  cases = [
+      (dict(keep_best_by="mcc", do_eval=False), "--keep_best_by picks among evaluations"),
+      (dict(early_stopping_patience=3), "set --keep_best_by"),
+      (dict(max_seq_length=64), "max_position_embeddings"),
+      (dict(do_train=False, do_eval=False, do_predict=False), "At least one of"),
+      (dict(task_name="tsv"), r"The tsv train set is not in --data_dir=.*train.tsv"),
+  ]
+  for overrides, message in cases:
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+      _run(_config(data_dir, tmp_path / "out", **overrides), tokenizer)
+  with pytest.raises(ValueError, match=r"eval_batch_size=5 is not a multiple of the 2"):
+    _run(_config(data_dir, tmp_path / "out", eval_batch_size=5), tokenizer,
+         mirrored_cpus)
+  classifier_task.TrainingState(label_list=["neg", "pos"]).save(str(tmp_path / "trained"))
+  with pytest.raises(ValueError, match=r"trained with the labels \['neg', 'pos'\]"):
+    _run(_config(data_dir, tmp_path / "trained", do_train=False, do_predict=False), tokenizer)
+
+
+def test_script_flags_and_a_tsv_run(tmp_path):
+  """run_classifier.py keeps google-research's flag names and defaults and runs a tsv task."""
+  data = tmp_path / "data"
+  data.mkdir()
+  sentences = (SAMPLE / "nsmc" / "ratings_train.txt").read_text(encoding="utf-8").splitlines()
+  rows = [line.split("\t") for line in sentences[1:41]]
+  (data / "train.tsv").write_text("text\tsentiment\n" + "".join(
+      f"{text}\t{'pos' if label == '1' else 'neg'}\n" for _, text, label in rows),
+      encoding="utf-8")
+  (data / "dev.tsv").write_text("text\tsentiment\n" + "".join(
+      f"{text}\t{'pos' if label == '1' else 'neg'}\n" for _, text, label in rows[:10]),
+      encoding="utf-8")
+  google = dict(max_seq_length=128, do_train=False, do_eval=False, do_predict=False,
+                train_batch_size=32, eval_batch_size=8, predict_batch_size=8,
+                learning_rate=5e-5, num_train_epochs=3.0, warmup_proportion=0.1,
+                save_checkpoints_steps=1000, iterations_per_loop=1000, use_tpu=False,
+                num_tpu_cores=8, do_lower_case=True, data_dir=None, task_name=None,
+                vocab_file=None, bert_config_file=None, output_dir=None,
+                init_checkpoint=None, tpu_name=None, tpu_zone=None, gcp_project=None,
+                master=None)
+  code = (
+      "import json, sys\n"
+      "from absl import app, flags\n"
+      "import run_classifier\n"
+      f"print('DEFAULTS', json.dumps({{n: flags.FLAGS[n].default for n in {sorted(google)}}}))\n"
+      "app.run(run_classifier.main, argv=sys.argv)\n")
+  args = [sys.executable, "-c", code, "--task_name=tsv", f"--data_dir={data}",
+          f"--output_dir={tmp_path / 'out'}", f"--vocab_file={VOCAB}",
+          f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_train", "--do_eval",
+          "--has_header", "--text_a_column=text", "--label_column=sentiment",
+          "--max_seq_length=16", "--train_batch_size=8", "--num_train_epochs=1",
+          "--eval_batch_size=4"]
+  done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert done.returncode == 0, done.stderr[-3000:]
+  defaults = json.loads(next(line for line in done.stdout.splitlines()
+                             if line.startswith("DEFAULTS "))[len("DEFAULTS "):])
+  assert defaults == google
+  assert "Dev: 10 examples" in done.stdout
+  state = json.loads((tmp_path / "out" / classifier_task.STATE_FILE).read_text())
+  assert state["label_list"] == ["neg", "pos"]
+  assert (tmp_path / "out" / "eval_results.txt").exists()
+  assert pathlib.Path(tmp_path / "out" / classifier_task.STATS_FILE).exists()
