@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 from typing import Any, Dict, List, Optional
 
 from absl import flags
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -367,3 +369,118 @@ def test_check_global_batch_rejects(batch_size: int, replicas: int, kind: str,
 @pytest.mark.parametrize("batch_size, replicas", [(32, 8), (7, 1), (1024, 128)])
 def test_check_global_batch_accepts_multiples(batch_size: int, replicas: int) -> None:
   distribution.check_global_batch(batch_size, replicas, "train_batch_size", "TPU cores")
+
+
+# A tiny classifier trained by bert_tf.trainer.Trainer in a child process. The records are read
+# unshuffled (shuffle_buffer=1), so that global batch k holds the same 16 records whether one
+# process reads them all or two workers each read every other one: then the weights must match.
+_TRAIN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+    from bert_tf import configs, distribution, input_pipeline, modeling, trainer
+
+    output_dir, records, strategy_name, weights_file = sys.argv[1:5]
+    strategy = distribution.resolve_strategy(
+        distribution.StrategyConfig(distribution_strategy=strategy_name))
+    config = configs.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=32,
+                                max_position_embeddings=16, hidden_dropout_prob=0.0,
+                                attention_probs_dropout_prob=0.0)
+    spec = input_pipeline.int_features(
+        dict(input_ids=16, input_mask=16, segment_ids=16, label_ids=1))
+
+    def model_fn():
+      tf_keras.utils.set_random_seed(7)
+      return modeling.build_model(modeling.BertClassifier(config, num_labels=2))
+
+    def dataset_fn(context, start_batch):
+      return input_pipeline.training_dataset(
+          records, input_pipeline.example_parser(spec), context.get_per_replica_batch_size(16),
+          start_batch=start_batch, shuffle_buffer=1, input_context=context)
+
+    def loss_fn(features, outputs):
+      return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=features["label_ids"],
+                                                            logits=outputs["logits"])
+
+    train_config = trainer.TrainConfig(output_dir=output_dir, train_batch_size=16,
+                                       num_train_steps=6, learning_rate=1e-2,
+                                       num_warmup_steps=2, iterations_per_loop=2,
+                                       save_checkpoints_steps=2)
+    run = trainer.Trainer(strategy, train_config, model_fn, loss_fn, dataset_fn)
+    run.train()
+    np.savez(weights_file, *[v.numpy() for v in run.model.trainable_variables])
+    print("RESULT " + json.dumps({"step": run.step, "chief": trainer.is_chief(strategy),
+                                  "replicas": strategy.num_replicas_in_sync}))
+""")
+
+
+def _write_classifier_records(path: str, count: int = 64) -> None:
+  """`count` random tf.Examples for the tiny classifier of _TRAIN_SCRIPT."""
+  rng = np.random.default_rng(0)
+  with tf.io.TFRecordWriter(path) as writer:
+    for _ in range(count):
+      ids = [2] + [int(i) for i in rng.integers(5, 50, 15)]
+      feature = dict(input_ids=ids, input_mask=[1] * 16, segment_ids=[0] * 16,
+                     label_ids=[ids[1] % 2])
+      example = tf.train.Example(features=tf.train.Features(feature={
+          k: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for k, v in feature.items()}))
+      writer.write(example.SerializeToString())
+
+
+def _start_training(output_dir: pathlib.Path, records: str, strategy_name: str,
+                    weights_file: pathlib.Path, tf_config: Optional[Dict[str, Any]] = None
+                    ) -> subprocess.Popen:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  env.pop("TF_CONFIG", None)
+  if tf_config:
+    env["TF_CONFIG"] = json.dumps(tf_config)
+  return subprocess.Popen(
+      [sys.executable, "-c", _TRAIN_SCRIPT, str(output_dir), records, strategy_name,
+       str(weights_file)], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 180) -> Dict[str, Any]:
+  """Waits for a training child and returns its RESULT line (killing it if it hangs)."""
+  try:
+    stdout, stderr = process.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    stdout, stderr = process.communicate()
+  results = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+  assert process.returncode == 0 and results, stderr[-3000:]
+  return json.loads(results[0][len("RESULT "):])
+
+
+def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path) -> None:
+  records = str(tmp_path / "train.tfrecord")
+  _write_classifier_records(records)
+  cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+  # Each worker gets its own output_dir here (a real run shares one), to see who wrote what.
+  workers = [
+      _start_training(tmp_path / f"worker{index}", records, "multi_worker_mirrored",
+                      tmp_path / f"worker{index}.npz",
+                      {"cluster": cluster, "task": {"type": "worker", "index": index}})
+      for index in range(2)]
+  try:
+    results = [_finish(process) for process in workers]
+  finally:
+    for process in workers:
+      if process.poll() is None:
+        process.kill()
+  assert [r["chief"] for r in results] == [True, False]
+  assert all(r["step"] == 6 and r["replicas"] == 2 for r in results)
+  single = _start_training(tmp_path / "single", records, "default", tmp_path / "single.npz")
+  assert _finish(single) == {"step": 6, "chief": True, "replicas": 1}
+  weights = {name: np.load(tmp_path / f"{name}.npz")
+             for name in ("worker0", "worker1", "single")}
+  for key in weights["single"].files:
+    np.testing.assert_allclose(weights["worker0"][key], weights["single"][key], atol=2e-5)
+    np.testing.assert_array_equal(weights["worker0"][key], weights["worker1"][key])
+  chief_dir, other_dir = tmp_path / "worker0", tmp_path / "worker1"
+  assert tf.train.latest_checkpoint(str(chief_dir)).endswith("ckpt-6")
+  assert tf.io.gfile.glob(str(chief_dir / "train" / "events.out.tfevents.*"))
+  # The non-chief wrote its checkpoints to a scratch directory and removed it.
+  assert not other_dir.exists() or not list(other_dir.iterdir()), list(other_dir.iterdir())
