@@ -116,49 +116,108 @@ def _require(container: Any, key: str, kind: type, where: str) -> Any:
   return value
 
 
+def _read_dataset(input_file: str) -> Any:
+  """The parsed JSON of `input_file`; a ValueError naming the file and position if it is not JSON."""
+  if not tf.io.gfile.exists(input_file):
+    raise FileNotFoundError(f"{input_file} does not exist.")
+  with tf.io.gfile.GFile(input_file, "rb") as f:
+    data = f.read()
+  try:
+    return json.loads(data.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise ValueError(f"{input_file}, line {line}: not valid UTF-8 ({e.reason}). Save the file as "
+                     "UTF-8.") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{input_file}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg}). "
+                     "A SQuAD file is one JSON object {\"data\": [...]}; check that the file is "
+                     "complete (not a truncated download).") from None
+  except RecursionError:
+    raise ValueError(f"{input_file}: JSON nested too deeply to be a SQuAD file.") from None
+
+
 def read_squad_examples(input_file: str, is_training: bool,
                         version_2_with_negative: bool = False) -> List[SquadExample]:
   """Reads a SQuAD-format JSON file (local or gs://) into examples, as google-research does.
 
   For training each question needs exactly one answer (or `is_impossible` with SQuAD 2.0); an
   answer whose words do not contain its text is skipped with a warning, like google-research.
+  Malformed data (missing fields, repeated question ids, an empty context or question, answers
+  outside the context) is a ValueError naming the file, the place and the question id.
   """
-  data = io_utils.read_json(input_file)
-  articles = _require(data, "data", list, f"{input_file}: top level")
+  articles = _require(_read_dataset(input_file), "data", list, f"{input_file}: top level")
   examples = []
-  skipped = 0
+  skipped = []
+  first_place: Dict[str, str] = {}  # question id -> where it first appeared
   for article_index, article in enumerate(articles):
     where = f"{input_file}: data[{article_index}]"
+    title = article.get("title") if isinstance(article, dict) else None
     for paragraph_index, paragraph in enumerate(_require(article, "paragraphs", list, where)):
-      paragraph_where = f"{where}.paragraphs[{paragraph_index}]"
+      paragraph_place = f"data[{article_index}].paragraphs[{paragraph_index}]"
+      paragraph_where = f"{input_file}: {paragraph_place}"
       context = _require(paragraph, "context", str, paragraph_where)
+      questions = _require(paragraph, "qas", list, paragraph_where)
+      if questions and not context.strip():
+        raise ValueError(f"{paragraph_where}: the context is empty, so its {len(questions)} "
+                         "question(s) cannot be answered. Fill in the context or remove the "
+                         "paragraph.")
       doc_tokens, word_starts = _split_context(context)
-      for qa_index, qa in enumerate(_require(paragraph, "qas", list, paragraph_where)):
-        qas_id = _require(qa, "id", str, f"{paragraph_where}.qas[{qa_index}]")
-        qa_where = f"{input_file}: question id {qas_id!r}"
-        example = SquadExample(qas_id=qas_id, question_text=_require(qa, "question", str, qa_where),
-                               doc_tokens=doc_tokens)
+      for qa_index, qa in enumerate(questions):
+        place = f"{paragraph_place}.qas[{qa_index}]"
+        qas_id = _require(qa, "id", str, f"{input_file}: {place}")
+        qa_where = f"{input_file}: {place} (question id {qas_id!r}" + (
+            f" in {title!r})" if isinstance(title, str) else ")")
+        if qas_id in first_place:
+          raise ValueError(f"{qa_where}: the question id is also used at {first_place[qas_id]}. "
+                           "Predictions are keyed by id, so one answer would silently replace "
+                           "the other: give every question its own id.")
+        first_place[qas_id] = place
+        question = _require(qa, "question", str, qa_where)
+        if not question.strip():
+          raise ValueError(f"{qa_where}: the question is empty. Fill it in or remove it.")
+        example = SquadExample(qas_id=qas_id, question_text=question, doc_tokens=doc_tokens)
         if is_training:
-          if not _label_training_example(example, qa, context, word_starts, version_2_with_negative,
-                                         qa_where):
-            skipped += 1
+          unfound = _label_training_example(example, qa, context, word_starts,
+                                            version_2_with_negative, qa_where)
+          if unfound:
+            skipped.append(f"{place} (id {qas_id!r}): {unfound}")
             continue
         examples.append(example)
-  if skipped:
-    logging.warning("Skipped %d of %d training questions whose answer text is not in the context "
-                    "words (google-research does the same).", skipped, skipped + len(examples))
+  _check_skipped(input_file, skipped, len(skipped) + len(examples))
+  if not examples:
+    raise ValueError(f"{input_file} holds no questions.")
   return examples
+
+
+def _check_skipped(input_file: str, skipped: List[str], total: int) -> None:
+  """Warns about training answers not found in their context; fails when most are not.
+
+  google-research skips such questions, and so do we: a few quirks in a large file (stray
+  whitespace or punctuation around an answer) should not stop a run. But when most answers cannot be found, answer_start is
+  systematically wrong (counted in bytes or UTF-16 units instead of characters, or shifted), and
+  training on what is left would silently learn from a fraction of the data: that is an error.
+  """
+  if not skipped:
+    return
+  shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+  message = (f"{input_file}: the answers of {len(skipped)} of {total} training questions are not "
+             f"in the context words at their answer_start: {shown}")
+  if 2 * len(skipped) > total:
+    raise ValueError(f"{message}. Most answers missing means answer_start is wrong throughout: "
+                     "it must count Unicode characters of the context (not bytes or UTF-16 "
+                     "units) from 0.")
+  logging.warning("%s. Skipped them, as google-research does.", message)
 
 
 def _label_training_example(example: SquadExample, qa: Dict[str, Any], context: str,
                             word_starts: List[int], version_2_with_negative: bool,
-                            where: str) -> bool:
-  """Sets the answer of a training example; False when its text cannot be found (skip it)."""
+                            where: str) -> Optional[str]:
+  """Sets the answer of a training example; when its text cannot be found, says so (skip it)."""
   if version_2_with_negative:
     example.is_impossible = _require(qa, "is_impossible", bool, where)
   if example.is_impossible:
     example.orig_answer_text, example.start_position, example.end_position = "", -1, -1
-    return True
+    return None
   answers = _require(qa, "answers", list, where)
   if len(answers) != 1:
     raise ValueError(
@@ -179,10 +238,9 @@ def _label_training_example(example: SquadExample, qa: Dict[str, Any], context: 
   end = _word_at(word_starts, answer_start + len(text) - 1)
   actual_text = " ".join(example.doc_tokens[start:end + 1])
   if start < 0 or actual_text.find(" ".join(text.split())) == -1:
-    logging.warning("%s: could not find answer %r in %r; skipping it.", where, text, actual_text)
-    return False
+    return f"answer {text!r:.60} but context words {actual_text!r:.60}"
   example.orig_answer_text, example.start_position, example.end_position = text, start, end
-  return True
+  return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,13 +196,27 @@ def test_read_matches_tf_models(files: Dict[str, str], is_training: bool) -> Non
 
 def test_unfindable_answer_is_skipped_with_warning(tmp_path: pathlib.Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-  dataset = build_dataset([(SHORT, [("q?", "Tollund", 0, False)])])
-  dataset["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["text"] = "Tolland"
+  dataset = build_dataset([(SHORT, [("q?", "Tollund", 0, False)] * 3)])
+  dataset["data"][0]["paragraphs"][0]["qas"][1]["answers"][0]["text"] = "Tolland"
   path = write_json(tmp_path / "bad.json", dataset)
   with caplog.at_level(logging.WARNING):
-    assert squad.read_squad_examples(path, is_training=True) == []
-  assert any("could not find answer" in r.getMessage() for r in caplog.records)
-  assert len(squad.read_squad_examples(path, is_training=False)) == 1
+    examples = squad.read_squad_examples(path, is_training=True)
+  assert [e.qas_id for e in examples] == ["q0-0", "q0-2"]
+  warning, = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert path in warning and "1 of 3 training questions" in warning and "'q0-1'" in warning
+  assert len(squad.read_squad_examples(path, is_training=False)) == 3
+
+
+def test_mostly_unfindable_answers_are_an_error(tmp_path: pathlib.Path) -> None:
+  """Offsets shifted throughout (e.g. computed on a context later stripped) miss most answers."""
+  dataset = build_dataset(PARAGRAPHS[1:2])
+  for qa in dataset["data"][0]["paragraphs"][0]["qas"]:
+    for answer in qa["answers"]:
+      answer["answer_start"] = max(0, answer["answer_start"] - 12)
+  path = write_json(tmp_path / "shifted.json", dataset)
+  with pytest.raises(ValueError, match=r"shifted.json: the answers of 6 of 7 training questions "
+                     "are not in the context words.*'q0-0'.*must count Unicode characters"):
+    squad.read_squad_examples(path, is_training=True, version_2_with_negative=True)
 
 
 def malformed(dataset: Dict[str, Any], change: str) -> Dict[str, Any]:
@@ -241,15 +255,77 @@ def test_malformed_entries_name_file_and_question(tmp_path: pathlib.Path, change
   assert path in str(error.value) and "'q0-0'" in str(error.value)
 
 
-def test_malformed_structure_names_the_place(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("delete, place", [
+    ("data", "top level"),
+    ("paragraphs", r"data\[1\]"),
+    ("context", r"data\[1\].paragraphs\[0\]"),
+    ("qas", r"data\[1\].paragraphs\[0\]"),
+    ("id", r"data\[1\].paragraphs\[0\].qas\[2\]"),
+])
+def test_missing_field_names_the_place(tmp_path: pathlib.Path, delete: str, place: str) -> None:
   dataset = build_dataset()
-  del dataset["data"][1]["paragraphs"][0]["context"]
+  container = {"data": dataset, "paragraphs": dataset["data"][1],
+               "context": dataset["data"][1]["paragraphs"][0],
+               "qas": dataset["data"][1]["paragraphs"][0],
+               "id": dataset["data"][1]["paragraphs"][0]["qas"][2]}[delete]
+  del container[delete]
   path = write_json(tmp_path / "bad.json", dataset)
-  with pytest.raises(ValueError, match=r"bad.json: data\[1\].paragraphs\[0\]: missing field "
-                     "'context'"):
+  with pytest.raises(ValueError, match=rf"bad.json: {place}: missing field '{delete}'"):
     squad.read_squad_examples(path, is_training=False)
-  with pytest.raises(ValueError, match="top level: missing field 'data'"):
-    squad.read_squad_examples(write_json(tmp_path / "list.json", []), is_training=False)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"data": [', r"line 1 column 11: not valid JSON"),
+    (b'{"version": "v2.0"}\n{"data": []}', r"line 2 column 1: not valid JSON \(Extra data\)"),
+    (b"", r"line 1 column 1: not valid JSON"),
+    ('{"data": [{"title": "\ub098"}]}'.encode("euc-kr"), r"line 1: not valid UTF-8"),
+    (b"[" * 100_000, r"nested too deeply"),
+    (b"[]", r"top level: missing field 'data'"),
+    (b'{"data": []}', r"holds no questions"),
+])
+def test_not_a_squad_file_names_the_file(tmp_path: pathlib.Path, content: bytes,
+                                         message: str) -> None:
+  path = tmp_path / "dev.json"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=message) as error:
+    squad.read_squad_examples(str(path), is_training=False)
+  assert str(path) in str(error.value)
+
+
+def test_missing_file_is_file_not_found(tmp_path: pathlib.Path) -> None:
+  with pytest.raises(FileNotFoundError, match="nothing.json does not exist"):
+    squad.read_squad_examples(str(tmp_path / "nothing.json"), is_training=False)
+
+
+@pytest.mark.parametrize("is_training", [True, False])
+def test_duplicate_question_id_names_both_places(tmp_path: pathlib.Path,
+                                                 is_training: bool) -> None:
+  dataset = build_dataset()
+  dataset["data"][1]["paragraphs"][0]["qas"][3]["id"] = "q0-5"
+  path = write_json(tmp_path / "dup.json", dataset)
+  with pytest.raises(ValueError, match=r"dup.json: data\[1\].paragraphs\[0\].qas\[3\] "
+                     r"\(question id 'q0-5' in 't1'\): the question id is also used at .*"
+                     r"data\[0\].paragraphs\[0\].qas\[5\]. .*own id"):
+    squad.read_squad_examples(path, is_training, version_2_with_negative=True)
+
+
+@pytest.mark.parametrize("is_training", [True, False])
+def test_empty_context_names_the_paragraph(tmp_path: pathlib.Path, is_training: bool) -> None:
+  dataset = build_dataset()
+  dataset["data"][2]["paragraphs"][0]["context"] = " \n"
+  path = write_json(tmp_path / "empty.json", dataset)
+  with pytest.raises(ValueError, match=r"empty.json: data\[2\].paragraphs\[0\]: the context is "
+                     "empty, so its 1 question"):
+    squad.read_squad_examples(path, is_training, version_2_with_negative=True)
+
+
+def test_empty_question_names_it(tmp_path: pathlib.Path) -> None:
+  dataset = build_dataset()
+  dataset["data"][0]["paragraphs"][0]["qas"][4]["question"] = ""
+  path = write_json(tmp_path / "q.json", dataset)
+  with pytest.raises(ValueError, match=r"q.json: .*qas\[4\] \(question id 'q0-4' in 't0'\): "
+                     "the question is empty"):
+    squad.read_squad_examples(path, is_training=False)
 
 
 # --- features --------------------------------------------------------------------------------
