@@ -88,10 +88,8 @@ def read_rows(path: str, delimiter: str = "\t") -> List[Row]:
     data = f.read()
   try:
     text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise ValueError(f"{path}, line {line}: not valid UTF-8 ({e.reason}). Save the file as "
-                     "UTF-8.") from e
+  except UnicodeDecodeError:
+    raise io_utils.utf8_error(path) from None
   text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
   reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)

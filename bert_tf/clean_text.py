@@ -70,9 +70,12 @@ def clean_line_kcbert(line: str, counts: Optional[Dict[str, int]] = None) -> Opt
 
 
 def _read_lines(path: str) -> Iterator[str]:
-  with tf.io.gfile.GFile(path, "r") as f:
-    for line in f:
-      yield line.rstrip("\r\n")
+  try:
+    with tf.io.gfile.GFile(path, "r") as f:
+      for line in f:
+        yield line.rstrip("\r\n")
+  except UnicodeDecodeError:
+    raise io_utils.utf8_error(path) from None
 
 
 def clean_file(path: str, output_path: str) -> Dict[str, int]:

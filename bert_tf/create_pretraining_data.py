@@ -289,16 +289,19 @@ def read_documents(files: Sequence[str], clean: str = "none") -> Iterator[List[s
   """Documents (lists of non-blank lines) from text files, streamed; blank lines end documents."""
   for path in files:
     lines: List[str] = []
-    with _open_text(path) as f:
-      for line in f:
-        line = line.strip()
-        if line and clean != "none":
-          line = clean_text.clean_line_kcbert(line) or ""
-        if line:
-          lines.append(line)
-        elif lines:
-          yield lines
-          lines = []
+    try:
+      with _open_text(path) as f:
+        for line in f:
+          line = line.strip()
+          if line and clean != "none":
+            line = clean_text.clean_line_kcbert(line) or ""
+          if line:
+            lines.append(line)
+          elif lines:
+            yield lines
+            lines = []
+    except UnicodeDecodeError:
+      raise io_utils.utf8_error(path) from None
     if lines:
       yield lines
 
@@ -391,6 +394,7 @@ def _windows(files: Sequence[str], clean: str, size: int) -> Iterator[List[List[
 def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[str, Any]:
   """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata."""
   config.check()
+  tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
   files = input_pipeline.list_files(config.input_file)
   num_documents = sum(1 for _ in read_documents(files, config.clean))
   if not num_documents:

@@ -50,3 +50,18 @@ def read_json(path: str) -> Any:
   """Reads a JSON file from a local or gs:// path."""
   with tf.io.gfile.GFile(path, "r") as f:
     return json.load(f)
+
+
+def utf8_error(path: str) -> ValueError:
+  """A ValueError naming the first line of `path` (local or gs://) that is not valid UTF-8.
+
+  For readers to raise when decoding fails: it rereads the file, so it costs nothing until then.
+  """
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for number, line in enumerate(f, start=1):
+      try:
+        line.decode("utf-8")
+      except UnicodeDecodeError as e:
+        return ValueError(f"{path}, line {number}: not valid UTF-8 ({e.reason}). Save the file as "
+                          "UTF-8 (e.g. iconv -f CP949 -t UTF-8 for Korean text from Windows).")
+  return ValueError(f"{path}: not valid UTF-8. Save the file as UTF-8.")

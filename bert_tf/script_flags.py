@@ -115,6 +115,7 @@ def resolve_model_files() -> ModelFiles:
   vocab_file, config_file = checkpoints.resolve_model_files(
       FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file)
   config = BertConfig.from_json_file(config_file)
+  tokenization.check_vocab(vocab_file)
   checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
   do_lower_case = tokenization.resolve_do_lower_case(vocab_file, given, FLAGS.init_checkpoint)

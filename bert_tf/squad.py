@@ -117,17 +117,15 @@ def _require(container: Any, key: str, kind: type, where: str) -> Any:
 
 
 def _read_dataset(input_file: str) -> Any:
-  """The parsed JSON of `input_file`; a ValueError naming the file and position if it is not JSON."""
+  """The parsed JSON of `input_file`; a ValueError naming the file and line if it is not JSON."""
   if not tf.io.gfile.exists(input_file):
     raise FileNotFoundError(f"{input_file} does not exist.")
   with tf.io.gfile.GFile(input_file, "rb") as f:
     data = f.read()
   try:
     return json.loads(data.decode("utf-8"))
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise ValueError(f"{input_file}, line {line}: not valid UTF-8 ({e.reason}). Save the file as "
-                     "UTF-8.") from None
+  except UnicodeDecodeError:
+    raise io_utils.utf8_error(input_file) from None
   except json.JSONDecodeError as e:
     raise ValueError(f"{input_file}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg}). "
                      "A SQuAD file is one JSON object {\"data\": [...]}; check that the file is "
@@ -193,9 +191,10 @@ def _check_skipped(input_file: str, skipped: List[str], total: int) -> None:
   """Warns about training answers not found in their context; fails when most are not.
 
   google-research skips such questions, and so do we: a few quirks in a large file (stray
-  whitespace or punctuation around an answer) should not stop a run. But when most answers cannot be found, answer_start is
-  systematically wrong (counted in bytes or UTF-16 units instead of characters, or shifted), and
-  training on what is left would silently learn from a fraction of the data: that is an error.
+  whitespace or punctuation around an answer) should not stop a run. But when most answers
+  cannot be found, answer_start is systematically wrong (counted in bytes or UTF-16 units
+  instead of characters, or shifted), and training on what is left would silently learn from a
+  fraction of the data: that is an error.
   """
   if not skipped:
     return

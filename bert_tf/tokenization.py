@@ -22,7 +22,7 @@ import collections
 import itertools
 import re
 import unicodedata
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import tensorflow as tf
@@ -132,14 +132,46 @@ def load_vocab(vocab_file: str) -> "collections.OrderedDict[str, int]":
   stripped of surrounding whitespace, a blank line is the token "", and a repeated token keeps its
   last line number.
   """
+  vocab = collections.OrderedDict()
+  for index, token in enumerate(_vocab_tokens(vocab_file)):
+    vocab[token] = index
+  return vocab
+
+
+def _vocab_tokens(vocab_file: str) -> List[str]:
+  """The token of each line of a vocab file, read as `load_vocab` reads it."""
   with tf.io.gfile.GFile(vocab_file, "r") as reader:
     lines = convert_to_unicode(reader.read()).replace("\r", "").split("\n")
   if lines[-1] == "":
     lines.pop()  # After the final newline, or the whole of an empty file.
-  vocab = collections.OrderedDict()
-  for index, line in enumerate(lines):
-    vocab[line.strip()] = index
-  return vocab
+  return [line.strip() for line in lines]
+
+
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[UNK]")
+
+
+def check_vocab(vocab_file: str, required: Sequence[str] = SPECIAL_TOKENS) -> None:
+  """Fails early, naming the file and line, on a vocab that lacks a `required` token or repeats one.
+
+  A missing special token otherwise fails late, mid-conversion, with a KeyError; a repeated token
+  silently takes its last line's id, which means the file was edited or concatenated and no longer
+  lines up with the embeddings.
+  """
+  tokens = _vocab_tokens(vocab_file)
+  missing = [token for token in required if token not in tokens]
+  if missing:
+    raise ValueError(f"{vocab_file} lacks {', '.join(missing)}: BERT needs "
+                     f"{', '.join(required)}. Use the vocab.txt that came with the model, or add "
+                     "the missing tokens when building a vocab from scratch.")
+  first_line: Dict[str, int] = {}
+  for line, token in enumerate(tokens, start=1):
+    if token in first_line:
+      raise ValueError(
+          f"{vocab_file}, line {line}: token {token!r} repeats line {first_line[token]}, so line "
+          f"{first_line[token]}'s id would never be used. Replace one of them with an unused "
+          "placeholder such as [unused999] (deleting a line would shift every later id away "
+          "from the embeddings).")
+    first_line[token] = line
 
 
 def convert_by_vocab(vocab: Mapping, items: Iterable) -> List:

@@ -2,6 +2,8 @@
 
 import collections
 
+import pytest
+
 from bert_tf import clean_text
 
 
@@ -28,3 +30,12 @@ def test_clean_files_merges_in_order_and_drops_duplicates(tmp_path):
   assert counts["dropped_short"] == 1 and counts["dropped_duplicate"] == 1
   assert counts["kept"] == 3 and counts["repeats_collapsed"] == 1
   assert sorted(p.name for p in output.parent.iterdir()) == ["clean.txt"]
+
+
+def test_file_that_is_not_utf8_names_the_line_and_writes_nothing(tmp_path):
+  (tmp_path / "a.txt").write_bytes("첫 번째 문서의 첫 문장입니다\n".encode() +
+                                   "윈도우 문장입니다\n".encode("cp949"))
+  output = tmp_path / "out" / "clean.txt"
+  with pytest.raises(ValueError, match=r"a.txt, line 2: not valid UTF-8"):
+    clean_text.clean_files(str(tmp_path / "a.txt"), str(output))
+  assert not output.parent.exists() or not list(output.parent.iterdir())

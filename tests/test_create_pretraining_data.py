@@ -185,3 +185,27 @@ def test_bad_flags_fail_early(english):
     dataclasses.replace(english, output_file="a,b").check()
   with pytest.raises(FileNotFoundError, match="nothing"):
     cpd.create_pretraining_data(dataclasses.replace(english, input_file="/nothing*"))
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", " \t\n  \n"])
+def test_empty_input_text_is_an_error_naming_it(english, tmp_path, text):
+  path = tmp_path / "empty.txt"
+  path.write_text(text)
+  with pytest.raises(ValueError, match=rf"No text in {path}"):
+    cpd.create_pretraining_data(dataclasses.replace(english, input_file=str(path)))
+  assert not os.path.exists(os.path.dirname(english.output_file))
+
+
+def test_input_text_that_is_not_utf8_names_the_line(english, tmp_path):
+  path = tmp_path / "cp949.txt"
+  path.write_bytes("the cat sat .\n\n".encode() + "고양이\n".encode("cp949"))
+  with pytest.raises(ValueError, match=rf"{path}, line 3: not valid UTF-8"):
+    cpd.create_pretraining_data(dataclasses.replace(english, input_file=str(path)))
+
+
+def test_vocab_without_mask_is_an_error(english, tmp_path):
+  vocab = tmp_path / "no_mask.txt"
+  vocab.write_text("".join(t + "\n" for t in TOKENS if t != "[MASK]"))
+  with pytest.raises(ValueError, match=rf"{vocab} lacks \[MASK\]"):
+    cpd.create_pretraining_data(dataclasses.replace(english, vocab_file=str(vocab)))
+

@@ -209,6 +209,32 @@ def test_load_vocab_reads_through_gfile():
   assert tokenization.load_vocab(path) == {"[PAD]": 0, "[UNK]": 1, "hello": 2}
 
 
+@pytest.mark.parametrize("tokens, message", [
+    (["[PAD]", "[UNK]", "[SEP]", "a"], r"vocab.txt lacks \[CLS\]: BERT needs \[CLS\], \[SEP\], \[UNK\]"),
+    (["[CLS]", "[SEP]", "a"], r"vocab.txt lacks \[UNK\]"),
+    ([], r"vocab.txt lacks \[CLS\], \[SEP\], \[UNK\]:"),
+    (SPECIALS + ["a", "b", "a"], r"vocab.txt, line 9: token 'a' repeats line 7.*\[unused999\]"),
+    (SPECIALS + ["a", "", "b", ""], r"vocab.txt, line 10: token '' repeats line 8"),
+])
+def test_check_vocab_names_the_file_and_line(tmp_path, tokens, message):
+  with pytest.raises(ValueError, match=message):
+    tokenization.check_vocab(write_vocab(tmp_path, tokens))
+
+
+def test_check_vocab_requires_mask_only_when_asked(tmp_path):
+  path = write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"])
+  tokenization.check_vocab(path)
+  with pytest.raises(ValueError, match=r"lacks \[MASK\]"):
+    tokenization.check_vocab(path, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
+
+
+@pytest.mark.parametrize("name", ["bert-base-uncased-vocab.txt", "bert-base-cased-vocab.txt",
+                                  "kcbert-base-vocab.txt"])
+def test_check_vocab_accepts_real_vocabs(name):
+  tokenization.check_vocab(str(shared_path("vocabs", name)),
+                           (*tokenization.SPECIAL_TOKENS, "[MASK]"))
+
+
 def test_ids_round_trip(vocab_file):
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
   ref = reference_tokenizer(vocab_file, True)
