@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test
+.PHONY: install demo demo-pretraining test
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(VENV)/installed
 
 demo: install
 	$(PY) run_squad.py --demo
+
+demo-pretraining: install
+	$(PY) run_pretraining.py --demo
 
 test: install
 	$(PY) -m pytest -q tests

@@ -9,22 +9,28 @@ google-research's flags. Training resumes from the latest checkpoint in --output
 same command runs again (after a preemption or a Colab disconnect). With --keep_best_by_loss the
 model is scored every save_checkpoints_steps (eval loss with --do_eval, else the training loss
 over those steps) and the lowest-loss one is kept in OUTPUT_DIR/best/. With --vocab_file the
-final (or best) model is exported to OUTPUT_DIR/export/{tf1,hf} for run_squad, run_classifier
-and Hugging Face.
+final (or best) model is exported to OUTPUT_DIR/export/{tf1,tf2,hf} (Google TF1 names, bert_tf,
+Hugging Face) for run_squad, run_classifier and Hugging Face.
+
+  python run_pretraining.py --demo   # clean -> vocab -> data -> pretraining on bundled text, CPU
 """
 
 import dataclasses
 import os
+import time
 
 from absl import app, flags, logging
 
-from bert_tf import convert_checkpoint, distribution, pretraining_task, script_flags
+from bert_tf import (build_vocab, clean_text, distribution, io_utils, pretraining_task,
+                     script_flags, tokenization)
+from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 
 FLAGS = flags.FLAGS
 
 script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+script_flags.define_cloud_flags()
 flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma "
                     "separated).")
 flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after "
@@ -41,6 +47,20 @@ flags.DEFINE_string("eval_input_file", None, "(bert_tf) Records to evaluate on; 
                     "--input_file, as google-research does.")
 flags.DEFINE_bool("keep_best_by_loss", False, "(bert_tf) Keep the lowest-loss model in "
                   "OUTPUT_DIR/best/ (scored every save_checkpoints_steps), as KcBERT did.")
+flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run of the whole pipeline on bundled Korean "
+                  "text: clean, learn a vocab, make the data, pretrain a tiny model on CPU. Not a "
+                  "benchmark.")
+
+# Flags that change the weights training ends with; see script_flags.check_output_dir.
+TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_steps",
+                  "input_file", "max_seq_length", "max_predictions_per_seq")
+DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "pretraining")
+DEMO_VOCAB_SIZE = 1200
+DEMO_FLAGS = dict(
+    output_dir="demo_output/pretraining", do_train=True, do_eval=True, keep_best_by_loss=True,
+    max_seq_length=64, max_predictions_per_seq=10, train_batch_size=32, eval_batch_size=32,
+    learning_rate=2e-3, num_train_steps=400, num_warmup_steps=40, save_checkpoints_steps=100,
+    iterations_per_loop=50, max_eval_steps=20)
 
 
 def validate_flags() -> None:
@@ -55,30 +75,68 @@ def validate_flags() -> None:
                          f"--num_train_steps={FLAGS.num_train_steps}.")
 
 
-def export(output_dir: str, source: str) -> None:
-  """Writes `source` as Google TF1 and Hugging Face checkpoints under OUTPUT_DIR/export/."""
-  for fmt in ("tf1", "hf"):
-    target = os.path.join(output_dir, "export", fmt)
-    if os.path.exists(target):
-      logging.info("%s exists; not exported again.", target)
-      continue
-    convert_checkpoint.convert_checkpoint(source, target, fmt, FLAGS.bert_config_file,
-                                          FLAGS.vocab_file)
+def prepare_demo() -> None:
+  """Runs clean -> vocab -> data on the bundled raw text into OUTPUT_DIR and points the flags at
+  the results (flags given on the command line still win)."""
+  for name, value in DEMO_FLAGS.items():
+    if not FLAGS[name].present:
+      FLAGS[name].value = value
+  out = FLAGS.output_dir
+  logging.info("DEMO: the whole pretraining pipeline on bundled Korean text with a tiny model "
+               "trained from scratch. It is not a benchmark.")
+  clean = os.path.join(out, "clean.txt")
+  counts = clean_text.clean_files(os.path.join(DEMO_DATA, "raw_comments.txt"), clean)
+  print(f"1. Cleaned (kcbert) into {clean}:\n{clean_text.format_report(counts)}")
+  vocab_file = os.path.join(out, "vocab.txt")
+  learn, held_out = build_vocab.split_lines(build_vocab.read_lines(clean), 1.0, 50)
+  build_vocab.write_vocab(build_vocab.learn_vocab(learn, DEMO_VOCAB_SIZE, False), vocab_file)
+  report = build_vocab.tokenization_report(vocab_file, False, held_out)
+  vocab_size = len(tokenization.load_vocab(vocab_file))
+  print(f"2. Vocab {vocab_file}: {vocab_size} tokens; on "
+        f"{len(held_out)} held-out lines [UNK] rate {report['unk_rate']:.4f}, "
+        f"{report['tokens_per_word']:.2f} tokens per word")
+  metadata = cpd.create_pretraining_data(cpd.DataConfig(
+      input_file=clean, output_file=os.path.join(out, "data", "pretrain.tfrecord"),
+      vocab_file=vocab_file, do_lower_case=False, max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq, dupe_factor=5))
+  print(f"3. Data {metadata['file_pattern']}: {metadata['counts']['instances']} instances")
+  config = BertConfig.from_json_file(os.path.join(DEMO_DATA, "bert_config.json"))
+  config_file = os.path.join(out, "bert_config.json")
+  io_utils.write_text_atomic(config_file, dataclasses.replace(
+      config, vocab_size=vocab_size).to_json_string())
+  for name, value in (("input_file", metadata["file_pattern"]), ("vocab_file", vocab_file),
+                      ("bert_config_file", config_file)):
+    if not FLAGS[name].present:
+      FLAGS[name].value = value
+  print(f"4. Pretraining {FLAGS.num_train_steps} steps into {out}")
 
 
 def main(_) -> None:
-  validate_flags()
-  config = BertConfig.from_json_file(FLAGS.bert_config_file)
-  if FLAGS.max_seq_length > config.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds "
-                         f"max_position_embeddings={config.max_position_embeddings} in "
-                         f"{FLAGS.bert_config_file}.")
-  eval_input = FLAGS.eval_input_file or FLAGS.input_file
-  for pattern in {FLAGS.input_file, eval_input}:
-    pretraining_task.check_data_shapes(pattern, FLAGS.max_seq_length,
-                                       FLAGS.max_predictions_per_seq)
+  started = time.time()
+  # Errors in the flags, files or data found before any training are a user's to fix:
+  # print them plainly, without a traceback.
+  with script_flags.user_errors():
+    if FLAGS.demo:
+      prepare_demo()
+    validate_flags()
+    strategy_config = script_flags.strategy_config()
+    staging_client = script_flags.check_and_stage_paths(
+        ["input_file", "eval_input_file", "bert_config_file", "vocab_file", "init_checkpoint"],
+        strategy_config)
+    config = BertConfig.from_json_file(FLAGS.bert_config_file)
+    if FLAGS.max_seq_length > config.max_position_embeddings:
+      raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds "
+                           f"max_position_embeddings={config.max_position_embeddings} in "
+                           f"{FLAGS.bert_config_file}.")
+    eval_input = FLAGS.eval_input_file or FLAGS.input_file
+    for pattern in {FLAGS.input_file, eval_input}:
+      pretraining_task.check_data_shapes(pattern, FLAGS.max_seq_length,
+                                         FLAGS.max_predictions_per_seq)
   script_flags.apply_mixed_precision()
-  strategy = distribution.resolve_strategy(script_flags.strategy_config())
+  strategy = distribution.resolve_strategy(strategy_config)
+  with script_flags.user_errors():
+    script_flags.check_output_dir_flags(script_flags.model_settings(config), TRAINING_FLAGS,
+                                        strategy)
   kind = distribution.replica_kind(strategy)
   distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
                                   "train_batch_size", kind)
@@ -101,15 +159,28 @@ def main(_) -> None:
     pretraining_task.train_keeping_best(run, score)
   elif FLAGS.do_train:
     run.train()
+  written = []
   if FLAGS.do_eval:
     metrics = evaluate()
     path = os.path.join(FLAGS.output_dir, "eval_results.txt")
     pretraining_task.write_eval_results(path, metrics, run.step)
+    written.append(os.path.basename(path))
     logging.info("***** Eval results ***** %s", metrics)
     print(f"Eval results: {path}\n" + "".join(f"  {k} = {v:.4f}\n" for k, v in metrics.items()))
   if FLAGS.do_train and FLAGS.vocab_file:
-    best = os.path.join(FLAGS.output_dir, pretraining_task.BEST_DIR, "ckpt")
-    export(FLAGS.output_dir, best if FLAGS.keep_best_by_loss else run.manager.latest_checkpoint)
+    best = pretraining_task.read_best(FLAGS.output_dir) if FLAGS.keep_best_by_loss else None
+    source = best["checkpoint"] if best else run.manager.latest_checkpoint
+    exports = pretraining_task.export_model(FLAGS.output_dir, source, FLAGS.bert_config_file,
+                                            FLAGS.vocab_file)
+    print(f"Exported {source} for run_squad/run_classifier (--init_checkpoint) and Hugging "
+          "Face: " + ", ".join(exports.values()))
+  elif FLAGS.do_train:
+    logging.warning("No --vocab_file: the model is not exported (the exports carry vocab.txt).")
+  script_flags.copy_results_back(staging_client, written)
+  if FLAGS.demo:
+    print(f"This was a smoke run ({time.time() - started:.0f} s): a tiny model pretrained from "
+          "scratch on a few hundred bundled sentences, evaluated on its training data, to show "
+          "the pipeline works end to end. Its numbers say nothing about BERT's quality.")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ The kcbert recipe, applied to each line in this order:
      emoji becomes one space (emoji = the Unicode ranges in EMOJI_RANGES; no extra package);
   2. URLs (http:// or https://) are removed;
   3. the line is stripped;
-  4. a word character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ) and runs of
-     whitespace become one space, as soynlp's repeat_normalize(num_repeats=2) does
-     (punctuation runs such as "!!!!" are kept, as in soynlp);
+  4. any character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ, !!!! -> !!,
+     .... -> ..), as soynlp's repeat_normalize(num_repeats=2) does for letters and the issue
+     asks for every character, and runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
      occurrence is kept, across all input files).
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
@@ -43,7 +43,7 @@ _NOT_ALLOWED = re.compile(
     "[^ .,?!/@$%~％·∼()\\x00-\\x7Fㄱ-ㅣ가-힣" + _EMOJI_CLASS + "]+")
 _URL = re.compile(r"https?://(www\.)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.[a-zA-Z0-9()]{1,6}\b"
                   r"([-a-zA-Z0-9()@:%_+.~#?&/=]*)")
-_REPEATS = re.compile(r"(\w)\1{2,}")
+_REPEATS = re.compile(r"(.)\1{2,}")
 _SPACES = re.compile(r"\s+")
 MIN_LENGTH = 10
 RECIPES = ("kcbert",)

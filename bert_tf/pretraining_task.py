@@ -7,13 +7,14 @@ each TPU core computed it, plus the mean next-sentence cross-entropy.
 
 import dataclasses
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, input_pipeline, io_utils, modeling, trainer
+from bert_tf import (checkpoints, convert_checkpoint, input_pipeline, io_utils, modeling,
+                     trainer)
 from bert_tf.configs import BertConfig
 
 METRICS = ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
@@ -161,18 +162,52 @@ def make_trainer(strategy: tf.distribute.Strategy, config: BertConfig, data: Pre
 
 
 BEST_DIR = "best"
+BEST_FILE = "best.json"
+EXPORT_DIR = "export"
+EXPORT_FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
+EXPORT_SOURCE = "exported_from.json"
+
+
+def read_best(output_dir: str) -> Optional[Dict[str, Any]]:
+  """The best-so-far record (step, loss, checkpoint) in OUTPUT_DIR/best/, or None."""
+  path = os.path.join(output_dir, BEST_DIR, BEST_FILE)
+  return io_utils.read_json(path) if tf.io.gfile.exists(path) else None
+
+
+def _remove_checkpoints_but(best_dir: str, keep: Optional[str]) -> None:
+  """Deletes checkpoint files in best/ other than `keep`'s (older bests, a crashed write)."""
+  for path in tf.io.gfile.glob(os.path.join(best_dir, "ckpt-*")):
+    if keep is None or not os.path.basename(path).startswith(os.path.basename(keep) + "."):
+      tf.io.gfile.remove(path)
+
+
+def _save_best(run: trainer.Trainer, score: float) -> Dict[str, Any]:
+  """Writes the model under a new prefix, then the record naming it (the commit point).
+
+  A crash at any moment leaves best.json naming a complete checkpoint; stale files go after.
+  """
+  best_dir = os.path.join(run.config.output_dir, BEST_DIR)
+  prefix = os.path.join(best_dir, f"ckpt-{run.step}")
+  tf.train.Checkpoint(model=run.model).write(prefix)
+  best = {"step": run.step, "loss": score, "checkpoint": prefix}
+  io_utils.write_json_atomic(os.path.join(best_dir, BEST_FILE), best)
+  _remove_checkpoints_but(best_dir, prefix)
+  return best
 
 
 def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], float]) -> List[Dict]:
   """Trains in save_checkpoints_steps chunks; after each, scores the model (lower is better) and
-  writes it to output_dir/best/ when it is the best so far. Returns the history of scores.
+  keeps it in output_dir/best/ when it is the best so far. Returns the history of scores.
 
   The best score survives a restart (output_dir/best/best.json), so a resumed run keeps it.
+  Only the chief writes best/; under multi-worker training every worker scores the model.
   """
   config = run.config
-  best_dir = os.path.join(config.output_dir, BEST_DIR)
-  best_file = os.path.join(best_dir, "best.json")
-  best = io_utils.read_json(best_file) if tf.io.gfile.exists(best_file) else None
+  chief = trainer.is_chief(run.strategy)
+  best = read_best(config.output_dir)
+  if chief and tf.io.gfile.isdir(os.path.join(config.output_dir, BEST_DIR)):
+    _remove_checkpoints_but(os.path.join(config.output_dir, BEST_DIR),
+                            best["checkpoint"] if best else None)
   history = []
   while run.step < config.num_train_steps:
     stop = min(run.step + config.save_checkpoints_steps - run.step % config.save_checkpoints_steps,
@@ -180,9 +215,37 @@ def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], float]) -> L
     run.train(stop_at_step=stop)
     score = score_fn()
     history.append({"step": run.step, "loss": score})
-    if best is None or score < best["loss"]:
-      best = {"step": run.step, "loss": score}
-      tf.train.Checkpoint(model=run.model).write(os.path.join(best_dir, "ckpt"))
-      io_utils.write_json_atomic(best_file, best)
-      logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step, best_dir)
+    if (best is None or score < best["loss"]) and chief:
+      best = _save_best(run, score)
+      logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
+                   best["checkpoint"])
   return history
+
+
+def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file: str
+                 ) -> Dict[str, str]:
+  """Writes checkpoint `source` to OUTPUT_DIR/export/{tf1,tf2,hf}; returns format -> directory.
+
+  Each directory appears complete or not at all (written under a temporary name, then renamed),
+  and records its source: an export of an older checkpoint is replaced, a current one is kept.
+  """
+  written = {}
+  for fmt in EXPORT_FORMATS:
+    target = os.path.join(output_dir, EXPORT_DIR, fmt)
+    record = os.path.join(target, EXPORT_SOURCE)
+    written[fmt] = target
+    if tf.io.gfile.exists(record) and io_utils.read_json(record)["checkpoint"] == source:
+      logging.info("%s already holds %s; not exported again.", target, source)
+      continue
+    tmp = io_utils.temporary_path(target)
+    try:
+      convert_checkpoint.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file)
+      io_utils.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), {"checkpoint": source})
+      if tf.io.gfile.exists(target):
+        tf.io.gfile.rmtree(target)
+      tf.io.gfile.rename(tmp, target)
+    finally:
+      if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    logging.info("Exported %s as %s to %s.", source, checkpoints.FORMAT_NAMES[fmt], target)
+  return written

@@ -11,12 +11,19 @@ def test_kcbert_rules():
   counts = collections.Counter()
   clean = lambda line: clean_text.clean_line_kcbert(line, counts)  # noqa: E731
   assert clean("ㅋㅋㅋㅋㅋ 진짜 웃기네요ㅋㅋㅋ 😂😂 좋아요") == "ㅋㅋ 진짜 웃기네요ㅋㅋ 😂😂 좋아요"
-  assert clean("漢字 섞인 文章 문장입니다 정말로!!!") == "섞인 문장입니다 정말로!!!"
+  assert clean("漢字 섞인 文章 문장입니다 정말로!!!") == "섞인 문장입니다 정말로!!"
   assert clean("링크 https://www.example.com/a?b=1 참고하세요 ％·∼") == "링크 참고하세요 ％·∼"
   assert clean("  αβγ English (text) here  ") == "English (text) here"
   assert clean("짧은 글") is None
   assert counts == {"chars_replaced": 2, "urls_removed": 1, "repeats_collapsed": 3,
                     "dropped_short": 1}
+
+
+def test_any_character_repeated_more_than_twice_becomes_two():
+  clean = clean_text.clean_line_kcbert
+  assert clean("와 대박이다ㅋㅋㅋㅋ!!!!....???~~~") == "와 대박이다ㅋㅋ!!..??~~"
+  assert clean("아아아아 정말 좋아요 😂😂😂😂 최고 1111") == "아아 정말 좋아요 😂😂 최고 11"
+  assert clean("두 번은 그대로ㅋㅋ!! 남아요..") == "두 번은 그대로ㅋㅋ!! 남아요.."
 
 
 def test_clean_files_merges_in_order_and_drops_duplicates(tmp_path):
@@ -39,3 +46,4 @@ def test_file_that_is_not_utf8_names_the_line_and_writes_nothing(tmp_path):
   with pytest.raises(ValueError, match=r"a.txt, line 2: not valid UTF-8"):
     clean_text.clean_files(str(tmp_path / "a.txt"), str(output))
   assert not output.parent.exists() or not list(output.parent.iterdir())
+

@@ -37,7 +37,7 @@ def test_loss_is_google_weighted_mlm_plus_nsp():
   np.testing.assert_allclose(per_example.mean(), mlm + nsp, rtol=1e-5)
 
 
-def _write_data(tmp_path) -> str:
+def write_data(tmp_path) -> str:
   """Pretraining records from learnable text: words of the sample vocab in fixed runs."""
   vocab = [t for t in tokenization.load_vocab(str(SAMPLE / "vocab.txt"))
            if t.isalpha()][:40]
@@ -64,7 +64,7 @@ def _run(*args):
 
 
 def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
-  pattern = _write_data(tmp_path)
+  pattern = write_data(tmp_path)
   out = tmp_path / "out"
   common = [f"--input_file={pattern}", f"--output_dir={out}",
             f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
@@ -83,7 +83,9 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   assert metrics["masked_lm_loss"] < 4.2 and metrics["next_sentence_loss"] < 0.75
   best = json.loads((out / "best" / "best.json").read_text())
   assert best["step"] in (30, 60) and best["loss"] <= metrics["loss"] + 1e-6
+  assert best["checkpoint"] == str(out / "best" / f"ckpt-{best['step']}")
   assert (out / "export" / "tf1" / "bert_model.ckpt.index").exists()
+  assert (out / "export" / "tf2" / "checkpoint").exists()
   assert (out / "export" / "hf" / "model.safetensors").exists()
   # Run again: resumes at step 60, trains nothing, evaluates the same model.
   again = _run(*common, "--do_eval=True", "--eval_batch_size=16", "--max_eval_steps=5")
@@ -91,7 +93,29 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
 
 
 def test_data_made_with_other_lengths_is_refused_early(tmp_path):
-  pattern = _write_data(tmp_path)
+  pattern = write_data(tmp_path)
   with pytest.raises(ValueError, match=r"max_seq_length=32.*--max_seq_length=128"):
     pretraining_task.check_data_shapes(pattern, 128, PREDICTIONS)
   pretraining_task.check_data_shapes(pattern, SEQ, PREDICTIONS)
+
+
+def test_demo_runs_clean_vocab_data_pretraining_and_export(tmp_path):
+  result = _run("--demo", f"--output_dir={tmp_path}", "--num_train_steps=20",
+                "--num_warmup_steps=2", "--save_checkpoints_steps=10", "--iterations_per_loop=10",
+                "--max_eval_steps=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  for step in ("1. Cleaned (kcbert)", "2. Vocab", "3. Data", "4. Pretraining 20 steps",
+               "Eval results", "Exported", "smoke run"):
+    assert step in result.stdout, result.stdout
+  metadata = json.loads((tmp_path / "data" / "pretrain.tfrecord.metadata.json").read_text())
+  assert metadata["counts"]["instances"] > 100
+  assert metadata["vocab_sha256"] and (tmp_path / "clean.txt").read_text().count("ㅋㅋㅋ") == 0
+  assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["hf", "tf1", "tf2"]
+
+
+def test_missing_input_is_reported_before_any_work(tmp_path):
+  result = _run(f"--input_file={tmp_path}/none-*.tfrecord", f"--output_dir={tmp_path / 'out'}",
+                f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_train=True")
+  assert result.returncode != 0
+  assert f"--input_file={tmp_path}/none-*.tfrecord" in result.stderr
+  assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
