@@ -61,6 +61,11 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data
                   "trained from scratch on CPU, on a Korean NSMC-like and an English CoLA-like "
                   "set. Not a benchmark.")
 
+# Flags that change the weights training ends with; see script_flags.check_output_dir.
+TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_epochs", "warmup_proportion",
+                  "task_name", "data_dir", "max_seq_length", "xnli_language", "text_a_column",
+                  "text_b_column", "label_column", "has_header", "label_list", "keep_best_by",
+                  "early_stopping_patience")
 # Task -> epochs: word order (CoLA-like) takes a model trained from scratch longer to learn.
 DEMO_TASKS = {"nsmc": 6.0, "cola": 20.0}
 DEMO_FLAGS = dict(
@@ -107,6 +112,7 @@ def run_task(task_name: str, data_dir: str, output_dir: str,
              strategy: tf.distribute.Strategy) -> Dict[str, Any]:
   """Resolves the model files and runs one task with them, printing a report."""
   files = script_flags.resolve_model_files()
+  script_flags.check_output_dir_flags(files.settings(), TRAINING_FLAGS, strategy, output_dir)
   results = classifier_task.run(task_config(task_name, data_dir, output_dir), files.config,
                                 files.tokenizer(), files.init_checkpoint, strategy,
                                 script_flags.train_config)

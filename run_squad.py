@@ -12,7 +12,7 @@ import time
 
 from absl import app, flags, logging
 
-from bert_tf import distribution, evaluate, script_flags, squad, squad_task
+from bert_tf import distribution, evaluate, script_flags, squad, squad_task, trainer
 
 FLAGS = flags.FLAGS
 SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data")
@@ -45,6 +45,10 @@ flags.DEFINE_integer("num_workers", 0, "(bert_tf) Worker processes for feature c
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data: a tiny model "
                   "trained from scratch on CPU. Not a benchmark.")
 
+# Flags that change the weights training ends with; see script_flags.check_output_dir.
+TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_epochs", "warmup_proportion",
+                  "train_file", "max_seq_length", "doc_stride", "max_query_length",
+                  "version_2_with_negative")
 DEMO_FLAGS = dict(
     vocab_file=os.path.join(SAMPLE_DATA, "vocab.txt"),
     bert_config_file=os.path.join(SAMPLE_DATA, "bert_config.json"),
@@ -97,6 +101,7 @@ def main(_) -> None:
                            f"{FLAGS.bert_config_file or FLAGS.init_checkpoint}.")
     script_flags.apply_mixed_precision()
     strategy = distribution.resolve_strategy(strategy_config)
+    script_flags.check_output_dir_flags(files.settings(), TRAINING_FLAGS, strategy)
     kind = distribution.replica_kind(strategy)
     if FLAGS.do_train:
       distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
@@ -132,6 +137,8 @@ def main(_) -> None:
                                                 files.init_checkpoint)
     started = time.time()
     results = squad_task.predict(strategy, model, eval_meta, FLAGS.predict_batch_size)
+    if not trainer.is_chief(strategy):
+      return  # every worker predicts its share; the chief gathers them and writes the files
     examples, features = squad.load_eval_data(FLAGS.output_dir)
     paths = squad_task.output_files(FLAGS.output_dir)
     squad.write_predictions(

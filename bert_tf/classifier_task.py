@@ -411,10 +411,10 @@ def train(strategy: tf.distribute.Strategy, bert_config: BertConfig, config: Tas
                    row["epoch"], metrics["loss"], metrics["accuracy"], task_metric,
                    metrics[task_metric])
       if config.keep_best_by:
-        _keep_best(run.model, config, state, metrics, stop)
+        _keep_best(strategy, run.model, config, state, metrics, stop)
     state.history.append(row)
-    state.save(config.output_dir)
     if chief:
+      state.save(config.output_dir)
       write_training_stats(os.path.join(config.output_dir, STATS_FILE), state.history,
                            task_metric)
       plot_training_curves(os.path.join(config.output_dir, CURVES_FILE), state.history,
@@ -426,8 +426,8 @@ def train(strategy: tf.distribute.Strategy, bert_config: BertConfig, config: Tas
   return run.model
 
 
-def _keep_best(model: tf_keras.Model, config: TaskConfig, state: TrainingState,
-               metrics: Dict[str, Any], step: int) -> None:
+def _keep_best(strategy: tf.distribute.Strategy, model: tf_keras.Model, config: TaskConfig,
+               state: TrainingState, metrics: Dict[str, Any], step: int) -> None:
   """Saves the model as the new best if it improves the metric, else counts towards patience.
 
   A new best is written under a new prefix before the state names it, so a crash at any point
@@ -437,12 +437,14 @@ def _keep_best(model: tf_keras.Model, config: TaskConfig, state: TrainingState,
   value = metrics[metric]
   if classifier_metrics.is_better(metric, value, state.best["value"] if state.best else None):
     prefix = os.path.join(config.output_dir, BEST_DIR, f"ckpt-{step}")
-    tf.train.Checkpoint(model=model).write(prefix)
+    trainer.write_checkpoint(strategy, tf.train.Checkpoint(model=model), prefix)
     previous = state.best["checkpoint"] if state.best else None
     state.best = dict(metric=metric, value=value, step=step, checkpoint=prefix)
     state.evals_without_improvement = 0
-    state.save(config.output_dir)
-    if previous and previous != prefix:
+    chief = trainer.is_chief(strategy)
+    if chief:
+      state.save(config.output_dir)
+    if chief and previous and previous != prefix:
       for path in tf.io.gfile.glob(previous + ".*"):
         tf.io.gfile.remove(path)
     logging.info("New best %s: %.4f at step %d, saved to %s.", metric, value, step, prefix)
@@ -503,15 +505,18 @@ def run(config: TaskConfig, bert_config: BertConfig, tokenizer: tokenization.Ful
   task_metric = processor.metric
   # "written": the output files (names in output_dir) that this run wrote or updated.
   results: Dict[str, Any] = dict(label_list=label_list, task_metric=task_metric, written=[])
+  # With several workers, all of them compute and only the chief writes the outputs.
+  chief = trainer.is_chief(strategy)
 
   if config.do_train:
-    if not tf.io.gfile.exists(os.path.join(config.output_dir, STATE_FILE)):
+    if chief and not tf.io.gfile.exists(os.path.join(config.output_dir, STATE_FILE)):
       state.save(config.output_dir)  # the labels, for later eval/predict-only runs
     model = train(strategy, bert_config, config, files["train"], files.get("dev"), state,
                   make_train_config, init_checkpoint, task_metric)
     results["history"] = state.history
     results["best"] = state.best
-    results["written"] += [STATS_FILE, CURVES_FILE]
+    if chief:
+      results["written"] += [STATS_FILE, CURVES_FILE]
   else:
     model = restore_for_inference(strategy, bert_config, len(label_list), config, state,
                                   init_checkpoint)
@@ -524,29 +529,32 @@ def run(config: TaskConfig, bert_config: BertConfig, tokenizer: tokenization.Ful
     started = time.time()
     metrics = evaluate(strategy, model, files["dev"], config.max_seq_length,
                        config.eval_batch_size, label_list)
-    paths = write_eval_results(config.output_dir, metrics, global_step, dict(
-        task_name=config.task_name, task_metric=task_metric, label_list=label_list,
-        eval_file=processor.find_file(config.data_dir, "dev")))
-    logging.info("Evaluated %d examples in %.1f s: %s", metrics["num_examples"],
-                 time.time() - started, paths["txt"])
     results["eval"] = metrics
-    results["written"] += [os.path.basename(path) for path in paths.values()]
+    if chief:
+      paths = write_eval_results(config.output_dir, metrics, global_step, dict(
+          task_name=config.task_name, task_metric=task_metric, label_list=label_list,
+          eval_file=processor.find_file(config.data_dir, "dev")))
+      logging.info("Evaluated %d examples in %.1f s: %s", metrics["num_examples"],
+                   time.time() - started, paths["txt"])
+      results["written"] += [os.path.basename(path) for path in paths.values()]
   if config.do_predict:
     outputs = predict_probabilities(strategy, model, files["test"], config.max_seq_length,
                                     config.predict_batch_size)
     path = os.path.join(config.output_dir, "test_results.tsv")
-    write_test_results(path, outputs["probabilities"])
-    results["test_results"] = path
-    results["written"].append(os.path.basename(path))
+    if chief:
+      write_test_results(path, outputs["probabilities"])
+      logging.info("Wrote the class probabilities of %d test examples to %s.",
+                   len(examples["test"]), path)
+      results["test_results"] = path
+      results["written"].append(os.path.basename(path))
     if all(example.label is not None for example in examples["test"]):
       metrics = classifier_metrics.classification_metrics(outputs["logits"],
                                                           outputs["label_ids"], label_list)
-      io_utils.write_json_atomic(os.path.join(config.output_dir, "test_metrics.json"),
-                                 dict(metrics, global_step=global_step))
       results["test"] = metrics
-      results["written"].append("test_metrics.json")
-    logging.info("Wrote the class probabilities of %d test examples to %s.",
-                 len(examples["test"]), path)
+      if chief:
+        io_utils.write_json_atomic(os.path.join(config.output_dir, "test_metrics.json"),
+                                   dict(metrics, global_step=global_step))
+        results["written"].append("test_metrics.json")
   return results
 
 

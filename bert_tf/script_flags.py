@@ -5,13 +5,16 @@ Names, defaults and meanings follow google-research/bert's scripts; extras are m
 
 import contextlib
 import dataclasses
-from typing import Iterator, List, Optional, Sequence
+import hashlib
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from absl import app, flags, logging
 
+import tensorflow as tf
 from google.cloud import storage
 
-from bert_tf import checkpoints, distribution, gcs, modeling, tokenization, trainer
+from bert_tf import checkpoints, distribution, gcs, io_utils, modeling, tokenization, trainer
 from bert_tf.configs import BertConfig
 
 FLAGS = flags.FLAGS
@@ -55,6 +58,9 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
   flags.DEFINE_bool("use_xla", False, "(bert_tf) Compile the training step with XLA "
                     "(TPUs always compile).")
   flags.DEFINE_integer("seed", 12345, "(bert_tf) Random seed for initialisation and data order.")
+  flags.DEFINE_bool("overwrite_output_dir", False, "(bert_tf) Train afresh in an --output_dir "
+                    "that holds a run made with other flags, deleting its checkpoints. Without "
+                    "it such a run is refused; a run with the same flags resumes.")
   distribution.define_flags()
 
 
@@ -98,6 +104,94 @@ def copy_results_back(client: Optional[storage.Client], names: List[str]) -> Non
   print(f"Copied back to {FLAGS.local_results_dir}: {', '.join(copied)}")
 
 
+RUN_FLAGS_FILE = "run_flags.json"
+# Training flags of every script that change the weights a run ends with. Not among them, so a
+# rerun after a disconnect may change them: do_eval/do_predict, batch sizes for evaluation,
+# checkpoint and loop frequencies, TPU/strategy flags, mixed_precision/use_xla, --stage_to.
+TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optimizer",
+                  "decay_from_warmup_end", "seed")
+# What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
+# a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
+_RUN_OUTPUTS = ("checkpoint", "ckpt-*", "best", "export", "train", "eval",
+                "classifier_state.json", RUN_FLAGS_FILE)
+
+
+def file_fingerprint(path: str) -> str:
+  """sha256 of a (small) file's bytes, so a model file is compared by content, not by path."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def model_settings(config: BertConfig, vocab_file: Optional[str] = None,
+                   do_lower_case: Optional[bool] = None) -> Dict[str, Any]:
+  """What identifies a model for check_output_dir: its config values, vocab bytes, lowercasing."""
+  settings: Dict[str, Any] = {f"bert_config_file[{key}]": value
+                              for key, value in config.to_dict().items()}
+  if vocab_file:
+    settings["vocab_file"] = file_fingerprint(vocab_file)
+  if do_lower_case is not None:
+    settings["do_lower_case"] = do_lower_case
+  return settings
+
+
+def check_output_dir_flags(model: Dict[str, Any], training_flags: Sequence[str],
+                           strategy: tf.distribute.Strategy, output_dir: Optional[str] = None
+                           ) -> None:
+  """check_output_dir with the script's flags: --output_dir, --do_train, --overwrite_output_dir."""
+  check_output_dir(output_dir or FLAGS.output_dir, model,
+                   {name: FLAGS[name].value for name in training_flags}, FLAGS.do_train,
+                   FLAGS.overwrite_output_dir, trainer.is_chief(strategy))
+
+
+def _differences(recorded: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+  return [f"  --{name}: {recorded.get(name)!r} then, {current.get(name)!r} now"
+          for name in sorted(set(recorded) | set(current))
+          if recorded.get(name) != current.get(name)]
+
+
+def _delete_previous_run(output_dir: str) -> None:
+  for pattern in _RUN_OUTPUTS:
+    for path in tf.io.gfile.glob(os.path.join(output_dir, pattern)):
+      if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+      else:
+        tf.io.gfile.remove(path)
+  logging.info("--overwrite_output_dir: deleted the previous run's checkpoints in %s.",
+               output_dir)
+
+
+def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str, Any],
+                     do_train: bool, overwrite: bool = False, chief: bool = True) -> None:
+  """Refuses an --output_dir that holds a run made with other flags, before any work.
+
+  `model` (vocab/config fingerprints, do_lower_case) must match for any run that uses the
+  checkpoints there; `training` must match too when this run trains, which then records both in
+  OUTPUT_DIR/run_flags.json (atomically; on the chief only). With `overwrite`
+  (--overwrite_output_dir) a training run deletes the previous run's checkpoints instead.
+
+  Raises:
+    ValueError: naming each differing flag, its recorded and its current value, and the fixes.
+  """
+  path = os.path.join(output_dir, RUN_FLAGS_FILE)
+  current = {**model, **training}
+  if do_train and overwrite:
+    if chief:
+      _delete_previous_run(output_dir)
+  elif tf.io.gfile.exists(path):
+    recorded = io_utils.read_json(path)
+    compared = current if do_train else model
+    differences = _differences({k: recorded.get(k) for k in compared}, compared)
+    if differences:
+      raise ValueError(
+          f"--output_dir={output_dir} holds a run made with other flags ({path}):\n"
+          + "\n".join(differences) + "\nRun with the same flags to resume it, add "
+          "--overwrite_output_dir to delete its checkpoints and train afresh, or use a new "
+          "--output_dir. If the same files only moved, delete run_flags.json to resume.")
+    return
+  if do_train and chief:
+    io_utils.write_json_atomic(path, current)
+
+
 @dataclasses.dataclass
 class ModelFiles:
   """The resolved vocab, config and lowercasing of the model a script runs."""
@@ -108,6 +202,9 @@ class ModelFiles:
 
   def tokenizer(self) -> tokenization.FullTokenizer:
     return tokenization.FullTokenizer(self.vocab_file, self.do_lower_case)
+
+  def settings(self) -> Dict[str, Any]:
+    return model_settings(self.config, self.vocab_file, self.do_lower_case)
 
 
 def resolve_model_files() -> ModelFiles:

@@ -73,6 +73,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
       and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Checkpoint,
+                     prefix: str) -> None:
+  """Writes `checkpoint` at `prefix` on the chief; other workers write a scratch copy and delete it.
+
+  Under MultiWorkerMirroredStrategy every worker must take part in a save (it may run
+  collectives), but only the chief's may land in the output directory (TF's multi-worker guide).
+  """
+  if is_chief(strategy):
+    checkpoint.write(prefix)
+    return
+  directory, name = os.path.split(prefix)
+  scratch = os.path.join(directory, f".worker_tmp_{strategy.cluster_resolver.task_id}")
+  checkpoint.write(os.path.join(scratch, name))
+  tf.io.gfile.rmtree(scratch)
+
+
 def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
   """Creates (they are lazy) and returns the random generators of the model's dropout layers."""
   generators = []
@@ -313,11 +329,9 @@ class Trainer:
       path = self.manager.save(checkpoint_number=self.step)
       logging.info("Saved checkpoint %s", path)
       return path
-    scratch = os.path.join(self.config.output_dir,
-                           f".worker_tmp_{self.strategy.cluster_resolver.task_id}")
-    self.checkpoint.write(os.path.join(scratch, "ckpt"))
-    tf.io.gfile.rmtree(scratch)
-    return os.path.join(self.config.output_dir, f"ckpt-{self.step}")
+    path = os.path.join(self.config.output_dir, f"ckpt-{self.step}")
+    write_checkpoint(self.strategy, self.checkpoint, path)
+    return path
 
   def _steps_to_next_stop(self) -> int:
     """Steps until the next loop end, checkpoint or the final step, whichever comes first."""
@@ -348,10 +362,14 @@ def predict(strategy: tf.distribute.Strategy, model: tf_keras.Model,
     result.update({k: features[k] for k in passthrough_keys})
     return result
 
+  # Workers split the batches, not the files: evaluation data is often one file.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   collected: Dict[str, List[np.ndarray]] = {k: [] for k in [*output_keys, *passthrough_keys]}
-  for features in strategy.experimental_distribute_dataset(dataset):
+  for features in strategy.experimental_distribute_dataset(dataset.with_options(options)):
+    # Every replica's share of the batch, in order, on every worker: with several workers each
+    # one computes a share, and the chief, which writes the outputs, needs all of them.
     per_replica = strategy.run(step, args=(features,))
     for key in collected:
-      for part in strategy.experimental_local_results(per_replica[key]):
-        collected[key].append(part.numpy())
+      collected[key].append(strategy.gather(per_replica[key], axis=0).numpy())
   return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in collected.items()}

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -238,18 +239,27 @@ def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirror
     _run(_config(data_dir, tmp_path / "trained", do_train=False, do_predict=False), tokenizer)
 
 
-def test_script_flags_and_a_tsv_run(tmp_path):
-  """run_classifier.py keeps google-research's flag names and defaults and runs a tsv task."""
-  data = tmp_path / "data"
+def _write_tsv_task(data: pathlib.Path) -> None:
+  """train.tsv (40 rows), dev.tsv (10) and test.tsv (10) with a header, from the NSMC sample."""
   data.mkdir()
   sentences = (SAMPLE / "nsmc" / "ratings_train.txt").read_text(encoding="utf-8").splitlines()
   rows = [line.split("\t") for line in sentences[1:41]]
-  (data / "train.tsv").write_text("text\tsentiment\n" + "".join(
-      f"{text}\t{'pos' if label == '1' else 'neg'}\n" for _, text, label in rows),
-      encoding="utf-8")
-  (data / "dev.tsv").write_text("text\tsentiment\n" + "".join(
-      f"{text}\t{'pos' if label == '1' else 'neg'}\n" for _, text, label in rows[:10]),
-      encoding="utf-8")
+  for name, part in (("train", rows), ("dev", rows[:10]), ("test", rows[30:])):
+    (data / f"{name}.tsv").write_text("text\tsentiment\n" + "".join(
+        f"{text}\t{'pos' if label == '1' else 'neg'}\n" for _, text, label in part),
+        encoding="utf-8")
+
+
+TSV_FLAGS = ["--task_name=tsv", f"--vocab_file={VOCAB}",
+             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--has_header",
+             "--text_a_column=text", "--label_column=sentiment", "--max_seq_length=16",
+             "--train_batch_size=8", "--num_train_epochs=1", "--eval_batch_size=4"]
+
+
+def test_script_flags_and_a_tsv_run(tmp_path):
+  """run_classifier.py keeps google-research's flag names and defaults and runs a tsv task."""
+  data = tmp_path / "data"
+  _write_tsv_task(data)
   google = dict(max_seq_length=128, do_train=False, do_eval=False, do_predict=False,
                 train_batch_size=32, eval_batch_size=8, predict_batch_size=8,
                 learning_rate=5e-5, num_train_epochs=3.0, warmup_proportion=0.1,
@@ -264,12 +274,8 @@ def test_script_flags_and_a_tsv_run(tmp_path):
       "import run_classifier\n"
       f"print('DEFAULTS', json.dumps({{n: flags.FLAGS[n].default for n in {sorted(google)}}}))\n"
       "app.run(run_classifier.main, argv=sys.argv)\n")
-  args = [sys.executable, "-c", code, "--task_name=tsv", f"--data_dir={data}",
-          f"--output_dir={tmp_path / 'out'}", f"--vocab_file={VOCAB}",
-          f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_train", "--do_eval",
-          "--has_header", "--text_a_column=text", "--label_column=sentiment",
-          "--max_seq_length=16", "--train_batch_size=8", "--num_train_epochs=1",
-          "--eval_batch_size=4"]
+  args = [sys.executable, "-c", code, *TSV_FLAGS, f"--data_dir={data}",
+          f"--output_dir={tmp_path / 'out'}", "--do_train", "--do_eval"]
   done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   assert done.returncode == 0, done.stderr[-3000:]
@@ -281,3 +287,47 @@ def test_script_flags_and_a_tsv_run(tmp_path):
   assert state["label_list"] == ["neg", "pos"]
   assert (tmp_path / "out" / "eval_results.txt").exists()
   assert pathlib.Path(tmp_path / "out" / classifier_task.STATS_FILE).exists()
+
+
+def test_two_workers_only_the_chief_writes_checkpoints_and_results(tmp_path):
+  """run_classifier.py under MultiWorkerMirroredStrategy: the chief writes every output.
+
+  Each worker gets its own --output_dir here (a real run shares one), to see who wrote what.
+  """
+  data = tmp_path / "data"
+  _write_tsv_task(data)
+  ports = []
+  for _ in range(2):
+    with socket.socket() as s:
+      s.bind(("localhost", 0))
+      ports.append(s.getsockname()[1])
+  cluster = {"worker": [f"localhost:{port}" for port in ports]}
+  workers = []
+  for index in range(2):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                  "index": index}}))
+    workers.append(subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "run_classifier.py"), *TSV_FLAGS,
+         f"--data_dir={data}", f"--output_dir={tmp_path / f'worker{index}'}", "--do_train",
+         "--do_eval", "--do_predict", "--distribution_strategy=multi_worker_mirrored"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outputs = [worker.communicate(timeout=240) for worker in workers]
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr[-3000:]
+  assert all("Dev: 10 examples" in stdout for stdout, _ in outputs)  # every example, once
+  chief, other = tmp_path / "worker0", tmp_path / "worker1"
+  results = ["eval_results.json", "eval_results.txt", "test_results.tsv",
+             classifier_task.STATS_FILE, classifier_task.CURVES_FILE, classifier_task.STATE_FILE]
+  assert all((chief / name).exists() for name in results)
+  assert tf.train.latest_checkpoint(str(chief)) and list((chief / "train").iterdir())
+  assert len((chief / "test_results.tsv").read_text().splitlines()) == 10
+  # The other worker wrote only its copies of the feature caches (a shared output_dir holds
+  # the same bytes, written atomically), and removed its scratch checkpoints.
+  assert sorted(p.name for p in other.iterdir()) == sorted(p.name for p in chief.iterdir()
+                                                           if "tf_record" in p.name)

@@ -410,7 +410,12 @@ _TRAIN_SCRIPT = textwrap.dedent("""
                                        save_checkpoints_steps=2)
     run = trainer.Trainer(strategy, train_config, model_fn, loss_fn, dataset_fn)
     run.train()
-    np.savez(weights_file, *[v.numpy() for v in run.model.trainable_variables])
+    # 64 records in global batches of 12: the last one is padded, and each worker predicts a share.
+    dataset = input_pipeline.pad_to_full_batches(
+        input_pipeline.evaluation_dataset(records, input_pipeline.example_parser(spec), 12), 12)
+    outputs = trainer.predict(strategy, run.model, dataset, ["logits"],
+                              passthrough_keys=["label_ids", "is_real_example"])
+    np.savez(weights_file, *[v.numpy() for v in run.model.trainable_variables], **outputs)
     print("RESULT " + json.dumps({"step": run.step, "chief": trainer.is_chief(strategy),
                                   "replicas": strategy.num_replicas_in_sync}))
 """)
@@ -454,7 +459,7 @@ def _finish(process: subprocess.Popen, timeout: float = 180) -> Dict[str, Any]:
   return json.loads(results[0][len("RESULT "):])
 
 
-def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path) -> None:
+def test_two_workers_train_and_predict_like_one_process_and_only_the_chief_writes(tmp_path) -> None:
   records = str(tmp_path / "train.tfrecord")
   _write_classifier_records(records)
   cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
@@ -476,6 +481,8 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path) 
   assert _finish(single) == {"step": 6, "chief": True, "replicas": 1}
   weights = {name: np.load(tmp_path / f"{name}.npz")
              for name in ("worker0", "worker1", "single")}
+  # Weights (arr_*) and the predictions over every record, in file order, on both workers.
+  assert weights["single"]["is_real_example"].sum() == 64
   for key in weights["single"].files:
     np.testing.assert_allclose(weights["worker0"][key], weights["single"][key], atol=2e-5)
     np.testing.assert_array_equal(weights["worker0"][key], weights["worker1"][key])

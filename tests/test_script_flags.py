@@ -1,0 +1,97 @@
+"""The output_dir guard shared by the three scripts: same flags resume, others are refused."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from bert_tf import configs, script_flags
+
+CONFIG = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=16)
+TRAINING = dict(train_batch_size=32, learning_rate=5e-5, train_file="gs://b/train.json", seed=1)
+
+
+@pytest.fixture
+def model(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", encoding="utf-8")
+  return script_flags.model_settings(CONFIG, str(vocab), do_lower_case=True)
+
+
+def _previous_run(output_dir, model, training=TRAINING):
+  """A training run's record, checkpoints and summaries in output_dir, and a user's own file."""
+  script_flags.check_output_dir(str(output_dir), model, training, do_train=True)
+  for name in ("checkpoint", "ckpt-4.index", "ckpt-4.data-00000-of-00001", "notes.txt"):
+    (output_dir / name).write_text("x")
+  (output_dir / "train").mkdir()
+  (output_dir / "train" / "events.out.tfevents.1").write_text("x")
+
+
+def test_a_training_run_records_its_flags_and_the_same_flags_resume(tmp_path, model):
+  _previous_run(tmp_path, model)
+  recorded = json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())
+  assert recorded == {**model, **TRAINING}
+  assert recorded["vocab_file"].startswith("sha256:")
+  script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING), do_train=True)
+  assert (tmp_path / "ckpt-4.index").exists()
+
+
+def test_different_training_flags_are_refused_with_each_difference_and_the_fix(tmp_path,
+                                                                               model):
+  _previous_run(tmp_path, model)
+  changed = dict(TRAINING, learning_rate=3e-5, train_batch_size=16)
+  with pytest.raises(ValueError) as caught:
+    script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
+  message = str(caught.value)
+  assert "--learning_rate: 5e-05 then, 3e-05 now" in message
+  assert "--train_batch_size: 32 then, 16 now" in message
+  assert "--seed" not in message
+  assert "--overwrite_output_dir" in message and "new --output_dir" in message
+  assert (tmp_path / "ckpt-4.index").exists()
+
+
+def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_path, model):
+  _previous_run(tmp_path, model)
+  other_vocab = tmp_path / "other_vocab.txt"
+  other_vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nworld\n", encoding="utf-8")
+  for other in (script_flags.model_settings(CONFIG, str(other_vocab), True),
+                script_flags.model_settings(configs.BertConfig(
+                    vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=16), str(tmp_path / "vocab.txt"), True)):
+    with pytest.raises(ValueError, match=r"--(vocab_file|bert_config_file\[num_hidden_layers\])"):
+      script_flags.check_output_dir(str(tmp_path), other, TRAINING, do_train=False)
+
+
+def test_prediction_only_ignores_training_flags_and_records_nothing(tmp_path, model):
+  _previous_run(tmp_path, model)
+  before = (tmp_path / script_flags.RUN_FLAGS_FILE).read_text()
+  script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING, train_batch_size=8),
+                                do_train=False)
+  assert (tmp_path / script_flags.RUN_FLAGS_FILE).read_text() == before
+  fresh = tmp_path / "fresh"
+  script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=False)
+  assert not (fresh / script_flags.RUN_FLAGS_FILE).exists()
+
+
+def test_overwrite_deletes_the_previous_runs_checkpoints_only(tmp_path, model):
+  _previous_run(tmp_path, model)
+  changed = dict(TRAINING, learning_rate=3e-5)
+  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True)
+  assert tf.train.latest_checkpoint(str(tmp_path)) is None
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      "notes.txt", script_flags.RUN_FLAGS_FILE, "vocab.txt"]
+  assert json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
+
+
+def test_a_non_chief_worker_compares_but_writes_and_deletes_nothing(tmp_path, model):
+  _previous_run(tmp_path, model)
+  changed = dict(TRAINING, learning_rate=3e-5)
+  with pytest.raises(ValueError, match="--learning_rate"):
+    script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, chief=False)
+  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True,
+                                chief=False)
+  assert (tmp_path / "ckpt-4.index").exists()
+  fresh = tmp_path / "fresh"
+  script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=True, chief=False)
+  assert not (fresh / script_flags.RUN_FLAGS_FILE).exists()
