@@ -140,6 +140,9 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
       results = [clean_file(*task) for task in tasks]
     for result in results:
       counts.update(result)
+    if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
+      raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
+                       f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
     merge_unique(parts, output_file, counts)
   finally:
     for part in parts:

@@ -424,6 +424,10 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
   totals: Dict[str, int] = collections.Counter()
   for i in range(num_shards):
     totals.update(io_utils.read_json(os.path.join(progress, f"shard-{i:05d}.json")))
+  if not totals["instances"]:
+    raise ValueError(f"No training instance from {config.input_file}: its text holds no tokens "
+                     "(only control characters or spaces?). Expected one sentence a line, a "
+                     "blank line between documents.")
   metadata = {**run_config, "file_pattern": f"{config.output_file}-*-of-{num_shards:05d}",
               "files": [shard_path(config.output_file, i, num_shards) for i in range(num_shards)],
               "counts": dict(totals)}

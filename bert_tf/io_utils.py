@@ -28,6 +28,9 @@ def atomic_output(path: str) -> Iterator[str]:
   tmp = temporary_path(path)
   try:
     yield tmp
+    if not tf.io.gfile.exists(tmp):  # A GFile that was never written to creates no file.
+      with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write("")
     tf.io.gfile.rename(tmp, path, overwrite=True)
   finally:
     if tf.io.gfile.exists(tmp):

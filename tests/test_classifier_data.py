@@ -3,6 +3,7 @@
 import itertools
 import pathlib
 
+from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -152,6 +153,47 @@ def test_undecodable_file_and_unknown_task(tmp_path):
     classifier_data.get_processor("tsv").get_train_examples(str(tmp_path))
   with pytest.raises(ValueError, match=r"--task_name='sst9'.*cola, csv, mnli"):
     classifier_data.get_processor("sst9")
+
+
+# Fuzzing: whatever a task's file holds, reading it (and converting what was read) either works
+# or raises a ValueError that names the file; never another exception.
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+FIELD = st.text(st.sampled_from(list("ab 01\"',\t\r\n\\") + ["가", "\x00", "\u2028", "\ufeff"]) |
+                st.characters(codec="utf-8"), max_size=8)
+TABLE = st.lists(st.lists(FIELD, max_size=5).map("\t".join) |
+                 st.lists(FIELD, max_size=5).map(",".join), max_size=6).map("\n".join)
+FUZZED_FILES = {"tsv": "train.tsv", "csv": "train.csv", "cola": "in_domain_train.tsv",
+                "mrpc": "train.tsv", "mnli": "train.tsv", "nsmc": "ratings_train.txt",
+                "xnli": "multinli/multinli.train.zh.tsv"}
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def fuzz_tokenizer():
+  return tokenization.FullTokenizer(VOCAB, do_lower_case=False)
+
+
+@FUZZ
+@given(task=st.sampled_from(sorted(FUZZED_FILES)),
+       content=st.binary(max_size=120) | TABLE.map(lambda text: text.encode("utf-8")))
+def test_fuzz_task_files_read_or_name_the_file(fuzz_dir, fuzz_tokenizer, task, content):
+  path = fuzz_dir / task / FUZZED_FILES[task]
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(content)
+  processor = classifier_data.get_processor(task)
+  try:
+    examples = processor.get_train_examples(str(fuzz_dir / task))
+  except ValueError as e:
+    assert str(path) in str(e)
+    return
+  for index, example in enumerate(examples):
+    feature = classifier_data.convert_single_example(index, example, processor.get_labels(), 16,
+                                                     fuzz_tokenizer)
+    assert len(feature.input_ids) == 16
 
 
 def test_features_match_tf_models_reference(tmp_path):

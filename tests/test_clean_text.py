@@ -2,6 +2,7 @@
 
 import collections
 
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from bert_tf import clean_text
@@ -46,4 +47,28 @@ def test_file_that_is_not_utf8_names_the_line_and_writes_nothing(tmp_path):
   with pytest.raises(ValueError, match=r"a.txt, line 2: not valid UTF-8"):
     clean_text.clean_files(str(tmp_path / "a.txt"), str(output))
   assert not output.parent.exists() or not list(output.parent.iterdir())
+
+
+def test_file_with_nothing_left_after_cleaning_is_an_error(tmp_path):
+  (tmp_path / "a.txt").write_text("\n짧다\n  \nㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ\n")
+  output = tmp_path / "out" / "clean.txt"
+  with pytest.raises(ValueError, match=rf"No text in {tmp_path / 'a.txt'} to clean: its 4 lines"):
+    clean_text.clean_files(str(tmp_path / "a.txt"), str(output))
+  assert not output.exists()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(content=st.binary(max_size=120) | st.text(st.characters(codec="utf-8"), max_size=60).map(
+    str.encode))
+def test_fuzz_any_file_is_cleaned_or_named(tmp_path_factory, content):
+  """Whatever the file holds: a cleaned file, or a ValueError naming the file; nothing else."""
+  directory = tmp_path_factory.mktemp("fuzz")
+  (directory / "raw.txt").write_bytes(content)
+  output = directory / "out" / "clean.txt"
+  try:
+    counts = clean_text.clean_files(str(directory / "raw.txt"), str(output))
+  except ValueError as e:
+    assert str(directory / "raw.txt") in str(e) and not output.exists()
+    return
+  assert counts["kept"] == len([line for line in output.read_text().split("\n") if line])
 

@@ -1,9 +1,12 @@
 """create_pretraining_data: google-research's semantics, statistics on real Korean, format, resume."""
 
 import dataclasses
+import hashlib
 import os
+import pathlib
 import random
 
+from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -196,6 +199,15 @@ def test_empty_input_text_is_an_error_naming_it(english, tmp_path, text):
   assert not os.path.exists(os.path.dirname(english.output_file))
 
 
+def test_text_without_tokens_is_an_error_and_gets_no_metadata(english, tmp_path):
+  path = tmp_path / "controls.txt"
+  path.write_text("\x00\u200b\n\x07\n\n\ufeff\n")
+  config = dataclasses.replace(english, input_file=str(path))
+  with pytest.raises(ValueError, match=rf"No training instance from {path}"):
+    cpd.create_pretraining_data(config)
+  assert not os.path.exists(english.output_file + ".metadata.json")
+
+
 def test_input_text_that_is_not_utf8_names_the_line(english, tmp_path):
   path = tmp_path / "cp949.txt"
   path.write_bytes("the cat sat .\n\n".encode() + "고양이\n".encode("cp949"))
@@ -208,4 +220,28 @@ def test_vocab_without_mask_is_an_error(english, tmp_path):
   vocab.write_text("".join(t + "\n" for t in TOKENS if t != "[MASK]"))
   with pytest.raises(ValueError, match=rf"{vocab} lacks \[MASK\]"):
     cpd.create_pretraining_data(dataclasses.replace(english, vocab_file=str(vocab)))
+
+
+WORD = st.sampled_from(["the", "cat", "sat", ".", "", "\r", "\t", "가", "\x00", "\u2028", "\x85",
+                        "\ufeff", "ß"]) | st.text(st.characters(codec="utf-8"), max_size=3)
+RAW_TEXT = st.binary(max_size=120) | st.lists(st.lists(WORD, max_size=6).map(" ".join),
+                                              max_size=8).map(
+    lambda lines: "\n".join(lines).encode("utf-8"))
+
+
+# `english` is shared by the examples on purpose: each one rewrites the text and has its own output.
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=RAW_TEXT)
+def test_fuzz_raw_text_makes_data_or_names_the_file(english, content):
+  """Whatever the text file holds: records, or a ValueError naming the file; nothing else."""
+  path = pathlib.Path(english.input_file)
+  path.write_bytes(content)
+  output = path.parent / f"out-{hashlib.sha256(content).hexdigest()[:16]}" / "data"
+  try:
+    metadata = cpd.create_pretraining_data(dataclasses.replace(english, output_file=str(output)))
+  except ValueError as e:
+    assert str(path) in str(e)
+    return
+  assert metadata["counts"]["instances"] >= 1
 

@@ -12,6 +12,7 @@ import pathlib
 import shutil
 from typing import Any, Dict, List, Sequence, Tuple
 
+from hypothesis import given, settings, strategies as st
 import numpy as np
 from official.nlp.data import squad_lib
 import pytest
@@ -326,6 +327,75 @@ def test_empty_question_names_it(tmp_path: pathlib.Path) -> None:
   with pytest.raises(ValueError, match=r"q.json: .*qas\[4\] \(question id 'q0-4' in 't0'\): "
                      "the question is empty"):
     squad.read_squad_examples(path, is_training=False)
+
+
+# Fuzzing: whatever the file holds, reading (and converting what was read) either works or raises
+# a ValueError that names the file; never another exception.
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+SQUAD_KEYS = ["data", "paragraphs", "context", "qas", "id", "question", "answers", "text",
+              "answer_start", "is_impossible", "title", "version"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=False) |
+    st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(SQUAD_KEYS) | st.text(max_size=3), children, max_size=4),
+    max_leaves=20)
+TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+
+
+@st.composite
+def squad_like(draw: Any) -> Dict[str, Any]:
+  """SQuAD-shaped data with arbitrary text; most answers are spans of their context."""
+  def answer(context: str) -> Dict[str, Any]:
+    start = draw(st.integers(-2, len(context) + 2))
+    length = draw(st.integers(0, 8))
+    text = context[max(start, 0):start + length] if draw(st.booleans()) else draw(TEXT)
+    return {"text": text, "answer_start": start}
+
+  def paragraph() -> Dict[str, Any]:
+    context = draw(TEXT | st.sampled_from([LONG_ENGLISH, KOREAN, SHORT]))
+    return {"context": context, "qas": [
+        {"id": draw(st.text("abcdefgh", min_size=1, max_size=3)),
+         "question": draw(st.sampled_from(["Who?", "언제?"]) | TEXT),
+         "is_impossible": draw(st.booleans()),
+         "answers": [answer(context) for _ in range(draw(st.sampled_from([1, 1, 1, 0, 2])))]}
+        for _ in range(draw(st.integers(0, 3)))]}
+
+  return {"data": [{"title": draw(TEXT), "paragraphs": [
+      paragraph() for _ in range(draw(st.integers(0, 2)))]} for _ in range(draw(st.integers(0, 2)))]}
+
+
+@pytest.fixture(scope="module")
+def fuzz_file(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+  return tmp_path_factory.mktemp("fuzz") / "fuzz.json"
+
+
+def read_and_convert(path: pathlib.Path, tokenizer: Any) -> None:
+  for is_training in (True, False):
+    for version_2 in (True, False):
+      try:
+        examples = squad.read_squad_examples(str(path), is_training, version_2)
+      except ValueError as e:
+        assert str(path) in str(e)
+        continue
+      our_features(examples, tokenizer, 24, 4, 6, is_training)
+
+
+@FUZZ
+@given(content=st.binary(max_size=200) | JSON_VALUES.map(
+    lambda value: json.dumps(value).encode()))
+def test_fuzz_any_file_reads_or_names_itself(fuzz_file: pathlib.Path, tokenizer: Any,
+                                              content: bytes) -> None:
+  fuzz_file.write_bytes(content)
+  read_and_convert(fuzz_file, tokenizer)
+
+
+@FUZZ
+@given(dataset=squad_like())
+def test_fuzz_squad_shaped_file_reads_or_names_itself(fuzz_file: pathlib.Path, tokenizer: Any,
+                                                      dataset: Dict[str, Any]) -> None:
+  fuzz_file.write_text(json.dumps(dataset, ensure_ascii=False), encoding="utf-8")
+  read_and_convert(fuzz_file, tokenizer)
 
 
 # --- features --------------------------------------------------------------------------------
