@@ -547,6 +547,8 @@ def prepare_features(examples: Sequence[InputExample], label_list: Sequence[str]
     if meta.get("fingerprint") == fingerprint:
       logging.info("Reusing %s (%d examples).", output_file, meta["num_examples"])
       return FeatureFile(output_file, meta["num_examples"])
+  if tf.io.gfile.exists(meta_path):
+    tf.io.gfile.remove(meta_path)  # until the new file and sidecar are complete, none claims to be
   count = file_based_convert_examples_to_features(examples, label_list, max_seq_length,
                                                   tokenizer, output_file)
   io_utils.write_json_atomic(meta_path, dict(format=FEATURE_FORMAT, fingerprint=fingerprint,

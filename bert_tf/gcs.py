@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import urllib.parse
 import uuid
 from typing import Dict, List, Optional, Tuple
 
@@ -140,6 +141,18 @@ def _session_file(local_path: str, gcs_path: str, size: int, crc32c: str) -> str
   return os.path.join(tempfile.gettempdir(), "bert_tf_uploads", key.hexdigest()[:32] + ".json")
 
 
+def redact_url(url: str) -> str:
+  """`url` without its query, which in upload-session and signed URLs is a credential."""
+  parts = urllib.parse.urlsplit(url)
+  return urllib.parse.urlunsplit(parts._replace(query="REDACTED" if parts.query else "",
+                                                fragment=""))
+
+
+def describe_response(response: requests.Response) -> str:
+  """An HTTP error for messages and logs: status, reason and the URL with its query redacted."""
+  return f"HTTP {response.status_code} {response.reason} from {redact_url(response.url)}"
+
+
 def _server_offset(http: requests.Session, url: str, size: int) -> Optional[int]:
   """Bytes the server holds for the session; `size` when done; None when the session is gone."""
   response = http.put(url, headers={"Content-Range": f"bytes */{size}"}, timeout=_TIMEOUT_S)
@@ -150,8 +163,7 @@ def _server_offset(http: requests.Session, url: str, size: int) -> Optional[int]
     return int(received.rsplit("-", 1)[1]) + 1 if received else 0
   if response.status_code in (404, 410):
     return None
-  response.raise_for_status()
-  raise RuntimeError(f"Unexpected status {response.status_code} for an upload status query.")
+  raise IOError(f"Querying an upload session failed: {describe_response(response)}")
 
 
 def upload_file(client: storage.Client, local_path: str, gcs_path: str,
@@ -200,7 +212,8 @@ def upload_file(client: storage.Client, local_path: str, gcs_path: str,
           response = http.put(url, data=chunk, timeout=_TIMEOUT_S,
                               headers={"Content-Range": f"bytes {offset}-{end}/{size}"})
           if response.status_code not in (200, 201, 308):
-            response.raise_for_status()
+            raise IOError(f"Uploading {local_path} to {gcs_path} failed: "
+                          f"{describe_response(response)}")
           offset = end + 1
       break
     except requests.ConnectionError as e:
@@ -282,12 +295,12 @@ def copy_back(client: storage.Client, gcs_dir: str, names: List[str],
   bucket = client.bucket(bucket_name)
   copied = []
   for name in names:
+    target = io_utils.join_under(local_dir, name)
     object_name = f"{prefix}/{name}" if prefix else name
     blob = bucket.get_blob(object_name)
     if blob is None:
       raise FileNotFoundError(f"gs://{bucket_name}/{object_name} does not exist, so it cannot "
                               f"be copied back to {local_dir}.")
-    target = os.path.join(local_dir, name)
     with io_utils.atomic_output(target) as tmp:
       blob.download_to_filename(tmp, client=client, checksum="crc32c")
     copied.append(target)

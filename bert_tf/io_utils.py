@@ -7,10 +7,26 @@ reader never sees half a file and a crashed run leaves nothing that looks comple
 import contextlib
 import json
 import os
+import posixpath
 import uuid
 from typing import Any, Iterator
 
 import tensorflow as tf
+
+
+def join_under(directory: str, name: str) -> str:
+  """`directory`/`name` for a name that came from flags or data, refusing one that escapes.
+
+  Raises:
+    ValueError: for an empty or absolute name, a URL, or one whose '..' climbs out of
+      `directory`.
+  """
+  parts = posixpath.normpath(name.replace("\\", "/")).split("/") if name else [".."]
+  if os.path.isabs(name) or "://" in name or parts[0] in ("..", "", "."):
+    raise ValueError(f"{name!r} is not a file name inside {directory}: derived files are "
+                     "written only under their directory, so use a plain relative name "
+                     "(no leading '/', no '..').")
+  return os.path.join(directory, *parts)
 
 
 def temporary_path(path: str) -> str:

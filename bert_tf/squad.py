@@ -779,9 +779,9 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
     # Until the new files are complete nothing claims to be; the old ones go (they are ours).
     stale = io_utils.read_json(meta_path).get("files", [])
     tf.io.gfile.remove(meta_path)
-    for name in stale:
-      if tf.io.gfile.exists(os.path.join(output_dir, name)):
-        tf.io.gfile.remove(os.path.join(output_dir, name))
+    for path in (io_utils.join_under(output_dir, name) for name in stale):
+      if tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
 
   started = time.time()
   examples = read_squad_examples(input_file, is_training, version_2_with_negative)

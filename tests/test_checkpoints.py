@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -337,6 +338,22 @@ def test_pytorch_bin_without_torch_says_what_to_do(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
   with pytest.raises(ImportError, match="pip install torch.*model.safetensors"):
     checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
+
+
+def test_pytorch_bin_is_unpickled_with_weights_only(tmp_path, monkeypatch):
+  """A pickle runs code when loaded; torch.load must be told to accept tensors only."""
+  (tmp_path / "config.json").write_text(json.dumps(TINY.to_hugging_face_dict()))
+  (tmp_path / "pytorch_model.bin").write_bytes(b"untrusted pickle")
+  calls = []
+
+  def load(file, **kwargs):
+    calls.append(kwargs)
+    raise RuntimeError("stop: the test looks only at how the file is opened")
+
+  monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=load))
+  with pytest.raises(RuntimeError, match="stop"):
+    checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
+  assert calls == [{"map_location": "cpu", "weights_only": True}]
 
 
 def test_non_bert_hugging_face_model_is_refused(tmp_path):

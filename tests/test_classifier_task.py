@@ -331,3 +331,27 @@ def test_two_workers_only_the_chief_writes_checkpoints_and_results(tmp_path):
   # the same bytes, written atomically), and removed its scratch checkpoints.
   assert sorted(p.name for p in other.iterdir()) == sorted(p.name for p in chief.iterdir()
                                                            if "tf_record" in p.name)
+
+
+def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, monkeypatch):
+  """A run that dies between writing a new feature file and its sidecar leaves no cache that a
+  later run with the old settings would take for its own."""
+  def examples(texts):
+    return [classifier_data.InputExample(f"train-{i}", text, None, "1")
+            for i, text in enumerate(texts)]
+  output_file = str(tmp_path / "train.tf_record")
+  old, new = examples(["a b c", "d e f"]), examples(["x y", "z w", "v u", "t s"])
+  assert classifier_data.prepare_features(old, ["0", "1"], 8, tokenizer,
+                                          output_file).num_examples == 2
+
+  def die(*args, **kwargs):
+    raise SystemExit("killed before the sidecar was written")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(classifier_data.io_utils, "write_json_atomic", die)
+    with pytest.raises(SystemExit):
+      classifier_data.prepare_features(new, ["0", "1"], 8, tokenizer, output_file)
+  # The file now holds the 4 new records; the old settings must not reuse it as their 2.
+  rebuilt = classifier_data.prepare_features(old, ["0", "1"], 8, tokenizer, output_file)
+  assert rebuilt.num_examples == 2
+  assert sum(1 for _ in tf.data.TFRecordDataset(output_file)) == 2

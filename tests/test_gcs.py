@@ -177,3 +177,38 @@ def test_interrupted_upload_resumes(client, tmp_path):
   assert gcs.upload_file(client, str(path), target, chunk_size=chunk, http=counting)
   assert counting.bytes_sent == len(payload) - chunk
   assert client.bucket(BUCKET).get_blob("resume/big.bin").download_as_bytes() == payload
+
+
+class _Forbidden(requests.Session):
+  """Answers every upload request with 403, as GCS does when the account may not write."""
+
+  def put(self, url, data=None, **kwargs):  # pylint: disable=arguments-differ
+    response = requests.Response()
+    response.status_code, response.reason, response.url = 403, "Forbidden", url
+    return response
+
+
+def test_upload_errors_and_logs_never_show_the_session_url(client, tmp_path, caplog):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"[PAD]\n" * 100)
+  with pytest.raises(IOError) as caught:
+    gcs.upload_file(client, str(path), f"gs://{BUCKET}/denied/vocab.txt", http=_Forbidden())
+  message = str(caught.value)
+  assert f"gs://{BUCKET}/denied/vocab.txt" in message and "HTTP 403 Forbidden" in message
+  assert "?REDACTED" in message
+  # The session URL (its upload_id grants the right to write the object) is in no message.
+  assert "upload_id" not in message and "upload_id" not in caplog.text
+  assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_redact_url_drops_signatures_and_tokens():
+  signed = ("https://storage.googleapis.com/bucket/model.ckpt?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            "&X-Goog-Credential=sa%40project.iam&X-Goog-Signature=0123abcd#frag")
+  assert gcs.redact_url(signed) == "https://storage.googleapis.com/bucket/model.ckpt?REDACTED"
+  assert gcs.redact_url("https://example.com/a/b") == "https://example.com/a/b"
+
+
+def test_copy_back_refuses_names_that_escape_the_results_dir(client, tmp_path):
+  with pytest.raises(ValueError, match="not a file name inside"):
+    gcs.copy_back(client, f"gs://{BUCKET}/out", ["../../.bashrc"], str(tmp_path / "results"))
+  assert not (tmp_path / "results").exists()
