@@ -1,1 +1,1 @@
-"""Benchmarks: runnable with `python -m benchmarks.NAME`; results merge into benchmarks/results.json."""
+"""Benchmarks: `python -m benchmarks` runs them all, `python -m benchmarks.NAME` one (README)."""

@@ -53,7 +53,7 @@ flags.DEFINE_string("hf_venv", common.HF_VENV, "Virtual environment with torch a
                     "(created with `pip install torch==2.13.0 transformers` when missing).")
 flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "cola_minilm"),
                     "Where checkpoints and intermediate files go.")
-flags.DEFINE_string("results_file", str(ROOT / "benchmarks" / "results.json"),
+flags.DEFINE_string("results_file", str(common.RESULTS),
                     "JSON file the results are merged into.")
 
 

@@ -10,9 +10,9 @@ input_pipeline.training_dataset with classifier_data.feature_parser): shuffled, 
 drop_remainder, parsed after batching, int32. Records/s is the median over repeats of reading
 `--records` records after the first batch. The reference is the training step of BERT-mini
 (L=4, H=256, A=4) as a classifier at the same batch and length, figure 4's trainer
-(benchmarks.train_step) on in-memory batches: examples/s of full steps with the optimizer. The target is a
-pipeline at least 5x faster than the step. Merged into benchmarks/results.json under
-"input_pipeline".
+(benchmarks.train_step) on in-memory batches: examples/s of full steps with the optimizer.
+The target is a pipeline at least 5x faster than the step. Merged into benchmarks/results.json
+under "input_pipeline".
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Tokenization throughput (tokens/s) on real text: bert_tf against google-research and Hugging Face.
+"""Tokenization throughput (tokens/s) on real text: bert_tf vs google-research and Hugging Face.
 
   python -m benchmarks.tokenization [--repeats 3] [--max_texts N]
 

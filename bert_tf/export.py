@@ -14,7 +14,8 @@ from bert_tf import io_utils
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
 
-def serving_function(model: tf_keras.Model, seq_length: int) -> tf.types.experimental.ConcreteFunction:
+def serving_function(model: tf_keras.Model, seq_length: int
+                     ) -> tf.types.experimental.ConcreteFunction:
   """The model's inference call on int32 [batch, seq_length] inputs, as a concrete function."""
   specs = [tf.TensorSpec([None, seq_length], tf.int32, name=name) for name in INPUT_NAMES]
 
