@@ -422,6 +422,7 @@ def train(strategy: tf.distribute.Strategy, bert_config: BertConfig, config: Tas
   if config.keep_best_by and state.best:
     logging.info("Best %s %.4f at step %d: restoring %s.", state.best["metric"],
                  state.best["value"], state.best["step"], state.best["checkpoint"])
+    distribution.barrier(strategy)  # the chief has finished writing it
     _restore(run.model, state.best["checkpoint"], "best")
   return run.model
 
@@ -499,14 +500,19 @@ def run(config: TaskConfig, bert_config: BertConfig, tokenizer: tokenization.Ful
                      "--output_dir (or the same --task_name and --label_list).")
   state = state or TrainingState(label_list=label_list)
   record_names = dict(train="train.tf_record", dev="eval.tf_record", test="predict.tf_record")
+  # With several workers, all of them compute and only the chief writes: here the feature files,
+  # which the others then find ready (the barriers pair up: one before, one after).
+  chief = trainer.is_chief(strategy)
+  if not chief:
+    distribution.barrier(strategy)
   files = {split: classifier_data.prepare_features(
       examples[split], label_list, config.max_seq_length, tokenizer,
       os.path.join(config.output_dir, record_names[split])) for split in splits}
+  if chief:
+    distribution.barrier(strategy)
   task_metric = processor.metric
   # "written": the output files (names in output_dir) that this run wrote or updated.
   results: Dict[str, Any] = dict(label_list=label_list, task_metric=task_metric, written=[])
-  # With several workers, all of them compute and only the chief writes the outputs.
-  chief = trainer.is_chief(strategy)
 
   if config.do_train:
     if chief and not tf.io.gfile.exists(os.path.join(config.output_dir, STATE_FILE)):

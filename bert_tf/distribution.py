@@ -194,6 +194,15 @@ def replica_kind(strategy: tf.distribute.Strategy) -> str:
   return "replicas"
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker has got here (a one-number all-reduce; instant on one worker).
+
+  For a file that the chief writes and every worker then reads.
+  """
+  strategy.reduce(tf.distribute.ReduceOp.SUM,
+                  strategy.run(tf.function(lambda: tf.constant(1.0))), axis=None)
+
+
 def _gpu_devices(num_gpus: Optional[int]) -> List[str]:
   """The first `num_gpus` visible GPUs (all when None)."""
   gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
