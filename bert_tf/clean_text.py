@@ -12,7 +12,8 @@ The kcbert recipe, applied to each line in this order:
      .... -> ..), as soynlp's repeat_normalize(num_repeats=2) does for letters and the issue
      asks for every character, and runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
-     occurrence is kept, across all input files).
+     occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
+     byte a line plus a fixed ~130 MB, see first_occurrences).
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
@@ -23,8 +24,10 @@ import hashlib
 import multiprocessing
 import os
 import re
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+import tempfile
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
@@ -98,12 +101,63 @@ def _clean_file_task(args: Tuple[str, str]) -> Dict[str, int]:
   return clean_file(*args)
 
 
-def merge_unique(paths: Iterable[str], output_file: str, counts: Dict[str, int]) -> None:
+# Lines whose hashes are sorted at once when finding duplicates (16 bytes each: hash, line number).
+LINES_PER_BUCKET = 1 << 22
+
+
+def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
+  """8-byte hashes of the non-blank lines of `paths`, in order, a million at a time."""
+  digests = []
+  for path in paths:
+    for line in _read_lines(path):
+      if line:
+        digests.append(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest())
+        if len(digests) == 1 << 20:
+          yield np.frombuffer(b"".join(digests), "<u8")
+          digests = []
+  if digests:
+    yield np.frombuffer(b"".join(digests), "<u8")
+
+
+def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
+  """For each non-blank line of `paths`, whether no line before it is the same.
+
+  Lines are compared by 8-byte hashes, spilled to local bucket files by hash (as many buckets as
+  `expected_lines` needs) and sorted a bucket at a time: memory is 1 byte a line plus about
+  LINES_PER_BUCKET * 32 bytes, whatever the size of the text.
+  """
+  num_buckets = max(1, -(-expected_lines // LINES_PER_BUCKET))
+  entry = np.dtype([("hash", "<u8"), ("line", "<u8")])
+  with tempfile.TemporaryDirectory() as scratch:
+    buckets = [open(os.path.join(scratch, str(b)), "wb")  # pylint: disable=consider-using-with
+               for b in range(num_buckets)]
+    start = 0
+    for hashes in _line_hashes(paths):
+      entries = np.empty(len(hashes), entry)
+      entries["hash"], entries["line"] = hashes, np.arange(start, start + len(hashes))
+      start += len(hashes)
+      for b, f in enumerate(buckets):
+        entries[hashes % num_buckets == b].tofile(f)
+    for f in buckets:
+      f.close()
+    first = np.ones(start, bool)
+    for f in buckets:
+      entries = np.fromfile(f.name, entry)
+      order = np.argsort(entries["hash"], kind="stable")  # line order within equal hashes
+      hashes = entries["hash"][order]
+      first[entries["line"][order[1:][hashes[1:] == hashes[:-1]]]] = False
+  return first
+
+
+def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int]) -> None:
   """Concatenates cleaned files in order, dropping repeated lines and repeated blank lines.
 
-  Duplicates are found by an 8-byte hash of each line (about 60 bytes of memory a unique line).
+  Duplicates are found by 8-byte hashes in bounded memory (see first_occurrences), so the
+  files are read twice.
   """
-  seen = set()
+  num_lines = counts["lines_in"] - counts["blank_lines"] - counts["dropped_short"]
+  first = first_occurrences(paths, num_lines)
+  line_number = 0
   with io_utils.atomic_output(output_file) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
     for path in paths:
@@ -113,11 +167,10 @@ def merge_unique(paths: Iterable[str], output_file: str, counts: Dict[str, int])
             out.write("\n")
           last_blank = True
           continue
-        key = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
-        if key in seen:
+        line_number += 1
+        if not first[line_number - 1]:
           counts["dropped_duplicate"] += 1
           continue
-        seen.add(key)
         counts["kept"] += 1
         out.write(line + "\n")
         last_blank = False

@@ -18,14 +18,16 @@ the window, not the corpus. The random next segment is drawn from a document of 
 dupe pass (google-research shuffles all of them). Shards are made by --num_workers processes;
 shard i uses its own random generator seeded from (random_seed, i), so the output depends on the
 seed and the flags, not on the number of workers. Each shard is written atomically and recorded
-in OUTPUT_FILE.progress/, so a rerun skips finished shards. Example records are encoded directly
-(the tf.Example wire format) rather than through protobuf objects, which is most of the speed.
+in OUTPUT_FILE.progress/, so a rerun skips finished shards. For speed, the instances of a window
+and dupe pass are masked together with NumPy (its own generator, seeded the same way) and encoded
+straight to the tf.Example wire format, not through protobuf objects.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import math
 import multiprocessing
 import os
@@ -33,6 +35,7 @@ import random
 import struct
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
@@ -93,19 +96,53 @@ def _below(n: int, rng: random.Random) -> int:
   return int(rng.random() * n)
 
 
+@dataclasses.dataclass
+class MaskedBatch:
+  """Masked instances of one window and dupe pass, padded into arrays (one row an instance)."""
+  input_ids: np.ndarray  # [n, max_seq_length], 0 after each length
+  lengths: np.ndarray  # [n]
+  num_a: np.ndarray  # [n]: [CLS], segment A and its [SEP] (segment_ids 0)
+  positions: np.ndarray  # [n, max_predictions_per_seq], sorted, 0 after num_masked
+  labels: np.ndarray  # [n, max_predictions_per_seq]: the original ids, 0 after num_masked
+  num_masked: np.ndarray  # [n]
+  is_random_next: np.ndarray  # [n]
+
+
+MAX_VOCAB_SIZE = 1 << 21  # ids of up to 3 varint bytes
+
+
+def varint_rows(values: np.ndarray) -> Tuple[bytes, List[int]]:
+  """The protobuf varints of each row of `values` (ints in [0, 2**21)), concatenated, and the
+  byte offset where each row starts (plus the end)."""
+  if values.max(initial=0) < 1 << 7:  # one byte each (positions, small vocabs)
+    return values.astype(np.uint8).tobytes(), list(range(0, values.size + 1, values.shape[1]))
+  sizes = 1 + (values >= 1 << 7) + (values >= 1 << 14)
+  parts = np.stack([(values & 0x7F) | (values >= 1 << 7) << 7,
+                    (values >> 7 & 0x7F) | (values >= 1 << 14) << 7,
+                    values >> 14], axis=-1).astype(np.uint8)
+  data = parts[np.arange(3) < sizes[..., None]].tobytes()
+  return data, [0, *np.cumsum(sizes.sum(axis=1)).tolist()]
+
+
 class ExampleEncoder:
   """Encodes google-research's pretraining tf.Example straight to its wire format.
 
-  Features hold packed Int64List/FloatList values; the fields that depend only on the lengths
-  (input_mask, segment_ids, masked_lm_weights, next_sentence_labels) are encoded once and reused.
+  Features hold packed Int64List/FloatList values; the id fields of a whole batch are
+  varint-encoded at once with NumPy, and the fields that depend only on the lengths (input_mask,
+  segment_ids, masked_lm_weights, next_sentence_labels) are encoded once and reused.
   """
 
   _INTS, _FLOATS = 0x1a, 0x12  # tags of Feature.int64_list and Feature.float_list
 
   def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int):
-    self.varints = [_varint(i) for i in range(max(vocab_size, 8 * max_seq_length + 64) + 1)]
+    if vocab_size > MAX_VOCAB_SIZE:
+      raise ValueError(f"The vocab has {vocab_size} tokens; at most {MAX_VOCAB_SIZE} are "
+                       "supported.")
+    # Every length in a record: at most 3 bytes an id, 4 a weight, plus the names and headers.
+    self.varints = [_varint(i) for i in range(8 * max_seq_length + 16 * max_predictions_per_seq
+                                              + 256)]
     self.max_seq_length = max_seq_length
-    self.max_predictions = max_predictions_per_seq
+    self._prefixes: Dict[Tuple[bytes, int], bytes] = {}
     self._masks = [self._entry(b"input_mask", self._INTS,
                                b"\1" * n + b"\0" * (max_seq_length - n))
                    for n in range(max_seq_length + 1)]
@@ -119,11 +156,21 @@ class ExampleEncoder:
 
   def _entry(self, name: bytes, kind: int, packed: bytes) -> bytes:
     """One map entry of Features: the key, then a Feature holding the packed values."""
-    v = self.varints
-    values = b"\x0a" + v[len(packed)] + packed
-    feature = bytes([kind]) + v[len(values)] + values
-    entry = b"\x0a" + v[len(name)] + name + b"\x12" + v[len(feature)] + feature
-    return b"\x0a" + v[len(entry)] + entry
+    return self._entry_prefix(name, kind, len(packed)) + packed
+
+  def _entry_prefix(self, name: bytes, kind: int, size: int) -> bytes:
+    """What precedes `size` bytes of packed values in their Features entry (cached)."""
+    key = (name, size)
+    prefix = self._prefixes.get(key)
+    if prefix is None:
+      v = self.varints
+      values = 1 + len(v[size]) + size
+      feature = 1 + len(v[values]) + values
+      entry = 1 + len(v[len(name)]) + len(name) + 1 + len(v[feature]) + feature
+      prefix = self._prefixes[key] = (b"\x0a" + v[entry] + b"\x0a" + v[len(name)] + name +
+                                      b"\x12" + v[feature] + bytes([kind]) + v[values] +
+                                      b"\x0a" + v[size])
+    return prefix
 
   def _segment_entry(self, num_a: int, length: int) -> bytes:
     key = (num_a, length)
@@ -133,23 +180,45 @@ class ExampleEncoder:
       entry = self._segments[key] = self._entry(b"segment_ids", self._INTS, packed)
     return entry
 
-  def encode(self, input_ids: Sequence[int], num_a: int, positions: Sequence[int],
-             labels: Sequence[int], is_random_next: bool) -> bytes:
-    """`num_a` counts [CLS], segment A and its [SEP] (segment_ids 0); the rest is segment B."""
-    v, length = self.varints, len(input_ids)
-    pad_predictions = b"\0" * (self.max_predictions - len(positions))
-    features = b"".join((
-        self._entry(b"input_ids", self._INTS, b"".join([v[i] for i in input_ids]) +
-                    b"\0" * (self.max_seq_length - length)),
-        self._masks[length],
-        self._segment_entry(num_a, length),
-        self._entry(b"masked_lm_positions", self._INTS,
-                    b"".join([v[i] for i in positions]) + pad_predictions),
-        self._entry(b"masked_lm_ids", self._INTS,
-                    b"".join([v[i] for i in labels]) + pad_predictions),
-        self._weights[len(positions)],
-        self._labels[is_random_next]))
-    return b"\x0a" + v[len(features)] + features
+  def encode_batch(self, batch: MaskedBatch) -> List[bytes]:
+    """One serialized tf.Example per row of `batch`."""
+    ids, id_at = varint_rows(batch.input_ids)
+    positions, position_at = varint_rows(batch.positions)
+    labels, label_at = varint_rows(batch.labels)
+    v, prefix, ints, records = self.varints, self._entry_prefix, self._INTS, []
+    rows = zip(batch.lengths.tolist(), batch.num_a.tolist(), batch.num_masked.tolist(),
+               batch.is_random_next.tolist())
+    for i, (length, num_a, num_masked, is_random_next) in enumerate(rows):
+      features = b"".join((
+          prefix(b"input_ids", ints, id_at[i + 1] - id_at[i]), ids[id_at[i]:id_at[i + 1]],
+          self._masks[length],
+          self._segment_entry(num_a, length),
+          prefix(b"masked_lm_positions", ints, position_at[i + 1] - position_at[i]),
+          positions[position_at[i]:position_at[i + 1]],
+          prefix(b"masked_lm_ids", ints, label_at[i + 1] - label_at[i]),
+          labels[label_at[i]:label_at[i + 1]],
+          self._weights[num_masked],
+          self._labels[is_random_next]))
+      records.append(b"\x0a" + v[len(features)] + features)
+    return records
+
+
+def truncate_pair(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
+                  rng: random.Random) -> Tuple[List[int], List[int]]:
+  """The pair cut to fit as google-research's loop cuts it: a token at a time from the longer
+  segment (B on ties), from its front or back with even odds; here the counts come in one go."""
+  excess = len(tokens_a) + len(tokens_b) - max_num_tokens
+  if excess <= 0:
+    return tokens_a, tokens_b
+  gap = min(excess, abs(len(tokens_a) - len(tokens_b)))
+  cut_a = (excess - gap) // 2 + (gap if len(tokens_a) > len(tokens_b) else 0)
+  return _cut_ends(tokens_a, cut_a, rng), _cut_ends(tokens_b, excess - cut_a, rng)
+
+
+def _cut_ends(tokens: List[int], count: int, rng: random.Random) -> List[int]:
+  """`tokens` less `count` tokens, each taken from the front or the back with even odds."""
+  front = sum(rng.random() < 0.5 for _ in range(count))
+  return tokens[front:len(tokens) - (count - front)]
 
 
 class InstanceMaker:
@@ -184,7 +253,7 @@ class InstanceMaker:
       chunk_length += len(document[i])
       if i == len(document) - 1 or chunk_length >= target_length:
         a_end = 1 + _below(len(chunk) - 1, rng) if len(chunk) >= 2 else 1
-        tokens_a = [t for segment in chunk[:a_end] for t in segment]
+        tokens_a = list(itertools.chain.from_iterable(chunk[:a_end]))
         tokens_b: List[int] = []
         is_random_next = len(chunk) == 1 or rng.random() < 0.5
         if is_random_next:
@@ -201,63 +270,61 @@ class InstanceMaker:
               break
           i -= len(chunk) - a_end  # put the unused segments back
         else:
-          tokens_b = [t for segment in chunk[a_end:] for t in segment]
-        self._truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+          tokens_b = list(itertools.chain.from_iterable(chunk[a_end:]))
+        tokens_a, tokens_b = truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
         tokens = [self.cls_id, *tokens_a, self.sep_id, *tokens_b, self.sep_id]
         instances.append((tokens, len(tokens_a) + 2, is_random_next))
         chunk, chunk_length = [], 0
       i += 1
     return instances
 
-  @staticmethod
-  def _truncate_pair(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
-                     rng: random.Random) -> None:
-    """Drops tokens from a random end of the longer segment until the pair fits."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-      longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-      if rng.random() < 0.5:
-        del longer[0]
-      else:
-        longer.pop()
+  def mask_batch(self, instances: List[Tuple[List[int], int, bool]], rng: random.Random,
+                 np_rng: np.random.Generator) -> MaskedBatch:
+    """google-research's masking of (tokens, num_a, is_random_next) instances, all at once.
 
-  def mask(self, tokens: List[int], num_a: int, rng: random.Random
-           ) -> Tuple[List[int], List[int], List[int]]:
-    """Masks in place; returns (tokens, sorted positions, original ids at those positions).
-
-    Candidates are all tokens but [CLS] and the two [SEP]s (the first [SEP] is at num_a - 1).
+    Candidates are all tokens but [CLS] and the two [SEP]s (the first [SEP] is at num_a - 1);
+    num_to_predict of them are chosen (a uniform random subset, or whole words), then 80% become
+    [MASK], 10% stay and 10% become a random token.
     """
-    num_to_predict = self.num_to_predict[len(tokens)]
-    if self.config.do_whole_word_mask:
-      candidates = [*range(1, num_a - 1), *range(num_a, len(tokens) - 1)]
-      chosen = self._whole_words(tokens, candidates, rng, num_to_predict)
+    config = self.config
+    width, most = config.max_seq_length, config.max_predictions_per_seq
+    lengths = np.array([len(tokens) for tokens, _, _ in instances])
+    num_a = np.array([a for _, a, _ in instances])
+    columns = np.arange(width)
+    ids = np.zeros((len(instances), width), np.int64)
+    ids[columns < lengths[:, None]] = np.fromiter(
+        itertools.chain.from_iterable(tokens for tokens, _, _ in instances), np.int64,
+        int(lengths.sum()))
+    candidates = (columns >= 1) & (columns < lengths[:, None] - 1) & (columns != num_a[:, None] - 1)
+    if config.do_whole_word_mask:
+      chosen = np.full((len(instances), most), width)
+      for row, (tokens, a, _) in enumerate(instances):
+        words = self._whole_words(tokens, [*range(1, a - 1), *range(a, len(tokens) - 1)], rng,
+                                  self.num_to_predict[len(tokens)])
+        chosen[row, :len(words)] = words
+      num_masked = (chosen < width).sum(axis=1)
     else:  # single-token words: google-research's loop reduces to a uniform random subset
-      chosen = self._uniform_subset(len(tokens), num_a - 1, num_to_predict, rng)
-    chosen.sort()
-    labels = [tokens[i] for i in chosen]
+      num_masked = np.minimum(np.array(self.num_to_predict)[lengths], candidates.sum(axis=1))
+      keys = np.where(candidates, np_rng.random(ids.shape), 2.0)
+      chosen = np.full((len(instances), most), width)
+      shown = min(most, width)
+      chosen[:, :shown] = np.argsort(keys, axis=1)[:, :shown]
+      chosen[np.arange(most) >= num_masked[:, None]] = width
+    positions = np.sort(chosen, axis=1)
+    masked = positions < width
+    positions[~masked] = 0
+    labels = np.where(masked, np.take_along_axis(ids, positions, axis=1), 0)
+    draws = np_rng.random(positions.shape)
+    random_ids = np_rng.integers(0, self.vocab_size, positions.shape)
+    replaced = np.where(draws < 0.8, self.mask_id, np.where(draws < 0.9, labels, random_ids))
+    rows = np.nonzero(masked)[0]
+    ids[rows, positions[masked]] = replaced[masked]
     stats = self.stats
-    for i in chosen:
-      draw = rng.random()
-      if draw < 0.8:
-        tokens[i] = self.mask_id
-        stats["masked_as_mask"] += 1
-      elif draw < 0.9:
-        stats["masked_kept"] += 1
-      else:
-        tokens[i] = _below(self.vocab_size, rng)
-        stats["masked_random"] += 1
-    return tokens, chosen, labels
-
-  @staticmethod
-  def _uniform_subset(length: int, sep: int, count: int, rng: random.Random) -> List[int]:
-    """`count` distinct positions drawn uniformly from 1..length-2 except `sep` (by rejection)."""
-    count = min(count, length - 3)
-    span = length - 2
-    chosen = set()
-    while len(chosen) < count:
-      i = 1 + _below(span, rng)
-      if i != sep:
-        chosen.add(i)
-    return list(chosen)
+    stats["masked_as_mask"] += int((masked & (draws < 0.8)).sum())
+    stats["masked_kept"] += int((masked & (draws >= 0.8) & (draws < 0.9)).sum())
+    stats["masked_random"] += int((masked & (draws >= 0.9)).sum())
+    return MaskedBatch(ids, lengths, num_a, positions, labels, num_masked,
+                       np.array([random_next for _, _, random_next in instances], np.int64))
 
   def _whole_words(self, tokens: List[int], candidates: List[int], rng: random.Random,
                    num_to_predict: int) -> List[int]:
@@ -336,6 +403,7 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
     if segments:
       documents.append(segments)
   rng = random.Random(config.random_seed * 1000003 + index)
+  np_rng = np.random.default_rng([config.random_seed, index])
   stats = maker.stats
   stats["documents"] = len(documents)
   path = shard_path(config.output_file, index, _WORKER["num_shards"])
@@ -344,14 +412,16 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
       instances = []
       for document_index in range(len(documents)):
         instances.extend(maker.from_document(documents, document_index, rng))
+      if not instances:
+        continue
       rng.shuffle(instances)
-      for tokens, num_a, is_random_next in instances:
-        tokens, positions, labels = maker.mask(tokens, num_a, rng)
-        writer.write(encoder.encode(tokens, num_a, positions, labels, is_random_next))
-        stats["instances"] += 1
-        stats["random_next"] += is_random_next
-        stats["tokens"] += len(tokens)
-        stats["masked"] += len(positions)
+      batch = maker.mask_batch(instances, rng, np_rng)
+      for record in encoder.encode_batch(batch):
+        writer.write(record)
+      stats["instances"] += len(instances)
+      stats["random_next"] += int(batch.is_random_next.sum())
+      stats["tokens"] += int(batch.lengths.sum())
+      stats["masked"] += int(batch.num_masked.sum())
   stats = dict(stats)
   io_utils.write_json_atomic(os.path.join(_progress_dir(config.output_file),
                                           f"shard-{index:05d}.json"), stats)

@@ -1,6 +1,7 @@
 """clean_text: KcBERT's recipe rule by rule, file merging, duplicates and the per-rule counts."""
 
 import collections
+import random
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -72,3 +73,19 @@ def test_fuzz_any_file_is_cleaned_or_named(tmp_path_factory, content):
     return
   assert counts["kept"] == len([line for line in output.read_text().split("\n") if line])
 
+
+def test_duplicates_found_in_buckets_keep_each_first_occurrence(tmp_path, monkeypatch):
+  rng = random.Random(0)
+  lines = [f"문장 번호 {rng.randrange(40)} 입니다" for _ in range(300)]
+  for i, chunk in enumerate((lines[:100], lines[100:])):
+    (tmp_path / f"part{i}.txt").write_text("\n".join(chunk) + "\n")
+  paths = [str(tmp_path / "part0.txt"), str(tmp_path / "part1.txt")]
+  monkeypatch.setattr(clean_text, "LINES_PER_BUCKET", 16)  # 19 buckets
+  first = clean_text.first_occurrences(paths, len(lines))
+  seen = set()
+  expected = [not (line in seen or seen.add(line)) for line in lines]
+  assert first.tolist() == expected and sum(expected) == 40
+  counts = collections.Counter(lines_in=300)
+  clean_text.merge_unique(paths, str(tmp_path / "out.txt"), counts)
+  assert (tmp_path / "out.txt").read_text().splitlines() == list(dict.fromkeys(lines))
+  assert counts["kept"] == 40 and counts["dropped_duplicate"] == 260

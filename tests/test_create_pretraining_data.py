@@ -89,13 +89,29 @@ def test_whole_word_mask_masks_whole_words(english):
   maker = cpd.InstanceMaker(config, tokenization.load_vocab(config.vocab_file))
   vocab = tokenization.load_vocab(config.vocab_file)
   tokens = [vocab[t] for t in "[CLS] the cat play ##ing [SEP] play ##ed a ball [SEP]".split()]
-  rng = random.Random(3)
+  rng, np_rng = random.Random(3), np.random.default_rng(3)
   for _ in range(50):
-    _, positions, labels = maker.mask(list(tokens), 6, rng)
+    batch = maker.mask_batch([(list(tokens), 6, False)], rng, np_rng)
+    positions = batch.positions[0][:batch.num_masked[0]].tolist()
     chosen = set(positions)
     for first, second in ((3, 4), (6, 7)):  # play ##ing, play ##ed
       assert (first in chosen) == (second in chosen)
-    assert [tokens[p] for p in positions] == labels
+    assert [tokens[p] for p in positions] == batch.labels[0][:len(positions)].tolist()
+
+
+def test_truncation_cuts_each_side_as_google_loop_does():
+  rng = random.Random(0)
+  for _ in range(500):
+    a, b = list(range(rng.randrange(1, 60))), list(range(100, 100 + rng.randrange(1, 60)))
+    limit = rng.randrange(2, 80)
+    loop_a, loop_b = list(a), list(b)  # google-research's truncate_seq_pair, token by token
+    while len(loop_a) + len(loop_b) > limit:
+      longer = loop_a if len(loop_a) > len(loop_b) else loop_b
+      del longer[0 if rng.random() < 0.5 else -1]
+    cut_a, cut_b = cpd.truncate_pair(a, b, limit, rng)
+    assert (len(cut_a), len(cut_b)) == (len(loop_a), len(loop_b))
+    for cut, whole in ((cut_a, a), (cut_b, b)):  # a contiguous run of the original
+      assert not cut or whole[whole.index(cut[0]):whole.index(cut[0]) + len(cut)] == cut
 
 
 def test_truncation_keeps_pairs_within_max_length(english):
@@ -144,15 +160,25 @@ def test_tf_models_reader_reads_our_records(korean):
 
 def test_encoder_matches_protobuf_serialization():
   encoder = cpd.ExampleEncoder(30000, 8, 3)
-  record = encoder.encode([2, 29999, 4, 3, 200, 3], 4, [2, 4], [17, 130], True)
+  batch = cpd.MaskedBatch(
+      input_ids=np.array([[2, 29999, 4, 3, 200, 3, 0, 0], [2, 5, 3, 16384, 3, 0, 0, 0]]),
+      lengths=np.array([6, 5]), num_a=np.array([4, 3]),
+      positions=np.array([[2, 4, 0], [1, 0, 0]]), labels=np.array([[17, 130, 0], [9, 0, 0]]),
+      num_masked=np.array([2, 1]), is_random_next=np.array([1, 0]))
+  records = encoder.encode_batch(batch)
   feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
-  expected = tf.train.Example(features=tf.train.Features(feature={
-      "input_ids": feature([2, 29999, 4, 3, 200, 3, 0, 0]),
-      "input_mask": feature([1] * 6 + [0, 0]), "segment_ids": feature([0] * 4 + [1, 1, 0, 0]),
-      "masked_lm_positions": feature([2, 4, 0]), "masked_lm_ids": feature([17, 130, 0]),
-      "masked_lm_weights": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 1, 0])),
-      "next_sentence_labels": feature([1])}))
-  assert tf.train.Example.FromString(record) == expected
+  weights = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
+  expected = [
+      {"input_ids": feature([2, 29999, 4, 3, 200, 3, 0, 0]),
+       "input_mask": feature([1] * 6 + [0, 0]), "segment_ids": feature([0] * 4 + [1, 1, 0, 0]),
+       "masked_lm_positions": feature([2, 4, 0]), "masked_lm_ids": feature([17, 130, 0]),
+       "masked_lm_weights": weights([1, 1, 0]), "next_sentence_labels": feature([1])},
+      {"input_ids": feature([2, 5, 3, 16384, 3, 0, 0, 0]),
+       "input_mask": feature([1] * 5 + [0] * 3), "segment_ids": feature([0] * 3 + [1, 1, 0, 0, 0]),
+       "masked_lm_positions": feature([1, 0, 0]), "masked_lm_ids": feature([9, 0, 0]),
+       "masked_lm_weights": weights([1, 0, 0]), "next_sentence_labels": feature([0])}]
+  assert [tf.train.Example.FromString(r) for r in records] == [
+      tf.train.Example(features=tf.train.Features(feature=f)) for f in expected]
 
 
 def _shard_bytes(metadata):
