@@ -21,8 +21,8 @@ import time
 
 from absl import app, flags, logging
 
-from bert_tf import (build_vocab, clean_text, distribution, io_utils, pretraining_task,
-                     script_flags, tokenization)
+from bert_tf import (build_vocab, checkpoints, clean_text, distribution, io_utils,
+                     pretraining_task, script_flags, tokenization)
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 
@@ -124,6 +124,12 @@ def main(_) -> None:
         ["input_file", "eval_input_file", "bert_config_file", "vocab_file", "init_checkpoint"],
         strategy_config)
     config = BertConfig.from_json_file(FLAGS.bert_config_file)
+    if FLAGS.vocab_file:
+      tokenization.check_vocab(FLAGS.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
+      checkpoints.check_vocab_matches_config(FLAGS.vocab_file, config, FLAGS.bert_config_file)
+    if FLAGS.init_checkpoint:
+      checkpoints.check_checkpoint_matches_config(FLAGS.init_checkpoint, config,
+                                                  FLAGS.bert_config_file)
     if FLAGS.max_seq_length > config.max_position_embeddings:
       raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds "
                            f"max_position_embeddings={config.max_position_embeddings} in "
@@ -135,13 +141,13 @@ def main(_) -> None:
   script_flags.apply_mixed_precision()
   strategy = distribution.resolve_strategy(strategy_config)
   with script_flags.user_errors():
+    kind = distribution.replica_kind(strategy)
+    distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
+                                    "train_batch_size", kind)
+    distribution.check_global_batch(FLAGS.eval_batch_size, strategy.num_replicas_in_sync,
+                                    "eval_batch_size", kind)
     script_flags.check_output_dir_flags(script_flags.model_settings(config), TRAINING_FLAGS,
                                         strategy)
-  kind = distribution.replica_kind(strategy)
-  distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
-                                  "train_batch_size", kind)
-  distribution.check_global_batch(FLAGS.eval_batch_size, strategy.num_replicas_in_sync,
-                                  "eval_batch_size", kind)
   data = pretraining_task.PretrainingData(FLAGS.input_file, FLAGS.max_seq_length,
                                           FLAGS.max_predictions_per_seq)
   train_config = dataclasses.replace(script_flags.train_config(FLAGS.num_train_steps),

@@ -99,6 +99,12 @@ def main(_) -> None:
       raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
                            f"max_position_embeddings={files.config.max_position_embeddings} in "
                            f"{FLAGS.bert_config_file or FLAGS.init_checkpoint}.")
+    # Read the data now (seconds): a malformed train or predict file fails before anything is
+    # written to --output_dir or converted.
+    for wanted, name, is_training in ((FLAGS.do_train, "train_file", True),
+                                      (FLAGS.do_predict, "predict_file", False)):
+      if wanted:
+        squad.read_squad_examples(FLAGS[name].value, is_training, FLAGS.version_2_with_negative)
     script_flags.apply_mixed_precision()
     strategy = distribution.resolve_strategy(strategy_config)
     script_flags.check_output_dir_flags(files.settings(), TRAINING_FLAGS, strategy)
@@ -117,7 +123,7 @@ def main(_) -> None:
           FLAGS.max_query_length, is_training, FLAGS.version_2_with_negative,
           output_dir=FLAGS.output_dir, num_workers=FLAGS.num_workers)
 
-    # Preprocess both files up front, so a bad predict_file fails before hours of training.
+    # Preprocess both files up front, so that prediction cannot fail after hours of training.
     train_meta = prepare(FLAGS.train_file, True) if FLAGS.do_train else None
     eval_meta = prepare(FLAGS.predict_file, False) if FLAGS.do_predict else None
 

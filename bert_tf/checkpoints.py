@@ -560,6 +560,68 @@ def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str
           find("bert_config_file", bert_config_file, ["bert_config.json", "config.json"]))
 
 
+def _config_shapes(config: BertConfig) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+  """Google name -> (the config fields, the shape they imply) for a few telling variables."""
+  hidden, last = config.hidden_size, config.num_hidden_layers - 1
+  return {
+      "bert/embeddings/word_embeddings": ("vocab_size, hidden_size",
+                                          (config.vocab_size, hidden)),
+      "bert/embeddings/position_embeddings": ("max_position_embeddings, hidden_size",
+                                              (config.max_position_embeddings, hidden)),
+      "bert/embeddings/token_type_embeddings": ("type_vocab_size, hidden_size",
+                                                (config.type_vocab_size, hidden)),
+      f"bert/encoder/layer_{last}/intermediate/dense/kernel": (
+          "num_hidden_layers, hidden_size, intermediate_size", (hidden, config.intermediate_size)),
+  }
+
+
+# The same variables in a bert_tf (TF2) checkpoint.
+_TF2_CHECKED = {
+    "bert/embeddings/word_embeddings": "_embedding_layer/embeddings",
+    "bert/embeddings/position_embeddings": "_position_embedding_layer/embeddings",
+    "bert/embeddings/token_type_embeddings": "_type_embedding_layer/embeddings",
+}
+
+
+def _tf2_checked_name(google_name: str) -> str:
+  layer = re.fullmatch(r"bert/encoder/layer_(\d+)/intermediate/dense/kernel", google_name)
+  path = (f"_transformer_layers/{layer.group(1)}/_intermediate_dense/kernel" if layer
+          else _TF2_CHECKED[google_name])
+  return f"model/{ENCODER}/{path}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
+                                    bert_config_file: Optional[str] = None) -> None:
+  """Fails before any model is built or data converted when a TF1 or TF2 checkpoint's embedding
+  and layer shapes contradict the config (Hugging Face weights are checked when loaded)."""
+  fmt, path = detect_format(init_checkpoint)
+  if fmt == HF:
+    return
+  wanted = _config_shapes(config)
+  if fmt == TF2:
+    shapes = {name: tuple(shape) for name, shape in tf.train.list_variables(path)}
+    if _tf2_checked_name("bert/embeddings/word_embeddings") not in shapes:
+      return  # Another object layout: load_init_checkpoint checks it.
+    found = {name: shapes.get(_tf2_checked_name(name)) for name in wanted}
+  else:
+    source = _tf1_source(path)
+    found = {name: source.google_shape(name) for name in wanted}
+  problems = []
+  for name, (fields, expected) in wanted.items():
+    shape = found[name]
+    if shape is None:
+      problems.append(f"it has no {name}, which {fields} imply")
+    elif tuple(shape) != expected:
+      if name == "bert/embeddings/word_embeddings" and shape[0] != expected[0]:
+        problems.append(_vocab_hint(shape[0], expected[0], bert_config_file))
+      problems.append(f"{name} is {list(shape)} there but {fields} make it {list(expected)}")
+  if problems:
+    raise ValueError(
+        f"--init_checkpoint={path} ({FORMAT_NAMES[fmt]}) does not match "
+        f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + ". Use the "
+        "bert_config.json that came with the checkpoint.")
+
+
 def check_vocab_matches_config(vocab_file: str, config: BertConfig,
                                bert_config_file: Optional[str] = None) -> None:
   """Raises ValueError when the vocab has more tokens than config.vocab_size (their ids would

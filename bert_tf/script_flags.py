@@ -214,6 +214,8 @@ def resolve_model_files() -> ModelFiles:
   config = BertConfig.from_json_file(config_file)
   tokenization.check_vocab(vocab_file)
   checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
+  if FLAGS.init_checkpoint:
+    checkpoints.check_checkpoint_matches_config(FLAGS.init_checkpoint, config, config_file)
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
   do_lower_case = tokenization.resolve_do_lower_case(vocab_file, given, FLAGS.init_checkpoint)
   return ModelFiles(vocab_file, config, do_lower_case, FLAGS.init_checkpoint)

@@ -241,6 +241,43 @@ def test_check_vocab_matches_config(tmp_path, caplog):
   assert "12 tokens, fewer than vocab_size=15" in caplog.text
 
 
+def _tf2_checkpoint(directory):
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=_build(modeling.BertModel)), str(directory), max_to_keep=1)
+  return manager.save()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(vocab_size=20), r"15 word embeddings but cfg.json says vocab_size=20.*"
+                          r"bert/embeddings/word_embeddings is \[15, 8\] there but vocab_size, "
+                          r"hidden_size make it \[20, 8\]"),
+    (dict(max_position_embeddings=32), r"position_embeddings is \[16, 8\] there but "
+                                       r"max_position_embeddings, hidden_size make it \[32, 8\]"),
+    (dict(num_hidden_layers=3), r"it has no bert/encoder/layer_2/intermediate/dense/kernel"),
+    (dict(intermediate_size=32), r"layer_1/intermediate/dense/kernel is \[8, 16\] there"),
+])
+@pytest.mark.parametrize("fmt", ["tf1", "tf2"])
+def test_checkpoint_that_contradicts_the_config_fails_before_building(tmp_path, change, message,
+                                                                      fmt):
+  if fmt == "tf1":
+    prefix = _write_tf1(tmp_path / "ckpt", _values(_build(modeling.BertModel)))
+  else:
+    prefix = _tf2_checkpoint(tmp_path / "ckpt")
+  config = BertConfig(**{**TINY.to_dict(), **change})
+  with pytest.raises(ValueError, match=message) as error:
+    checkpoints.check_checkpoint_matches_config(prefix, config, "cfg.json")
+  assert f"--init_checkpoint={prefix}" in str(error.value)
+  assert "Use the bert_config.json that came with the checkpoint" in str(error.value)
+  checkpoints.check_checkpoint_matches_config(prefix, TINY, "cfg.json")
+
+
+def test_missing_checkpoint_names_the_flag(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"--init_checkpoint=.*nothing/bert_model.ckpt: no "
+                     "checkpoint there"):
+    checkpoints.check_checkpoint_matches_config(str(tmp_path / "nothing" / "bert_model.ckpt"),
+                                                TINY)
+
+
 def test_tf2_pretrainer_checkpoint_loads_into_classifier(tmp_path):
   pretrainer = _build(modeling.BertPretrainer)
   optimizer = tf_keras.optimizers.Adam()

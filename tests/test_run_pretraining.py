@@ -99,6 +99,19 @@ def test_data_made_with_other_lengths_is_refused_early(tmp_path):
   pretraining_task.check_data_shapes(pattern, SEQ, PREDICTIONS)
 
 
+def test_data_made_with_other_lengths_stops_the_script_with_one_line(tmp_path):
+  pattern = write_data(tmp_path)
+  out = tmp_path / "out"
+  result = _run(f"--input_file={pattern}", f"--output_dir={out}", "--do_train=True",
+                f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=64",
+                f"--max_predictions_per_seq={PREDICTIONS}")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "was made with max_seq_length=32" in errors[0], result.stderr
+  assert "--max_seq_length=64" in errors[0] and str(tmp_path / "data") in errors[0]
+  assert not out.exists() or not list(out.iterdir())
+
+
 def test_demo_runs_clean_vocab_data_pretraining_and_export(tmp_path):
   result = _run("--demo", f"--output_dir={tmp_path}", "--num_train_steps=20",
                 "--num_warmup_steps=2", "--save_checkpoints_steps=10", "--iterations_per_loop=10",

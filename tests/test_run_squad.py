@@ -126,6 +126,22 @@ def test_bad_flags_fail_before_work(tmp_path):
   assert not list(tmp_path.iterdir())
 
 
+def test_bad_predict_file_fails_before_training_with_one_line(tmp_path):
+  """A truncated predict file is found before training: one line naming it, nothing written."""
+  text = json.dumps(json.loads((SAMPLE / "squad_sample.json").read_text(encoding="utf-8")),
+                    indent=1, ensure_ascii=False)
+  predict_file = tmp_path / "dev.json"
+  predict_file.write_text(text[:len(text) // 2], encoding="utf-8")
+  output_dir = tmp_path / "out"
+  result = _run_squad(*FAST, f"--output_dir={output_dir}", f"--predict_file={predict_file}",
+                      check=False)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and re.match(rf"error: {predict_file}, line \d+ column \d+: not valid "
+                                       "JSON", errors[0]), result.stderr[-2000:]
+  assert not output_dir.exists() or not list(output_dir.iterdir())
+
+
 def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
   strategy = mirrored_cpus
   config = configs.BertConfig.from_json_file(str(SAMPLE / "bert_config.json"))
