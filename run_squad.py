@@ -124,8 +124,14 @@ def main(_) -> None:
           output_dir=FLAGS.output_dir, num_workers=FLAGS.num_workers)
 
     # Preprocess both files up front, so that prediction cannot fail after hours of training.
+    # With several workers the chief writes the feature files and the others then reuse them.
+    chief = trainer.is_chief(strategy)
+    if not chief:
+      distribution.barrier(strategy)
     train_meta = prepare(FLAGS.train_file, True) if FLAGS.do_train else None
     eval_meta = prepare(FLAGS.predict_file, False) if FLAGS.do_predict else None
+    if chief:
+      distribution.barrier(strategy)
 
   model = None
   if FLAGS.do_train:
@@ -143,7 +149,7 @@ def main(_) -> None:
                                                 files.init_checkpoint)
     started = time.time()
     results = squad_task.predict(strategy, model, eval_meta, FLAGS.predict_batch_size)
-    if not trainer.is_chief(strategy):
+    if not chief:
       return  # every worker predicts its share; the chief gathers them and writes the files
     examples, features = squad.load_eval_data(FLAGS.output_dir)
     paths = squad_task.output_files(FLAGS.output_dir)
