@@ -53,6 +53,13 @@ class BertConfig:
   layer_norm_eps: float = 1e-12
 
   def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      number = isinstance(value, (int, float)) and not isinstance(value, bool)
+      if field.type is int and not (number and isinstance(value, int) and value > 0):
+        raise ValueError(f"{field.name}={value!r} must be a positive integer.")
+      if field.type is float and not (number and 0 <= value < 1):
+        raise ValueError(f"{field.name}={value!r} must be a number in [0, 1).")
     if self.hidden_act not in _ACTIVATIONS:
       raise ValueError(f"Unknown hidden_act {self.hidden_act!r}; expected one of "
                        f"{sorted(_ACTIVATIONS)}.")

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf import io_utils, squad
 
 METRICS = ("squad1", "squad2", "korquad1")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -221,9 +221,8 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
   Returns None, with a warning, for a dataset whose questions carry no "answers" (an unlabeled
   test file), which has nothing to score against.
   """
+  squad.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
   dataset = io_utils.read_json(dataset_file)
-  if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
-    raise ValueError(f"{dataset_file}: not a SQuAD-format dataset (no \"data\" list).")
   if not any("answers" in qa for article in dataset["data"] for paragraph in article["paragraphs"]
              for qa in paragraph["qas"]):
     logging.warning("%s has no answers: nothing to evaluate.", dataset_file)

@@ -57,6 +57,15 @@ def test_bad_config_errors_name_the_file(tmp_path):
     configs.BertConfig.from_json_file(_write(tmp_path, dict(vocab_size=9, hidden_act="gelux")))
   with pytest.raises(ValueError, match="config.json.*vocab_size"):
     configs.BertConfig.from_json_file(_write(tmp_path, dict(hidden_size=8)))
+  with pytest.raises(ValueError, match=r"config.json: vocab_size='30522' must be a positive "
+                     "integer"):
+    configs.BertConfig.from_json_file(_write(tmp_path, dict(vocab_size="30522")))
+  with pytest.raises(ValueError, match=r"config.json: num_hidden_layers=0 must be a positive"):
+    configs.BertConfig.from_json_file(_write(tmp_path, dict(vocab_size=9, num_hidden_layers=0)))
+  with pytest.raises(ValueError, match=r"config.json: hidden_dropout_prob=1.5 must be a number "
+                     r"in \[0, 1\)"):
+    configs.BertConfig.from_json_file(_write(tmp_path, dict(vocab_size=9,
+                                                            hidden_dropout_prob=1.5)))
   (tmp_path / "broken.json").write_text("{")
   with pytest.raises(ValueError, match="broken.json: not valid JSON"):
     configs.BertConfig.from_json_file(str(tmp_path / "broken.json"))

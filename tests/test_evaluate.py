@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 from typing import Any, Dict, Sequence
 
 from official.nlp.tools import squad_evaluate_v1_1
@@ -186,3 +187,22 @@ def test_bad_prediction_file(tmp_path: pathlib.Path, content: Any, message: str,
     evaluate.main([data, predictions])
   error = capsys.readouterr().err
   assert predictions in error and message in error
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"data": [', r"line 1 column 11: not valid JSON"),
+    ({"data": [{"title": "t"}]}, r"data\[0\]: missing field 'paragraphs'"),
+    (dataset("1.1", [("q1", ["a"]), ("q1", ["b"])]), r"question id 'q1'.*also used at"),
+])
+def test_bad_dataset_file(tmp_path: pathlib.Path, content: Any, message: str,
+                          capsys: pytest.CaptureFixture) -> None:
+  data = tmp_path / "dev.json"
+  if isinstance(content, str):
+    data.write_text(content, encoding="utf-8")
+  else:
+    write(data, content)
+  predictions = write(tmp_path / "predictions.json", {"q1": "a"})
+  with pytest.raises(SystemExit):
+    evaluate.main([str(data), predictions])
+  error = capsys.readouterr().err
+  assert str(data) in error and re.search(message, error), error
