@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import tensorflow as tf
 import tf_keras
 from absl import logging
+from google.protobuf import message
 
 from bert_tf import (checkpoints, convert_checkpoint, input_pipeline, io_utils, modeling,
                      trainer)
@@ -36,10 +37,15 @@ def check_data_shapes(file_pattern: str, max_seq_length: int,
                       max_predictions_per_seq: int) -> None:
   """Fails early, naming the file and flags, when the data was made with other lengths."""
   path = input_pipeline.list_files(file_pattern)[0]
-  record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
-  if record is None:
-    raise ValueError(f"{path} holds no record; check --input_file.")
-  feature = tf.train.Example.FromString(record.numpy()).features.feature
+  try:
+    record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    if record is None:
+      raise ValueError(f"{path} holds no record; check --input_file.")
+    feature = tf.train.Example.FromString(record.numpy()).features.feature
+  except (tf.errors.OpError, message.DecodeError) as e:
+    raise ValueError(f"{path} is not a TFRecord file of tf.train.Examples ({e}); check "
+                     "--input_file, or make the data with python -m "
+                     "bert_tf.create_pretraining_data.") from None
   missing = sorted(set(feature_spec(1, 1)) - set(feature))
   if missing:
     raise ValueError(f"{path} is not pretraining data: it lacks {', '.join(missing)}. Make it "

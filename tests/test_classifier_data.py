@@ -134,6 +134,13 @@ def test_tsv_bad_line_names_file_and_line(tmp_path):
     processor.get_train_examples(str(tmp_path))
 
 
+def test_csv_bad_row_names_file_and_line(tmp_path):
+  path = _write(tmp_path / "train.csv", ['"a, quoted",pos', "plain,neg", "one,two,pos"])
+  with pytest.raises(ValueError, match=rf"{path}, line 3: expected 2 comma-separated columns, "
+                                       "found 3"):
+    classifier_data.get_processor("csv").get_train_examples(str(tmp_path))
+
+
 def test_label_outside_the_list_names_file_and_line(tmp_path):
   _write(tmp_path / "in_domain_train.tsv", ["s\t1\t\tFine.", "s\t1\t\tFine too.", "s\t2\t\tOdd."])
   with pytest.raises(ValueError, match=r"in_domain_train.tsv, line 3: label '2' is not one of "

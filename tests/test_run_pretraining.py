@@ -99,6 +99,17 @@ def test_data_made_with_other_lengths_is_refused_early(tmp_path):
   pretraining_task.check_data_shapes(pattern, SEQ, PREDICTIONS)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"", "holds no record"),
+    ("some raw text\n".encode(), "is not a TFRecord file"),
+])
+def test_data_that_is_not_records_is_refused_early(tmp_path, content, message):
+  path = tmp_path / "train.tfrecord"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=f"{path} {message}"):
+    pretraining_task.check_data_shapes(str(path), SEQ, PREDICTIONS)
+
+
 def test_data_made_with_other_lengths_stops_the_script_with_one_line(tmp_path):
   pattern = write_data(tmp_path)
   out = tmp_path / "out"
