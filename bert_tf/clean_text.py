@@ -13,7 +13,7 @@ The kcbert recipe, applied to each line in this order:
      asks for every character, and runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
      occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
-     byte a line plus a fixed ~130 MB, see first_occurrences).
+     byte a line plus a fixed ~200 MB, see first_occurrences).
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
@@ -124,7 +124,7 @@ def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
 
   Lines are compared by 8-byte hashes, spilled to local bucket files by hash (as many buckets as
   `expected_lines` needs) and sorted a bucket at a time: memory is 1 byte a line plus about
-  LINES_PER_BUCKET * 32 bytes, whatever the size of the text.
+  200 MB (a bucket of LINES_PER_BUCKET lines and its sort, a million hashes being read).
   """
   num_buckets = max(1, -(-expected_lines // LINES_PER_BUCKET))
   entry = np.dtype([("hash", "<u8"), ("line", "<u8")])
