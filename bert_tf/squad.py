@@ -108,7 +108,10 @@ def _word_at(word_starts: List[int], char_offset: int) -> int:
 
 def _require(container: Any, key: str, kind: type, where: str) -> Any:
   """container[key], checked to be a `kind`; a ValueError naming `where` otherwise."""
-  if not isinstance(container, dict) or key not in container:
+  if not isinstance(container, dict):
+    raise ValueError(f"{where}: expected a JSON object with field {key!r}, got "
+                     f"{container!r:.80}.")
+  if key not in container:
     raise ValueError(f"{where}: missing field {key!r}.")
   value = container[key]
   if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

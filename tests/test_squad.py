@@ -281,7 +281,9 @@ def test_missing_field_names_the_place(tmp_path: pathlib.Path, delete: str, plac
     (b"", r"line 1 column 1: not valid JSON"),
     ('{"data": [{"title": "\ub098"}]}'.encode("euc-kr"), r"line 1: not valid UTF-8"),
     (b"[" * 100_000, r"nested too deeply"),
-    (b"[]", r"top level: missing field 'data'"),
+    (b"[]", r"top level: expected a JSON object with field 'data', got \[\]"),
+    (b'{"data": [3]}', r"data\[0\]: expected a JSON object with field 'paragraphs', got 3"),
+    (b'{"data": {}}', r"top level: field 'data' must be list, got \{\}"),
     (b'{"data": []}', r"holds no questions"),
 ])
 def test_not_a_squad_file_names_the_file(tmp_path: pathlib.Path, content: bytes,
