@@ -246,6 +246,10 @@ class Trainer:
     context = tf.distribute.get_replica_context()
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
     grads, _ = tf.clip_by_global_norm(grads, GRADIENT_CLIP_NORM)
+    # The word-embedding gradient arrives sparse (IndexedSlices); Adam's sparse path updates
+    # the whole table anyway, in several unfused passes. Summed into a dense tensor, it takes
+    # the fused kernel: same result, 44 instead of 70 CPU-ms per BERT-mini step (issue 7).
+    grads = [tf.convert_to_tensor(g) for g in grads]
     self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]),
                                    experimental_aggregate_gradients=False)
     return loss

@@ -37,3 +37,21 @@ def test_lamb_and_unknown_optimizer():
   assert "LAMB" in type(optimization.create_optimizer(1e-3, 10, 1, optimizer="lamb")).__name__
   with pytest.raises(ValueError, match="--optimizer='sgd'"):
     optimization.create_optimizer(1e-3, 10, 1, optimizer="sgd")
+
+
+@pytest.mark.parametrize("name", optimization.OPTIMIZERS)
+def test_dense_embedding_gradient_updates_like_the_sparse_one(name):
+  # The trainer sums the sparse word-embedding gradient into a dense tensor for speed.
+  rng = np.random.default_rng(0)
+  table = rng.normal(size=(6, 3)).astype(np.float32)
+  sparse_table = tf.Variable(table, name="sparse/embeddings")
+  dense_table = tf.Variable(table, name="dense/embeddings")
+  sparse_optimizer = optimization.create_optimizer(0.1, 10, 2, optimizer=name)
+  dense_optimizer = optimization.create_optimizer(0.1, 10, 2, optimizer=name)
+  for _ in range(3):
+    gradient = tf.IndexedSlices(tf.constant(rng.normal(size=(4, 3)), tf.float32),
+                                indices=tf.constant([1, 4, 1, 0]), dense_shape=[6, 3])
+    sparse_optimizer.apply_gradients([(gradient, sparse_table)])
+    dense_optimizer.apply_gradients([(tf.convert_to_tensor(gradient), dense_table)])
+  np.testing.assert_allclose(dense_table.numpy(), sparse_table.numpy(), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(dense_table.numpy(), table)

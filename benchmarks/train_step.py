@@ -1,0 +1,317 @@
+"""Training-step throughput on the CPU: bert_tf's Trainer against transformers + torch, same run.
+
+  python -m benchmarks.train_step [--repeats 5] [--steps 4] [--tasks classifier,pretraining,squad]
+
+BERT-mini (L=4, H=256, A=4, intermediate 1024, vocab 30522), full training steps on random
+int32 batches: sentence classification (seq 128, batch 32), masked-LM pretraining (seq 128,
+20 predictions, batch 32) and SQuAD spans (seq 384, batch 16 to keep a step near the others).
+Ours is the step users run: Trainer._train_loop (steps_per_loop steps in one tf.function, data
+from tf.data, gradients clipped to global norm 1.0, AdamW with decay excluding LayerNorm/bias,
+WarmupLinearDecay). Theirs is transformers' BertForSequenceClassification / BertForPreTraining /
+BertForQuestionAnswering with torch.optim.AdamW on the same recipe, in benchmarks/hf_train_step.py,
+a worker in its own venv; the two take turns on the same cores, one timed round each, and each
+figure is the median over rounds. Both use `--threads` threads (TF intra- and inter-op pools,
+torch.set_num_threads).
+
+Model FLOPs utilisation is model FLOPs per second over the machine's peak: the fastest float32
+matmul of `--matmul_size` squared, by TF or torch, over the rounds of the same run. Each side's
+step is also split into forward+backward (timed alone: one pass on our side, per step on torch's)
+and the rest (clip and optimizer update), to show where the time goes. Model
+FLOPs per step count each multiply-add as 2 FLOPs and a backward pass as twice the forward:
+  6 * N_layers * B * S + 12 * L * H * S * B * S + 6 * N_head * positions
+N_layers: parameters of the transformer blocks (embeddings are lookups, not matmuls); the second
+term is attention's scores and weighted sum; N_head: the head's matmul parameters, applied at
+its positions (B for the pooler and classifier, B * 20 for the masked-LM transform and vocabulary
+projection plus B for next-sentence, B * S for SQuAD). torch's BertForPreTraining projects all
+B * S positions onto the vocabulary; that extra work is not counted as model FLOPs.
+Merges the figures into benchmarks/results.json under "train_step".
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402  (after the log-level variable)
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from bert_tf import (classifier_task, configs, modeling, pretraining_task, squad_task,  # noqa: E402
+                     trainer)
+
+BERT_MINI = configs.BertConfig(vocab_size=30522, hidden_size=256, num_hidden_layers=4,
+                               num_attention_heads=4, intermediate_size=1024)
+NUM_BATCHES = 8  # distinct random batches, cycled by the input pipeline
+LEARNING_RATE, NUM_TRAIN_STEPS, NUM_WARMUP_STEPS = 1e-4, 10000, 100
+HF_WORKER = common.ROOT / "benchmarks" / "hf_train_step.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  seq_length: int
+  batch_size: int
+  predictions: int = 0  # masked-LM predictions per sequence
+
+
+TASKS = dict(classifier=Task(128, 32), pretraining=Task(128, 32, predictions=20),
+             squad=Task(384, 16))
+
+
+def set_threads(threads: int) -> Dict[str, int]:
+  """Sets TF's intra- and inter-op pools to `threads` (if TF has not started yet); returns both."""
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:  # already initialised in this process (e.g. by an earlier benchmark)
+    pass
+  return dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+              inter_op=tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count())
+
+
+def model_flops(name: str, task: Task, config: configs.BertConfig) -> float:
+  """Model FLOPs of one training step of task `name`, by the formula in the docstring."""
+  hidden, layers, seq, batch = (config.hidden_size, config.num_hidden_layers, task.seq_length,
+                                task.batch_size)
+  tokens = batch * seq
+  layer_params = 4 * hidden * hidden + 2 * hidden * config.intermediate_size
+  pooler_and_classifier = batch * (hidden * hidden + 2 * hidden)
+  head = dict(
+      classifier=pooler_and_classifier,
+      pretraining=(batch * task.predictions * (hidden * hidden + hidden * config.vocab_size) +
+                   pooler_and_classifier),
+      squad=tokens * 2 * hidden)[name]
+  return float(6 * layers * layer_params * tokens + 12 * layers * hidden * seq * tokens +
+               6 * head)
+
+
+def _random_features(name: str, task: Task, seed: int) -> Dict[str, np.ndarray]:
+  """NUM_BATCHES batches of random inputs and labels for `name`, every position real."""
+  rng = np.random.default_rng(seed)
+  count, seq = NUM_BATCHES * task.batch_size, task.seq_length
+  features = dict(input_ids=rng.integers(0, BERT_MINI.vocab_size, (count, seq), dtype=np.int32),
+                  input_mask=np.ones((count, seq), np.int32),
+                  segment_ids=np.zeros((count, seq), np.int32))
+  if name == "classifier":
+    features["label_ids"] = rng.integers(0, 2, count, dtype=np.int32)
+  elif name == "pretraining":
+    positions = np.argsort(rng.random((count, seq)), axis=1)[:, :task.predictions]
+    features.update(
+        masked_lm_positions=positions.astype(np.int32),
+        masked_lm_ids=rng.integers(0, BERT_MINI.vocab_size, positions.shape, dtype=np.int32),
+        masked_lm_weights=np.ones(positions.shape, np.float32),
+        next_sentence_labels=rng.integers(0, 2, count, dtype=np.int32))
+  else:
+    features.update(start_positions=rng.integers(0, seq, count, dtype=np.int32),
+                    end_positions=rng.integers(0, seq, count, dtype=np.int32))
+  return features
+
+
+def make_trainer(name: str, task: Task, output_dir: str, steps_per_loop: int,
+                 seed: int = 1) -> trainer.Trainer:
+  """The Trainer a script builds for `name`, fed endless random batches from tf.data."""
+  features = _random_features(name, task, seed)
+  model_class, loss_fn = dict(
+      classifier=(lambda c: modeling.BertClassifier(c, num_labels=2),
+                  classifier_task.classification_loss),
+      pretraining=(modeling.BertPretrainer, pretraining_task.pretraining_loss),
+      squad=(modeling.BertSpanLabeler, squad_task.span_loss))[name]
+
+  def model_fn():
+    tf_keras.utils.set_random_seed(seed)
+    return modeling.build_model(model_class(BERT_MINI))
+
+  def dataset_fn(context: tf.distribute.InputContext, start_batch: int) -> tf.data.Dataset:
+    batch = context.get_per_replica_batch_size(task.batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(features).repeat()
+    return dataset.skip(start_batch * batch).batch(batch, drop_remainder=True).prefetch(2)
+
+  config = trainer.TrainConfig(
+      output_dir=output_dir, train_batch_size=task.batch_size, num_train_steps=NUM_TRAIN_STEPS,
+      learning_rate=LEARNING_RATE, num_warmup_steps=NUM_WARMUP_STEPS,
+      iterations_per_loop=steps_per_loop, save_checkpoints_steps=NUM_TRAIN_STEPS)
+  return trainer.Trainer(tf.distribute.get_strategy(), config, model_fn, loss_fn, dataset_fn)
+
+
+class TorchWorker:
+  """benchmarks/hf_train_step.py in the Hugging Face venv, driven over a pipe."""
+
+  def __init__(self, python: str, job: Dict[str, Any]):
+    self.process = subprocess.Popen([python, str(HF_WORKER)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+    self.info = self.ask(json.dumps(job))
+
+  def ask(self, line: str) -> Dict[str, Any]:
+    """Sends one command line; returns the worker's JSON answer."""
+    self.process.stdin.write(line + "\n")
+    self.process.stdin.flush()
+    answer = self.process.stdout.readline()
+    if not answer:
+      raise RuntimeError(f"{HF_WORKER.name} exited with status {self.process.wait()}; its "
+                         "error is printed above.")
+    return json.loads(answer)
+
+  def close(self) -> None:
+    self.process.stdin.write("\n")
+    self.process.stdin.close()
+    self.process.wait()
+
+
+def _seconds(function: Callable[[], Any]) -> float:
+  started = time.perf_counter()
+  function()
+  return time.perf_counter() - started
+
+
+class OurSide:
+  """Our full step (Trainer._train_loop) and, for the breakdown, forward+backward alone."""
+
+  def __init__(self, name: str, task: Task, output_dir: str, steps: int):
+    self.run = make_trainer(name, task, output_dir, steps)
+    self.iterator = self.run._distributed_dataset()  # pylint: disable=protected-access
+    self.steps = tf.constant(steps)
+    features = next(iter(self.run.dataset_fn(tf.distribute.InputContext(), 0)))
+
+    @tf.function
+    def forward_backward() -> tf.Tensor:
+      loss, grads = self.run._gradients(features)  # pylint: disable=protected-access
+      return loss + 0.0 * tf.linalg.global_norm(grads)  # keeps the gradients from being pruned
+    self.forward_backward = forward_backward
+    self.round()  # traces and warms up
+
+  def round(self) -> Dict[str, float]:
+    """Seconds of `steps` full steps and of one forward+backward pass."""
+    return dict(
+        seconds=_seconds(lambda: float(self.run._train_loop(self.iterator, self.steps))),  # pylint: disable=protected-access
+        forward_backward_seconds=_seconds(lambda: float(self.forward_backward())))
+
+
+def _tf_matmul(size: int) -> Callable[[], float]:
+  """A function returning the seconds of one float32 matmul of `size` squared (warmed up)."""
+  matrix = tf.random.normal((size, size))
+  multiply = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(matrix, matrix)[0, :1]))
+  multiply()
+  return lambda: _seconds(lambda: multiply().numpy())
+
+
+def _spread(values: List[float]) -> Dict[str, float]:
+  return dict(median=statistics.median(values), min=min(values), max=max(values))
+
+
+def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int) -> Dict[str, Any]:
+  return dict(
+      task=name, seed=1, threads=threads, vocab_size=BERT_MINI.vocab_size,
+      hidden_size=BERT_MINI.hidden_size, num_layers=BERT_MINI.num_hidden_layers,
+      num_heads=BERT_MINI.num_attention_heads, intermediate_size=BERT_MINI.intermediate_size,
+      seq_length=task.seq_length, batch_size=task.batch_size, predictions=task.predictions,
+      learning_rate=LEARNING_RATE, num_train_steps=NUM_TRAIN_STEPS,
+      num_warmup_steps=NUM_WARMUP_STEPS, warmup_steps=args.steps, matmul_size=args.matmul_size)
+
+
+def _side_figures(rounds: List[Dict[str, float]], task: Task, steps: int, flops: float,
+                  peak: float, forward_backward_steps: int) -> Dict[str, Any]:
+  """Examples/s (median, min, max over rounds), MFU at the median, and the step's breakdown."""
+  per_second = [task.batch_size * steps / r["seconds"] for r in rounds]
+  step = statistics.median(r["seconds"] for r in rounds) / steps
+  forward_backward = statistics.median(
+      r["forward_backward_seconds"] for r in rounds) / forward_backward_steps
+  return dict(examples_per_sec=_spread(per_second),
+              mfu=statistics.median(per_second) / task.batch_size * flops / peak,
+              step_seconds=step, forward_backward_seconds=forward_backward,
+              update_seconds=step - forward_backward)
+
+
+def benchmark_task(name: str, args: argparse.Namespace, python: str,
+                   threads: Dict[str, int]) -> Dict[str, Any]:
+  """Interleaved timed rounds of our step and torch's; examples/s, MFU and their ratio."""
+  task = TASKS[name]
+  rounds: Dict[str, List[Any]] = dict(bert_tf=[], torch=[], tf_matmul=[], torch_matmul=[],
+                                      load=[])
+  with tempfile.TemporaryDirectory() as output_dir:
+    ours = OurSide(name, task, output_dir, args.steps)
+    tf_matmul = _tf_matmul(args.matmul_size)
+    worker = TorchWorker(python, _torch_job(name, task, args, threads["intra_op"]))
+    try:
+      for _ in range(args.repeats):
+        rounds["load"].append(os.getloadavg()[0])
+        rounds["bert_tf"].append(ours.round())
+        rounds["torch"].append(worker.ask(str(args.steps)))
+        rounds["tf_matmul"].append(tf_matmul())
+        rounds["torch_matmul"].append(worker.ask("matmul")["seconds"])
+    finally:
+      worker.close()
+  matmul_flops = 2 * args.matmul_size ** 3
+  matmul = {k: matmul_flops / min(rounds[k]) for k in ("tf_matmul", "torch_matmul")}
+  peak = max(matmul.values())
+  flops = model_flops(name, task, BERT_MINI)
+  ratios = [t["seconds"] / o["seconds"] for o, t in zip(rounds["bert_tf"], rounds["torch"])]
+  return dict(
+      seq_length=task.seq_length, batch_size=task.batch_size,
+      predictions=task.predictions or None, model_flops_per_step=flops,
+      peak_flops_per_sec=peak, matmul_flops_per_sec=matmul, ratio=_spread(ratios),
+      bert_tf=_side_figures(rounds["bert_tf"], task, args.steps, flops, peak, 1),
+      torch=_side_figures(rounds["torch"], task, args.steps, flops, peak, args.steps),
+      load_average_1min=rounds["load"], torch_info=worker.info)
+
+
+def _print_table(figures: Dict[str, Dict[str, Any]]) -> None:
+  print(f"{'task':<12}{'seq':>4}{'batch':>6}{'ours ex/s':>10}{'torch ex/s':>11}"
+        f"{'ratio (min-max)':>20}{'MFU ours':>9}{'torch':>7}"
+        f"{'ours fwd+bwd/update ms':>24}{'torch':>12}")
+  for name, f in figures.items():
+    ratio, ours, torch = f["ratio"], f["bert_tf"], f["torch"]
+    print(f"{name:<12}{f['seq_length']:>4}{f['batch_size']:>6}"
+          f"{ours['examples_per_sec']['median']:>10.1f}"
+          f"{torch['examples_per_sec']['median']:>11.1f}"
+          f"{ratio['median']:>8.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})"
+          f"{ours['mfu']:>9.1%}{torch['mfu']:>7.1%}"
+          f"{ours['forward_backward_seconds'] * 1000:>17.0f}/{ours['update_seconds'] * 1000:<6.0f}"
+          f"{torch['forward_backward_seconds'] * 1000:>6.0f}/{torch['update_seconds'] * 1000:<6.0f}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--repeats", type=int, default=5, help="timed rounds per side and task")
+  parser.add_argument("--steps", type=int, default=4,
+                      help="training steps per round (and steps_per_loop of our loop)")
+  parser.add_argument("--tasks", default=",".join(TASKS),
+                      help=f"comma-separated, from {', '.join(TASKS)}")
+  parser.add_argument("--threads", type=int, default=2, help="threads for each framework")
+  parser.add_argument("--matmul_size", type=int, default=2048,
+                      help="side of the float32 matmul that measures the peak")
+  parser.add_argument("--hf_venv", default=common.HF_VENV)
+  args = parser.parse_args(argv)
+  names = [name.strip() for name in args.tasks.split(",") if name.strip()]
+  unknown = sorted(set(names) - set(TASKS))
+  if unknown or not names:
+    parser.error(f"--tasks={args.tasks}: expected some of {', '.join(TASKS)}.")
+  if args.repeats < 1 or args.steps < 1:
+    parser.error("--repeats and --steps must be at least 1.")
+
+  threads = set_threads(args.threads)
+  python = common.hf_python(common.HF_TORCH, args.hf_venv)
+  figures = {name: benchmark_task(name, args, python, threads) for name in names}
+  _print_table(figures)
+  entry = dict(
+      what="full training step (forward, backward, clip, AdamW) of BERT-mini on the CPU, "
+           "bert_tf Trainer vs transformers + torch",
+      model=dict(layers=BERT_MINI.num_hidden_layers, hidden=BERT_MINI.hidden_size,
+                 heads=BERT_MINI.num_attention_heads,
+                 intermediate=BERT_MINI.intermediate_size, vocab=BERT_MINI.vocab_size),
+      repeats=args.repeats, steps_per_round=args.steps, threads=threads,
+      flops_formula="6*N_layers*B*S + 12*L*H*S*B*S + 6*N_head*positions",
+      machine=common.machine_info(), tasks=figures)
+  common.merge_results("train_step", entry)
+  print(f"Merged into {common.RESULTS} under 'train_step'.")
+  return entry
+
+
+if __name__ == "__main__":
+  main()
