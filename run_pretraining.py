@@ -22,7 +22,7 @@ import time
 from absl import app, flags, logging
 
 from bert_tf import (build_vocab, checkpoints, clean_text, distribution, io_utils,
-                     pretraining_task, script_flags, tokenization)
+                     pretraining_task, script_flags, tokenization, trainer)
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 
@@ -173,7 +173,7 @@ def main(_) -> None:
     written.append(os.path.basename(path))
     logging.info("***** Eval results ***** %s", metrics)
     print(f"Eval results: {path}\n" + "".join(f"  {k} = {v:.4f}\n" for k, v in metrics.items()))
-  if FLAGS.do_train and FLAGS.vocab_file:
+  if FLAGS.do_train and FLAGS.vocab_file and trainer.is_chief(strategy):  # one writer
     best = pretraining_task.read_best(FLAGS.output_dir) if FLAGS.keep_best_by_loss else None
     source = best["checkpoint"] if best else run.manager.latest_checkpoint
     exports = pretraining_task.export_model(FLAGS.output_dir, source, FLAGS.bert_config_file,
