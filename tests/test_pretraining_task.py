@@ -145,6 +145,22 @@ def test_export_initializes_classifier_fine_tuning(pretrained, tmp_path):
   _assert_same_encoder(fine_tuned, run.model)
 
 
+@pytest.mark.parametrize("fmt", ["tf1", "hf"])
+def test_continued_pretraining_starts_from_an_export_with_its_heads(pretrained, fmt, tmp_path):
+  train_config = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=16,
+                                     num_train_steps=1, learning_rate=2e-3)
+  run = pretraining_task.make_trainer(
+      tf.distribute.get_strategy(), TINY,
+      pretraining_task.PretrainingData(pretrained.pattern, SEQ, PREDICTIONS), train_config,
+      pretrained.exports[fmt], seed=2)
+  for part in ("encoder", "masked_lm", "next_sentence"):
+    variables = getattr(run.model, part).trainable_variables
+    expected = getattr(pretrained.run.model, part).trainable_variables
+    assert len(variables) == len(expected) > 0
+    for got, want in zip(variables, expected):
+      np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=f"{part}: {got.name}")
+
+
 def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monkeypatch):
   run, exports = pretrained.run, pretrained.exports
   output_dir = str(tmp_path)
