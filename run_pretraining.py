@@ -21,8 +21,8 @@ import time
 
 from absl import app, flags, logging
 
-from bert_tf import (build_vocab, checkpoints, clean_text, distribution, io_utils,
-                     pretraining_task, script_flags, tokenization, trainer)
+from bert_tf import (build_vocab, checkpoints, clean_text, distribution, input_pipeline,
+                     io_utils, pretraining_task, script_flags, tokenization, trainer)
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 
@@ -138,6 +138,8 @@ def main(_) -> None:
     for pattern in {FLAGS.input_file, eval_input}:
       pretraining_task.check_data_shapes(pattern, FLAGS.max_seq_length,
                                          FLAGS.max_predictions_per_seq)
+      if FLAGS.vocab_file:
+        cpd.check_data_vocab(input_pipeline.list_files(pattern)[0], FLAGS.vocab_file)
   script_flags.apply_mixed_precision()
   strategy = distribution.resolve_strategy(strategy_config)
   with script_flags.user_errors():

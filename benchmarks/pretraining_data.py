@@ -1,4 +1,4 @@
-"""Pretraining data creation: bert_tf.create_pretraining_data against tf-models-official's, same run.
+"""Pretraining data creation: bert_tf's create_pretraining_data against tf-models-official's.
 
   python -m benchmarks.pretraining_data [--dupe_factor 2] [--num_workers 2] [--scale 10]
 

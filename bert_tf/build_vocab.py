@@ -91,7 +91,8 @@ def define_flags() -> None:
   flags.DEFINE_string("input_file", None, "Comma-separated globs of raw text, one sentence a line.")
   flags.DEFINE_string("output_file", None, "Where to write vocab.txt.")
   flags.DEFINE_integer("vocab_size", 30000, "Target vocab size (the learner may return fewer).")
-  flags.DEFINE_bool("do_lower_case", False, "Learn an uncased vocab (lowercased, accents stripped).")
+  flags.DEFINE_bool("do_lower_case", False, "Learn an uncased vocab (lowercased, accents "
+                    "stripped).")
   flags.DEFINE_integer("num_unused", 0, "[unusedN] slots after [PAD] (99 = Google's layout).")
   flags.DEFINE_float("sample_fraction", 1.0, "Share of the lines to learn from (KcBERT: 0.1).")
   flags.DEFINE_integer("held_out_lines", 1000, "Lines kept out of learning, to report the [UNK] "

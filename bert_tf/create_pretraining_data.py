@@ -32,6 +32,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import struct
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -431,6 +432,21 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
 def vocab_hash(vocab_file: str) -> str:
   with tf.io.gfile.GFile(vocab_file, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_data_vocab(shard: str, vocab_file: str) -> None:
+  """Fails when `shard`'s metadata records another vocab than `vocab_file` (ids would mean other
+  tokens, and the exported model would carry the wrong vocab.txt); data without metadata passes."""
+  match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
+  metadata = _metadata_path(match.group(1)) if match else None
+  if not metadata or not tf.io.gfile.exists(metadata):
+    return
+  recorded = io_utils.read_json(metadata).get("vocab_sha256")
+  if recorded and recorded != vocab_hash(vocab_file):
+    made_with = io_utils.read_json(metadata).get("vocab_file")
+    raise ValueError(f"{shard} was made with the vocab {made_with} (sha256 {recorded[:12]}...), "
+                     f"not --vocab_file={vocab_file}. Pass the vocab the data was made with, or "
+                     "recreate the data with this one.")
 
 
 def _check_resumable(config: DataConfig, run_config: Dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""create_pretraining_data: google-research's semantics, statistics on real Korean, format, resume."""
+"""create_pretraining_data: google-research's semantics, Korean statistics, format, resume."""
 
 import dataclasses
 import hashlib
@@ -271,3 +271,14 @@ def test_fuzz_raw_text_makes_data_or_names_the_file(english, content):
     return
   assert metadata["counts"]["instances"] >= 1
 
+
+
+def test_data_made_with_another_vocab_is_named(english, tmp_path):
+  metadata = cpd.create_pretraining_data(english)
+  cpd.check_data_vocab(metadata["files"][0], english.vocab_file)
+  other = tmp_path / "other_vocab.txt"
+  other.write_text("".join(t + "\n" for t in TOKENS + ["extra"]))
+  with pytest.raises(ValueError, match=rf"{metadata['files'][0]} was made with the vocab "
+                                       rf"{english.vocab_file} .*--vocab_file={other}"):
+    cpd.check_data_vocab(metadata["files"][0], str(other))
+  cpd.check_data_vocab(str(tmp_path / "records-without-metadata"), str(other))

@@ -162,7 +162,7 @@ def test_continued_pretraining_starts_from_an_export_with_its_heads(pretrained, 
 
 
 def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monkeypatch):
-  run, exports = pretrained.run, pretrained.exports
+  run = pretrained.run
   output_dir = str(tmp_path)
   first, second = run.manager.checkpoints[-2:]
   files = (str(SAMPLE / "bert_config.json"), str(SAMPLE / "vocab.txt"))
