@@ -177,6 +177,10 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
   if do_train and overwrite:
     if chief:
       _delete_previous_run(output_dir)
+  elif tf.io.gfile.exists(path) and not tf.train.latest_checkpoint(output_dir):
+    # A run that failed before its first checkpoint (e.g. on a bad data file) left only its
+    # flags: nothing would be mixed, so the new flags replace them.
+    logging.info("%s belongs to a run that saved no checkpoint; recording the new flags.", path)
   elif tf.io.gfile.exists(path):
     recorded = io_utils.read_json(path)
     compared = current if do_train else model

@@ -22,8 +22,9 @@ def model(tmp_path):
 def _previous_run(output_dir, model, training=TRAINING):
   """A training run's record, checkpoints and summaries in output_dir, and a user's own file."""
   script_flags.check_output_dir(str(output_dir), model, training, do_train=True)
-  for name in ("checkpoint", "ckpt-4.index", "ckpt-4.data-00000-of-00001", "notes.txt"):
+  for name in ("ckpt-4.index", "ckpt-4.data-00000-of-00001", "notes.txt"):
     (output_dir / name).write_text("x")
+  (output_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-4"\n')
   (output_dir / "train").mkdir()
   (output_dir / "train" / "events.out.tfevents.1").write_text("x")
 
@@ -95,3 +96,11 @@ def test_a_non_chief_worker_compares_but_writes_and_deletes_nothing(tmp_path, mo
   fresh = tmp_path / "fresh"
   script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=True, chief=False)
   assert not (fresh / script_flags.RUN_FLAGS_FILE).exists()
+
+
+def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_path, model):
+  # E.g. a run stopped by a bad line in its data file before training began.
+  script_flags.check_output_dir(str(tmp_path), model, TRAINING, do_train=True)
+  changed = dict(TRAINING, learning_rate=3e-5)
+  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
+  assert json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
