@@ -186,22 +186,29 @@ class ExampleEncoder:
     ids, id_at = varint_rows(batch.input_ids)
     positions, position_at = varint_rows(batch.positions)
     labels, label_at = varint_rows(batch.labels)
-    v, prefix, ints, records = self.varints, self._entry_prefix, self._INTS, []
-    rows = zip(batch.lengths.tolist(), batch.num_a.tolist(), batch.num_masked.tolist(),
-               batch.is_random_next.tolist())
-    for i, (length, num_a, num_masked, is_random_next) in enumerate(rows):
+    v, records = self.varints, []
+    rows = zip(self._prefixes_of(b"input_ids", id_at), self._prefixes_of(b"masked_lm_positions",
+                                                                         position_at),
+               self._prefixes_of(b"masked_lm_ids", label_at), batch.lengths.tolist(),
+               batch.num_a.tolist(), batch.num_masked.tolist(), batch.is_random_next.tolist())
+    for i, (ids_prefix, positions_prefix, labels_prefix, length, num_a, num_masked,
+            is_random_next) in enumerate(rows):
       features = b"".join((
-          prefix(b"input_ids", ints, id_at[i + 1] - id_at[i]), ids[id_at[i]:id_at[i + 1]],
+          ids_prefix, ids[id_at[i]:id_at[i + 1]],
           self._masks[length],
           self._segment_entry(num_a, length),
-          prefix(b"masked_lm_positions", ints, position_at[i + 1] - position_at[i]),
-          positions[position_at[i]:position_at[i + 1]],
-          prefix(b"masked_lm_ids", ints, label_at[i + 1] - label_at[i]),
-          labels[label_at[i]:label_at[i + 1]],
+          positions_prefix, positions[position_at[i]:position_at[i + 1]],
+          labels_prefix, labels[label_at[i]:label_at[i + 1]],
           self._weights[num_masked],
           self._labels[is_random_next]))
       records.append(b"\x0a" + v[len(features)] + features)
     return records
+
+  def _prefixes_of(self, name: bytes, offsets: List[int]) -> List[bytes]:
+    """The entry prefix of each row of an int64 field, given the rows' byte offsets."""
+    sizes = [end - begin for begin, end in zip(offsets, offsets[1:])]
+    prefix = {size: self._entry_prefix(name, self._INTS, size) for size in set(sizes)}
+    return [prefix[size] for size in sizes]
 
 
 def truncate_pair(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
@@ -246,17 +253,17 @@ class InstanceMaker:
     if rng.random() < self.config.short_seq_prob:
       target_length = 2 + _below(max_num_tokens - 1, rng)
     instances = []
-    chunk: List[List[int]] = []
-    chunk_length = 0
-    i = 0
-    while i < len(document):
-      chunk.append(document[i])
-      chunk_length += len(document[i])
-      if i == len(document) - 1 or chunk_length >= target_length:
-        a_end = 1 + _below(len(chunk) - 1, rng) if len(chunk) >= 2 else 1
-        tokens_a = list(itertools.chain.from_iterable(chunk[:a_end]))
+    lengths = [len(segment) for segment in document]
+    last = len(document) - 1
+    start = chunk_length = i = 0  # the chunk is document[start:i + 1]
+    while i <= last:
+      chunk_length += lengths[i]
+      if i == last or chunk_length >= target_length:
+        size = i + 1 - start
+        a_end = start + (1 + _below(size - 1, rng) if size >= 2 else 1)
+        tokens_a = list(itertools.chain.from_iterable(document[start:a_end]))
         tokens_b: List[int] = []
-        is_random_next = len(chunk) == 1 or rng.random() < 0.5
+        is_random_next = size == 1 or rng.random() < 0.5
         if is_random_next:
           target_b_length = target_length - len(tokens_a)
           other = index
@@ -269,13 +276,13 @@ class InstanceMaker:
             tokens_b.extend(segment)
             if len(tokens_b) >= target_b_length:
               break
-          i -= len(chunk) - a_end  # put the unused segments back
+          i = a_end - 1  # put the unused segments back
         else:
-          tokens_b = list(itertools.chain.from_iterable(chunk[a_end:]))
+          tokens_b = list(itertools.chain.from_iterable(document[a_end:i + 1]))
         tokens_a, tokens_b = truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
         tokens = [self.cls_id, *tokens_a, self.sep_id, *tokens_b, self.sep_id]
         instances.append((tokens, len(tokens_a) + 2, is_random_next))
-        chunk, chunk_length = [], 0
+        start, chunk_length = i + 1, 0
       i += 1
     return instances
 
