@@ -26,7 +26,9 @@ and Hugging Face in both directions and a report of what was restored: one map s
 """
 
 import dataclasses
+import functools
 import io
+import json
 import os
 import re
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -301,16 +303,42 @@ def read_hf_weights(directory: str) -> Dict[str, np.ndarray]:
                           "(sharded Hugging Face checkpoints are not supported).")
 
 
+def _safetensors_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+  """The tensor shapes of a safetensors file, from its header alone (an 8-byte little-endian
+  length, then JSON). Read through tf.io.gfile, unlike safetensors.safe_open, so gs:// works."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    length = int.from_bytes(f.read(8), "little")
+    try:
+      header = json.loads(f.read(length))
+    except ValueError as e:
+      raise ValueError(f"{path} is not a safetensors file (its header is not JSON: {e}); "
+                       "download it again.") from e
+  return {name: tuple(entry["shape"]) for name, entry in header.items()
+          if name != "__metadata__"}
+
+
 def _hf_source(directory: str) -> _Source:
+  """Shapes of model.safetensors come from its header, so a shape check reads no tensors; they
+  are read on first use. A pytorch_model.bin pickle has no header: it is read whole."""
   config_path = os.path.join(directory, "config.json")
   model_type = io_utils.read_json(config_path).get("model_type", "bert")
   if model_type != "bert":
     raise ValueError(f"{config_path}: model_type={model_type!r}; only BERT models can be loaded.")
-  arrays = read_hf_weights(directory)
-  shapes = {name: tuple(a.shape) for name, a in arrays.items() if not _HF_IGNORED.search(name)}
+  arrays = functools.cache(lambda: read_hf_weights(directory))
+  safetensors_path = os.path.join(directory, "model.safetensors")
+  if tf.io.gfile.exists(safetensors_path):
+    shapes = _safetensors_shapes(safetensors_path)
+  else:
+    shapes = {name: a.shape for name, a in arrays().items()}
+  shapes = {name: tuple(shape) for name, shape in shapes.items() if not _HF_IGNORED.search(name)}
   if "cls.predictions.bias" in shapes:
     shapes.pop("cls.predictions.decoder.bias", None)  # tied to it in older files
-  return _Source(directory, HF, shapes, arrays.__getitem__, _hf_candidates)
+  return _Source(directory, HF, shapes, lambda name: arrays()[name], _hf_candidates)
+
+
+def _source(fmt: str, path: str) -> _Source:
+  """The TF1 or Hugging Face source at `path` (bert_tf TF2 checkpoints restore by object)."""
+  return _hf_source(path) if fmt == HF else _tf1_source(path)
 
 
 def _is_hf_directory(path: str) -> bool:
@@ -460,7 +488,7 @@ def load_init_checkpoint(model: tf_keras.Model, init_checkpoint: str,
   if fmt == TF2:
     report = _restore_tf2(model, path, targets, bert_config_file)
   else:
-    source = _hf_source(path) if fmt == HF else _tf1_source(path)
+    source = _source(fmt, path)
     report = _assign_from(model, source, targets, bert_config_file)
   logging.info("Restored %d variables (%s) from %s %s.", len(report.restored),
                ", ".join(report.components), FORMAT_NAMES[fmt], path)
@@ -483,7 +511,7 @@ def model_for_checkpoint(init_checkpoint: str, config: BertConfig) -> tf_keras.M
       if parts[0] == "model" and parts[1] in HEADS:
         heads[parts[1]] = tuple(shape) if parts[2] == "bias" else heads.get(parts[1], ())
   else:
-    source = _hf_source(path) if fmt == HF else _tf1_source(path)
+    source = _source(fmt, path)
     for head, bias in _HEAD_BIASES.items():
       shape = source.google_shape(bias)
       if shape is not None:
@@ -592,11 +620,10 @@ def _tf2_checked_name(google_name: str) -> str:
 
 def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
                                     bert_config_file: Optional[str] = None) -> None:
-  """Fails before any model is built or data converted when a TF1 or TF2 checkpoint's embedding
-  and layer shapes contradict the config (Hugging Face weights are checked when loaded)."""
+  """Fails before any model is built or data converted when a checkpoint's embedding and layer
+  shapes contradict the config. Reads shapes only: the TF index or the safetensors header (a
+  pytorch_model.bin is unpickled, tensors only, as loading does)."""
   fmt, path = detect_format(init_checkpoint)
-  if fmt == HF:
-    return
   wanted = _config_shapes(config)
   if fmt == TF2:
     shapes = {name: tuple(shape) for name, shape in tf.train.list_variables(path)}
@@ -604,7 +631,7 @@ def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
       return  # Another object layout: load_init_checkpoint checks it.
     found = {name: shapes.get(_tf2_checked_name(name)) for name in wanted}
   else:
-    source = _tf1_source(path)
+    source = _source(fmt, path)
     found = {name: source.google_shape(name) for name in wanted}
   problems = []
   for name, (fields, expected) in wanted.items():
@@ -616,10 +643,11 @@ def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
         problems.append(_vocab_hint(shape[0], expected[0], bert_config_file))
       problems.append(f"{name} is {list(shape)} there but {fields} make it {list(expected)}")
   if problems:
+    own_config = os.path.join(path, "config.json") if fmt == HF else "bert_config.json"
     raise ValueError(
         f"--init_checkpoint={path} ({FORMAT_NAMES[fmt]}) does not match "
-        f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + ". Use the "
-        "bert_config.json that came with the checkpoint.")
+        f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + f". Use the "
+        f"{own_config} that came with the checkpoint.")
 
 
 def check_vocab_matches_config(vocab_file: str, config: BertConfig,

@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+import safetensors
 import tensorflow as tf
 import tf_keras
 
@@ -256,19 +257,40 @@ def _tf2_checkpoint(directory):
     (dict(num_hidden_layers=3), r"it has no bert/encoder/layer_2/intermediate/dense/kernel"),
     (dict(intermediate_size=32), r"layer_1/intermediate/dense/kernel is \[8, 16\] there"),
 ])
-@pytest.mark.parametrize("fmt", ["tf1", "tf2"])
+@pytest.mark.parametrize("fmt", ["tf1", "tf2", "hf"])
 def test_checkpoint_that_contradicts_the_config_fails_before_building(tmp_path, change, message,
                                                                       fmt):
   if fmt == "tf1":
     prefix = _write_tf1(tmp_path / "ckpt", _values(_build(modeling.BertModel)))
-  else:
+  elif fmt == "tf2":
     prefix = _tf2_checkpoint(tmp_path / "ckpt")
+  else:
+    prefix = _write_hf(tmp_path / "ckpt", checkpoints.to_hf_arrays(
+        _values(_build(modeling.BertModel)), prefix="bert."))
   config = BertConfig(**{**TINY.to_dict(), **change})
   with pytest.raises(ValueError, match=message) as error:
     checkpoints.check_checkpoint_matches_config(prefix, config, "cfg.json")
   assert f"--init_checkpoint={prefix}" in str(error.value)
-  assert "Use the bert_config.json that came with the checkpoint" in str(error.value)
+  own_config = os.path.join(prefix, "config.json") if fmt == "hf" else "bert_config.json"
+  assert f"Use the {own_config} that came with the checkpoint" in str(error.value)
   checkpoints.check_checkpoint_matches_config(prefix, TINY, "cfg.json")
+
+
+def test_hugging_face_shapes_are_checked_from_the_safetensors_header(tmp_path, monkeypatch):
+  directory = _write_hf(tmp_path, checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
+
+  def read_hf_weights(path):
+    raise AssertionError(f"the check read the tensors of {path}")
+
+  monkeypatch.setattr(checkpoints, "read_hf_weights", read_hf_weights)
+  checkpoints.check_checkpoint_matches_config(directory, TINY)
+  wider = BertConfig(**{**TINY.to_dict(), "hidden_size": 12, "num_attention_heads": 3})
+  with pytest.raises(ValueError, match=r"word_embeddings is \[15, 8\] there but vocab_size, "
+                     r"hidden_size make it \[15, 12\]"):
+    checkpoints.check_checkpoint_matches_config(directory + "/model.safetensors", wider)
+  (tmp_path / "model.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0<html")
+  with pytest.raises(ValueError, match="model.safetensors is not a safetensors file"):
+    checkpoints.check_checkpoint_matches_config(directory, TINY)
 
 
 def test_missing_checkpoint_names_the_flag(tmp_path):
@@ -375,6 +397,8 @@ def test_pytorch_bin_without_torch_says_what_to_do(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
   with pytest.raises(ImportError, match="pip install torch.*model.safetensors"):
     checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
+  with pytest.raises(ImportError, match="pip install torch"):  # a pickle has no header to read
+    checkpoints.check_checkpoint_matches_config(str(tmp_path), TINY)
 
 
 def test_pytorch_bin_is_unpickled_with_weights_only(tmp_path, monkeypatch):
@@ -434,6 +458,21 @@ def minilm_dir():
   return os.path.join(os.path.dirname(spec.origin), "model")
 
 
+def test_minilm_shapes_match_its_config():
+  """The header read agrees with safetensors' own reader, and the real model fits its config."""
+  directory = minilm_dir()
+  path = os.path.join(directory, "model.safetensors")
+  with safetensors.safe_open(path, framework="numpy") as f:
+    expected = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+  assert checkpoints._safetensors_shapes(path) == expected  # pylint: disable=protected-access
+  config_file = os.path.join(directory, "config.json")
+  config = BertConfig.from_json_file(config_file)
+  checkpoints.check_checkpoint_matches_config(directory, config, config_file)
+  deeper = BertConfig(**{**config.to_dict(), "num_hidden_layers": 12})
+  with pytest.raises(ValueError, match="it has no bert/encoder/layer_11/intermediate"):
+    checkpoints.check_checkpoint_matches_config(directory, deeper, config_file)
+
+
 def test_minilm_matches_transformers_golden_values():
   directory = minilm_dir()
   _, config_file = checkpoints.resolve_model_files(directory, None, None)
@@ -462,6 +501,10 @@ def test_hugging_face_directory_on_a_remote_file_system():
                                 directory + "/model.safetensors")
   with tf.io.gfile.GFile(directory + "/config.json", "w") as f:
     f.write(json.dumps(TINY.to_hugging_face_dict()))
+  checkpoints.check_checkpoint_matches_config(directory, TINY)
+  with pytest.raises(ValueError, match=r"position_embeddings is \[16, 8\] there"):
+    checkpoints.check_checkpoint_matches_config(
+        directory, BertConfig(**{**TINY.to_dict(), "max_position_embeddings": 8}))
   model = _build(modeling.BertModel)
   assert checkpoints.load_init_checkpoint(model, directory).format == checkpoints.HF
   expected = _values(source)
