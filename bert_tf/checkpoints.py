@@ -646,7 +646,7 @@ def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
     own_config = os.path.join(path, "config.json") if fmt == HF else "bert_config.json"
     raise ValueError(
         f"--init_checkpoint={path} ({FORMAT_NAMES[fmt]}) does not match "
-        f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + f". Use the "
+        f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + ". Use the "
         f"{own_config} that came with the checkpoint.")
 
 

@@ -20,7 +20,6 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from bert_tf import checkpoints, io_utils, modeling, script_flags, tokenization
-from bert_tf.configs import BertConfig
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -128,22 +127,19 @@ def extract_features(input_file: str, output_file: str, init_checkpoint: str,
   `output_file` (atomically); returns the number of lines written."""
   if not init_checkpoint:
     raise ValueError("--init_checkpoint is required: features of a random model are useless.")
-  vocab_file, bert_config_file = checkpoints.resolve_model_files(
-      init_checkpoint, vocab_file, bert_config_file)
-  config = BertConfig.from_json_file(bert_config_file)
-  checkpoints.check_vocab_matches_config(vocab_file, config, bert_config_file)
+  files = script_flags.model_files(init_checkpoint, vocab_file, bert_config_file, do_lower_case)
+  config = files.config
   if not 3 <= max_seq_length <= config.max_position_embeddings:
     raise ValueError(f"--max_seq_length={max_seq_length}: must be between 3 and "
                      f"max_position_embeddings={config.max_position_embeddings} of "
-                     f"{bert_config_file}.")
+                     f"{files.config_file}.")
   if batch_size < 1:
     raise ValueError(f"--batch_size={batch_size}: must be at least 1.")
   layer_indexes = parse_layers(layers, config.num_hidden_layers)
-  do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case, init_checkpoint)
-  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
-  features = convert_examples_to_features(read_examples(input_file), max_seq_length, tokenizer)
+  features = convert_examples_to_features(read_examples(input_file), max_seq_length,
+                                          files.tokenizer())
   model = modeling.build_model(modeling.BertModel(config))
-  checkpoints.load_init_checkpoint(model, init_checkpoint, bert_config_file)
+  checkpoints.load_init_checkpoint(model, init_checkpoint, files.config_file)
   with io_utils.atomic_output(output_file) as tmp:
     with tf.io.gfile.GFile(tmp, "w") as writer:
       for output in layer_features(model, features, layer_indexes, batch_size):

@@ -201,6 +201,7 @@ class ModelFiles:
   """The resolved vocab, config and lowercasing of the model a script runs."""
   vocab_file: str
   config: BertConfig
+  config_file: str  # where `config` was read, to name in errors
   do_lower_case: bool
   init_checkpoint: Optional[str]
 
@@ -211,18 +212,25 @@ class ModelFiles:
     return model_settings(self.config, self.vocab_file, self.do_lower_case)
 
 
-def resolve_model_files() -> ModelFiles:
-  """Fills vocab/config from --init_checkpoint when omitted and checks they agree, early."""
+def model_files(init_checkpoint: Optional[str], vocab_file: Optional[str],
+                bert_config_file: Optional[str], do_lower_case: Optional[bool]) -> ModelFiles:
+  """Fills vocab/config from `init_checkpoint` when omitted and checks that vocab, config and
+  checkpoint agree, before any data is converted or model built. None: infer do_lower_case."""
   vocab_file, config_file = checkpoints.resolve_model_files(
-      FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file)
+      init_checkpoint, vocab_file, bert_config_file)
   config = BertConfig.from_json_file(config_file)
   tokenization.check_vocab(vocab_file)
   checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
-  if FLAGS.init_checkpoint:
-    checkpoints.check_checkpoint_matches_config(FLAGS.init_checkpoint, config, config_file)
+  if init_checkpoint:
+    checkpoints.check_checkpoint_matches_config(init_checkpoint, config, config_file)
+  do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case, init_checkpoint)
+  return ModelFiles(vocab_file, config, config_file, do_lower_case, init_checkpoint)
+
+
+def resolve_model_files() -> ModelFiles:
+  """model_files from --init_checkpoint, --vocab_file, --bert_config_file, --do_lower_case."""
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
-  do_lower_case = tokenization.resolve_do_lower_case(vocab_file, given, FLAGS.init_checkpoint)
-  return ModelFiles(vocab_file, config, do_lower_case, FLAGS.init_checkpoint)
+  return model_files(FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file, given)
 
 
 def strategy_config() -> distribution.StrategyConfig:

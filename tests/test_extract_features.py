@@ -12,7 +12,7 @@ import tensorflow as tf
 from bert_tf import checkpoints, extract_features as ef, modeling, tokenization
 from bert_tf.configs import BertConfig
 from conftest import PROJECT_ROOT, shared_path
-from test_checkpoints import GOLDEN, minilm_dir
+from test_checkpoints import GOLDEN, TINY, _write_hf, minilm_dir
 
 
 @pytest.fixture
@@ -97,6 +97,31 @@ def test_bad_arguments_fail_early(tmp_path):
                         layers="-5", max_seq_length=8)
   with pytest.raises(ValueError, match="--init_checkpoint is required"):
     ef.extract_features(str(tmp_path / "in.txt"), str(tmp_path / "o"), None)
+  assert not (tmp_path / "o").exists()
+
+
+def test_files_that_do_not_fit_fail_before_any_features(tmp_path, monkeypatch):
+  """A checkpoint that contradicts the config, or a vocab without BERT's special tokens, is
+  refused before the input is read or a model built."""
+  hf = _write_hf(tmp_path / "hf", checkpoints.to_hf_arrays(checkpoints.google_arrays(
+      modeling.build_model(modeling.BertModel(TINY)))))
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghij")
+  (tmp_path / "hf" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  wider = tmp_path / "wider.json"
+  wider.write_text(BertConfig(**{**TINY.to_dict(), "hidden_size": 12,
+                                 "num_attention_heads": 3}).to_json_string())
+
+  def read_examples(input_file):
+    raise AssertionError(f"{input_file} was read before the files were checked")
+
+  monkeypatch.setattr(ef, "read_examples", read_examples)
+  with pytest.raises(ValueError, match=rf"--init_checkpoint={hf} \(Hugging Face BERT directory\) "
+                     rf"does not match {wider}: .*word_embeddings is \[15, 8\] there but "
+                     r"vocab_size, hidden_size make it \[15, 12\]"):
+    ef.extract_features("in.txt", str(tmp_path / "o"), hf, bert_config_file=str(wider))
+  (tmp_path / "hf" / "vocab.txt").write_text("\n".join(vocab[:2] + vocab[3:]) + "\n")
+  with pytest.raises(ValueError, match=r"vocab.txt lacks \[CLS\]"):
+    ef.extract_features("in.txt", str(tmp_path / "o"), hf)
   assert not (tmp_path / "o").exists()
 
 
