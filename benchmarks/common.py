@@ -7,6 +7,7 @@ own (torch and transformers must not enter the project's), made by `hf_python` w
 """
 
 import datetime
+import fcntl
 import os
 import pathlib
 import platform
@@ -32,10 +33,18 @@ HF_TOKENIZERS_VENV = "/tmp/hf_tokenizers_venv"
 
 
 def merge_results(name: str, entry: Dict[str, Any], path: str = str(RESULTS)) -> None:
-  """Sets results[name] = entry in the results file (created if missing), atomically."""
-  results = io_utils.read_json(path) if os.path.exists(path) else {}
-  results[name] = entry
-  io_utils.write_json_atomic(path, results, indent=2)
+  """Sets results[name] = entry in the results file (created if missing), atomically.
+
+  The file's directory is locked meanwhile, so benchmarks finishing at once keep both entries.
+  """
+  directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+  try:
+    fcntl.flock(directory, fcntl.LOCK_EX)
+    results = io_utils.read_json(path) if os.path.exists(path) else {}
+    results[name] = entry
+    io_utils.write_json_atomic(path, results, indent=2)
+  finally:
+    os.close(directory)  # Releases the lock.
 
 
 def read_results(path: str = str(RESULTS)) -> Dict[str, Any]:
