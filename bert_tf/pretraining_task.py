@@ -33,31 +33,42 @@ def feature_spec(max_seq_length: int, max_predictions_per_seq: int
   return spec
 
 
-def check_data_shapes(file_pattern: str, max_seq_length: int,
-                      max_predictions_per_seq: int) -> None:
-  """Fails early, naming the file and flags, when the data was made with other lengths."""
-  path = input_pipeline.list_files(file_pattern)[0]
+def _first_features(path: str):
+  """The features of the first tf.train.Example in `path`, or None when it holds no record."""
   try:
     record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
-    if record is None:
-      raise ValueError(f"{path} holds no record; check --input_file.")
-    feature = tf.train.Example.FromString(record.numpy()).features.feature
+    return None if record is None else tf.train.Example.FromString(
+        record.numpy()).features.feature
   except (tf.errors.OpError, message.DecodeError) as e:
     raise ValueError(f"{path} is not a TFRecord file of tf.train.Examples ({e}); check "
                      "--input_file, or make the data with python -m "
                      "bert_tf.create_pretraining_data.") from None
-  missing = sorted(set(feature_spec(1, 1)) - set(feature))
-  if missing:
-    raise ValueError(f"{path} is not pretraining data: it lacks {', '.join(missing)}. Make it "
-                     "with python -m bert_tf.create_pretraining_data.")
-  found = (len(feature["input_ids"].int64_list.value),
-           len(feature["masked_lm_positions"].int64_list.value))
-  if found != (max_seq_length, max_predictions_per_seq):
-    raise ValueError(
-        f"{path} was made with max_seq_length={found[0]}, max_predictions_per_seq={found[1]} "
-        f"but the flags say --max_seq_length={max_seq_length} "
-        f"--max_predictions_per_seq={max_predictions_per_seq}. Pass the data's values, or "
-        "recreate the data with the flags' values.")
+
+
+def check_data_shapes(file_pattern: str, max_seq_length: int,
+                      max_predictions_per_seq: int) -> None:
+  """Fails early, naming the file and flags, when data was made with other lengths. Reads one
+  record of every file, so shards made with different flags are found too."""
+  empty = True
+  for path in input_pipeline.list_files(file_pattern):
+    feature = _first_features(path)
+    if feature is None:
+      continue  # An empty shard adds nothing to training.
+    empty = False
+    missing = sorted(set(feature_spec(1, 1)) - set(feature))
+    if missing:
+      raise ValueError(f"{path} is not pretraining data: it lacks {', '.join(missing)}. Make "
+                       "it with python -m bert_tf.create_pretraining_data.")
+    found = (len(feature["input_ids"].int64_list.value),
+             len(feature["masked_lm_positions"].int64_list.value))
+    if found != (max_seq_length, max_predictions_per_seq):
+      raise ValueError(
+          f"{path} was made with max_seq_length={found[0]}, max_predictions_per_seq={found[1]} "
+          f"but the flags say --max_seq_length={max_seq_length} "
+          f"--max_predictions_per_seq={max_predictions_per_seq}. Pass the data's values, or "
+          "recreate the data with the flags' values (every file of the pattern must match).")
+  if empty:
+    raise ValueError(f"{file_pattern} holds no record; check --input_file.")
 
 
 def _mlm_token_losses(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]):

@@ -40,6 +40,24 @@ def _masked_labels(pattern: str, max_seq_length: int, max_predictions: int) -> n
   return np.array(labels)
 
 
+def test_every_file_of_the_data_is_checked(tmp_path):
+  """A shard made with another max_seq_length is found even when it is not the first file;
+  an empty shard is harmless."""
+  pattern = write_data(tmp_path)
+  (tmp_path / "empty.tfrecord").write_bytes(b"")
+  pretraining_task.check_data_shapes(f"{tmp_path / 'empty.tfrecord'},{pattern}", SEQ,
+                                     PREDICTIONS)
+  longer = cpd.create_pretraining_data(cpd.DataConfig(
+      input_file=str(tmp_path / "text.txt"), output_file=str(tmp_path / "long" / "train"),
+      vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False, max_seq_length=2 * SEQ,
+      max_predictions_per_seq=PREDICTIONS, dupe_factor=1))["file_pattern"]
+  # The files are read in sorted order: data/train-* first, then long/train-*.
+  with pytest.raises(ValueError, match=rf"{tmp_path / 'long' / 'train'}-00000-of-00001 was made "
+                     rf"with max_seq_length={2 * SEQ}, max_predictions_per_seq={PREDICTIONS} but "
+                     rf"the flags say --max_seq_length={SEQ}"):
+    pretraining_task.check_data_shapes(f"{pattern},{longer}", SEQ, PREDICTIONS)
+
+
 def test_learns_masked_words_of_held_out_korean_text(tmp_path):
   sentences = _sts_sentences(2000)
   documents = ["\n".join(sentences[i:i + 10]) for i in range(0, len(sentences), 10)]
