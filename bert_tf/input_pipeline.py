@@ -83,11 +83,17 @@ def training_dataset(file_pattern: str, parser: Parser, batch_size: int, seed: i
 
 def evaluation_dataset(file_pattern: str, parser: Parser, batch_size: int,
                        drop_remainder: bool = False) -> tf.data.Dataset:
-  """Every record once, in file order (callers pad to full batches where shapes must be static)."""
+  """Every record once, in file order (callers pad to full batches where shapes must be static).
+
+  Several workers split the batches, not the files: evaluation data is often a single file,
+  which TF's default file-based sharding refuses to split.
+  """
   dataset = _records(list_files(file_pattern), None)
   dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
   dataset = dataset.map(parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def pad_to_full_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:

@@ -366,11 +366,8 @@ def predict(strategy: tf.distribute.Strategy, model: tf_keras.Model,
     result.update({k: features[k] for k in passthrough_keys})
     return result
 
-  # Workers split the batches, not the files: evaluation data is often one file.
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   collected: Dict[str, List[np.ndarray]] = {k: [] for k in [*output_keys, *passthrough_keys]}
-  for features in strategy.experimental_distribute_dataset(dataset.with_options(options)):
+  for features in strategy.experimental_distribute_dataset(dataset):
     # Every replica's share of the batch, in order, on every worker: with several workers each
     # one computes a share, and the chief, which writes the outputs, needs all of them.
     per_replica = strategy.run(step, args=(features,))
