@@ -1,6 +1,6 @@
 """Training-step throughput on the CPU: bert_tf's Trainer against transformers + torch, same run.
 
-  python -m benchmarks.train_step [--repeats 5] [--steps 4] [--tasks classifier,pretraining,squad]
+  python -m benchmarks.train_step [--repeats 5] [--steps 3] [--tasks classifier,pretraining,squad]
 
 BERT-mini (L=4, H=256, A=4, intermediate 1024, vocab 30522), full training steps on random
 int32 batches: sentence classification (seq 128, batch 32), masked-LM pretraining (seq 128,
@@ -14,9 +14,9 @@ figure is the median over rounds. Both use `--threads` threads (TF intra- and in
 torch.set_num_threads).
 
 Model FLOPs utilisation is model FLOPs per second over the machine's peak: the fastest float32
-matmul of `--matmul_size` squared, by TF or torch, over the rounds of the same run. Each side's
-step is also split into forward+backward (timed alone: one pass on our side, per step on torch's)
-and the rest (clip and optimizer update), to show where the time goes. Model
+matmul of `--matmul_size` squared, by TF or torch, in any round of the run. Each side's step is
+also split into forward+backward (on our side timed alone, as many passes as steps; on torch's
+per step) and the rest (clip and optimizer update), to show where the time goes. Model
 FLOPs per step count each multiply-add as 2 FLOPs and a backward pass as twice the forward:
   6 * N_layers * B * S + 12 * L * H * S * B * S + 6 * N_head * positions
 N_layers: parameters of the transformer blocks (embeddings are lookups, not matmuls); the second
@@ -180,17 +180,20 @@ class OurSide:
     features = next(iter(self.run.dataset_fn(tf.distribute.InputContext(), 0)))
 
     @tf.function
-    def forward_backward() -> tf.Tensor:
-      loss, grads = self.run._gradients(features)  # pylint: disable=protected-access
-      return loss + 0.0 * tf.linalg.global_norm(grads)  # keeps the gradients from being pruned
+    def forward_backward(num_steps: tf.Tensor) -> tf.Tensor:
+      total = tf.constant(0.0)
+      for _ in tf.range(num_steps):
+        loss, grads = self.run._gradients(features)  # pylint: disable=protected-access
+        total += loss + 0.0 * tf.linalg.global_norm(grads)  # keeps the gradients unpruned
+      return total
     self.forward_backward = forward_backward
     self.round()  # traces and warms up
 
   def round(self) -> Dict[str, float]:
-    """Seconds of `steps` full steps and of one forward+backward pass."""
+    """Seconds of `steps` full steps and of `steps` forward+backward passes."""
     return dict(
         seconds=_seconds(lambda: float(self.run._train_loop(self.iterator, self.steps))),  # pylint: disable=protected-access
-        forward_backward_seconds=_seconds(lambda: float(self.forward_backward())))
+        forward_backward_seconds=_seconds(lambda: float(self.forward_backward(self.steps))))
 
 
 def _tf_matmul(size: int) -> Callable[[], float]:
@@ -215,22 +218,9 @@ def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int) ->
       num_warmup_steps=NUM_WARMUP_STEPS, warmup_steps=args.steps, matmul_size=args.matmul_size)
 
 
-def _side_figures(rounds: List[Dict[str, float]], task: Task, steps: int, flops: float,
-                  peak: float, forward_backward_steps: int) -> Dict[str, Any]:
-  """Examples/s (median, min, max over rounds), MFU at the median, and the step's breakdown."""
-  per_second = [task.batch_size * steps / r["seconds"] for r in rounds]
-  step = statistics.median(r["seconds"] for r in rounds) / steps
-  forward_backward = statistics.median(
-      r["forward_backward_seconds"] for r in rounds) / forward_backward_steps
-  return dict(examples_per_sec=_spread(per_second),
-              mfu=statistics.median(per_second) / task.batch_size * flops / peak,
-              step_seconds=step, forward_backward_seconds=forward_backward,
-              update_seconds=step - forward_backward)
-
-
-def benchmark_task(name: str, args: argparse.Namespace, python: str,
-                   threads: Dict[str, int]) -> Dict[str, Any]:
-  """Interleaved timed rounds of our step and torch's; examples/s, MFU and their ratio."""
+def time_rounds(name: str, args: argparse.Namespace, python: str,
+                threads: Dict[str, int]) -> Dict[str, List[Any]]:
+  """Interleaved rounds: our steps, torch's steps, a TF matmul and a torch matmul, in turn."""
   task = TASKS[name]
   rounds: Dict[str, List[Any]] = dict(bert_tf=[], torch=[], tf_matmul=[], torch_matmul=[],
                                       load=[])
@@ -247,18 +237,34 @@ def benchmark_task(name: str, args: argparse.Namespace, python: str,
         rounds["torch_matmul"].append(worker.ask("matmul")["seconds"])
     finally:
       worker.close()
-  matmul_flops = 2 * args.matmul_size ** 3
-  matmul = {k: matmul_flops / min(rounds[k]) for k in ("tf_matmul", "torch_matmul")}
-  peak = max(matmul.values())
+  rounds["torch_info"] = worker.info
+  return rounds
+
+
+def _side_figures(rounds: List[Dict[str, float]], task: Task, steps: int, flops: float,
+                  peak: float) -> Dict[str, Any]:
+  """Examples/s (median, min, max over rounds), MFU at the median, and the step's breakdown."""
+  per_second = [task.batch_size * steps / r["seconds"] for r in rounds]
+  step = statistics.median(r["seconds"] for r in rounds) / steps
+  forward_backward = statistics.median(r["forward_backward_seconds"] for r in rounds) / steps
+  return dict(examples_per_sec=_spread(per_second),
+              mfu=statistics.median(per_second) / task.batch_size * flops / peak,
+              step_seconds=step, forward_backward_seconds=forward_backward,
+              update_seconds=step - forward_backward)
+
+
+def task_figures(name: str, rounds: Dict[str, List[Any]], steps: int,
+                 peak: float) -> Dict[str, Any]:
+  """Both sides' figures for one task and the ratio (torch's time / ours, per round)."""
+  task = TASKS[name]
   flops = model_flops(name, task, BERT_MINI)
   ratios = [t["seconds"] / o["seconds"] for o, t in zip(rounds["bert_tf"], rounds["torch"])]
   return dict(
       seq_length=task.seq_length, batch_size=task.batch_size,
-      predictions=task.predictions or None, model_flops_per_step=flops,
-      peak_flops_per_sec=peak, matmul_flops_per_sec=matmul, ratio=_spread(ratios),
-      bert_tf=_side_figures(rounds["bert_tf"], task, args.steps, flops, peak, 1),
-      torch=_side_figures(rounds["torch"], task, args.steps, flops, peak, args.steps),
-      load_average_1min=rounds["load"], torch_info=worker.info)
+      predictions=task.predictions or None, model_flops_per_step=flops, ratio=_spread(ratios),
+      bert_tf=_side_figures(rounds["bert_tf"], task, steps, flops, peak),
+      torch=_side_figures(rounds["torch"], task, steps, flops, peak),
+      load_average_1min=rounds["load"], torch_info=rounds["torch_info"])
 
 
 def _print_table(figures: Dict[str, Dict[str, Any]]) -> None:
@@ -279,7 +285,7 @@ def _print_table(figures: Dict[str, Dict[str, Any]]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--repeats", type=int, default=5, help="timed rounds per side and task")
-  parser.add_argument("--steps", type=int, default=4,
+  parser.add_argument("--steps", type=int, default=3,
                       help="training steps per round (and steps_per_loop of our loop)")
   parser.add_argument("--tasks", default=",".join(TASKS),
                       help=f"comma-separated, from {', '.join(TASKS)}")
@@ -297,8 +303,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
   threads = set_threads(args.threads)
   python = common.hf_python(common.HF_TORCH, args.hf_venv)
-  figures = {name: benchmark_task(name, args, python, threads) for name in names}
+  rounds = {name: time_rounds(name, args, python, threads) for name in names}
+  matmul_flops = 2 * args.matmul_size ** 3
+  matmul = {side: matmul_flops / min(s for r in rounds.values() for s in r[side])
+            for side in ("tf_matmul", "torch_matmul")}
+  peak = max(matmul.values())
+  figures = {name: task_figures(name, r, args.steps, peak) for name, r in rounds.items()}
   _print_table(figures)
+  print(f"Peak: {peak / 1e9:.0f} GFLOP/s (best {args.matmul_size}^2 float32 matmul: TF "
+        f"{matmul['tf_matmul'] / 1e9:.0f}, torch {matmul['torch_matmul'] / 1e9:.0f}); threads: "
+        f"TF intra-op {threads['intra_op']}, inter-op {threads['inter_op']}; torch "
+        f"{figures[names[0]]['torch_info']['threads']}.")
   entry = dict(
       what="full training step (forward, backward, clip, AdamW) of BERT-mini on the CPU, "
            "bert_tf Trainer vs transformers + torch",
@@ -306,6 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                  heads=BERT_MINI.num_attention_heads,
                  intermediate=BERT_MINI.intermediate_size, vocab=BERT_MINI.vocab_size),
       repeats=args.repeats, steps_per_round=args.steps, threads=threads,
+      peak_flops_per_sec=peak, matmul_flops_per_sec=matmul,
       flops_formula="6*N_layers*B*S + 12*L*H*S*B*S + 6*N_head*positions",
       machine=common.machine_info(), tasks=figures)
   common.merge_results("train_step", entry)
