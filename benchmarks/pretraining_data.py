@@ -13,11 +13,9 @@ benchmarks/results.json under "pretraining_data".
 
 import argparse
 import csv
-import datetime
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,17 +23,17 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
+from benchmarks import common
 from bert_tf import io_utils
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+ROOT = common.ROOT
+DATA = common.DATA
 CORPUS = DATA / "corpus_ko"
 VOCAB = DATA / "vocabs" / "kcbert-base-vocab.txt"
-RESULTS = ROOT / "benchmarks" / "results.json"
 LINES_PER_DOCUMENT = 10
 
 
-def _corpus_sentences(corpus: pathlib.Path) -> Iterator[str]:
+def corpus_sentences(corpus: pathlib.Path) -> Iterator[str]:
   """Korean sentences from corpus_ko, in a fixed order."""
   for path in sorted((corpus / "konlpy_corpus").glob("*/*.txt")):
     yield from path.read_text(encoding="utf-8").splitlines()
@@ -54,7 +52,7 @@ def write_korean_corpus(path: str, max_lines: Optional[int] = None,
                         corpus: pathlib.Path = CORPUS) -> int:
   """Writes corpus_ko as pretraining text (10 lines a document); returns the lines written."""
   lines: List[str] = []
-  for sentence in _corpus_sentences(corpus):
+  for sentence in corpus_sentences(corpus):
     sentence = " ".join(sentence.split())
     if sentence:
       lines.append(sentence)
@@ -169,11 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
           ours_big["peak_rss_mib"] / ours["peak_rss_mib"], 2),
       "note": "seconds: main() only, after imports, in a fresh process per run; peak RSS: "
               "the largest single process (TensorFlow's own footprint included)",
-      "cpus": os.cpu_count(), "python": platform.python_version(),
-      "date": datetime.date.today().isoformat()}
-  results = io_utils.read_json(str(RESULTS)) if RESULTS.exists() else {}
-  results["pretraining_data"] = entry
-  io_utils.write_json_atomic(str(RESULTS), results, indent=2)
+      "machine": common.machine_info()}
+  common.merge_results("pretraining_data", entry)
   print(json.dumps(entry, indent=2, ensure_ascii=False))
   return entry
 

@@ -49,7 +49,7 @@ def english_texts() -> List[str]:
 
 def korean_texts() -> List[str]:
   """The non-empty sentences of corpus_ko, in the order pretraining_data.py reads them."""
-  return [line for line in pretraining_data._corpus_sentences(  # pylint: disable=protected-access
+  return [line for line in pretraining_data.corpus_sentences(
       common.DATA / "corpus_ko")
           if line.strip()]
 
