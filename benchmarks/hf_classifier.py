@@ -27,12 +27,22 @@ def _encode(tokenizer, examples, max_seq_length):
   return encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"], labels
 
 
-def _schedule(num_train_steps, num_warmup_steps):
+def adamw(model, num_train_steps, num_warmup_steps, learning_rate):
+  """bert_tf's recipe in torch: AdamW (eps 1e-6, decay 0.01 except bias/LayerNorm), warmup+decay."""
+  no_decay = ("bias", "LayerNorm")
+  groups = [
+      {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)],
+       "weight_decay": 0.01},
+      {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)],
+       "weight_decay": 0.0}]
+  optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999), eps=1e-6)
+
   def factor(step):
     if step < num_warmup_steps:
       return step / max(num_warmup_steps, 1)
     return max(0.0, (num_train_steps - step) / max(num_train_steps - num_warmup_steps, 1))
-  return factor
+
+  return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def main(input_path, output_path):
@@ -51,15 +61,9 @@ def main(input_path, output_path):
   steps_per_epoch = len(job["train"]) // batch_size
   num_epochs = int(job["num_train_epochs"])
   num_train_steps = steps_per_epoch * num_epochs
-  no_decay = ("bias", "LayerNorm")
-  groups = [
-      {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)],
-       "weight_decay": 0.01},
-      {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)],
-       "weight_decay": 0.0}]
-  optimizer = torch.optim.AdamW(groups, lr=job["learning_rate"], betas=(0.9, 0.999), eps=1e-6)
-  scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(
-      num_train_steps, int(num_train_steps * job["warmup_proportion"])))
+  optimizer, scheduler = adamw(model, num_train_steps,
+                               int(num_train_steps * job["warmup_proportion"]),
+                               job["learning_rate"])
   generator = torch.Generator().manual_seed(seed)
   epochs = []
   for epoch in range(1, num_epochs + 1):

@@ -19,6 +19,8 @@ import time
 import torch
 import transformers
 
+import hf_classifier  # beside this file: the same optimizer recipe
+
 MODELS = dict(classifier=transformers.BertForSequenceClassification,
               pretraining=transformers.BertForPreTraining,
               squad=transformers.BertForQuestionAnswering)
@@ -49,23 +51,6 @@ def _batches(job, generator):
   return batches
 
 
-def _optimizer(model, num_train_steps, num_warmup_steps, learning_rate):
-  no_decay = ("bias", "LayerNorm")
-  groups = [
-      {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)],
-       "weight_decay": 0.01},
-      {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)],
-       "weight_decay": 0.0}]
-  optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999), eps=1e-6)
-
-  def factor(step):
-    if step < num_warmup_steps:
-      return step / max(num_warmup_steps, 1)
-    return max(0.0, (num_train_steps - step) / max(num_train_steps - num_warmup_steps, 1))
-
-  return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def main():
   job = json.loads(sys.stdin.readline())
   torch.set_num_threads(job["threads"])
@@ -76,8 +61,8 @@ def main():
       intermediate_size=job["intermediate_size"], max_position_embeddings=512, num_labels=2)
   model = MODELS[job["task"]](config)
   model.train()
-  optimizer, scheduler = _optimizer(model, job["num_train_steps"], job["num_warmup_steps"],
-                                    job["learning_rate"])
+  optimizer, scheduler = hf_classifier.adamw(model, job["num_train_steps"],
+                                             job["num_warmup_steps"], job["learning_rate"])
   batches = _batches(job, torch.Generator().manual_seed(job["seed"]))
   step = 0
 

@@ -6,6 +6,8 @@ classifier_data.py) and returns the model's float32 outputs by name: `start_logi
 `end_logits` for a span labeler, `logits` for a classifier.
 """
 
+import logging
+
 import tensorflow as tf
 import tf_keras
 
@@ -37,10 +39,15 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, seq_length: int) 
                      "is not overwritten in place).")
   signature = serving_function(model, seq_length)
   temporary = io_utils.temporary_path(export_dir.rstrip("/"))
+  # tf.saved_model.save round-trips absl's verbosity through set_verbosity, which leaves the
+  # "absl" logger at WARNING: the caller's INFO logs would vanish for the rest of the process.
+  absl_logger = logging.getLogger("absl")
+  absl_level = absl_logger.level
   try:
     tf.saved_model.save(model, temporary, signatures={"serving_default": signature})
     tf.io.gfile.rename(temporary, export_dir)
   finally:
+    absl_logger.setLevel(absl_level)
     if tf.io.gfile.exists(temporary):
       tf.io.gfile.rmtree(temporary)
   return export_dir

@@ -1,8 +1,11 @@
 """SavedModel export: the reloaded serving signature gives the Keras model's logits."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from bert_tf import configs, export, modeling
 
@@ -44,3 +47,12 @@ def test_refuses_an_existing_directory(tmp_path):
   (tmp_path / "export").mkdir()
   with pytest.raises(ValueError, match="already exists"):
     export.export_saved_model(model, str(tmp_path / "export"), SEQ_LENGTH)
+
+
+
+def test_info_logs_still_reach_the_caller_after_an_export(tmp_path, caplog):
+  model = modeling.build_model(modeling.BertSpanLabeler(TINY))
+  export.export_saved_model(model, str(tmp_path / "export"), SEQ_LENGTH)
+  with caplog.at_level(logging.INFO):
+    absl_logging.info("after the export")
+  assert "after the export" in caplog.text
