@@ -167,23 +167,25 @@ def main(_) -> None:
     pretraining_task.train_keeping_best(run, score)
   elif FLAGS.do_train:
     run.train()
+  chief = trainer.is_chief(strategy)  # every worker evaluates; only the chief writes
   written = []
   if FLAGS.do_eval:
     metrics = evaluate()
     path = os.path.join(FLAGS.output_dir, "eval_results.txt")
-    pretraining_task.write_eval_results(path, metrics, run.step)
-    written.append(os.path.basename(path))
+    if chief:
+      pretraining_task.write_eval_results(path, metrics, run.step)
+      written.append(os.path.basename(path))
     logging.info("***** Eval results ***** %s", metrics)
     print(f"Eval results: {path}\n" + "".join(f"  {k} = {v:.4f}\n" for k, v in metrics.items()))
-  if FLAGS.do_train and FLAGS.vocab_file and trainer.is_chief(strategy):  # one writer
+  if FLAGS.do_train and not FLAGS.vocab_file:
+    logging.warning("No --vocab_file: the model is not exported (the exports carry vocab.txt).")
+  elif FLAGS.do_train and chief:
     best = pretraining_task.read_best(FLAGS.output_dir) if FLAGS.keep_best_by_loss else None
     source = best["checkpoint"] if best else run.manager.latest_checkpoint
     exports = pretraining_task.export_model(FLAGS.output_dir, source, FLAGS.bert_config_file,
                                             FLAGS.vocab_file)
     print(f"Exported {source} for run_squad/run_classifier (--init_checkpoint) and Hugging "
           "Face: " + ", ".join(exports.values()))
-  elif FLAGS.do_train:
-    logging.warning("No --vocab_file: the model is not exported (the exports carry vocab.txt).")
   script_flags.copy_results_back(staging_client, written)
   if FLAGS.demo:
     print(f"This was a smoke run ({time.time() - started:.0f} s): a tiny model pretrained from "
