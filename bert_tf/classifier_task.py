@@ -387,38 +387,40 @@ def train(strategy: tf.distribute.Strategy, bert_config: BertConfig, config: Tas
                train_file.num_examples, steps_per_epoch, num_train_steps,
                evaluation_steps(num_train_steps, steps_per_epoch, config.eval_every_epoch,
                                 config.eval_steps))
-  for stop in evaluation_steps(num_train_steps, steps_per_epoch, config.eval_every_epoch,
-                               config.eval_steps):
-    if state.stopped_early:
-      logging.info("Stopped early at step %d (see %s); not training further.",
-                   state.history[-1]["step"], STATE_FILE)
-      break
-    if stop in done:
-      continue
-    started = time.time()
-    run.train(stop_at_step=stop)
-    row = dict(epoch=round(stop / steps_per_epoch, 2), step=stop, train_loss=run.mean_loss,
-               training_time=_seconds(started) if run.mean_loss is not None else None)
-    if eval_file is not None:
+  # One SIGTERM handler over all segments: one arriving during an evaluation stops the next.
+  with trainer.sigterm_requests():
+    for stop in evaluation_steps(num_train_steps, steps_per_epoch, config.eval_every_epoch,
+                                 config.eval_steps):
+      if state.stopped_early:
+        logging.info("Stopped early at step %d (see %s); not training further.",
+                     state.history[-1]["step"], STATE_FILE)
+        break
+      if stop in done:
+        continue
       started = time.time()
-      metrics = evaluate(strategy, run.model, eval_file, seq_length, config.eval_batch_size,
-                         label_list)
-      row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"],
-                 validation_time=_seconds(started))
-      row[f"val_{task_metric}"] = metrics[task_metric]
-      _write_summaries(writer, metrics, stop)
-      logging.info("Step %d (epoch %.2f): validation loss %.4f, accuracy %.4f, %s %.4f.", stop,
-                   row["epoch"], metrics["loss"], metrics["accuracy"], task_metric,
-                   metrics[task_metric])
-      if config.keep_best_by:
-        _keep_best(strategy, run.model, config, state, metrics, stop)
-    state.history.append(row)
-    if chief:
-      state.save(config.output_dir)
-      write_training_stats(os.path.join(config.output_dir, STATS_FILE), state.history,
-                           task_metric)
-      plot_training_curves(os.path.join(config.output_dir, CURVES_FILE), state.history,
-                           task_metric, state.best["step"] if state.best else None)
+      run.train(stop_at_step=stop)
+      row = dict(epoch=round(stop / steps_per_epoch, 2), step=stop, train_loss=run.mean_loss,
+                 training_time=_seconds(started) if run.mean_loss is not None else None)
+      if eval_file is not None:
+        started = time.time()
+        metrics = evaluate(strategy, run.model, eval_file, seq_length, config.eval_batch_size,
+                           label_list)
+        row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"],
+                   validation_time=_seconds(started))
+        row[f"val_{task_metric}"] = metrics[task_metric]
+        _write_summaries(writer, metrics, stop)
+        logging.info("Step %d (epoch %.2f): validation loss %.4f, accuracy %.4f, %s %.4f.", stop,
+                     row["epoch"], metrics["loss"], metrics["accuracy"], task_metric,
+                     metrics[task_metric])
+        if config.keep_best_by:
+          _keep_best(strategy, run.model, config, state, metrics, stop)
+      state.history.append(row)
+      if chief:
+        state.save(config.output_dir)
+        write_training_stats(os.path.join(config.output_dir, STATS_FILE), state.history,
+                             task_metric)
+        plot_training_curves(os.path.join(config.output_dir, CURVES_FILE), state.history,
+                             task_metric, state.best["step"] if state.best else None)
   if config.keep_best_by and state.best:
     logging.info("Best %s %.4f at step %d: restoring %s.", state.best["metric"],
                  state.best["value"], state.best["step"], state.best["checkpoint"])

@@ -226,16 +226,17 @@ def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], float]) -> L
     _remove_checkpoints_but(os.path.join(config.output_dir, BEST_DIR),
                             best["checkpoint"] if best else None)
   history = []
-  while run.step < config.num_train_steps:
-    stop = min(run.step + config.save_checkpoints_steps - run.step % config.save_checkpoints_steps,
-               config.num_train_steps)
-    run.train(stop_at_step=stop)
-    score = score_fn()
-    history.append({"step": run.step, "loss": score})
-    if (best is None or score < best["loss"]) and chief:
-      best = _save_best(run, score)
-      logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
-                   best["checkpoint"])
+  with trainer.sigterm_requests():  # one arriving while scoring stops the next chunk
+    while run.step < config.num_train_steps:
+      stop = min(run.step + config.save_checkpoints_steps
+                 - run.step % config.save_checkpoints_steps, config.num_train_steps)
+      run.train(stop_at_step=stop)
+      score = score_fn()
+      history.append({"step": run.step, "loss": score})
+      if (best is None or score < best["loss"]) and chief:
+        best = _save_best(run, score)
+        logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
+                     best["checkpoint"])
   return history
 
 

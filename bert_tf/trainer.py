@@ -101,12 +101,22 @@ def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
   return generators
 
 
+_sigterm_event: Optional[threading.Event] = None  # the open sigterm_requests block's
+
+
 @contextlib.contextmanager
-def _sigterm_requests() -> Iterator[threading.Event]:
+def sigterm_requests() -> Iterator[threading.Event]:
   """Turns SIGTERM into a set Event for the duration of the block, then restores the old handler.
 
-  Only the main thread may install signal handlers; elsewhere the Event never gets set.
+  Nested blocks share the outermost one's Event: a task that trains in segments wraps them all
+  in one, so a SIGTERM during an evaluation between segments stops the next one before it
+  trains instead of killing the process. Only the main thread may install signal handlers;
+  elsewhere the Event never gets set.
   """
+  global _sigterm_event
+  if _sigterm_event is not None:
+    yield _sigterm_event
+    return
   requested = threading.Event()
   if threading.current_thread() is not threading.main_thread():
     yield requested
@@ -118,9 +128,11 @@ def _sigterm_requests() -> Iterator[threading.Event]:
     requested.set()
 
   previous = signal.signal(signal.SIGTERM, handler)
+  _sigterm_event = requested
   try:
     yield requested
   finally:
+    _sigterm_event = None
     signal.signal(signal.SIGTERM, previous)
 
 
@@ -289,7 +301,9 @@ class Trainer:
                  config.num_train_steps, config.train_batch_size,
                  self.strategy.num_replicas_in_sync)
     loss_sum, steps_run = 0.0, 0
-    with _sigterm_requests() as sigterm:
+    with sigterm_requests() as sigterm:
+      if sigterm.is_set():  # it came between segments (during an evaluation)
+        self._stop_for_sigterm(writer, self.save())
       while self.step < last_step:
         steps = min(self._steps_to_next_stop(), last_step - self.step)
         loss = float(self._train_loop(iterator, tf.constant(steps)))
@@ -315,13 +329,17 @@ class Trainer:
         if step % config.save_checkpoints_steps == 0 or step >= last_step or stopping:
           path = self.save()
         if stopping:
-          writer.flush()
-          raise TrainingPreempted(
-              f"Stopped by SIGTERM at step {step} after saving {path}; run the same command "
-              "again to resume from it.")
+          self._stop_for_sigterm(writer, path)
     writer.flush()
     self.mean_loss = loss_sum / steps_run
     return self.model
+
+  def _stop_for_sigterm(self, writer: tf.summary.SummaryWriter, path: str) -> None:
+    """Ends the run after SIGTERM, once checkpoint `path` of the current step is saved."""
+    writer.flush()
+    raise TrainingPreempted(
+        f"Stopped by SIGTERM at step {self.step} after saving {path}; run the same command "
+        "again to resume from it.")
 
   def save(self) -> str:
     """Saves a checkpoint in output_dir and returns its path (on every worker).

@@ -1,9 +1,14 @@
-"""run_classifier.py as a user runs it: bad input stops it with one line and writes nothing."""
+"""run_classifier.py as a user runs it: bad input stops it with one line and writes nothing;
+killed and preempted, it resumes to the weights of an uninterrupted run."""
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
+
+from bert_tf import classifier_task
+from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "classifier"
@@ -27,3 +32,41 @@ def test_bad_tsv_line_stops_the_script_with_one_line(tmp_path):
                     "found 3. A stray tab inside a sentence (or a missing one) shifts the "
                     "columns: fix or remove that line."], result.stderr[-2000:]
   assert not out.exists() or not list(out.iterdir())
+
+
+def _start_classifier(output_dir, log):
+  """Starts a tiny fine-tuning run on the bundled NSMC sample: 6 epochs of 15 steps, dropout on,
+  a checkpoint every 5 steps and the best one by accuracy kept at each epoch's evaluation."""
+  command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=nsmc",
+             f"--data_dir={SAMPLE / 'nsmc'}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
+             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=32",
+             "--train_batch_size=16", "--eval_batch_size=16", "--learning_rate=1e-3",
+             "--num_train_epochs=6", "--save_checkpoints_steps=5", "--iterations_per_loop=5",
+             "--do_train", "--do_eval", "--keep_best_by=accuracy", f"--output_dir={output_dir}"]
+  with open(log, "w", encoding="utf-8") as stderr:
+    return subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
+  """Interrupted three times, a run keeping the best by accuracy ends like an uninterrupted one."""
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  uninterrupted = _start_classifier(straight, tmp_path / "straight.log")
+  try:
+    processes.kill_preempt_kill(lambda log: _start_classifier(resumed, log), resumed,
+                                (15, 40, 65), 90, tmp_path)
+    last = _start_classifier(resumed, tmp_path / "last.log")
+    try:
+      assert last.wait(timeout=300) == 0, (tmp_path / "last.log").read_text()[-3000:]
+    finally:
+      processes.stop(last)
+    assert "Resumed from" in (tmp_path / "last.log").read_text()
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+  finally:
+    processes.stop(uninterrupted)
+  processes.assert_same_final_checkpoint(straight, resumed)
+  # The same evaluation picked the same best checkpoint, and it is complete.
+  bests = [json.loads((out / classifier_task.STATE_FILE).read_text())["best"]
+           for out in (straight, resumed)]
+  assert bests[0]["step"] == bests[1]["step"] and bests[0]["value"] == bests[1]["value"]
+  processes.assert_same_weights(bests[0]["checkpoint"], bests[1]["checkpoint"])

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from bert_tf import create_pretraining_data as cpd
 from bert_tf import pretraining_task, tokenization
+from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -63,6 +64,14 @@ def _run(*args):
                         env=env, capture_output=True, text=True, timeout=300)
 
 
+def _start(log, *args):
+  """Starts run_pretraining.py in the background, its log in file `log`."""
+  with open(log, "w", encoding="utf-8") as stderr:
+    return subprocess.Popen([sys.executable, str(ROOT / "run_pretraining.py"), *args], cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
 def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   pattern = write_data(tmp_path)
   out = tmp_path / "out"
@@ -90,6 +99,35 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   # Run again: resumes at step 60, trains nothing, evaluates the same model.
   again = _run(*common, "--do_eval=True", "--eval_batch_size=16", "--max_eval_steps=5")
   assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
+  """Interrupted three times, a run keeping the best by loss ends like an uninterrupted one."""
+  pattern = write_data(tmp_path)
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  # Dropout is on in the sample config, so its random state must resume too.
+  args = [f"--input_file={pattern}", f"--bert_config_file={SAMPLE / 'bert_config.json'}",
+          f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
+          "--do_train=True", "--keep_best_by_loss=True", "--train_batch_size=16",
+          "--learning_rate=2e-3", "--num_train_steps=60", "--num_warmup_steps=5",
+          "--save_checkpoints_steps=5", "--iterations_per_loop=5"]
+  uninterrupted = _start(tmp_path / "straight.log", *args, f"--output_dir={straight}")
+  try:
+    processes.kill_preempt_kill(lambda log: _start(log, *args, f"--output_dir={resumed}"),
+                                resumed, (10, 25, 40), 60, tmp_path)
+    result = _run(*args, f"--output_dir={resumed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from" in result.stderr
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+  finally:
+    processes.stop(uninterrupted)
+  processes.assert_same_final_checkpoint(straight, resumed)
+  # best/ holds one complete checkpoint, the one best.json names.
+  best = pretraining_task.read_best(str(resumed))
+  assert best["checkpoint"] == str(resumed / "best" / f"ckpt-{best['step']}")
+  assert sorted(p.name for p in (resumed / "best").iterdir()) == [
+      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index"]
+  assert processes.model_weights(best["checkpoint"])
 
 
 def test_data_made_with_other_lengths_is_refused_early(tmp_path):

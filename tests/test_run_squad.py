@@ -3,18 +3,15 @@
 import json
 import os
 import pathlib
-import random
 import re
-import signal
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from bert_tf import configs, squad, squad_task, tokenization, trainer
+from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -34,13 +31,6 @@ def _run_squad(*args, wait=True, stderr=None, check=True):
                           timeout=300)
   assert result.returncode == 0 or not check, result.stderr[-3000:]
   return result
-
-
-def _final_weights(output_dir):
-  reader = tf.train.load_checkpoint(str(output_dir))
-  names = [n for n in reader.get_variable_to_shape_map()
-           if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
-  return {n: reader.get_tensor(n) for n in names}
 
 
 def test_train_predict_evaluate(tmp_path):
@@ -76,45 +66,20 @@ def test_train_predict_evaluate(tmp_path):
   assert json.loads((out / "run_flags.json").read_text())["learning_rate"] == 1e-3
 
 
-def _interrupt_after(process, checkpoint, delay, sig):
-  """Sends `sig` `delay` seconds after `checkpoint` (a path) appears."""
-  deadline = time.time() + 240
-  while not checkpoint.exists():
-    assert process.poll() is None and time.time() < deadline, f"{checkpoint} never appeared"
-    time.sleep(0.02)
-  time.sleep(delay)
-  process.send_signal(sig)
-  return process.wait(timeout=120)
-
-
 def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
   straight, resumed = tmp_path / "straight", tmp_path / "resumed"
   args = [*FAST, "--do_predict=False"]
   uninterrupted = _run_squad(*args, f"--output_dir={straight}", wait=False)
-  rng = random.Random(0)
-  # SIGKILL (a dead VM) at a random moment after ckpt-10, SIGTERM (preemption) after ckpt-20,
-  # SIGKILL again after ckpt-30; each restart is the same command.
-  for checkpoint, sig in ((10, signal.SIGKILL), (20, signal.SIGTERM), (30, signal.SIGKILL)):
-    log = tmp_path / f"{sig.name}-{checkpoint}.log"
-    process = _run_squad(*args, f"--output_dir={resumed}", wait=False, stderr=log)
-    returncode = _interrupt_after(process, resumed / f"ckpt-{checkpoint}.index",
-                                  rng.uniform(0, 0.3), sig)
-    assert not (resumed / "ckpt-44.index").exists()  # it really was interrupted
-    if sig == signal.SIGTERM:
-      stopped = re.search(r"Stopped by SIGTERM at step (\d+) after saving (\S+);",
-                          log.read_text())
-      assert returncode == 1 and stopped, log.read_text()[-3000:]
-      assert stopped.group(2).endswith(f"ckpt-{stopped.group(1)}")
-      assert (resumed / f"ckpt-{stopped.group(1)}.index").exists()
-    else:
-      assert returncode == -signal.SIGKILL
-  result = _run_squad(*args, f"--output_dir={resumed}")
-  assert "Resumed from" in result.stderr
-  assert uninterrupted.wait(timeout=300) == 0
-  expected, actual = _final_weights(straight), _final_weights(resumed)
-  assert expected.keys() == actual.keys() and expected
-  for name in expected:
-    np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
+  try:
+    processes.kill_preempt_kill(
+        lambda log: _run_squad(*args, f"--output_dir={resumed}", wait=False, stderr=log),
+        resumed, (10, 20, 30), 44, tmp_path)
+    result = _run_squad(*args, f"--output_dir={resumed}")
+    assert "Resumed from" in result.stderr
+    assert uninterrupted.wait(timeout=300) == 0
+  finally:
+    processes.stop(uninterrupted)
+  processes.assert_same_final_checkpoint(straight, resumed)
 
 
 def test_bad_flags_fail_before_work(tmp_path):

@@ -1,0 +1,83 @@
+"""Helpers for tests that run a training script as a real process and interrupt it."""
+
+import pathlib
+import random
+import re
+import signal
+import subprocess
+import time
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+
+def interrupt_after(process: subprocess.Popen, checkpoint: pathlib.Path, delay: float,
+                    sig: int) -> int:
+  """Sends `sig` `delay` seconds after `checkpoint` (a path) appears; returns the exit status."""
+  deadline = time.time() + 240
+  while not checkpoint.exists():
+    assert process.poll() is None and time.time() < deadline, f"{checkpoint} never appeared"
+    time.sleep(0.02)
+  time.sleep(delay)
+  process.send_signal(sig)
+  return process.wait(timeout=120)
+
+
+def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
+                      output_dir: pathlib.Path, steps: Tuple[int, int, int], final_step: int,
+                      logs: pathlib.Path) -> None:
+  """Runs `start(log)` three times, each interrupted at a random moment after a checkpoint.
+
+  SIGKILL (a dead VM) after ckpt-steps[0], SIGTERM (preemption) after ckpt-steps[1], which must
+  save a checkpoint and exit with status 1, and SIGKILL again after ckpt-steps[2].
+  """
+  rng = random.Random(0)
+  for step, sig in zip(steps, (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL)):
+    log = logs / f"{sig.name}-{step}.log"
+    process = start(log)
+    try:
+      returncode = interrupt_after(process, output_dir / f"ckpt-{step}.index",
+                                   rng.uniform(0, 0.3), sig)
+    finally:
+      stop(process)
+    assert not (output_dir / f"ckpt-{final_step}.index").exists()  # it really was interrupted
+    if sig == signal.SIGTERM:
+      stopped = re.search(r"Stopped by SIGTERM at step (\d+) after saving (\S+);",
+                          log.read_text())
+      assert returncode == 1 and stopped, log.read_text()[-3000:]
+      assert stopped.group(2).endswith(f"ckpt-{stopped.group(1)}")
+      assert (output_dir / f"ckpt-{stopped.group(1)}.index").exists()
+    else:
+      assert returncode == -signal.SIGKILL
+
+
+def stop(process: subprocess.Popen) -> None:
+  """Kills `process` if it is still running, so that no test leaves one behind."""
+  if process.poll() is None:
+    process.kill()
+    process.wait(timeout=60)
+
+
+def model_weights(checkpoint: str) -> Dict[str, np.ndarray]:
+  """The model's variables (no optimizer slots) in a checkpoint or a directory's latest one."""
+  reader = tf.train.load_checkpoint(str(checkpoint))
+  names = [n for n in reader.get_variable_to_shape_map()
+           if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
+  return {n: reader.get_tensor(n) for n in names}
+
+
+def assert_same_final_checkpoint(expected_dir: pathlib.Path, actual_dir: pathlib.Path) -> None:
+  """Both runs end at the same step with the same model variables, within float tolerance."""
+  expected_path = tf.train.latest_checkpoint(str(expected_dir))
+  actual_path = tf.train.latest_checkpoint(str(actual_dir))
+  assert pathlib.Path(actual_path).name == pathlib.Path(expected_path).name
+  assert_same_weights(expected_path, actual_path)
+
+
+def assert_same_weights(expected_path: str, actual_path: str) -> None:
+  """Two checkpoints hold the same model variables, within float tolerance."""
+  expected, actual = model_weights(expected_path), model_weights(actual_path)
+  assert expected.keys() == actual.keys() and expected
+  for name in expected:
+    np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
