@@ -180,6 +180,7 @@ def make_trainer(strategy: tf.distribute.Strategy, config: BertConfig, data: Pre
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
+SCORES_FILE = "scores.json"
 EXPORT_DIR = "export"
 EXPORT_FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
 EXPORT_SOURCE = "exported_from.json"
@@ -212,31 +213,53 @@ def _save_best(run: trainer.Trainer, score: float) -> Dict[str, Any]:
   return best
 
 
-def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], float]) -> List[Dict]:
+def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], Optional[float]]
+                       ) -> List[Dict]:
   """Trains in save_checkpoints_steps chunks; after each, scores the model (lower is better) and
   keeps it in output_dir/best/ when it is the best so far. Returns the history of scores.
 
-  The best score survives a restart (output_dir/best/best.json), so a resumed run keeps it.
+  The best score and the steps scored survive a restart (best/best.json, best/scores.json): a
+  checkpoint saved but not scored before a crash is scored on resume, as it would have been.
   Only the chief writes best/; under multi-worker training every worker scores the model.
   """
   config = run.config
   chief = trainer.is_chief(run.strategy)
   best = read_best(config.output_dir)
+  scores_path = os.path.join(config.output_dir, BEST_DIR, SCORES_FILE)
+  scored = io_utils.read_json(scores_path) if tf.io.gfile.exists(scores_path) else []
   if chief and tf.io.gfile.isdir(os.path.join(config.output_dir, BEST_DIR)):
     _remove_checkpoints_but(os.path.join(config.output_dir, BEST_DIR),
                             best["checkpoint"] if best else None)
   history = []
+
+  def keep_if_best(score: float) -> None:
+    nonlocal best
+    history.append({"step": run.step, "loss": score})
+    if (best is None or score < best["loss"]) and chief:
+      best = _save_best(run, score)
+      logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
+                   best["checkpoint"])
+    if chief:  # after best/: a crash in between only means scoring this step again
+      scored.append(run.step)
+      io_utils.write_json_atomic(scores_path, scored)
+
   with trainer.sigterm_requests():  # one arriving while scoring stops the next chunk
+    at_chunk_end = (run.step % config.save_checkpoints_steps == 0
+                    or run.step == config.num_train_steps)
+    if run.step and at_chunk_end and run.step not in scored:
+      score = score_fn()
+      if score is None:  # the training loss of the steps before the restart is gone
+        logging.warning("Step %d was saved but not scored before the run stopped, and cannot "
+                        "be scored without --do_eval.", run.step)
+      else:
+        logging.info("Step %d was saved but not scored before the run stopped: scoring it.",
+                     run.step)
+        keep_if_best(score)
     while run.step < config.num_train_steps:
       stop = min(run.step + config.save_checkpoints_steps
                  - run.step % config.save_checkpoints_steps, config.num_train_steps)
       run.train(stop_at_step=stop)
-      score = score_fn()
-      history.append({"step": run.step, "loss": score})
-      if (best is None or score < best["loss"]) and chief:
-        best = _save_best(run, score)
-        logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
-                     best["checkpoint"])
+      keep_if_best(score_fn())
   return history
 
 

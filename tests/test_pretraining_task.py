@@ -221,25 +221,28 @@ def test_best_model_is_always_complete_and_survives_a_crash(pretrained, tmp_path
         pretraining_task.PretrainingData(pretrained.pattern, SEQ, PREDICTIONS), train_config,
         None, seed=1)
 
-  scores = iter([3.0, 2.0, 1.0])
+  losses = {10: 3.0, 20: 2.0, 30: 1.0}
   first = resume()
   real_write = io_utils.write_json_atomic
 
   def crash_on_second_best(path, obj, *args):
-    if obj.get("step") == 20:
+    if isinstance(obj, dict) and obj.get("step") == 20:
       raise KeyboardInterrupt("killed after the checkpoint, before best.json")
     real_write(path, obj, *args)
 
   monkeypatch.setattr(pretraining_task.io_utils, "write_json_atomic", crash_on_second_best)
   with pytest.raises(KeyboardInterrupt):
-    pretraining_task.train_keeping_best(first, lambda: next(scores))
+    pretraining_task.train_keeping_best(first, lambda: losses[first.step])
   best = pretraining_task.read_best(str(tmp_path))
   assert best["step"] == 10 and best["loss"] == 3.0
   tf.train.Checkpoint(model=first.model).read(best["checkpoint"]).assert_consumed()
   monkeypatch.setattr(pretraining_task.io_utils, "write_json_atomic", real_write)
-  history = pretraining_task.train_keeping_best(resume(), lambda: next(scores))
-  assert history == [{"step": 30, "loss": 1.0}]
+  second = resume()
+  history = pretraining_task.train_keeping_best(second, lambda: losses[second.step])
+  # Step 20 was saved but never scored: the resumed run scores it first, as it would have.
+  assert history == [{"step": 20, "loss": 2.0}, {"step": 30, "loss": 1.0}]
   best = pretraining_task.read_best(str(tmp_path))
   assert best["step"] == 30
   assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
-      "best.json", "ckpt-30.data-00000-of-00001", "ckpt-30.index"]
+      "best.json", "ckpt-30.data-00000-of-00001", "ckpt-30.index", "scores.json"]
+  assert io_utils.read_json(str(tmp_path / "best" / "scores.json")) == [10, 20, 30]

@@ -110,7 +110,8 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
           f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
           "--do_train=True", "--keep_best_by_loss=True", "--train_batch_size=16",
           "--learning_rate=2e-3", "--num_train_steps=60", "--num_warmup_steps=5",
-          "--save_checkpoints_steps=5", "--iterations_per_loop=5"]
+          "--save_checkpoints_steps=5", "--iterations_per_loop=5", "--do_eval=True",
+          "--eval_batch_size=16", "--max_eval_steps=2"]
   uninterrupted = _start(tmp_path / "straight.log", *args, f"--output_dir={straight}")
   try:
     processes.kill_preempt_kill(lambda log: _start(log, *args, f"--output_dir={resumed}"),
@@ -122,12 +123,15 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
   finally:
     processes.stop(uninterrupted)
   processes.assert_same_final_checkpoint(straight, resumed)
-  # best/ holds one complete checkpoint, the one best.json names.
-  best = pretraining_task.read_best(str(resumed))
+  # best/ holds one complete checkpoint, the one best.json names, and the same model as the
+  # uninterrupted run's: every chunk was scored, even one killed between its save and its score.
+  best, expected = (pretraining_task.read_best(str(d)) for d in (resumed, straight))
+  assert best["step"] == expected["step"] and abs(best["loss"] - expected["loss"]) < 1e-4
   assert best["checkpoint"] == str(resumed / "best" / f"ckpt-{best['step']}")
   assert sorted(p.name for p in (resumed / "best").iterdir()) == [
-      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index"]
-  assert processes.model_weights(best["checkpoint"])
+      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index",
+      "scores.json"]
+  processes.assert_same_weights(expected["checkpoint"], best["checkpoint"])
 
 
 def test_data_made_with_other_lengths_is_refused_early(tmp_path):
