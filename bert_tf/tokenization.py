@@ -4,8 +4,8 @@
 same tokens as google-research/bert's tokenization.py for any Unicode text. The speed comes from
 doing each pass over the whole text in C (`str.translate`, `str.lower`, `unicodedata.normalize`,
 `str.split`) with character classes decided once per code point and cached, a WordPiece search
-that tries no piece longer than the vocab's longest one with the same first character, and a
-per-word cache in `FullTokenizer`.
+that tries no piece longer than the vocab's longest one with the same first character, and
+per-word and per-chunk (text between whitespace) caches in `FullTokenizer`.
 
 Why whole-text passes give the same tokens as google-research's per-token ones: every rule it
 applies per character (cleaning, CJK spacing, punctuation splitting, accent dropping) is context
@@ -219,7 +219,8 @@ class WordpieceTokenizer:
 
   Pieces after the first carry the "##" prefix. A word longer than `max_input_chars_per_word`
   characters, or with any position that no vocab piece matches, becomes the single `unk_token`.
-  `vocab` is read once here: changing it afterwards is not supported.
+  `vocab`, `unk_token` and `max_input_chars_per_word` are read once here: changing them afterwards
+  is not supported.
   """
 
   def __init__(self, vocab: Mapping[str, int], unk_token: str = "[UNK]",
@@ -232,6 +233,7 @@ class WordpieceTokenizer:
     # The longest piece starting with each character: the search need not try longer ones.
     self._longest_first_piece = _longest_by_first_char(vocab)
     self._longest_next_piece = _longest_by_first_char(self._next_pieces)
+    self.word_pieces = self._make_word_pieces()
 
   def tokenize(self, text: Union[str, bytes]) -> List[str]:
     """Returns the pieces of each whitespace-separated word of `text`, in order."""
@@ -242,52 +244,75 @@ class WordpieceTokenizer:
 
   def tokenize_word(self, word: str) -> List[str]:
     """Returns the pieces of one word (a string without whitespace)."""
-    length = len(word)
-    if length > self.max_input_chars_per_word:
-      return [self.unk_token]
-    vocab = self.vocab
-    if word in vocab:
-      return [word]
-    end = min(length - 1, self._longest_first_piece.get(word[0], 0))
-    while end > 0 and word[:end] not in vocab:
-      end -= 1
-    if end == 0:
-      return [self.unk_token]
-    pieces = [word[:end]]
+    return list(self.word_pieces(word))
+
+  def _make_word_pieces(self) -> Callable[[str], Tuple[str, ...]]:
+    """The WordPiece search as a closure over locals, which Python reads faster than attributes.
+
+    Returns tuples, which `FullTokenizer` caches and shares between words and chunks.
+    """
+    vocab = frozenset(self.vocab)
     next_pieces = self._next_pieces
-    longest_next_piece = self._longest_next_piece
-    start = end
-    while start < length:
-      end = min(length, start + longest_next_piece.get(word[start], 0))
-      while end > start and word[start:end] not in next_pieces:
+    longest_first_piece = self._longest_first_piece.get
+    longest_next_piece = self._longest_next_piece.get
+    max_chars = self.max_input_chars_per_word
+    unknown = (self.unk_token,)
+
+    def word_pieces(word: str) -> Tuple[str, ...]:
+      length = len(word)
+      if length > max_chars:
+        return unknown
+      if word in vocab:
+        return (word,)
+      end = longest_first_piece(word[0], 0)
+      if end >= length:
+        end = length - 1
+      while end > 0 and word[:end] not in vocab:
         end -= 1
-      if end == start:
-        return [self.unk_token]
-      pieces.append("##" + word[start:end])
+      if end == 0:
+        return unknown
+      pieces = [word[:end]]
       start = end
-    return pieces
+      while start < length:
+        end = start + longest_next_piece(word[start], 0)
+        if end > length:
+          end = length
+        while end > start and word[start:end] not in next_pieces:
+          end -= 1
+        if end == start:
+          return unknown
+        pieces.append("##" + word[start:end])
+        start = end
+      return tuple(pieces)
+
+    return word_pieces
 
 
-class _WordPieceCache(dict):
-  """word -> its WordPiece tokens, computed on first lookup; emptied when it reaches `max_size`."""
+class _Memo(dict):
+  """key -> `compute(key)`, computed on first lookup; emptied when it reaches `max_size`."""
 
-  def __init__(self, wordpiece_tokenizer: WordpieceTokenizer, max_size: int):
+  def __init__(self, compute: Callable[[str], Tuple[str, ...]], max_size: int):
     super().__init__()
-    self._wordpiece_tokenizer = wordpiece_tokenizer
+    self._compute = compute
     self._max_size = max_size
 
-  def __missing__(self, word: str) -> Tuple[str, ...]:
+  def __missing__(self, key: str) -> Tuple[str, ...]:
     if len(self) >= self._max_size:
       self.clear()
-    pieces = tuple(self._wordpiece_tokenizer.tokenize_word(word))
-    self[word] = pieces
-    return pieces
+    value = self[key] = self._compute(key)
+    return value
+
+
+# Characters that `str.split` splits on but google-research deletes (controls, category Cc), so
+# "a\x0bb" is one word to it. Text without them splits into the same words chunk by chunk.
+_SPLIT_BUT_DROPPED = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 
 
 class FullTokenizer:
   """Text to WordPiece tokens: `BasicTokenizer` then `WordpieceTokenizer`, plus id conversion.
 
-  Remembers the pieces of up to `_WORD_CACHE_SIZE` distinct words, since words repeat.
+  Remembers the tokens of up to `_WORD_CACHE_SIZE` distinct words, and as many distinct
+  whitespace-separated chunks of text, since both repeat.
   """
 
   _WORD_CACHE_SIZE = 1 << 18
@@ -297,12 +322,46 @@ class FullTokenizer:
     self.inv_vocab = {index: token for token, index in self.vocab.items()}
     self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
     self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
-    self._word_pieces = _WordPieceCache(self.wordpiece_tokenizer, self._WORD_CACHE_SIZE)
+    self._word_pieces = _Memo(self.wordpiece_tokenizer.word_pieces, self._WORD_CACHE_SIZE)
+    self._chunk_pieces: Dict[str, Tuple[str, ...]] = {}
 
   def tokenize(self, text: Union[str, bytes]) -> List[str]:
     """Returns the WordPiece tokens of `text`."""
-    words = self.basic_tokenizer.tokenize(text)
-    return list(itertools.chain.from_iterable(map(self._word_pieces.__getitem__, words)))
+    text = convert_to_unicode(text)
+    word_pieces = self._word_pieces
+    if not text.isprintable() and _SPLIT_BUT_DROPPED.search(text):
+      # Deleting these joins the chunks either side of them into one word: whole text at once.
+      words = self.basic_tokenizer.tokenize(text)
+      return list(itertools.chain.from_iterable(map(word_pieces.__getitem__, words)))
+    # Every rule of BasicTokenizer is local to a chunk between whitespace (see the module
+    # docstring), and the whitespace it splits on is what `str.split` splits on, less the
+    # characters above. So each chunk's tokens are remembered too: a known chunk costs one
+    # lookup instead of cleaning, punctuation splitting and a lookup per word. With the
+    # closure WordPiece search, a fresh tokenizer on the Korean corpus: 0.42 s -> 0.36 s.
+    chunk_pieces = self._chunk_pieces
+    tokens = []
+    for chunk in text.split():
+      pieces = chunk_pieces.get(chunk)
+      if pieces is None:
+        if len(chunk_pieces) >= self._WORD_CACHE_SIZE:
+          chunk_pieces.clear()
+        if self.basic_tokenizer.do_lower_case:
+          words = self.basic_tokenizer.tokenize(chunk)
+        else:
+          words = chunk.translate(_CLEAN_SPLIT_PUNCTUATION).split()
+        if len(words) == 1:  # Most chunks: share the word's tuple, searched here if new.
+          word = words[0]
+          if word in word_pieces:
+            pieces = word_pieces[word]
+          else:
+            if len(word_pieces) >= self._WORD_CACHE_SIZE:
+              word_pieces.clear()
+            pieces = word_pieces[word] = self.wordpiece_tokenizer.word_pieces(word)
+        else:
+          pieces = tuple(itertools.chain.from_iterable(map(word_pieces.__getitem__, words)))
+        chunk_pieces[chunk] = pieces
+      tokens += pieces
+    return tokens
 
   def convert_tokens_to_ids(self, tokens: Iterable[str]) -> List[int]:
     """Maps tokens to vocab ids."""

@@ -132,6 +132,31 @@ def test_rules_give_google_research_tokens(vocab_file):
   assert cased.tokenize("xq") == ["[UNK]"]  # One unmatched position makes the whole word [UNK].
 
 
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_chunk_path_and_whole_text_path_match_reference(vocab_file, do_lower_case):
+  """FullTokenizer caches the tokens of each whitespace-separated chunk, except in text with a
+  control that `str.split` splits on but google-research deletes, which it takes whole."""
+  isspace_dropped = "".join(
+      chr(cp) for cp in range(0x110000) if chr(cp).isspace() and
+      reference.BasicTokenizer()._clean_text(chr(cp)) == "")
+  assert isspace_dropped == "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+  assert all(tokenization._SPLIT_BUT_DROPPED.fullmatch(c) for c in isspace_dropped)
+  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  ref = reference_tokenizer(vocab_file, do_lower_case)
+  chunks = ["한국어", "Café!", "a\u200bb", "a\ufffdb", "(한)", "¿Qué?", "«oui»", "a_b", "x-y", "5€",
+            "$5.00", "中文b", "a中", "ΑΣ.", "ΟΔΟΣ", "e\u0301", "[CLS]", "unaffable", "xq", "👍🏽"]
+  separators = [" ", "\t", "\n", "\r", "\u00a0", "\u3000", "\u2009", "\u2028", "\u2029", "  "]
+  rng = random.Random(7)
+  for _ in range(300):
+    parts = [rng.choice(chunks) for _ in range(rng.randrange(1, 6))]
+    text = "".join(p + rng.choice(separators) for p in parts)
+    for control in ["", *isspace_dropped]:  # "": all chunks; otherwise the whole-text path.
+      joined = text.replace(" ", control, 1) if control else text
+      assert ours.tokenize(joined) == ref.tokenize(joined), repr(joined)
+  # The same chunk, seen again (cached), beside different neighbours.
+  assert ours.tokenize("Café! Café!\x0bCafé!") == ref.tokenize("Café! Café!\x0bCafé!")
+
+
 def test_wordpiece_tokenizer_matches_reference(vocab_file):
   vocab = tokenization.load_vocab(vocab_file)
   rng = random.Random(0)
