@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as vocab_learner
 
-from bert_tf import input_pipeline, io_utils, tokenization
+from bert_tf import input_pipeline, io_utils, script_flags, tokenization
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -102,17 +102,18 @@ def define_flags() -> None:
 
 
 def main(_) -> None:
-  learn, held_out = split_lines(read_lines(FLAGS.input_file), FLAGS.sample_fraction,
-                                FLAGS.held_out_lines, FLAGS.seed)
-  vocab = learn_vocab(learn, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused)
-  write_vocab(vocab, FLAGS.output_file)
-  logging.info("Wrote %d tokens to %s (learned from %d lines)", len(vocab), FLAGS.output_file,
-               len(learn))
-  if held_out:
-    report = tokenization_report(FLAGS.output_file, FLAGS.do_lower_case, held_out)
-    io_utils.write_json_atomic(FLAGS.output_file + ".report.json", report)
-    logging.info("On %d held-out lines: [UNK] rate %.4f, %.2f tokens per word.", len(held_out),
-                 report["unk_rate"], report["tokens_per_word"])
+  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+    learn, held_out = split_lines(read_lines(FLAGS.input_file), FLAGS.sample_fraction,
+                                  FLAGS.held_out_lines, FLAGS.seed)
+    vocab = learn_vocab(learn, FLAGS.vocab_size, FLAGS.do_lower_case, FLAGS.num_unused)
+    write_vocab(vocab, FLAGS.output_file)
+    logging.info("Wrote %d tokens to %s (learned from %d lines)", len(vocab), FLAGS.output_file,
+                 len(learn))
+    if held_out:
+      report = tokenization_report(FLAGS.output_file, FLAGS.do_lower_case, held_out)
+      io_utils.write_json_atomic(FLAGS.output_file + ".report.json", report)
+      logging.info("On %d held-out lines: [UNK] rate %.4f, %.2f tokens per word.", len(held_out),
+                   report["unk_rate"], report["tokens_per_word"])
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import input_pipeline, io_utils
+from bert_tf import input_pipeline, io_utils, script_flags
 
 # Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
 # pictographs extended-A, regional indicators (flags), misc symbols, dingbats, plus the joiners
@@ -221,8 +221,9 @@ def define_flags() -> None:
 
 
 def main(_) -> None:
-  counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
-  logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
+  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
+    logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras
 from absl import app, flags, logging
 
-from bert_tf import checkpoints, io_utils
+from bert_tf import checkpoints, io_utils, script_flags
 from bert_tf.configs import BertConfig
 
 TF1_PREFIX = "bert_model.ckpt"
@@ -126,10 +126,11 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file)
+  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import clean_text, input_pipeline, io_utils, tokenization
+from bert_tf import clean_text, input_pipeline, io_utils, script_flags, tokenization
 
 Document = List[List[int]]  # segments (sentences) of token ids
 
@@ -579,16 +579,17 @@ def define_flags() -> None:
 
 
 def main(_) -> None:
-  given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
-  config = DataConfig(
-      input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
-      do_lower_case=tokenization.resolve_do_lower_case(FLAGS.vocab_file, given),
-      do_whole_word_mask=FLAGS.do_whole_word_mask, max_seq_length=FLAGS.max_seq_length,
-      max_predictions_per_seq=FLAGS.max_predictions_per_seq, random_seed=FLAGS.random_seed,
-      dupe_factor=FLAGS.dupe_factor, masked_lm_prob=FLAGS.masked_lm_prob,
-      short_seq_prob=FLAGS.short_seq_prob, num_output_shards=FLAGS.num_output_shards,
-      documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean)
-  create_pretraining_data(config, FLAGS.num_workers)
+  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+    given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
+    config = DataConfig(
+        input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
+        do_lower_case=tokenization.resolve_do_lower_case(FLAGS.vocab_file, given),
+        do_whole_word_mask=FLAGS.do_whole_word_mask, max_seq_length=FLAGS.max_seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq, random_seed=FLAGS.random_seed,
+        dupe_factor=FLAGS.dupe_factor, masked_lm_prob=FLAGS.masked_lm_prob,
+        short_seq_prob=FLAGS.short_seq_prob, num_output_shards=FLAGS.num_output_shards,
+        documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean)
+    create_pretraining_data(config, FLAGS.num_workers)
 
 
 if __name__ == "__main__":

@@ -161,13 +161,14 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  modeling.set_mixed_precision(f.mixed_precision)
-  extract_features(f.input_file, f.output_file, f.init_checkpoint, f.vocab_file,
-                   f.bert_config_file, f.layers, f.max_seq_length, f.batch_size,
-                   f.do_lower_case if f["do_lower_case"].present else None)
+  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    modeling.set_mixed_precision(f.mixed_precision)
+    extract_features(f.input_file, f.output_file, f.init_checkpoint, f.vocab_file,
+                     f.bert_config_file, f.layers, f.max_seq_length, f.batch_size,
+                     f.do_lower_case if f["do_lower_case"].present else None)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import hashlib
 import os
 import pathlib
 import random
+import subprocess
+import sys
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
@@ -282,3 +284,21 @@ def test_data_made_with_another_vocab_is_named(english, tmp_path):
                                        rf"{english.vocab_file} .*--vocab_file={other}"):
     cpd.check_data_vocab(metadata["files"][0], str(other))
   cpd.check_data_vocab(str(tmp_path / "records-without-metadata"), str(other))
+
+
+def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
+  """The tool prints a bad flag as one `error:` line, not a traceback, before writing anything."""
+  text = tmp_path / "text.txt"
+  text.write_text("한국어 문장입니다.\n\n또 다른 문서입니다.\n", encoding="utf-8")
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Seoul", "서울"]) + "\n",
+                   encoding="utf-8")
+  result = subprocess.run(
+      [sys.executable, "-m", "bert_tf.create_pretraining_data", f"--input_file={text}",
+       f"--output_file={tmp_path / 'out' / 'data.tfrecord'}", f"--vocab_file={vocab}",
+       "--do_lower_case=True"], cwd=pathlib.Path(__file__).resolve().parent.parent,
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert "error: --do_lower_case=True does not match the vocab" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "out").exists()
