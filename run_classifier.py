@@ -17,8 +17,11 @@ from typing import Any, Dict
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import (classifier_data, classifier_metrics, classifier_task, distribution,
-                     script_flags)
+from bert_tf import script_flags
+from bert_tf.data import classifier as classifier_data
+from bert_tf.tasks import classifier_metrics
+from bert_tf.tasks import classifier as classifier_task
+from bert_tf.training import distribution
 
 FLAGS = flags.FLAGS
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "classifier")

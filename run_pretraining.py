@@ -21,8 +21,11 @@ import time
 
 from absl import app, flags, logging
 
-from bert_tf import (build_vocab, checkpoints, clean_text, distribution, input_pipeline,
-                     io_utils, pretraining_task, script_flags, tokenization, trainer)
+from bert_tf import build_vocab, checkpoints, clean_text, io_utils, script_flags, tokenization
+from bert_tf.training import distribution
+from bert_tf.data import pipeline as input_pipeline
+from bert_tf.tasks import pretraining as pretraining_task
+from bert_tf.training import trainer
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 

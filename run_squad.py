@@ -12,7 +12,11 @@ import time
 
 from absl import app, flags, logging
 
-from bert_tf import distribution, evaluate, script_flags, squad, squad_task, trainer
+from bert_tf import evaluate, script_flags
+from bert_tf.training import distribution
+from bert_tf.data import squad
+from bert_tf.tasks import squad as squad_task
+from bert_tf.training import trainer
 
 FLAGS = flags.FLAGS
 SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data")

@@ -25,7 +25,9 @@ import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_step  # noqa: E402
-from bert_tf import modeling, squad_task, trainer  # noqa: E402
+from bert_tf import modeling  # noqa: E402
+from bert_tf.training import trainer  # noqa: E402
+from bert_tf.tasks import squad as squad_task
 from bert_tf.configs import BertConfig  # noqa: E402
 
 SEQ_LENGTH = 384

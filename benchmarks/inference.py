@@ -25,7 +25,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import export, modeling, squad, tokenization  # noqa: E402
+from bert_tf import export, modeling, tokenization  # noqa: E402
+from bert_tf.data import squad
 from bert_tf.configs import BertConfig  # noqa: E402
 
 SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64

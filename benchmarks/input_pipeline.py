@@ -28,7 +28,9 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_step  # noqa: E402
-from bert_tf import classifier_data, input_pipeline, squad  # noqa: E402
+from bert_tf.data import squad  # noqa: E402
+from bert_tf.data import classifier as classifier_data
+from bert_tf.data import pipeline as input_pipeline
 
 SEQ_LENGTH, BATCH_SIZE, NUM_SHARDS = 128, 32, 8
 

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from official.nlp.data import squad_lib  # noqa: E402  (after the log-level variable)
 
 from benchmarks import common  # noqa: E402
-from bert_tf import squad  # noqa: E402
+from bert_tf.data import squad  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
 
 DATA = common.DATA

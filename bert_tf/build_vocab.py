@@ -18,7 +18,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as vocab_learner
 
-from bert_tf import input_pipeline, io_utils, script_flags, tokenization
+from bert_tf import io_utils, script_flags, tokenization
+from bert_tf.data import pipeline as input_pipeline
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

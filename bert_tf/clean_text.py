@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import input_pipeline, io_utils, script_flags
+from bert_tf import io_utils, script_flags
+from bert_tf.data import pipeline as input_pipeline
 
 # Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
 # pictographs extended-A, regional indicators (flags), misc symbols, dingbats, plus the joiners

@@ -40,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import clean_text, input_pipeline, io_utils, script_flags, tokenization
+from bert_tf import clean_text, io_utils, script_flags, tokenization
+from bert_tf.data import pipeline as input_pipeline
 
 Document = List[List[int]]  # segments (sentences) of token ids
 

@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from absl import logging
 
-from bert_tf import io_utils, squad
+from bert_tf import io_utils
+from bert_tf.data import squad
 
 METRICS = ("squad1", "squad2", "korquad1")
 _PUNCTUATION = frozenset(string.punctuation)

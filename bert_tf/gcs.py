@@ -26,7 +26,8 @@ import tensorflow as tf
 from absl import logging
 from google.cloud import storage
 
-from bert_tf import distribution, io_utils
+from bert_tf import io_utils
+from bert_tf.training import distribution
 
 GCS_PREFIX = distribution.GCS_PREFIX
 # Resumable uploads send chunks of a multiple of 256 KiB (a GCS rule); 8 MiB keeps retries cheap.

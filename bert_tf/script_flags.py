@@ -14,7 +14,9 @@ from absl import app, flags, logging
 import tensorflow as tf
 from google.cloud import storage
 
-from bert_tf import checkpoints, distribution, gcs, io_utils, modeling, tokenization, trainer
+from bert_tf import checkpoints, gcs, io_utils, modeling, tokenization
+from bert_tf.training import distribution
+from bert_tf.training import trainer
 from bert_tf.configs import BertConfig
 
 FLAGS = flags.FLAGS

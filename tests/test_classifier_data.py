@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import classifier_data, tokenization
+from bert_tf import tokenization
+from bert_tf.data import classifier as classifier_data
 from conftest import PROJECT_ROOT, shared_path
 
 VOCAB = str(PROJECT_ROOT / "sample_data" / "classifier" / "vocab.txt")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bert_tf import classifier_metrics as metrics
+from bert_tf.tasks import classifier_metrics as metrics
 
 # TP 3 (examples 0, 1, 6), FN 1 (2), FP 1 (4), TN 3 (3, 5, 7).
 BINARY_LABELS = [1, 1, 1, 0, 0, 0, 1, 0]

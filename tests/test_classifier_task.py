@@ -14,8 +14,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import (classifier_data, classifier_task, configs, modeling, script_flags,
-                     tokenization, trainer)
+from bert_tf import configs, modeling, script_flags, tokenization
+from bert_tf.data import classifier as classifier_data
+from bert_tf.tasks import classifier as classifier_task
+from bert_tf.training import trainer
 from conftest import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "sample_data" / "classifier"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import distribution
-from bert_tf.distribution import StrategyConfig
+from bert_tf.training import distribution
+from bert_tf.training.distribution import StrategyConfig
 
 from conftest import NUM_LOGICAL_CPUS, PROJECT_ROOT
 
@@ -259,7 +259,7 @@ def test_multi_worker_mirrored_reads_tf_config() -> None:
   script = textwrap.dedent("""
       import json
       import tensorflow as tf
-      from bert_tf import distribution
+      from bert_tf.training import distribution
       strategy = distribution.resolve_strategy(
           distribution.StrategyConfig(distribution_strategy="multi_worker_mirrored"))
       resolver = strategy.cluster_resolver
@@ -379,7 +379,10 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     import tf_keras
-    from bert_tf import configs, distribution, input_pipeline, modeling, trainer
+    from bert_tf import configs, modeling
+    from bert_tf.training import distribution
+    from bert_tf.data import pipeline as input_pipeline
+    from bert_tf.training import trainer
 
     output_dir, records, strategy_name, weights_file = sys.argv[1:5]
     strategy = distribution.resolve_strategy(

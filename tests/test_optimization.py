@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import optimization
+from bert_tf.training import optimization
 
 
 def test_google_schedule_warms_up_then_drops_and_decays_from_step_zero():

@@ -9,9 +9,14 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import build_vocab, checkpoints, classifier_task, io_utils, modeling, pretraining_task
+from bert_tf import build_vocab, checkpoints, io_utils, modeling
+from bert_tf.tasks import classifier as classifier_task
+from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf import create_pretraining_data as cpd
-from bert_tf import squad, squad_task, tokenization, trainer
+from bert_tf import tokenization
+from bert_tf.data import squad
+from bert_tf.tasks import squad as squad_task
+from bert_tf.training import trainer
 from bert_tf.configs import BertConfig
 from tests.conftest import shared_path
 from tests.test_run_pretraining import PREDICTIONS, SAMPLE, SEQ, write_data

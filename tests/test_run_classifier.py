@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-from bert_tf import classifier_task
+from bert_tf.tasks import classifier as classifier_task
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import create_pretraining_data as cpd
-from bert_tf import pretraining_task, tokenization
+from bert_tf import tokenization
+from bert_tf.tasks import pretraining as pretraining_task
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

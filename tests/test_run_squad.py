@@ -10,7 +10,10 @@ import sys
 import pytest
 import tensorflow as tf
 
-from bert_tf import configs, squad, squad_task, tokenization, trainer
+from bert_tf import configs, tokenization
+from bert_tf.data import squad
+from bert_tf.tasks import squad as squad_task
+from bert_tf.training import trainer
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from official.nlp.data import squad_lib
 import pytest
 import tensorflow as tf
 
-from bert_tf import squad
+from bert_tf.data import squad
 from bert_tf import tokenization
 
 from conftest import shared_path

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, input_pipeline, modeling, trainer
+from bert_tf import configs, modeling
+from bert_tf.data import pipeline as input_pipeline
+from bert_tf.training import trainer
 
 SEQ_LENGTH = 16
 TINY = configs.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,

@@ -32,7 +32,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import input_pipeline, io_utils, tokenization
+from bert_tf import io_utils, tokenization
+from bert_tf.data import pipeline as input_pipeline
 
 FEATURE_FORMAT = "bert_tf.classifier_features/1"
 TASK_NAMES = ("cola", "csv", "mnli", "mrpc", "nsmc", "tsv", "xnli")

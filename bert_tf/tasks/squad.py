@@ -11,7 +11,10 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, input_pipeline, modeling, squad, trainer
+from bert_tf import checkpoints, modeling
+from bert_tf.data import pipeline as input_pipeline
+from bert_tf.data import squad
+from bert_tf.training import trainer
 from bert_tf.configs import BertConfig
 
 

@@ -14,8 +14,9 @@ import tf_keras
 from absl import logging
 from google.protobuf import message
 
-from bert_tf import (checkpoints, convert_checkpoint, input_pipeline, io_utils, modeling,
-                     trainer)
+from bert_tf import checkpoints, convert_checkpoint, io_utils, modeling
+from bert_tf.data import pipeline as input_pipeline
+from bert_tf.training import trainer
 from bert_tf.configs import BertConfig
 
 METRICS = ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from absl import logging
 import tensorflow as tf
 
-from bert_tf import input_pipeline
+from bert_tf.data import pipeline as input_pipeline
 from bert_tf import io_utils
 from bert_tf import tokenization
 

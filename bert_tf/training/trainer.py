@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import optimization
+from bert_tf.training import optimization
 
 Features = Dict[str, tf.Tensor]
 ModelFn = Callable[[], tf_keras.Model]

@@ -27,8 +27,12 @@ import tf_keras
 from absl import logging
 from matplotlib.figure import Figure
 
-from bert_tf import (checkpoints, classifier_data, classifier_metrics, distribution,
-                     input_pipeline, io_utils, modeling, tokenization, trainer)
+from bert_tf import checkpoints, io_utils, modeling, tokenization
+from bert_tf.data import classifier as classifier_data
+from bert_tf.tasks import classifier_metrics
+from bert_tf.training import distribution
+from bert_tf.data import pipeline as input_pipeline
+from bert_tf.training import trainer
 from bert_tf.configs import BertConfig
 
 STATE_FILE = "classifier_state.json"

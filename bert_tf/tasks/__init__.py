@@ -1,0 +1,1 @@
+"""SQuAD, classifier and pretraining: three Tasks of one shape (tasks/task.py)."""
