@@ -269,3 +269,6 @@ def user_errors() -> Iterator[None]:
     yield
   except (ValueError, FileNotFoundError, app.UsageError) as e:  # PreflightError is a ValueError
     raise SystemExit(f"error: {e}") from e
+  except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.AlreadyExistsError,
+          tf.errors.FailedPreconditionError) as e:  # tf.io.gfile on a missing or locked path
+    raise SystemExit(f"error: {e.message}") from e

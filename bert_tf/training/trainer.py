@@ -31,6 +31,9 @@ LossFn = Callable[[Features, Dict[str, tf.Tensor]], tf.Tensor]
 DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
 
 GRADIENT_CLIP_NORM = 1.0
+# TensorBoard summary directories in output_dir: training scalars, and evaluations.
+TRAIN_DIR = "train"
+EVAL_DIR = "eval"
 
 
 @dataclasses.dataclass
@@ -192,8 +195,12 @@ class Trainer:
       self.optimizer = optimizer
       # Creates the slot variables now, so a checkpoint restores them instead of deferring.
       self.optimizer._create_all_weights(self.model.trainable_variables)  # pylint: disable=protected-access
+    # The sum of the training losses of every step so far, checkpointed with the step, so the
+    # mean loss of a stretch of steps is exact even when a restart cut it in two.
+    self._loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_sum")
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                          dropout_generators=dropout_generators)
+                                          dropout_generators=dropout_generators,
+                                          loss_sum=self._loss_sum)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         step_counter=self.optimizer.iterations)
@@ -232,6 +239,11 @@ class Trainer:
   @property
   def step(self) -> int:
     return int(self.optimizer.iterations.numpy())
+
+  @property
+  def loss_sum(self) -> float:
+    """The sum of the losses of all steps trained so far (restored from checkpoints)."""
+    return float(self._loss_sum.numpy())
 
   def _gradients_fn(self, features: Features):
     """Per-replica loss and gradients (the part worth compiling with XLA)."""
@@ -294,7 +306,7 @@ class Trainer:
       return self.model
     iterator = self._distributed_dataset()
     chief = is_chief(self.strategy)
-    writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, "train"))
+    writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, TRAIN_DIR))
               if chief else tf.summary.create_noop_writer())
     progress = Progress(self.step, config.num_train_steps, config.train_batch_size)
     logging.info("Training from step %d to %d, global batch %d on %d replica(s).", self.step,
@@ -308,6 +320,7 @@ class Trainer:
         steps = min(self._steps_to_next_stop(), last_step - self.step)
         loss = float(self._train_loop(iterator, tf.constant(steps)))
         loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
+        self._loss_sum.assign_add(loss * steps)
         step = self.step
         if not math.isfinite(loss):
           raise NonFiniteLossError(
