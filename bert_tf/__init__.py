@@ -1,3 +1,13 @@
 """bert_tf: a TensorFlow 2 / Keras BERT pipeline, TPU-first, compatible with google-research/bert."""
 
+import os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up lines (CUDA stubs and "failed call to cuInit" on machines without a
+# GPU, oneDNN and CPU-feature notes) are noise to every user of the scripts. TensorFlow reads
+# TF_CPP_MIN_LOG_LEVEL once, at its first C++ log line, so this must run before TensorFlow is
+# first imported: `python -m bert_tf.<tool>` always does; scripts import bert_tf first. Level 3
+# also hides TensorFlow's later C++ ERROR lines; failures that stop a run still reach Python as
+# exceptions. A value the user set is kept: TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
