@@ -55,3 +55,51 @@ def test_dense_embedding_gradient_updates_like_the_sparse_one(name):
     dense_optimizer.apply_gradients([(tf.convert_to_tensor(gradient), dense_table)])
   np.testing.assert_allclose(dense_table.numpy(), sparse_table.numpy(), rtol=1e-5, atol=1e-6)
   assert not np.allclose(dense_table.numpy(), table)
+
+
+def _reference_adamw(values, gradients, learning_rates, decayed, bias_correction, beta_1=0.9,
+                     beta_2=0.999, epsilon=1e-6, weight_decay_rate=0.01):
+  """google-research's AdamWeightDecayOptimizer, from its documented math, in float64 NumPy.
+
+  m and v are exponential moving averages of g and g^2; the update is m / (sqrt(v) + eps), plus
+  weight_decay_rate * w for decayed variables, times the learning rate. With `bias_correction`
+  (Keras' Adam), the rate is scaled by sqrt(1 - beta_2^t) / (1 - beta_1^t) for the Adam term.
+  The betas are taken as float32 holds them (0.999 is 0.99900001), as TF's variables do: 1 - beta_2
+  is then 1.3e-5 smaller than in exact arithmetic, which would otherwise dominate the comparison.
+  """
+  beta_1, beta_2 = float(np.float32(beta_1)), float(np.float32(beta_2))
+  values = [np.array(v, np.float64) for v in values]
+  m = [np.zeros_like(v) for v in values]
+  v2 = [np.zeros_like(v) for v in values]
+  for t, (step_gradients, lr) in enumerate(zip(gradients, learning_rates), start=1):
+    correction = np.sqrt(1 - beta_2**t) / (1 - beta_1**t) if bias_correction else 1.0
+    for i, g in enumerate(step_gradients):
+      m[i] = beta_1 * m[i] + (1 - beta_1) * g
+      v2[i] = beta_2 * v2[i] + (1 - beta_2) * g * g
+      decay = weight_decay_rate * values[i] if decayed[i] else 0.0
+      values[i] = values[i] - lr * (correction * m[i] / (np.sqrt(v2[i]) + epsilon) + decay)
+  return values
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_adamw_follows_google_research_update_rule(bias_correction):
+  rng = np.random.default_rng(1)
+  names = ["layer/kernel", "layer/bias", "encoder/layer_norm/gamma", "cls/LayerNorm/beta"]
+  decayed = [True, False, False, False]
+  initial = [rng.normal(size=(3, 2)), rng.normal(size=2), rng.normal(size=2), rng.normal(size=2)]
+  variables = [tf.Variable(v.astype(np.float32), name=n) for v, n in zip(initial, names)]
+  steps, warmup, total, peak = 6, 2, 10, 0.05
+  gradients = [[rng.normal(size=v.shape) * 0.1 for v in initial] for _ in range(steps)]
+  optimizer = optimization.create_optimizer(peak, total, warmup, weight_decay_rate=0.01,
+                                            adam_bias_correction=bias_correction)
+  for step_gradients in gradients:
+    optimizer.apply_gradients(
+        [(tf.constant(g, tf.float32), v) for g, v in zip(step_gradients, variables)])
+  # google-research's schedule: linear warmup to `peak`, then linear decay from step 0.
+  learning_rates = [peak * s / warmup if s < warmup else peak * (1 - s / total)
+                    for s in range(steps)]
+  expected = _reference_adamw(initial, gradients, learning_rates, decayed, bias_correction)
+  for variable, value in zip(variables, expected):
+    np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-6)
+  other = _reference_adamw(initial, gradients, learning_rates, decayed, not bias_correction)
+  assert not np.allclose(variables[0].numpy(), other[0], rtol=1e-3)  # the switch matters

@@ -160,3 +160,83 @@ def test_damaged_newest_checkpoint_falls_back_then_fails_clearly(tmp_path, recor
   truncate(2)
   with pytest.raises(ValueError, match=r"No checkpoint in .* can be read: .*ckpt-4, .*ckpt-2"):
     _make_trainer(tf.distribute.get_strategy(), out, records, num_steps=4)
+
+
+@pytest.fixture(scope="module")
+def accumulation_records(tmp_path_factory):
+  path = tmp_path_factory.mktemp("accumulation") / "train.tfrecord"
+  _write_records(path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def full_batch_weights(tmp_path_factory, accumulation_records):
+  """Weights after 4 steps on full batches of 8, one device (the reference for accumulation)."""
+  run = _make_trainer(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                      tmp_path_factory.mktemp("full"), accumulation_records, num_steps=4)
+  run.train()
+  return _weights(run.model), run.loss_sum
+
+
+@pytest.mark.parametrize("replicas,accumulation,jit_compile",
+                         [(1, 4, False), (1, 2, True), (2, 2, False)])
+def test_accumulated_micro_batches_match_full_batches(tmp_path, accumulation_records,
+                                                       full_batch_weights, mirrored_cpus,
+                                                       replicas, accumulation, jit_compile):
+  strategy = mirrored_cpus if replicas == 2 else tf.distribute.OneDeviceStrategy("/cpu:0")
+  run = _make_trainer(strategy, tmp_path, accumulation_records, num_steps=4,
+                      gradient_accumulation_steps=accumulation, jit_compile=jit_compile)
+  run.train()
+  assert run.step == 4  # optimizer steps, not micro-batches
+  weights, loss_sum = full_batch_weights
+  for a, b in zip(weights, _weights(run.model)):
+    np.testing.assert_allclose(b, a, atol=1e-5)
+  np.testing.assert_allclose(run.loss_sum, loss_sum, rtol=1e-5)  # the full batches' losses
+
+
+def test_batch_must_split_into_micro_batches(tmp_path, records):
+  with pytest.raises(ValueError, match=r"train_batch_size=8 .*gradient_accumulation_steps=3"):
+    _make_trainer(tf.distribute.get_strategy(), tmp_path, records,
+                  gradient_accumulation_steps=3)
+
+
+def test_sigterm_and_resume_with_accumulation_match_uninterrupted_run(tmp_path, records,
+                                                                      monkeypatch):
+  strategy = tf.distribute.get_strategy()
+  straight = _make_trainer(strategy, tmp_path / "straight", records,
+                           gradient_accumulation_steps=2)
+  straight.train()
+  update = trainer.Progress.update
+
+  def update_then_sigterm(self, step):
+    if step == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return update(self, step)
+
+  monkeypatch.setattr(trainer.Progress, "update", update_then_sigterm)
+  first = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2,
+                        save_checkpoints_steps=6)
+  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 4 .*ckpt-4"):
+    first.train()
+  monkeypatch.setattr(trainer.Progress, "update", update)
+  second = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2)
+  assert second.step == 4
+  second.train()
+  for a, b in zip(_weights(straight.model), _weights(second.model)):
+    np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_float16_loss_scaling_with_accumulation_matches_full_batches(tmp_path, records):
+  modeling.set_mixed_precision("mixed_float16")
+  try:
+    runs = [_make_trainer(tf.distribute.get_strategy(), tmp_path / str(k), records, num_steps=4,
+                          mixed_precision="mixed_float16", gradient_accumulation_steps=k)
+            for k in (1, 4)]
+    for run in runs:
+      run.train()
+  finally:
+    modeling.set_mixed_precision(None)
+  full, accumulated = runs
+  assert isinstance(accumulated.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+  for a, b in zip(_weights(full.model), _weights(accumulated.model)):
+    np.testing.assert_allclose(b, a, atol=2e-3)

@@ -1,6 +1,14 @@
 """Learning-rate schedule and optimizers for BERT training (google-research semantics).
 
-The optimizers are tf-models-official's AdamWeightDecay and LAMB. The schedule is our own:
+The optimizers are tf-models-official's AdamWeightDecay and LAMB. By default AdamW runs
+google-research's update, which has no bias correction (Jacob Devlin: "mostly an oversight, but
+doesn't really matter when using a reasonable learning rate warmup", google-research/bert#153),
+so its published recipes run the schedule they were tuned with; Keras' Adam, and so tf-models'
+AdamWeightDecay, always corrects (no argument turns it off; keras-team/keras#13577 proposed one
+and was closed). The fused kernel they call takes the correction as arguments: ApplyAdam computes
+lr_t = lr * sqrt(1 - beta2_power) / (1 - beta1_power) (tf.raw_ops.ResourceApplyAdam's
+documentation), so powers of 0 give lr_t = lr, and var -= lr * m / (sqrt(v) + epsilon) is
+google-research's rule, epsilon after the square root. The schedule is our own:
 tf-models' LinearWarmup and PolynomialWarmUp warm up to the *decayed* rate at the end of warmup
 (and PolynomialWarmUp skips step 0), while Google's optimization.py warms up linearly from 0 to
 the full learning rate and then follows a linear decay measured from step 0, so the rate drops
@@ -57,18 +65,41 @@ class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
                 decay_from_warmup_end=self.decay_from_warmup_end)
 
 
+class GoogleAdamWeightDecay(legacy_adamw.AdamWeightDecay):
+  """google-research's AdamWeightDecayOptimizer: AdamW without bias correction.
+
+  Per variable, with g the clipped gradient and lr the schedule's rate:
+  m = beta_1 * m + (1 - beta_1) * g, v = beta_2 * v + (1 - beta_2) * g^2,
+  var -= lr * (m / (sqrt(v) + epsilon) + weight_decay_rate * var), the decay term only for
+  variables not excluded. tf-models' class already applies the decay (from the same var) and the
+  exclusions; this one only zeroes the bias correction, on both the dense and the sparse path.
+  """
+
+  def _prepare_local(self, var_device, var_dtype, apply_state):
+    super()._prepare_local(var_device, var_dtype, apply_state)
+    coefficients = apply_state[(var_device, var_dtype)]
+    no_correction = tf.zeros([], var_dtype)
+    # Dense path: ApplyAdam's lr_t with powers 0 is lr. Sparse path: "lr" is the corrected rate.
+    coefficients.update(beta_1_power=no_correction, beta_2_power=no_correction,
+                        lr=coefficients["lr_t"])
+
+
 def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
                      optimizer: str = "adamw", weight_decay_rate: float = 0.01,
-                     decay_from_warmup_end: bool = False) -> tf_keras.optimizers.Optimizer:
+                     decay_from_warmup_end: bool = False,
+                     adam_bias_correction: bool = False) -> tf_keras.optimizers.Optimizer:
   """AdamW (Google's: eps 1e-6, decay 0.01 except LayerNorm/bias) or LAMB over the schedule.
 
-  Gradients are clipped by global norm (1.0) in the trainer, after the cross-replica sum,
-  so the optimizers here do not clip.
+  AdamW is google-research's (no bias correction) unless `adam_bias_correction`, which gives
+  Keras' bias-corrected Adam with the same decay (bert_tf's default before issue 14). Gradients
+  are clipped by global norm (1.0) in the trainer, after the cross-replica sum, so the
+  optimizers here do not clip.
   """
   schedule = WarmupLinearDecay(learning_rate, num_train_steps, num_warmup_steps,
                                decay_from_warmup_end)
   if optimizer == "adamw":
-    return legacy_adamw.AdamWeightDecay(
+    adam = legacy_adamw.AdamWeightDecay if adam_bias_correction else GoogleAdamWeightDecay
+    return adam(
         learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
         weight_decay_rate=weight_decay_rate,
         exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY, gradient_clip_norm=0.0)

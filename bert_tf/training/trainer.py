@@ -5,6 +5,15 @@ gradients are summed across replicas, clipped by global norm (1.0) and applied, 
 compute exactly what one device computes on the same global batch. Checkpoints hold the model,
 the optimizer and the step; the step is also the data position (see input_pipeline.py), so a
 restarted run continues where the last checkpoint left off.
+
+Gradient accumulation (`gradient_accumulation_steps` K) keeps the dataset as it is: it yields
+one global batch of train_batch_size per optimizer step (so the step is still the data position),
+and each replica splits its share into K micro-batches inside the compiled step, summing their
+gradients in a while loop before the one cross-replica sum, clip and update. Activations are
+held for one micro-batch at a time; checkpoints, SIGTERM saves and resumes fall on step
+boundaries, where no partial sum exists. A loss normalised within its batch (pretraining's MLM
+loss, by the batch's masked-token count) is then normalised per micro-batch, as it already is
+per replica (and per TPU core in google-research).
 """
 
 import contextlib
@@ -21,7 +30,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf.training import optimization
+from bert_tf.training import distribution, optimization
 
 Features = Dict[str, tf.Tensor]
 ModelFn = Callable[[], tf_keras.Model]
@@ -52,6 +61,10 @@ class TrainConfig:
   keep_checkpoint_max: int = 5
   jit_compile: bool = False
   mixed_precision: Optional[str] = None
+  # Micro-batches per optimizer step; train_batch_size is the effective (summed) batch.
+  gradient_accumulation_steps: int = 1
+  # Keras' bias-corrected Adam instead of google-research's AdamW (see optimization.py).
+  adam_bias_correction: bool = False
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,16 +79,6 @@ class TrainingPreempted(SystemExit):
   """
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """True unless this process is a non-chief worker of a multi-worker strategy."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  return resolver.task_type == "chief" or (
-      resolver.task_type == "worker" and resolver.task_id == 0
-      and "chief" not in resolver.cluster_spec().as_dict())
-
-
 def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Checkpoint,
                      prefix: str) -> None:
   """Writes `checkpoint` at `prefix` on the chief; other workers write a scratch copy and delete it.
@@ -83,13 +86,29 @@ def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Chec
   Under MultiWorkerMirroredStrategy every worker must take part in a save (it may run
   collectives), but only the chief's may land in the output directory (TF's multi-worker guide).
   """
-  if is_chief(strategy):
+  if distribution.is_chief(strategy):
     checkpoint.write(prefix)
     return
   directory, name = os.path.split(prefix)
   scratch = os.path.join(directory, f".worker_tmp_{strategy.cluster_resolver.task_id}")
   checkpoint.write(os.path.join(scratch, name))
   tf.io.gfile.rmtree(scratch)
+
+
+def _compiles_update(strategy: tf.distribute.Strategy) -> bool:
+  """Whether the cross-replica sum and optimizer update can join the XLA-compiled step.
+
+  Applying gradients synchronises the replicas. A MirroredStrategy (or multi-worker one) does
+  that with a merge_call, which cannot run inside a function compiled within strategy.run,
+  unless all its devices are GPUs: then, under XLA, it all-reduces in replica context instead
+  (MirroredExtended._use_merge_call in TF 2.20's mirrored_strategy.py). Other strategies apply
+  the update in place.
+  """
+  if isinstance(strategy, (tf.distribute.MirroredStrategy,
+                           tf.distribute.MultiWorkerMirroredStrategy)):
+    return all(tf.DeviceSpec.from_string(device).device_type == "GPU"
+               for device in strategy.extended.worker_devices)
+  return True
 
 
 def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
@@ -174,9 +193,13 @@ class Trainer:
   def __init__(self, strategy: tf.distribute.Strategy, config: TrainConfig, model_fn: ModelFn,
                loss_fn: LossFn, dataset_fn: DatasetFn,
                init_fn: Optional[Callable[[tf_keras.Model], None]] = None):
-    if config.train_batch_size % strategy.num_replicas_in_sync:
+    accumulation = config.gradient_accumulation_steps
+    if accumulation < 1:
+      raise ValueError(f"gradient_accumulation_steps={accumulation}: expected 1 or more.")
+    if config.train_batch_size % (strategy.num_replicas_in_sync * accumulation):
       raise ValueError(f"train_batch_size={config.train_batch_size} is not a multiple of the "
-                       f"{strategy.num_replicas_in_sync} replicas.")
+                       f"{strategy.num_replicas_in_sync} replicas times "
+                       f"gradient_accumulation_steps={accumulation}.")
     self.strategy = strategy
     self.config = config
     self.loss_fn = loss_fn
@@ -189,7 +212,8 @@ class Trainer:
       dropout_generators = _dropout_generators(self.model)
       optimizer = optimization.create_optimizer(
           config.learning_rate, config.num_train_steps, config.num_warmup_steps,
-          config.optimizer, config.weight_decay_rate, config.decay_from_warmup_end)
+          config.optimizer, config.weight_decay_rate, config.decay_from_warmup_end,
+          config.adam_bias_correction)
       if config.mixed_precision == "mixed_float16":
         optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
@@ -209,7 +233,18 @@ class Trainer:
     self._train_loop = tf.function(self._train_loop_fn)
     # Mean loss over the steps the last train() call ran (None if it ran none), for per-epoch stats.
     self.mean_loss: Optional[float] = None
-    self._gradients = tf.function(self._gradients_fn, jit_compile=config.jit_compile)
+    # XLA compiles the whole replica step (forward, backward, accumulation, cross-replica sum,
+    # clip, update) where the strategy allows it, else forward and backward. A TPU compiles
+    # the replica step itself, so nothing is marked for it.
+    jit = config.jit_compile and not isinstance(strategy, tf.distribute.TPUStrategy)
+    whole_step = jit and _compiles_update(strategy)
+    if jit and not whole_step:
+      logging.info("XLA compiles forward and backward; the update runs uncompiled (replicas on "
+                   "non-GPU devices synchronise outside XLA).")
+    self._gradients = (tf.function(self._gradients_fn, jit_compile=True) if jit and not whole_step
+                       else self._gradients_fn)
+    self._train_step = (tf.function(self._replica_step, jit_compile=True) if whole_step
+                       else self._replica_step)
 
   def _restore_latest(self) -> bool:
     """Restores the newest readable checkpoint in output_dir; False when there is none.
@@ -246,7 +281,31 @@ class Trainer:
     return float(self._loss_sum.numpy())
 
   def _gradients_fn(self, features: Features):
-    """Per-replica loss and gradients (the part worth compiling with XLA)."""
+    """This replica's loss and gradients, summed over its micro-batches (None: not reached)."""
+    accumulation = self.config.gradient_accumulation_steps
+    if accumulation == 1:
+      return self._micro_batch_gradients(features)
+    micro_batches = {name: tf.reshape(t, [accumulation, -1, *t.shape[1:]])
+                     for name, t in features.items()}
+    variables = self.model.trainable_variables
+    reached: List[bool] = []  # which variables get a gradient, recorded when the body is traced
+
+    def accumulate(index, loss_sum, grad_sums):
+      loss, grads = self._micro_batch_gradients({name: t[index]
+                                                 for name, t in micro_batches.items()})
+      reached[:] = [g is not None for g in grads]
+      # Dense sums: the word-embedding gradient arrives sparse, with new indices each time.
+      grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+               for g, v in zip(grads, variables)]
+      return index + 1, loss_sum + loss, [s + g for s, g in zip(grad_sums, grads)]
+
+    _, loss, grads = tf.while_loop(
+        lambda index, *_: index < accumulation, accumulate,
+        (tf.constant(0), tf.constant(0.0), [tf.zeros_like(v) for v in variables]))
+    return loss, [g if r else None for g, r in zip(grads, reached)]
+
+  def _micro_batch_gradients(self, features: Features):
+    """Loss and gradients of one (micro-)batch, the loss a share of the global batch's mean."""
     with tf.GradientTape() as tape:
       outputs = self.model(features, training=True)
       per_example = self.loss_fn(features, outputs)
@@ -283,7 +342,7 @@ class Trainer:
     """Runs `num_steps` steps; returns the mean loss over them."""
     total = tf.constant(0.0)
     for _ in tf.range(num_steps):
-      per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
+      per_replica = self.strategy.run(self._train_step, args=(next(iterator),))
       total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return total / tf.cast(num_steps, tf.float32)
 
@@ -305,7 +364,7 @@ class Trainer:
       logging.info("Already trained to step %d; nothing to do.", self.step)
       return self.model
     iterator = self._distributed_dataset()
-    chief = is_chief(self.strategy)
+    chief = distribution.is_chief(self.strategy)
     writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, TRAIN_DIR))
               if chief else tf.summary.create_noop_writer())
     progress = Progress(self.step, config.num_train_steps, config.train_batch_size)
@@ -361,7 +420,7 @@ class Trainer:
     collectives), but only the chief's lands in output_dir: the others write to a temporary
     directory of their own and delete it, as TF's multi-worker guide prescribes.
     """
-    if is_chief(self.strategy):
+    if distribution.is_chief(self.strategy):
       path = self.manager.save(checkpoint_number=self.step)
       logging.info("Saved checkpoint %s", path)
       return path
