@@ -17,17 +17,18 @@ from typing import Any, Dict
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import script_flags
+from bert_tf import model_files, script_flags
 from bert_tf.data import classifier as classifier_data
-from bert_tf.tasks import classifier_metrics
 from bert_tf.tasks import classifier as classifier_task
-from bert_tf.training import distribution
+from bert_tf.tasks import classifier_metrics
+from bert_tf.training import history
 
 FLAGS = flags.FLAGS
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "classifier")
 
 script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+script_flags.define_evaluation_flags(eval_every_epoch=True, metrics=classifier_metrics.SELECTABLE)
 script_flags.define_cloud_flags()
 flags.DEFINE_string("data_dir", None, "Directory with the task's files (local or gs://), e.g. "
                     "train.tsv and dev.tsv for GLUE tasks or ratings_train.txt for NSMC.")
@@ -39,15 +40,6 @@ flags.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
 flags.DEFINE_bool("do_predict", False, "Write class probabilities for the test set.")
 flags.DEFINE_integer("eval_batch_size", 8, "Global batch size for evaluation.")
 flags.DEFINE_integer("predict_batch_size", 8, "Global batch size for prediction.")
-flags.DEFINE_bool("eval_every_epoch", True, "(bert_tf) With --do_eval, also evaluate at the end "
-                  "of every epoch (training_stats.csv, training_curves.png).")
-flags.DEFINE_integer("eval_steps", None, "(bert_tf) With --do_eval, evaluate every this many "
-                     "steps instead of every epoch.")
-flags.DEFINE_enum("keep_best_by", None, list(classifier_metrics.SELECTABLE),
-                  "(bert_tf) Keep the checkpoint with the best value of this validation metric "
-                  "(in OUTPUT_DIR/best/) and evaluate/predict with it. Needs --do_eval.")
-flags.DEFINE_integer("early_stopping_patience", 0, "(bert_tf) Stop after this many evaluations "
-                     "in a row without a better --keep_best_by metric (0: never stop early).")
 flags.DEFINE_string("xnli_language", "zh", "(bert_tf) XNLI language code (any in the files).")
 flags.DEFINE_bool("mnli_mismatched", False, "(bert_tf) MNLI: evaluate and predict on the "
                   "mismatched dev/test sets instead of the matched ones.")
@@ -65,10 +57,10 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data
                   "set. Not a benchmark.")
 
 # Flags that change the weights training ends with; see script_flags.check_output_dir.
-TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_epochs", "warmup_proportion",
-                  "task_name", "data_dir", "max_seq_length", "xnli_language", "text_a_column",
-                  "text_b_column", "label_column", "has_header", "label_list", "keep_best_by",
-                  "early_stopping_patience")
+TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, *script_flags.EVALUATION_FLAGS,
+                  "num_train_epochs", "warmup_proportion", "task_name", "data_dir",
+                  "max_seq_length", "xnli_language", "mnli_mismatched", "text_a_column",
+                  "text_b_column", "label_column", "has_header", "label_list")
 # Task -> epochs: word order (CoLA-like) takes a model trained from scratch longer to learn.
 DEMO_TASKS = {"nsmc": 6.0, "cola": 20.0}
 DEMO_FLAGS = dict(
@@ -79,47 +71,43 @@ DEMO_FLAGS = dict(
     learning_rate=1e-3, iterations_per_loop=50, save_checkpoints_steps=1000)
 
 
-def task_config(task_name: str, data_dir: str, output_dir: str) -> classifier_task.TaskConfig:
-  """The TaskConfig the flags describe, for one task (the demo runs two)."""
-  return classifier_task.TaskConfig(
-      task_name=task_name, data_dir=data_dir, output_dir=output_dir,
-      max_seq_length=FLAGS.max_seq_length, do_train=FLAGS.do_train, do_eval=FLAGS.do_eval,
-      do_predict=FLAGS.do_predict, train_batch_size=FLAGS.train_batch_size,
-      eval_batch_size=FLAGS.eval_batch_size, predict_batch_size=FLAGS.predict_batch_size,
-      num_train_epochs=FLAGS.num_train_epochs, seed=FLAGS.seed,
-      eval_every_epoch=FLAGS.eval_every_epoch, eval_steps=FLAGS.eval_steps,
-      keep_best_by=FLAGS.keep_best_by, early_stopping_patience=FLAGS.early_stopping_patience,
-      xnli_language=FLAGS.xnli_language, mnli_mismatched=FLAGS.mnli_mismatched,
-      table=classifier_data.TableFormat(
+def task_config() -> classifier_task.ClassifierConfig:
+  """The ClassifierConfig the flags describe."""
+  return script_flags.config_from_flags(classifier_task.ClassifierConfig, table=(
+      classifier_data.TableFormat(
           text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
           label_column=FLAGS.label_column, has_header=FLAGS.has_header,
-          label_list=FLAGS.label_list))
+          label_list=FLAGS.label_list)))
 
 
-def report(results: Dict[str, Any], output_dir: str) -> None:
+def report(results: Dict[str, Any]) -> None:
   """Prints the per-epoch table, the final metrics and where the outputs are."""
   metric = results["task_metric"]
+  shown = list(dict.fromkeys(["loss", "accuracy", metric]))
   if results.get("history"):
-    print(f"\nTraining statistics ({os.path.join(output_dir, classifier_task.STATS_FILE)}):")
-    print(classifier_task.stats_table(results["history"], metric))
+    print(f"\nTraining statistics ({os.path.join(FLAGS.output_dir, history.STATS_FILE)}):")
+    print(history.stats_table(results["history"], shown))
   for name, key in (("Dev", "eval"), ("Test", "test")):
     if key in results:
       values = results[key]
-      shown = dict.fromkeys(["accuracy", metric, "loss"])
       print(f"{name}: {values['num_examples']} examples, "
-            + ", ".join(f"{k} {values[k]:.4f}" for k in shown))
-  print(f"Outputs in {output_dir}")
+            + ", ".join(f"{k} {values[k]:.4f}" for k in dict.fromkeys(["accuracy", metric,
+                                                                        "loss"])))
+  print(f"Outputs in {FLAGS.output_dir}")
 
 
-def run_task(task_name: str, data_dir: str, output_dir: str,
-             strategy: tf.distribute.Strategy) -> Dict[str, Any]:
-  """Resolves the model files and runs one task with them, printing a report."""
-  files = script_flags.resolve_model_files()
-  script_flags.check_output_dir_flags(files.settings(), TRAINING_FLAGS, strategy, output_dir)
-  results = classifier_task.run(task_config(task_name, data_dir, output_dir), files.config,
-                                files.tokenizer(), files.init_checkpoint, strategy,
-                                script_flags.train_config)
-  report(results, output_dir)
+def prepared_task(files: model_files.ModelFiles,
+                  strategy: tf.distribute.Strategy) -> classifier_task.ClassifierTask:
+  """The task the flags describe, checked and with its data prepared."""
+  task = classifier_task.ClassifierTask(task_config(), files, strategy)
+  script_flags.prepare_task(task, TRAINING_FLAGS)
+  return task
+
+
+def run_and_report(task: classifier_task.ClassifierTask) -> Dict[str, Any]:
+  results = task.run()
+  if task.chief:
+    report(results)
   return results
 
 
@@ -131,35 +119,30 @@ def main(_) -> None:
       return
     if not (FLAGS.task_name and FLAGS.data_dir and FLAGS.output_dir):
       raise app.UsageError("--task_name, --data_dir and --output_dir are required (or --demo).")
-    strategy_config = script_flags.strategy_config()
-    staging_client = script_flags.check_and_stage_paths(
-        ["data_dir", "vocab_file", "bert_config_file", "init_checkpoint"], strategy_config)
-    script_flags.apply_mixed_precision()
-    strategy = distribution.resolve_strategy(strategy_config)
-    results = run_task(FLAGS.task_name, FLAGS.data_dir, FLAGS.output_dir, strategy)
-    script_flags.copy_results_back(staging_client, results["written"])
+    files, strategy, staging_client = script_flags.start_run(
+        ["data_dir", "vocab_file", "bert_config_file", "init_checkpoint"])
+    task = prepared_task(files, strategy)
+  results = run_and_report(task)
+  script_flags.copy_results_back(staging_client, results["written"])
 
 
 def run_demo() -> None:
   """Both bundled tasks, one after the other, with the demo settings (flags given still win)."""
-  for name, value in DEMO_FLAGS.items():
-    if not FLAGS[name].present:
-      FLAGS[name].value = value
-  script_flags.apply_mixed_precision()
-  strategy = distribution.resolve_strategy(script_flags.strategy_config())
+  script_flags.apply_demo_flags(DEMO_FLAGS)
+  files, strategy, _ = script_flags.start_run([])
   started = time.time()
   root = FLAGS.output_dir
   logging.info("DEMO: a smoke run of the whole pipeline with a tiny model trained from scratch "
                "on bundled sample sets. It is not a benchmark.")
-  for task, epochs in DEMO_TASKS.items():
-    # script_flags.train_config reads these flags; the best checkpoint is kept by the task's metric.
-    FLAGS.output_dir = os.path.join(root, task)
+  for name, epochs in DEMO_TASKS.items():
+    FLAGS.task_name, FLAGS.data_dir = name, os.path.join(DEMO_DATA, name)
+    FLAGS.output_dir = os.path.join(root, name)
     if not FLAGS["num_train_epochs"].present:
       FLAGS.num_train_epochs = epochs
     if not FLAGS["keep_best_by"].present:
-      FLAGS.keep_best_by = classifier_data.get_processor(task).metric
-    print(f"\n=== {task}: {os.path.join(DEMO_DATA, task)} ===")
-    run_task(task, os.path.join(DEMO_DATA, task), FLAGS.output_dir, strategy)
+      FLAGS.keep_best_by = classifier_data.get_processor(name).metric
+    print(f"\n=== {name}: {FLAGS.data_dir} ===")
+    run_and_report(prepared_task(files, strategy))
   print(f"\nThis was a smoke run ({time.time() - started:.0f} s): a tiny model trained from "
         "scratch on a few hundred bundled sentences, to show the pipeline works end to end. "
         "Its numbers say nothing about BERT's accuracy.")

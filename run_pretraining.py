@@ -18,16 +18,14 @@ Hugging Face) for run_squad, run_classifier and Hugging Face.
 import dataclasses
 import os
 import time
+from typing import Any, Dict
 
 from absl import app, flags, logging
 
-from bert_tf import build_vocab, checkpoints, clean_text, io_utils, script_flags, tokenization
-from bert_tf.training import distribution
-from bert_tf.data import pipeline as input_pipeline
-from bert_tf.tasks import pretraining as pretraining_task
-from bert_tf.training import trainer
+from bert_tf import build_vocab, clean_text, io_utils, script_flags, tokenization
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
+from bert_tf.tasks import pretraining as pretraining_task
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +54,8 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run of the whole pipeline on b
 
 # Flags that change the weights training ends with; see script_flags.check_output_dir.
 TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_steps",
-                  "input_file", "max_seq_length", "max_predictions_per_seq")
+                  "input_file", "max_seq_length", "max_predictions_per_seq", "keep_best_by_loss",
+                  "save_checkpoints_steps")
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "pretraining")
 DEMO_VOCAB_SIZE = 1200
 DEMO_FLAGS = dict(
@@ -81,9 +80,7 @@ def validate_flags() -> None:
 def prepare_demo() -> None:
   """Runs clean -> vocab -> data on the bundled raw text into OUTPUT_DIR and points the flags at
   the results (flags given on the command line still win)."""
-  for name, value in DEMO_FLAGS.items():
-    if not FLAGS[name].present:
-      FLAGS[name].value = value
+  script_flags.apply_demo_flags(DEMO_FLAGS)
   out = FLAGS.output_dir
   logging.info("DEMO: the whole pretraining pipeline on bundled Korean text with a tiny model "
                "trained from scratch. It is not a benchmark.")
@@ -114,6 +111,32 @@ def prepare_demo() -> None:
   print(f"4. Pretraining {FLAGS.num_train_steps} steps into {out}")
 
 
+def task_config() -> pretraining_task.PretrainingConfig:
+  """The PretrainingConfig the flags describe: google-research's fixed steps and warmup; with
+  --keep_best_by_loss a score every save_checkpoints_steps."""
+  keep_best = FLAGS.keep_best_by_loss
+  return script_flags.config_from_flags(
+      pretraining_task.PretrainingConfig, training=dataclasses.replace(
+          script_flags.train_config(FLAGS.num_train_steps),
+          num_warmup_steps=FLAGS.num_warmup_steps),
+      keep_best_by="loss" if keep_best else None,
+      eval_steps=FLAGS.save_checkpoints_steps if keep_best else None)
+
+
+def report(results: Dict[str, Any], started: float) -> None:
+  """The evaluation results, the exports and, for the demo, what it was."""
+  if "eval" in results:
+    print(f"Eval results: {os.path.join(FLAGS.output_dir, 'eval_results.txt')}\n" + "".join(
+        f"  {k} = {v:.4f}\n" for k, v in results["eval"].items()))
+  if "exports" in results:
+    print(f"Exported {results['exported_from']} for run_squad/run_classifier (--init_checkpoint) "
+          "and Hugging Face: " + ", ".join(results["exports"].values()))
+  if FLAGS.demo:
+    print(f"This was a smoke run ({time.time() - started:.0f} s): a tiny model pretrained from "
+          "scratch on a few hundred bundled sentences, evaluated on its training data, to show "
+          "the pipeline works end to end. Its numbers say nothing about BERT's quality.")
+
+
 def main(_) -> None:
   started = time.time()
   # Errors in the flags, files or data found before any training are a user's to fix:
@@ -122,78 +145,15 @@ def main(_) -> None:
     if FLAGS.demo:
       prepare_demo()
     validate_flags()
-    strategy_config = script_flags.strategy_config()
-    staging_client = script_flags.check_and_stage_paths(
+    files, strategy, staging_client = script_flags.start_run(
         ["input_file", "eval_input_file", "bert_config_file", "vocab_file", "init_checkpoint"],
-        strategy_config)
-    config = BertConfig.from_json_file(FLAGS.bert_config_file)
-    if FLAGS.vocab_file:
-      tokenization.check_vocab(FLAGS.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
-      checkpoints.check_vocab_matches_config(FLAGS.vocab_file, config, FLAGS.bert_config_file)
-    if FLAGS.init_checkpoint:
-      checkpoints.check_checkpoint_matches_config(FLAGS.init_checkpoint, config,
-                                                  FLAGS.bert_config_file)
-    if FLAGS.max_seq_length > config.max_position_embeddings:
-      raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds "
-                           f"max_position_embeddings={config.max_position_embeddings} in "
-                           f"{FLAGS.bert_config_file}.")
-    eval_input = FLAGS.eval_input_file or FLAGS.input_file
-    for pattern in {FLAGS.input_file, eval_input}:
-      pretraining_task.check_data_shapes(pattern, FLAGS.max_seq_length,
-                                         FLAGS.max_predictions_per_seq)
-      if FLAGS.vocab_file:
-        cpd.check_data_vocab(input_pipeline.list_files(pattern)[0], FLAGS.vocab_file)
-  script_flags.apply_mixed_precision()
-  strategy = distribution.resolve_strategy(strategy_config)
-  with script_flags.user_errors():
-    kind = distribution.replica_kind(strategy)
-    distribution.check_global_batch(FLAGS.train_batch_size, strategy.num_replicas_in_sync,
-                                    "train_batch_size", kind)
-    distribution.check_global_batch(FLAGS.eval_batch_size, strategy.num_replicas_in_sync,
-                                    "eval_batch_size", kind)
-    script_flags.check_output_dir_flags(script_flags.model_settings(config), TRAINING_FLAGS,
-                                        strategy)
-  data = pretraining_task.PretrainingData(FLAGS.input_file, FLAGS.max_seq_length,
-                                          FLAGS.max_predictions_per_seq)
-  train_config = dataclasses.replace(script_flags.train_config(FLAGS.num_train_steps),
-                                     num_warmup_steps=FLAGS.num_warmup_steps)
-  run = pretraining_task.make_trainer(strategy, config, data, train_config,
-                                      FLAGS.init_checkpoint, FLAGS.seed)
-
-  def evaluate():
-    return pretraining_task.evaluate(strategy, run.model, eval_input, FLAGS.max_seq_length,
-                                     FLAGS.max_predictions_per_seq, FLAGS.eval_batch_size,
-                                     FLAGS.max_eval_steps)
-
-  if FLAGS.do_train and FLAGS.keep_best_by_loss:
-    score = (lambda: evaluate()["loss"]) if FLAGS.do_eval else (lambda: run.mean_loss)
-    pretraining_task.train_keeping_best(run, score)
-  elif FLAGS.do_train:
-    run.train()
-  chief = trainer.is_chief(strategy)  # every worker evaluates; only the chief writes
-  written = []
-  if FLAGS.do_eval:
-    metrics = evaluate()
-    path = os.path.join(FLAGS.output_dir, "eval_results.txt")
-    if chief:
-      pretraining_task.write_eval_results(path, metrics, run.step)
-      written.append(os.path.basename(path))
-    logging.info("***** Eval results ***** %s", metrics)
-    print(f"Eval results: {path}\n" + "".join(f"  {k} = {v:.4f}\n" for k, v in metrics.items()))
-  if FLAGS.do_train and not FLAGS.vocab_file:
-    logging.warning("No --vocab_file: the model is not exported (the exports carry vocab.txt).")
-  elif FLAGS.do_train and chief:
-    best = pretraining_task.read_best(FLAGS.output_dir) if FLAGS.keep_best_by_loss else None
-    source = best["checkpoint"] if best else run.manager.latest_checkpoint
-    exports = pretraining_task.export_model(FLAGS.output_dir, source, FLAGS.bert_config_file,
-                                            FLAGS.vocab_file)
-    print(f"Exported {source} for run_squad/run_classifier (--init_checkpoint) and Hugging "
-          "Face: " + ", ".join(exports.values()))
-  script_flags.copy_results_back(staging_client, written)
-  if FLAGS.demo:
-    print(f"This was a smoke run ({time.time() - started:.0f} s): a tiny model pretrained from "
-          "scratch on a few hundred bundled sentences, evaluated on its training data, to show "
-          "the pipeline works end to end. Its numbers say nothing about BERT's quality.")
+        special_tokens=(*tokenization.SPECIAL_TOKENS, "[MASK]"), vocab_required=False)
+    task = pretraining_task.PretrainingTask(task_config(), files, strategy)
+    script_flags.prepare_task(task, TRAINING_FLAGS)
+  results = task.run()
+  if task.chief:
+    script_flags.copy_results_back(staging_client, results["written"])
+    report(results, started)
 
 
 if __name__ == "__main__":

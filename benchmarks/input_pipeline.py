@@ -31,6 +31,7 @@ from benchmarks import train_step  # noqa: E402
 from bert_tf.data import squad  # noqa: E402
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import pipeline as input_pipeline
+from bert_tf.data import records
 
 SEQ_LENGTH, BATCH_SIZE, NUM_SHARDS = 128, 32, 8
 
@@ -63,7 +64,7 @@ def write_squad_features(pattern: str, count: int, vocab_size: int) -> str:
 def write_classifier_features(pattern: str, count: int, vocab_size: int) -> str:
   """`count` random two-label classifier features in NUM_SHARDS files; returns their glob."""
   rng = np.random.default_rng(2)
-  writers = [tf.io.TFRecordWriter(name) for name in squad.shard_filenames(pattern, NUM_SHARDS)]
+  writers = [tf.io.TFRecordWriter(name) for name in records.shard_names(pattern, NUM_SHARDS)]
   for index in range(count):
     feature = classifier_data.InputFeatures(label_id=int(rng.integers(0, 2)),
                                             **random_inputs(rng, vocab_size))

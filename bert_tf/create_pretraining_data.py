@@ -26,7 +26,6 @@ straight to the tf.Example wire format, not through protobuf objects.
 import collections
 import concurrent.futures
 import dataclasses
-import hashlib
 import itertools
 import math
 import multiprocessing
@@ -41,7 +40,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from bert_tf import clean_text, io_utils, script_flags, tokenization
-from bert_tf.data import pipeline as input_pipeline
+from bert_tf.data import pipeline, records
 
 Document = List[List[int]]  # segments (sentences) of token ids
 
@@ -382,10 +381,6 @@ def read_documents(files: Sequence[str], clean: str = "none") -> Iterator[List[s
       yield lines
 
 
-def shard_path(output_file: str, index: int, num_shards: int) -> str:
-  return f"{output_file}-{index:05d}-of-{num_shards:05d}"
-
-
 def _progress_dir(output_file: str) -> str:
   return output_file + ".progress"
 
@@ -415,7 +410,7 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
   np_rng = np.random.default_rng([config.random_seed, index])
   stats = maker.stats
   stats["documents"] = len(documents)
-  path = shard_path(config.output_file, index, _WORKER["num_shards"])
+  path = records.shard_name(config.output_file, index, _WORKER["num_shards"])
   with io_utils.atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
     for _ in range(config.dupe_factor if documents else 0):
       instances = []
@@ -437,21 +432,32 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
   return stats
 
 
-def vocab_hash(vocab_file: str) -> str:
-  with tf.io.gfile.GFile(vocab_file, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
+  """The metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to, if any."""
+  match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
+  path = _metadata_path(match.group(1)) if match else None
+  return io_utils.read_json(path) if path and tf.io.gfile.exists(path) else None
+
+
+def count_instances(file_pattern: str) -> Optional[int]:
+  """The instances in the files of `file_pattern` when their metadata covers exactly those
+  files (None otherwise: counting a corpus's records would read all of it)."""
+  files = pipeline.list_files(file_pattern)
+  metadata = read_metadata(files[0])
+  if not metadata:
+    return None
+  directory = os.path.dirname(files[0])
+  listed = sorted(os.path.join(directory, name) for name in metadata["files"])
+  return metadata["counts"]["instances"] if listed == files else None
 
 
 def check_data_vocab(shard: str, vocab_file: str) -> None:
   """Fails when `shard`'s metadata records another vocab than `vocab_file` (ids would mean other
   tokens, and the exported model would carry the wrong vocab.txt); data without metadata passes."""
-  match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
-  metadata = _metadata_path(match.group(1)) if match else None
-  if not metadata or not tf.io.gfile.exists(metadata):
-    return
-  recorded = io_utils.read_json(metadata).get("vocab_sha256")
-  if recorded and recorded != vocab_hash(vocab_file):
-    made_with = io_utils.read_json(metadata).get("vocab_file")
+  metadata = read_metadata(shard)
+  recorded = metadata.get("vocab_sha256") if metadata else None
+  if recorded and recorded != io_utils.file_sha256(vocab_file):
+    made_with = metadata.get("vocab_file")
     raise ValueError(f"{shard} was made with the vocab {made_with} (sha256 {recorded[:12]}...), "
                      f"not --vocab_file={vocab_file}. Pass the vocab the data was made with, or "
                      "recreate the data with this one.")
@@ -489,7 +495,7 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
   """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata."""
   config.check()
   tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
-  files = input_pipeline.list_files(config.input_file)
+  files = pipeline.list_files(config.input_file)
   num_documents = sum(1 for _ in read_documents(files, config.clean))
   if not num_documents:
     raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
@@ -499,7 +505,16 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
     per_shard = math.ceil(num_documents / config.num_output_shards)
   num_shards = math.ceil(num_documents / per_shard)
   run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
-                "num_shards": num_shards, "vocab_sha256": vocab_hash(config.vocab_file)}
+                "num_shards": num_shards, "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
+  return records.cached_records(_metadata_path(config.output_file), run_config,
+                                lambda: _make_shards(config, run_config, files, num_documents,
+                                                     num_workers))
+
+
+def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence[str],
+                 num_documents: int, num_workers: int) -> Dict[str, Any]:
+  """Makes the shards not yet done (OUTPUT_FILE.progress/ records each); returns their counts."""
+  per_shard, num_shards = run_config["documents_per_shard"], run_config["num_shards"]
   _check_resumable(config, run_config)
   progress = _progress_dir(config.output_file)
   _WORKER.update(config=config, num_shards=num_shards,
@@ -522,13 +537,11 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
     raise ValueError(f"No training instance from {config.input_file}: its text holds no tokens "
                      "(only control characters or spaces?). Expected one sentence a line, a "
                      "blank line between documents.")
-  metadata = {**run_config, "file_pattern": f"{config.output_file}-*-of-{num_shards:05d}",
-              "files": [shard_path(config.output_file, i, num_shards) for i in range(num_shards)],
-              "counts": dict(totals)}
-  io_utils.write_json_atomic(_metadata_path(config.output_file), metadata)
-  logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards,
-               metadata["file_pattern"])
-  return metadata
+  pattern = f"{config.output_file}-*-of-{num_shards:05d}"
+  logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
+  return {"file_pattern": pattern, "counts": dict(totals), "files": [
+      os.path.basename(records.shard_name(config.output_file, i, num_shards))
+      for i in range(num_shards)]}
 
 
 def _run_parallel(todo: Iterator[Tuple[int, List[List[str]]]], num_workers: int) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import checkpoints, io_utils, modeling, script_flags, tokenization
+from bert_tf import checkpoints, io_utils, model_files, modeling, script_flags, tokenization
+from bert_tf.data import sentence_pairs
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -56,32 +57,14 @@ def read_examples(input_file: str) -> List[InputExample]:
   return examples
 
 
-def truncate_seq_pair(tokens_a: List[str], tokens_b: List[str], max_length: int) -> None:
-  """Trims the longer list, one token at a time from its end, until both fit (Google's rule)."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
 def convert_examples_to_features(examples: Iterable[InputExample], seq_length: int,
                                  tokenizer: tokenization.FullTokenizer) -> List[InputFeatures]:
   """[CLS] a [SEP] (b [SEP]), truncated to `seq_length` and zero-padded, as Google's."""
   features = []
   for example in examples:
-    tokens_a = tokenizer.tokenize(example.text_a)
-    tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else []
-    if tokens_b:
-      truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
-    else:
-      tokens_a = tokens_a[:seq_length - 2]
-    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-    input_type_ids = [0] * len(tokens)
-    if tokens_b:
-      tokens += tokens_b + ["[SEP]"]
-      input_type_ids += [1] * (len(tokens_b) + 1)
-    input_ids = tokenizer.convert_tokens_to_ids(tokens)
-    padding = [0] * (seq_length - len(input_ids))
-    features.append(InputFeatures(example.unique_id, tokens, input_ids + padding,
-                                  [1] * len(input_ids) + padding, input_type_ids + padding))
+    packed = sentence_pairs.pack(tokenizer, example.text_a, example.text_b, seq_length)
+    features.append(InputFeatures(example.unique_id, packed.tokens, packed.input_ids,
+                                  packed.input_mask, packed.segment_ids))
   return features
 
 
@@ -127,7 +110,7 @@ def extract_features(input_file: str, output_file: str, init_checkpoint: str,
   `output_file` (atomically); returns the number of lines written."""
   if not init_checkpoint:
     raise ValueError("--init_checkpoint is required: features of a random model are useless.")
-  files = script_flags.model_files(init_checkpoint, vocab_file, bert_config_file, do_lower_case)
+  files = model_files.resolve(init_checkpoint, vocab_file, bert_config_file, do_lower_case)
   config = files.config
   if not 3 <= max_seq_length <= config.max_position_embeddings:
     raise ValueError(f"--max_seq_length={max_seq_length}: must be between 3 and "

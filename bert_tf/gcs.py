@@ -10,6 +10,8 @@ skipped when the object already matches), and results come back to a local folde
 is ever deleted. google-cloud-storage honours STORAGE_EMULATOR_HOST, which the tests use.
 """
 
+from __future__ import annotations  # storage.Client in annotations: imported when staging only
+
 import base64
 import glob
 import hashlib
@@ -18,16 +20,18 @@ import os
 import tempfile
 import urllib.parse
 import uuid
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import google_crc32c
 import requests
 import tensorflow as tf
 from absl import logging
-from google.cloud import storage
 
 from bert_tf import io_utils
 from bert_tf.training import distribution
+
+if TYPE_CHECKING:
+  from google.cloud import storage
 
 GCS_PREFIX = distribution.GCS_PREFIX
 # Resumable uploads send chunks of a multiple of 256 KiB (a GCS rule); 8 MiB keeps retries cheap.

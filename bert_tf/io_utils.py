@@ -5,11 +5,12 @@ reader never sees half a file and a crashed run leaves nothing that looks comple
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import posixpath
 import uuid
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 import tensorflow as tf
 
@@ -63,6 +64,20 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj: Any, indent: int = 4) -> None:
   """Writes `obj` as readable UTF-8 JSON (Korean stays Korean, not \\uXXXX) atomically."""
   write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_key_values(path: str, values: Dict[str, Any]) -> None:
+  """google-research's results format: one `key = value` line per key, sorted, atomically."""
+  write_text_atomic(path, "".join(f"{key} = {values[key]}\n" for key in sorted(values)))
+
+
+def file_sha256(path: str) -> str:
+  """Hex SHA-256 of a local or gs:// file's bytes (read in 4 MiB blocks)."""
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def read_json(path: str) -> Any:

@@ -1,23 +1,28 @@
 """Flags shared by run_squad.py, run_classifier.py and run_pretraining.py, and what they resolve to.
 
 Names, defaults and meanings follow google-research/bert's scripts; extras are marked as such.
+A script is flags -> a task config (`config_from_flags`) -> the model files and strategy
+(`start_run`) -> the task's run; everything before training runs inside `user_errors`, so a
+bad flag, file or line is one `error:` line, not a traceback.
 """
+
+from __future__ import annotations  # storage.Client in annotations: imported when staging only
 
 import contextlib
 import dataclasses
-import hashlib
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 from absl import app, flags, logging
 
 import tensorflow as tf
-from google.cloud import storage
 
-from bert_tf import checkpoints, gcs, io_utils, modeling, tokenization
-from bert_tf.training import distribution
-from bert_tf.training import trainer
-from bert_tf.configs import BertConfig
+from bert_tf import gcs, io_utils, model_files, modeling
+from bert_tf.tasks import task
+from bert_tf.training import distribution, trainer
+
+if TYPE_CHECKING:
+  from google.cloud import storage
 
 FLAGS = flags.FLAGS
 
@@ -88,6 +93,7 @@ def check_and_stage_paths(input_flags: Sequence[str],
   client = None
   if FLAGS.stage_to:
     if distribution.is_remote_tpu(config):
+      from google.cloud import storage  # pylint: disable=import-outside-toplevel
       client = storage.Client()
       for name, value in gcs.stage_inputs(client, inputs, FLAGS.stage_to).items():
         FLAGS[name].value = value
@@ -114,26 +120,7 @@ TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optim
                   "decay_from_warmup_end", "seed")
 # What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
 # a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
-_RUN_OUTPUTS = ("checkpoint", "ckpt-*", "best", "export", "train", "eval",
-                "classifier_state.json", RUN_FLAGS_FILE)
-
-
-def file_fingerprint(path: str) -> str:
-  """sha256 of a (small) file's bytes, so a model file is compared by content, not by path."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return "sha256:" + hashlib.sha256(f.read()).hexdigest()
-
-
-def model_settings(config: BertConfig, vocab_file: Optional[str] = None,
-                   do_lower_case: Optional[bool] = None) -> Dict[str, Any]:
-  """What identifies a model for check_output_dir: its config values, vocab bytes, lowercasing."""
-  settings: Dict[str, Any] = {f"bert_config_file[{key}]": value
-                              for key, value in config.to_dict().items()}
-  if vocab_file:
-    settings["vocab_file"] = file_fingerprint(vocab_file)
-  if do_lower_case is not None:
-    settings["do_lower_case"] = do_lower_case
-  return settings
+_RUN_OUTPUTS = (*task.RUN_OUTPUTS, RUN_FLAGS_FILE)
 
 
 def check_output_dir_flags(model: Dict[str, Any], training_flags: Sequence[str],
@@ -142,7 +129,7 @@ def check_output_dir_flags(model: Dict[str, Any], training_flags: Sequence[str],
   """check_output_dir with the script's flags: --output_dir, --do_train, --overwrite_output_dir."""
   check_output_dir(output_dir or FLAGS.output_dir, model,
                    {name: FLAGS[name].value for name in training_flags}, FLAGS.do_train,
-                   FLAGS.overwrite_output_dir, trainer.is_chief(strategy))
+                   FLAGS.overwrite_output_dir, distribution.is_chief(strategy))
 
 
 def _differences(recorded: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
@@ -198,55 +185,28 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
     io_utils.write_json_atomic(path, current)
 
 
-@dataclasses.dataclass
-class ModelFiles:
-  """The resolved vocab, config and lowercasing of the model a script runs."""
-  vocab_file: str
-  config: BertConfig
-  config_file: str  # where `config` was read, to name in errors
-  do_lower_case: bool
-  init_checkpoint: Optional[str]
-
-  def tokenizer(self) -> tokenization.FullTokenizer:
-    return tokenization.FullTokenizer(self.vocab_file, self.do_lower_case)
-
-  def settings(self) -> Dict[str, Any]:
-    return model_settings(self.config, self.vocab_file, self.do_lower_case)
-
-
-def model_files(init_checkpoint: Optional[str], vocab_file: Optional[str],
-                bert_config_file: Optional[str], do_lower_case: Optional[bool]) -> ModelFiles:
-  """Fills vocab/config from `init_checkpoint` when omitted and checks that vocab, config and
-  checkpoint agree, before any data is converted or model built. None: infer do_lower_case."""
-  vocab_file, config_file = checkpoints.resolve_model_files(
-      init_checkpoint, vocab_file, bert_config_file)
-  config = BertConfig.from_json_file(config_file)
-  tokenization.check_vocab(vocab_file)
-  checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
-  if init_checkpoint:
-    checkpoints.check_checkpoint_matches_config(init_checkpoint, config, config_file)
-  do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case, init_checkpoint)
-  return ModelFiles(vocab_file, config, config_file, do_lower_case, init_checkpoint)
-
-
-def resolve_model_files() -> ModelFiles:
-  """model_files from --init_checkpoint, --vocab_file, --bert_config_file, --do_lower_case."""
+def resolve_model_files(**options: Any) -> model_files.ModelFiles:
+  """model_files.resolve from --init_checkpoint, --vocab_file, --bert_config_file and
+  --do_lower_case (inferred from the vocab when not given)."""
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
-  return model_files(FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file, given)
+  return model_files.resolve(FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file,
+                             given, **options)
 
 
 def strategy_config() -> distribution.StrategyConfig:
   return distribution.StrategyConfig.from_flags(FLAGS)
 
 
-def train_config(num_train_steps: int, jit_compile: Optional[bool] = None) -> trainer.TrainConfig:
-  """A TrainConfig from the training flags, warmup as a proportion of `num_train_steps`."""
+def train_config(num_train_steps: int = 0, jit_compile: Optional[bool] = None
+                 ) -> trainer.TrainConfig:
+  """A TrainConfig from the training flags, warmup as a proportion of `num_train_steps` (0: the
+  task counts the steps from --num_train_epochs and its data, see tasks/task.py)."""
   return trainer.TrainConfig(
       output_dir=FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,
       num_train_steps=num_train_steps,
       learning_rate=FLAGS.learning_rate,
-      num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
+      num_warmup_steps=int(num_train_steps * FLAGS["warmup_proportion"].value),
       optimizer=FLAGS.optimizer,
       decay_from_warmup_end=FLAGS.decay_from_warmup_end,
       iterations_per_loop=FLAGS.iterations_per_loop,
@@ -254,6 +214,63 @@ def train_config(num_train_steps: int, jit_compile: Optional[bool] = None) -> tr
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       jit_compile=FLAGS.use_xla if jit_compile is None else jit_compile,
       mixed_precision=FLAGS.mixed_precision)
+
+
+def define_evaluation_flags(eval_every_epoch: bool, metrics: Sequence[str]) -> None:
+  """Evaluation during training, the best checkpoint and early stopping (bert_tf extras)."""
+  flags.DEFINE_bool("eval_every_epoch", eval_every_epoch, "(bert_tf) Evaluate at the end of "
+                    "every epoch (training_stats.csv, training_curves.png, TensorBoard).")
+  flags.DEFINE_integer("eval_steps", None, "(bert_tf) Evaluate every this many steps instead "
+                       "of every epoch.")
+  flags.DEFINE_enum("keep_best_by", None, list(metrics), "(bert_tf) Keep the checkpoint with "
+                    "the best value of this validation metric (in OUTPUT_DIR/best/) and "
+                    "evaluate/predict with it; evaluates every epoch unless --eval_steps.")
+  flags.DEFINE_integer("early_stopping_patience", 0, "(bert_tf) Stop after this many "
+                       "evaluations in a row without a better --keep_best_by metric (0: never).")
+
+
+# Flags that change which checkpoint training ends with (and so the final weights): the
+# evaluation points decide the best checkpoint and when patience runs out.
+EVALUATION_FLAGS = ("eval_every_epoch", "eval_steps", "keep_best_by", "early_stopping_patience")
+
+
+def apply_demo_flags(values: Dict[str, Any]) -> None:
+  """Sets each flag in `values` that the command line did not give."""
+  for name, value in values.items():
+    if not FLAGS[name].present:
+      FLAGS[name].value = value
+
+
+def config_from_flags(config_class: Type[task.TaskConfig], **values: Any) -> task.TaskConfig:
+  """A task config whose fields take the values of the flags of the same names (`values` win);
+  `training` is train_config()."""
+  fields = {field.name for field in dataclasses.fields(config_class)} - {"training"}
+  given = {name: FLAGS[name].value for name in fields if name in FLAGS}
+  return config_class(**{"training": train_config(), **given, **values})
+
+
+def start_run(input_flags: Sequence[str], **model_options: Any
+              ) -> Tuple[model_files.ModelFiles, tf.distribute.Strategy,
+                         Optional[storage.Client]]:
+  """What a script does before its task: preflight and staging of `input_flags` and
+  --output_dir, the model files, mixed precision and the strategy.
+
+  Returns the model files, the strategy and the storage client that staged inputs (or None).
+  """
+  config = strategy_config()
+  client = check_and_stage_paths(input_flags, config)
+  files = resolve_model_files(**model_options)
+  apply_mixed_precision()
+  return files, distribution.resolve_strategy(config), client
+
+
+def prepare_task(run: task.Task, training_flags: Sequence[str]) -> None:
+  """The task's checks (which read its inputs), the output_dir guard, then its data: a bad
+  flag, file or line, or an output_dir of another run, fails before anything is written."""
+  run.check()
+  check_output_dir_flags(run.files.settings(), training_flags, run.strategy,
+                         run.config.output_dir)
+  run.prepare()
 
 
 def apply_mixed_precision() -> None:

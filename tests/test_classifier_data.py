@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from bert_tf import tokenization
 from bert_tf.data import classifier as classifier_data
+from bert_tf.data import sentence_pairs
 from conftest import PROJECT_ROOT, shared_path
 
 VOCAB = str(PROJECT_ROOT / "sample_data" / "classifier" / "vocab.txt")
@@ -226,9 +227,9 @@ def test_features_match_tf_models_reference(tmp_path):
 
 def test_pair_truncation_pops_from_the_longer_side():
   tokens_a, tokens_b = list("abcdef"), list("xyz")
-  classifier_data._truncate_seq_pair(tokens_a, tokens_b, 6)  # pylint: disable=protected-access
+  sentence_pairs.truncate_seq_pair(tokens_a, tokens_b, 6)
   assert (tokens_a, tokens_b) == (list("abc"), list("xyz"))
-  classifier_data._truncate_seq_pair(tokens_a, tokens_b, 4)  # pylint: disable=protected-access
+  sentence_pairs.truncate_seq_pair(tokens_a, tokens_b, 4)
   assert (tokens_a, tokens_b) == (list("ab"), list("xy"))  # ties pop from b
 
 

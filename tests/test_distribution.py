@@ -419,7 +419,7 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     outputs = trainer.predict(strategy, run.model, dataset, ["logits"],
                               passthrough_keys=["label_ids", "is_real_example"])
     np.savez(weights_file, *[v.numpy() for v in run.model.trainable_variables], **outputs)
-    print("RESULT " + json.dumps({"step": run.step, "chief": trainer.is_chief(strategy),
+    print("RESULT " + json.dumps({"step": run.step, "chief": distribution.is_chief(strategy),
                                   "replicas": strategy.num_replicas_in_sync}))
 """)
 

@@ -27,13 +27,14 @@ import io
 import json
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from bert_tf import io_utils, tokenization
 from bert_tf.data import pipeline as input_pipeline
+from bert_tf.data import records, sentence_pairs
 
 FEATURE_FORMAT = "bert_tf.classifier_features/1"
 TASK_NAMES = ("cola", "csv", "mnli", "mrpc", "nsmc", "tsv", "xnli")
@@ -438,12 +439,6 @@ def get_processor(task_name: str, xnli_language: str = "zh", mnli_mismatched: bo
 # Features
 
 
-def _truncate_seq_pair(tokens_a: List[str], tokens_b: List[str], max_length: int) -> None:
-  """Pops tokens from the end of the longer list (of `tokens_b` on a tie) until both fit."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
 def convert_single_example(ex_index: int, example: InputExample,
                            label_list: Sequence[str], max_seq_length: int,
                            tokenizer: tokenization.FullTokenizer) -> InputFeatures:
@@ -451,19 +446,7 @@ def convert_single_example(ex_index: int, example: InputExample,
 
   Unlabeled examples get label id 0, as google-research gives its test sets the first label.
   """
-  tokens_a = tokenizer.tokenize(example.text_a)
-  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else []
-  if tokens_b:
-    _truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-  else:
-    tokens_a = tokens_a[:max_seq_length - 2]
-  tokens = ["[CLS]", *tokens_a, "[SEP]"]
-  segment_ids = [0] * len(tokens)
-  if tokens_b:
-    tokens += [*tokens_b, "[SEP]"]
-    segment_ids += [1] * (len(tokens_b) + 1)
-  input_ids = tokenizer.convert_tokens_to_ids(tokens)
-  padding = [0] * (max_seq_length - len(input_ids))
+  packed = sentence_pairs.pack(tokenizer, example.text_a, example.text_b, max_seq_length)
   label_id = 0
   if example.label is not None:
     if example.label not in label_list:
@@ -472,23 +455,19 @@ def convert_single_example(ex_index: int, example: InputExample,
     label_id = list(label_list).index(example.label)
   if ex_index < _LOGGED_EXAMPLES:
     logging.info("Example %s: %s -> label %s (id %d)", example.guid,
-                 " ".join(map(tokenization.printable_text, tokens)), example.label, label_id)
-  return InputFeatures(input_ids + padding, [1] * len(input_ids) + padding,
-                       segment_ids + padding, label_id)
-
-
-def _int64_feature(values: Sequence[int]) -> tf.train.Feature:
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+                 " ".join(map(tokenization.printable_text, packed.tokens)), example.label,
+                 label_id)
+  return InputFeatures(packed.input_ids, packed.input_mask, packed.segment_ids, label_id)
 
 
 def serialize_features(feature: InputFeatures) -> bytes:
   """A tf.train.Example with google-research's feature names."""
   return tf.train.Example(features=tf.train.Features(feature={
-      "input_ids": _int64_feature(feature.input_ids),
-      "input_mask": _int64_feature(feature.input_mask),
-      "segment_ids": _int64_feature(feature.segment_ids),
-      "label_ids": _int64_feature([feature.label_id]),
-      "is_real_example": _int64_feature([int(feature.is_real_example)]),
+      "input_ids": records.int64_feature(feature.input_ids),
+      "input_mask": records.int64_feature(feature.input_mask),
+      "segment_ids": records.int64_feature(feature.segment_ids),
+      "label_ids": records.int64_feature([feature.label_id]),
+      "is_real_example": records.int64_feature([int(feature.is_real_example)]),
   })).SerializeToString()
 
 
@@ -535,24 +514,20 @@ def _fingerprint(examples: Sequence[InputExample], label_list: Sequence[str],
 def prepare_features(examples: Sequence[InputExample], label_list: Sequence[str],
                      max_seq_length: int, tokenizer: tokenization.FullTokenizer,
                      output_file: str) -> FeatureFile:
-  """Writes the features of `examples` to `output_file` once.
+  """Writes the features of `examples` to `output_file` once (records.cached_records).
 
-  A sidecar OUTPUT_FILE.json records a fingerprint of the examples, labels, vocab, casing and
+  The metadata OUTPUT_FILE.json records a fingerprint of the examples, labels, vocab, casing and
   length; a later call with the same fingerprint reuses the file (a resumed run must see the
-  same records), anything else rewrites it. The sidecar is written last.
+  same records), anything else rewrites it.
   """
-  meta_path = output_file + ".json"
-  fingerprint = _fingerprint(examples, label_list, max_seq_length, tokenizer)
-  if tf.io.gfile.exists(meta_path) and tf.io.gfile.exists(output_file):
-    meta = io_utils.read_json(meta_path)
-    if meta.get("fingerprint") == fingerprint:
-      logging.info("Reusing %s (%d examples).", output_file, meta["num_examples"])
-      return FeatureFile(output_file, meta["num_examples"])
-  if tf.io.gfile.exists(meta_path):
-    tf.io.gfile.remove(meta_path)  # until the new file and sidecar are complete, none claims to be
-  count = file_based_convert_examples_to_features(examples, label_list, max_seq_length,
-                                                  tokenizer, output_file)
-  io_utils.write_json_atomic(meta_path, dict(format=FEATURE_FORMAT, fingerprint=fingerprint,
-                                             num_examples=count))
-  logging.info("Wrote the features of %d examples to %s.", count, output_file)
-  return FeatureFile(output_file, count)
+  key = dict(format=FEATURE_FORMAT,
+             fingerprint=_fingerprint(examples, label_list, max_seq_length, tokenizer))
+
+  def build() -> Dict[str, Any]:
+    count = file_based_convert_examples_to_features(examples, label_list, max_seq_length,
+                                                    tokenizer, output_file)
+    logging.info("Wrote the features of %d examples to %s.", count, output_file)
+    return dict(files=[os.path.basename(output_file)], num_examples=count)
+
+  metadata = records.cached_records(output_file + ".json", key, build)
+  return FeatureFile(output_file, metadata["num_examples"])

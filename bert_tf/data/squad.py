@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import functools
 import gc
-import hashlib
 import heapq
 import json
 import math
@@ -37,16 +36,15 @@ from absl import logging
 import tensorflow as tf
 
 from bert_tf.data import pipeline as input_pipeline
+from bert_tf.data import records
 from bert_tf import io_utils
 from bert_tf import tokenization
 
 FIRST_UNIQUE_ID = 1000000000
+EVAL_SIDECAR = "eval_features.jsonl"
 # google-research splits contexts on these characters only (not on every Unicode space).
 _CONTEXT_WORD = re.compile("[^ \t\r\n\u202f]+")
 _METADATA_FORMAT = "bert_tf.squad_features/1"
-# Metadata keys that say which features are cached; the others describe the result.
-_CACHE_KEYS = ("format", "split", "input_sha256", "vocab_sha256", "do_lower_case", "max_seq_length",
-               "doc_stride", "max_query_length", "version_2_with_negative", "num_shards")
 
 
 @dataclasses.dataclass
@@ -567,17 +565,6 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: An
 # TFRecords
 
 
-def _int64_feature(values: Sequence[int]) -> tf.train.Feature:
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def shard_filenames(filename: str, num_shards: int) -> List[str]:
-  """The files a FeatureWriter for `filename` writes: `filename` itself, or NAME-00000-of-0000N."""
-  if num_shards == 1:
-    return [filename]
-  return [f"{filename}-{index:05d}-of-{num_shards:05d}" for index in range(num_shards)]
-
-
 class FeatureWriter:
   """Writes InputFeatures as tf.train.Examples with google-research's feature names.
 
@@ -589,7 +576,7 @@ class FeatureWriter:
   def __init__(self, filename_or_pattern: str, is_training: bool, num_shards: int = 1):
     if num_shards < 1:
       raise ValueError(f"num_shards must be at least 1, got {num_shards}.")
-    self.filenames = shard_filenames(filename_or_pattern, num_shards)
+    self.filenames = records.shard_names(filename_or_pattern, num_shards)
     self.is_training = is_training
     self.num_features = 0
     directory = os.path.dirname(filename_or_pattern)
@@ -601,15 +588,15 @@ class FeatureWriter:
   def process_feature(self, feature: InputFeatures) -> None:
     """Writes one feature."""
     features = {
-        "unique_ids": _int64_feature([feature.unique_id]),
-        "input_ids": _int64_feature(feature.input_ids),
-        "input_mask": _int64_feature(feature.input_mask),
-        "segment_ids": _int64_feature(feature.segment_ids),
+        "unique_ids": records.int64_feature([feature.unique_id]),
+        "input_ids": records.int64_feature(feature.input_ids),
+        "input_mask": records.int64_feature(feature.input_mask),
+        "segment_ids": records.int64_feature(feature.segment_ids),
     }
     if self.is_training:
-      features["start_positions"] = _int64_feature([feature.start_position])
-      features["end_positions"] = _int64_feature([feature.end_position])
-      features["is_impossible"] = _int64_feature([int(bool(feature.is_impossible))])
+      features["start_positions"] = records.int64_feature([feature.start_position])
+      features["end_positions"] = records.int64_feature([feature.end_position])
+      features["is_impossible"] = records.int64_feature([int(bool(feature.is_impossible))])
     example = tf.train.Example(features=tf.train.Features(feature=features))
     self._writers[self.num_features % len(self._writers)].write(example.SerializeToString())
     self.num_features += 1
@@ -673,15 +660,6 @@ def make_dataset(file_pattern: str, seq_length: int, is_training: bool, batch_si
 # Feature cache
 
 
-def file_sha256(path: str) -> str:
-  """Hex SHA-256 of a local or gs:// file."""
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _split_name(is_training: bool) -> str:
   return "train" if is_training else "eval"
 
@@ -723,24 +701,6 @@ def _read_eval_sidecar(path: str) -> List[InputFeatures]:
   return features
 
 
-def _cached_metadata(path: str, wanted: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """The metadata at `path` if it describes the features `wanted` and its files exist."""
-  if not tf.io.gfile.exists(path):
-    return None
-  cached = io_utils.read_json(path)
-  changed = [key for key in _CACHE_KEYS if cached.get(key) != wanted[key]]
-  if changed:
-    logging.info("Rebuilding the features in %s: %s changed.", path, ", ".join(changed))
-    return None
-  directory = os.path.dirname(path)
-  missing = [name for name in cached["files"] if not tf.io.gfile.exists(os.path.join(directory,
-                                                                                    name))]
-  if missing:
-    logging.info("Rebuilding the features in %s: %s missing.", path, ", ".join(missing))
-    return None
-  return cached
-
-
 def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_length: int,
                      doc_stride: int, max_query_length: int, is_training: bool,
                      version_2_with_negative: bool, output_dir: str, num_shards: int = 1,
@@ -759,13 +719,13 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
   """
   split = _split_name(is_training)
   meta_path = metadata_path(output_dir, is_training)
-  wanted = {
+  # What the features depend on. The input and vocab are compared by content, not path: files
+  # that merely moved are still the same (their paths are recorded for load_eval_data).
+  key = {
       "format": _METADATA_FORMAT,
       "split": split,
-      "input_file": input_file,
-      "input_sha256": file_sha256(input_file),
-      "vocab_file": vocab_file,
-      "vocab_sha256": file_sha256(vocab_file),
+      "input_sha256": io_utils.file_sha256(input_file),
+      "vocab_sha256": io_utils.file_sha256(vocab_file),
       "do_lower_case": bool(tokenizer.basic_tokenizer.do_lower_case),
       "max_seq_length": max_seq_length,
       "doc_stride": doc_stride,
@@ -773,41 +733,31 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
       "version_2_with_negative": version_2_with_negative,
       "num_shards": num_shards,
   }
-  cached = _cached_metadata(meta_path, wanted)
-  if cached is not None:
-    logging.info("Reusing the cached %s features in %s (%d examples, %d features).", split,
-                 output_dir, cached["num_examples"], cached["num_features"])
-    return cached
-  if tf.io.gfile.exists(meta_path):
-    # Until the new files are complete nothing claims to be; the old ones go (they are ours).
-    stale = io_utils.read_json(meta_path).get("files", [])
-    tf.io.gfile.remove(meta_path)
-    for path in (io_utils.join_under(output_dir, name) for name in stale):
-      if tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)
 
-  started = time.time()
-  examples = read_squad_examples(input_file, is_training, version_2_with_negative)
-  record_file = os.path.join(output_dir, f"{split}.tf_record")
-  eval_features = []
-  with FeatureWriter(record_file, is_training, num_shards) as writer:
-    def output(feature: InputFeatures) -> None:
-      writer.process_feature(feature)
-      if not is_training:
-        eval_features.append(feature)
-    num_features = convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
-                                                max_query_length, is_training, output, num_workers)
-  files = [os.path.basename(name) for name in writer.filenames]
-  if not is_training:
-    files.append("eval_features.jsonl")
-    _write_eval_sidecar(os.path.join(output_dir, files[-1]), eval_features)
-  metadata = dict(wanted, files=files, num_examples=len(examples), num_features=num_features,
-                  file_pattern=os.path.join(output_dir, shard_filenames(
-                      f"{split}.tf_record", num_shards)[0].replace("-00000-", "-*-")))
-  io_utils.write_json_atomic(meta_path, metadata)
-  logging.info("Wrote %d %s features of %d examples to %s in %.1f s.", num_features, split,
-               len(examples), output_dir, time.time() - started)
-  return metadata
+  def build() -> Dict[str, Any]:
+    started = time.time()
+    examples = read_squad_examples(input_file, is_training, version_2_with_negative)
+    record_file = os.path.join(output_dir, f"{split}.tf_record")
+    eval_features = []
+    with FeatureWriter(record_file, is_training, num_shards) as writer:
+      def output(feature: InputFeatures) -> None:
+        writer.process_feature(feature)
+        if not is_training:
+          eval_features.append(feature)
+      num_features = convert_examples_to_features(examples, tokenizer, max_seq_length,
+                                                  doc_stride, max_query_length, is_training,
+                                                  output, num_workers)
+    files = [os.path.basename(name) for name in writer.filenames]
+    if not is_training:
+      files.append(EVAL_SIDECAR)
+      _write_eval_sidecar(os.path.join(output_dir, EVAL_SIDECAR), eval_features)
+    logging.info("Wrote %d %s features of %d examples to %s in %.1f s.", num_features, split,
+                 len(examples), output_dir, time.time() - started)
+    return dict(input_file=input_file, vocab_file=vocab_file, files=files,
+                num_examples=len(examples), num_features=num_features,
+                file_pattern=records.shard_pattern(record_file, num_shards))
+
+  return records.cached_records(meta_path, key, build)
 
 
 def load_eval_data(output_dir: str) -> Tuple[List[SquadExample], List[InputFeatures]]:
@@ -817,12 +767,12 @@ def load_eval_data(output_dir: str) -> Tuple[List[SquadExample], List[InputFeatu
     raise FileNotFoundError(f"{meta_path} does not exist: run prepare_features with "
                             "is_training=False first.")
   metadata = io_utils.read_json(meta_path)
-  if file_sha256(metadata["input_file"]) != metadata["input_sha256"]:
+  if io_utils.file_sha256(metadata["input_file"]) != metadata["input_sha256"]:
     raise ValueError(f"{metadata['input_file']} changed after its features were written to "
                      f"{output_dir}: run prepare_features again.")
   examples = read_squad_examples(metadata["input_file"], is_training=False,
                                  version_2_with_negative=metadata["version_2_with_negative"])
-  features = _read_eval_sidecar(os.path.join(output_dir, "eval_features.jsonl"))
+  features = _read_eval_sidecar(os.path.join(output_dir, EVAL_SIDECAR))
   return examples, features
 
 
@@ -950,7 +900,27 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
                       output_null_log_odds_file: Optional[str],
                       version_2_with_negative: bool = False,
                       null_score_diff_threshold: float = 0.0) -> Dict[str, str]:
-  """Turns start/end logits into answer texts, writes the JSON files and returns the answers.
+  """compute_predictions, written to google-research's files (UTF-8 JSON, atomically)."""
+  if version_2_with_negative and not output_null_log_odds_file:
+    raise ValueError("version_2_with_negative needs output_null_log_odds_file.")
+  predictions, all_nbest, null_odds = compute_predictions(
+      all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
+      version_2_with_negative, null_score_diff_threshold)
+  io_utils.write_json_atomic(output_prediction_file, predictions)
+  io_utils.write_json_atomic(output_nbest_file, all_nbest)
+  if version_2_with_negative:
+    io_utils.write_json_atomic(output_null_log_odds_file, null_odds)
+  return predictions
+
+
+def compute_predictions(all_examples: Sequence[SquadExample],
+                        all_features: Sequence[InputFeatures], all_results: Sequence[RawResult],
+                        n_best_size: int, max_answer_length: int, do_lower_case: bool,
+                        version_2_with_negative: bool = False,
+                        null_score_diff_threshold: float = 0.0
+                        ) -> Tuple[Dict[str, str], Dict[str, List[Dict[str, Any]]],
+                                   Dict[str, float]]:
+  """Turns start/end logits into answers: (predictions, n-best lists, null odds) by question id.
 
   google-research's post-processing: the n_best_size best starts and ends of each window, kept when
   both are context tokens, the start has its max context there, and the answer is at most
@@ -959,10 +929,7 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
   holds null score - best non-null score, and the answer is "" when that exceeds
   `null_score_diff_threshold`. Unlike google-research this does not crash when the n-best holds
   only the null answer: the prediction is "" and the null odds are the null score.
-  Files are UTF-8 JSON (Korean stays readable), written atomically.
   """
-  if version_2_with_negative and not output_null_log_odds_file:
-    raise ValueError("version_2_with_negative needs output_null_log_odds_file.")
   results_by_id = {}
   for result in all_results:
     results_by_id[int(result.unique_id)] = RawResult(
@@ -999,8 +966,4 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
     predictions[example.qas_id] = "" if score_diff > null_score_diff_threshold else (
         best_non_null["text"])
 
-  io_utils.write_json_atomic(output_prediction_file, predictions)
-  io_utils.write_json_atomic(output_nbest_file, all_nbest)
-  if version_2_with_negative:
-    io_utils.write_json_atomic(output_null_log_odds_file, null_odds)
-  return predictions
+  return predictions, all_nbest, null_odds

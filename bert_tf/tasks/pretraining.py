@@ -1,4 +1,4 @@
-"""Masked-LM + next-sentence pretraining with BertPretrainer: the model side of run_pretraining.py.
+"""Masked-LM + next-sentence pretraining with BertPretrainer: the task behind run_pretraining.py.
 
 Losses and metrics are google-research's: the masked-LM loss is the masked_lm_weights-weighted
 mean of the token cross-entropies (sum / (sum of weights + 1e-5)) over each replica's batch, as
@@ -7,17 +7,17 @@ each TPU core computed it, plus the mean next-sentence cross-entropy.
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 import tf_keras
 from absl import logging
 from google.protobuf import message
 
-from bert_tf import checkpoints, convert_checkpoint, io_utils, modeling
-from bert_tf.data import pipeline as input_pipeline
-from bert_tf.training import trainer
-from bert_tf.configs import BertConfig
+from bert_tf import checkpoints, convert_checkpoint, create_pretraining_data, io_utils, modeling
+from bert_tf.data import pipeline
+from bert_tf.tasks import task
+from bert_tf.training import best_checkpoint, trainer
 
 METRICS = ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
            "next_sentence_loss")
@@ -26,7 +26,7 @@ METRICS = ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
 def feature_spec(max_seq_length: int, max_predictions_per_seq: int
                  ) -> Dict[str, tf.io.FixedLenFeature]:
   """create_pretraining_data's features (masked_lm_weights is float)."""
-  spec = input_pipeline.int_features({
+  spec = pipeline.int_features({
       "input_ids": max_seq_length, "input_mask": max_seq_length, "segment_ids": max_seq_length,
       "masked_lm_positions": max_predictions_per_seq, "masked_lm_ids": max_predictions_per_seq,
       "next_sentence_labels": 1})
@@ -51,7 +51,7 @@ def check_data_shapes(file_pattern: str, max_seq_length: int,
   """Fails early, naming the file and flags, when data was made with other lengths. Reads one
   record of every file, so shards made with different flags are found too."""
   empty = True
-  for path in input_pipeline.list_files(file_pattern):
+  for path in pipeline.list_files(file_pattern):
     feature = _first_features(path)
     if feature is None:
       continue  # An empty shard adds nothing to training.
@@ -114,8 +114,8 @@ def evaluate(strategy: tf.distribute.Strategy, model: modeling.BertPretrainer, f
              max_seq_length: int, max_predictions_per_seq: int, eval_batch_size: int,
              max_eval_steps: int) -> Dict[str, float]:
   """google-research's eval metrics over up to max_eval_steps full batches of the input."""
-  parser = input_pipeline.example_parser(feature_spec(max_seq_length, max_predictions_per_seq))
-  dataset = input_pipeline.evaluation_dataset(file_pattern, parser, eval_batch_size,
+  parser = pipeline.example_parser(feature_spec(max_seq_length, max_predictions_per_seq))
+  dataset = pipeline.evaluation_dataset(file_pattern, parser, eval_batch_size,
                                               drop_remainder=True).take(max_eval_steps)
 
   @tf.function
@@ -140,128 +140,85 @@ def evaluate(strategy: tf.distribute.Strategy, model: modeling.BertPretrainer, f
   return metrics
 
 
-def write_eval_results(path: str, metrics: Dict[str, float], global_step: int) -> None:
-  """google-research's eval_results.txt: 'key = value' lines, sorted."""
-  values = {**metrics, "global_step": global_step}
-  io_utils.write_text_atomic(path, "".join(f"{k} = {values[k]}\n" for k in sorted(values)))
-
-
-@dataclasses.dataclass
-class PretrainingData:
-  """Where the records are and the lengths they were made with."""
+@dataclasses.dataclass(kw_only=True)
+class PretrainingConfig(task.TaskConfig):
+  """Pretraining's own settings; `training` holds num_train_steps and num_warmup_steps."""
   input_file: str
-  max_seq_length: int
-  max_predictions_per_seq: int
+  eval_input_file: Optional[str] = None  # default: input_file, as google-research does
+  max_predictions_per_seq: int = 20
+  max_eval_steps: int = 100
+  eval_every_epoch: bool = False
 
 
-def make_trainer(strategy: tf.distribute.Strategy, config: BertConfig, data: PretrainingData,
-                 train_config: trainer.TrainConfig, init_checkpoint: Optional[str],
-                 seed: int) -> trainer.Trainer:
-  """A Trainer for BertPretrainer on `data` (resumes from output_dir when it has a checkpoint)."""
-  parser = input_pipeline.example_parser(feature_spec(data.max_seq_length,
-                                                      data.max_predictions_per_seq))
+class PretrainingTask(task.Task):
+  """Pretrains BertPretrainer; with --keep_best_by_loss keeps the lowest-loss model (KcBERT)."""
+  metrics = ("loss", *METRICS)
+  selectable_metrics = ("loss",)
+  scores_training_loss = True
+  eval_data_hint = "add --do_eval=true"
 
-  def model_fn():
-    tf_keras.utils.set_random_seed(seed)
-    return modeling.build_model(modeling.BertPretrainer(config))
+  @property
+  def eval_input(self) -> str:
+    return self.config.eval_input_file or self.config.input_file
 
-  def dataset_fn(context: tf.distribute.InputContext, start_batch: int) -> tf.data.Dataset:
-    batch = context.get_per_replica_batch_size(train_config.train_batch_size)
-    return input_pipeline.training_dataset(data.input_file, parser, batch, seed=seed,
-                                           start_batch=start_batch, input_context=context)
+  def prepare_data(self) -> None:
+    config = self.config
+    for pattern in {config.input_file, self.eval_input}:
+      check_data_shapes(pattern, config.max_seq_length, config.max_predictions_per_seq)
+      if self.files.vocab_file:
+        create_pretraining_data.check_data_vocab(pipeline.list_files(pattern)[0],
+                                                 self.files.vocab_file)
 
-  def init_fn(model):
-    if init_checkpoint:
-      checkpoints.load_init_checkpoint(model, init_checkpoint)
-    else:
-      logging.info("No --init_checkpoint: pretraining from randomly initialised weights.")
+  def build_model(self) -> tf_keras.Model:
+    return modeling.build_model(modeling.BertPretrainer(self.files.config))
 
-  return trainer.Trainer(strategy, train_config, model_fn, pretraining_loss, dataset_fn, init_fn)
+  def loss(self, features: trainer.Features, outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    return pretraining_loss(features, outputs)
+
+  def num_train_records(self) -> Optional[int]:
+    """The instances of the input, when its create_pretraining_data metadata covers it."""
+    return create_pretraining_data.count_instances(self.config.input_file)
+
+  def train_dataset(self, context: tf.distribute.InputContext,
+                    start_batch: int) -> tf.data.Dataset:
+    config = self.config
+    parser = pipeline.example_parser(feature_spec(config.max_seq_length,
+                                                  config.max_predictions_per_seq))
+    share = self.num_train_records() if context.num_input_pipelines == 1 else None
+    return pipeline.training_dataset(
+        config.input_file, parser,
+        context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
+        start_batch=start_batch, records_per_epoch=share, input_context=context)
+
+  def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
+    config = self.config
+    return evaluate(self.strategy, model, self.eval_input, config.max_seq_length,
+                    config.max_predictions_per_seq, config.eval_batch_size, config.max_eval_steps)
+
+  def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
+    """google-research's eval_results.txt: 'key = value' lines, sorted."""
+    io_utils.write_key_values(os.path.join(self.config.output_dir, "eval_results.txt"),
+                              {**metrics, "global_step": step})
+    return ["eval_results.txt"]
+
+  def finish(self, results: Dict[str, Any]) -> None:
+    """Exports the best (or last) model for fine-tuning and Hugging Face, with the vocab."""
+    if not self.config.do_train:
+      return
+    if not self.files.vocab_file:
+      logging.warning("No --vocab_file: the model is not exported (the exports carry vocab.txt).")
+      return
+    if not self.chief:
+      return
+    best = best_checkpoint.read_best(self.config.output_dir) if self.config.keep_best_by else None
+    source = best["checkpoint"] if best else tf.train.latest_checkpoint(self.config.output_dir)
+    results["exported_from"] = source
+    results["exports"] = export_model(self.config.output_dir, source, self.files.config_file,
+                                      self.files.vocab_file)
 
 
-BEST_DIR = "best"
-BEST_FILE = "best.json"
-SCORES_FILE = "scores.json"
-EXPORT_DIR = "export"
 EXPORT_FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
 EXPORT_SOURCE = "exported_from.json"
-
-
-def read_best(output_dir: str) -> Optional[Dict[str, Any]]:
-  """The best-so-far record (step, loss, checkpoint) in OUTPUT_DIR/best/, or None."""
-  path = os.path.join(output_dir, BEST_DIR, BEST_FILE)
-  return io_utils.read_json(path) if tf.io.gfile.exists(path) else None
-
-
-def _remove_checkpoints_but(best_dir: str, keep: Optional[str]) -> None:
-  """Deletes checkpoint files in best/ other than `keep`'s (older bests, a crashed write)."""
-  for path in tf.io.gfile.glob(os.path.join(best_dir, "ckpt-*")):
-    if keep is None or not os.path.basename(path).startswith(os.path.basename(keep) + "."):
-      tf.io.gfile.remove(path)
-
-
-def _save_best(run: trainer.Trainer, score: float) -> Dict[str, Any]:
-  """Writes the model under a new prefix, then the record naming it (the commit point).
-
-  A crash at any moment leaves best.json naming a complete checkpoint; stale files go after.
-  """
-  best_dir = os.path.join(run.config.output_dir, BEST_DIR)
-  prefix = os.path.join(best_dir, f"ckpt-{run.step}")
-  tf.train.Checkpoint(model=run.model).write(prefix)
-  best = {"step": run.step, "loss": score, "checkpoint": prefix}
-  io_utils.write_json_atomic(os.path.join(best_dir, BEST_FILE), best)
-  _remove_checkpoints_but(best_dir, prefix)
-  return best
-
-
-def train_keeping_best(run: trainer.Trainer, score_fn: Callable[[], Optional[float]]
-                       ) -> List[Dict]:
-  """Trains in save_checkpoints_steps chunks; after each, scores the model (lower is better) and
-  keeps it in output_dir/best/ when it is the best so far. Returns the history of scores.
-
-  The best score and the steps scored survive a restart (best/best.json, best/scores.json): a
-  checkpoint saved but not scored before a crash is scored on resume, as it would have been.
-  Only the chief writes best/; under multi-worker training every worker scores the model.
-  """
-  config = run.config
-  chief = trainer.is_chief(run.strategy)
-  best = read_best(config.output_dir)
-  scores_path = os.path.join(config.output_dir, BEST_DIR, SCORES_FILE)
-  scored = io_utils.read_json(scores_path) if tf.io.gfile.exists(scores_path) else []
-  if chief and tf.io.gfile.isdir(os.path.join(config.output_dir, BEST_DIR)):
-    _remove_checkpoints_but(os.path.join(config.output_dir, BEST_DIR),
-                            best["checkpoint"] if best else None)
-  history = []
-
-  def keep_if_best(score: float) -> None:
-    nonlocal best
-    history.append({"step": run.step, "loss": score})
-    if (best is None or score < best["loss"]) and chief:
-      best = _save_best(run, score)
-      logging.info("New lowest loss %.4f at step %d: saved to %s.", score, run.step,
-                   best["checkpoint"])
-    if chief:  # after best/: a crash in between only means scoring this step again
-      scored.append(run.step)
-      io_utils.write_json_atomic(scores_path, scored)
-
-  with trainer.sigterm_requests():  # one arriving while scoring stops the next chunk
-    at_chunk_end = (run.step % config.save_checkpoints_steps == 0
-                    or run.step == config.num_train_steps)
-    if run.step and at_chunk_end and run.step not in scored:
-      score = score_fn()
-      if score is None:  # the training loss of the steps before the restart is gone
-        logging.warning("Step %d was saved but not scored before the run stopped, and cannot "
-                        "be scored without --do_eval.", run.step)
-      else:
-        logging.info("Step %d was saved but not scored before the run stopped: scoring it.",
-                     run.step)
-        keep_if_best(score)
-    while run.step < config.num_train_steps:
-      stop = min(run.step + config.save_checkpoints_steps
-                 - run.step % config.save_checkpoints_steps, config.num_train_steps)
-      run.train(stop_at_step=stop)
-      keep_if_best(score_fn())
-  return history
 
 
 def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file: str
@@ -273,7 +230,7 @@ def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file
   """
   written = {}
   for fmt in EXPORT_FORMATS:
-    target = os.path.join(output_dir, EXPORT_DIR, fmt)
+    target = os.path.join(output_dir, task.EXPORT_DIR, fmt)
     record = os.path.join(target, EXPORT_SOURCE)
     written[fmt] = target
     if tf.io.gfile.exists(record) and io_utils.read_json(record)["checkpoint"] == source:

@@ -1,9 +1,13 @@
-"""SQuAD fine-tuning and prediction with BertSpanLabeler: the model side of run_squad.py.
+"""SQuAD 1.1 / 2.0 and KorQuAD 1.0 with BertSpanLabeler: the task behind run_squad.py.
 
-Data preparation and answer post-processing live in squad.py; this module trains on the
-cached feature files, runs the model over the evaluation features and hands the logits back.
+Data preparation and answer post-processing live in data/squad.py; this task trains on the
+cached feature files, runs the model over the evaluation features and scores or writes the
+answers. With --eval_every_epoch (or --eval_steps, or --keep_best_by) and a predict file with
+answers, the model is scored with the dataset's own metric (SQuAD 1.1, SQuAD 2.0 or KorQuAD 1.0,
+as bert_tf.evaluate chooses it) after every training segment, like the classifier.
 """
 
+import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
@@ -11,11 +15,30 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, modeling
-from bert_tf.data import pipeline as input_pipeline
+from bert_tf import evaluate, io_utils, modeling
+from bert_tf.data import pipeline
 from bert_tf.data import squad
+from bert_tf.tasks import task
 from bert_tf.training import trainer
-from bert_tf.configs import BertConfig
+
+OUTPUT_NAMES = ("predictions", "nbest_predictions", "null_odds")
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+@dataclasses.dataclass(kw_only=True)
+class SquadConfig(task.TaskConfig):
+  """SQuAD's own settings; names and defaults follow google-research's run_squad flags."""
+  train_file: Optional[str] = None
+  predict_file: Optional[str] = None
+  max_seq_length: int = 384
+  doc_stride: int = 128
+  max_query_length: int = 64
+  version_2_with_negative: bool = False
+  n_best_size: int = 20
+  max_answer_length: int = 30
+  null_score_diff_threshold: float = 0.0
+  num_workers: int = 0
+  eval_every_epoch: bool = False  # google-research predicts once, after training
 
 
 def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -26,57 +49,6 @@ def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> 
                 cross_entropy(outputs["end_logits"], features["end_positions"]))
 
 
-def num_train_steps(num_features: int, train_batch_size: int, num_train_epochs: float) -> int:
-  """Steps over the training *features* (windows); google-research counted examples."""
-  steps = int(num_features / train_batch_size * num_train_epochs)
-  if steps < 1:
-    raise ValueError(f"{num_features} training features at train_batch_size={train_batch_size} "
-                     f"and num_train_epochs={num_train_epochs} give no training step; lower "
-                     "--train_batch_size or raise --num_train_epochs.")
-  return steps
-
-
-def train(strategy: tf.distribute.Strategy, config: BertConfig, metadata: Dict[str, Any],
-          train_config: trainer.TrainConfig, init_checkpoint: Optional[str],
-          seed: int) -> modeling.BertSpanLabeler:
-  """Fine-tunes a span labeler on the training features described by `metadata`."""
-  seq_length = metadata["max_seq_length"]
-
-  def model_fn():
-    tf_keras.utils.set_random_seed(seed)
-    return modeling.build_model(modeling.BertSpanLabeler(config))
-
-  def dataset_fn(context: tf.distribute.InputContext, start_batch: int) -> tf.data.Dataset:
-    return squad.make_dataset(metadata["file_pattern"], seq_length, is_training=True,
-                              batch_size=train_config.train_batch_size, drop_remainder=True,
-                              input_context=context, seed=seed, start_batch=start_batch)
-
-  def init_fn(model):
-    if init_checkpoint:
-      checkpoints.load_init_checkpoint(model, init_checkpoint)
-    else:
-      logging.warning("No --init_checkpoint: training from randomly initialised weights.")
-
-  run = trainer.Trainer(strategy, train_config, model_fn, span_loss, dataset_fn, init_fn)
-  return run.train()
-
-
-def restore_for_prediction(strategy: tf.distribute.Strategy, config: BertConfig,
-                           output_dir: str, init_checkpoint: Optional[str]
-                           ) -> modeling.BertSpanLabeler:
-  """The fine-tuned model: the latest checkpoint in output_dir, else --init_checkpoint."""
-  source = tf.train.latest_checkpoint(output_dir) or init_checkpoint
-  if not source:
-    raise ValueError(f"Nothing to predict with: {output_dir} holds no checkpoint and "
-                     "--init_checkpoint is not set. Train first (--do_train=True) or point "
-                     "--init_checkpoint at a fine-tuned checkpoint.")
-  with strategy.scope():
-    model = modeling.build_model(modeling.BertSpanLabeler(config))
-  checkpoints.load_init_checkpoint(model, source)
-  logging.info("Predicting with %s.", source)
-  return model
-
-
 def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
             metadata: Dict[str, Any], predict_batch_size: int) -> List[squad.RawResult]:
   """Start/end logits for every evaluation feature, as google-research's RawResults."""
@@ -84,7 +56,7 @@ def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
                                is_training=False, batch_size=predict_batch_size,
                                drop_remainder=False)
   # Full batches keep shapes static (TPUs need it); the padding has unique_id 0 and is dropped.
-  dataset = input_pipeline.pad_to_full_batches(dataset, predict_batch_size)
+  dataset = pipeline.pad_to_full_batches(dataset, predict_batch_size)
   outputs = trainer.predict(strategy, model, dataset, ["start_logits", "end_logits"],
                             passthrough_keys=["unique_ids"])
   return [squad.RawResult(int(unique_id), start, end)
@@ -94,5 +66,125 @@ def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
 
 def output_files(output_dir: str) -> Dict[str, str]:
   """google-research's prediction file names inside output_dir."""
-  return {name: os.path.join(output_dir, f"{name}.json")
-          for name in ("predictions", "nbest_predictions", "null_odds")}
+  return {name: os.path.join(output_dir, f"{name}.json") for name in OUTPUT_NAMES}
+
+
+def _has_answers(dataset: Dict[str, Any]) -> bool:
+  return any(qa.get("answers") for article in dataset["data"]
+             for paragraph in article["paragraphs"] for qa in paragraph["qas"])
+
+
+class SquadTask(task.Task):
+  """Fine-tunes a span labeler and predicts (and, with answers, scores) the predict file."""
+  head = "span_logits"
+  metrics = ("exact_match", "f1")
+  higher_is_better = ("exact_match", "f1")
+  eval_data_hint = "add --do_predict=True with a --predict_file whose questions have answers"
+
+  def __init__(self, config: SquadConfig, *args: Any):
+    super().__init__(config, *args)
+    self.train_meta: Optional[Dict[str, Any]] = None
+    self.eval_meta: Optional[Dict[str, Any]] = None
+    self._dataset: Optional[Dict[str, Any]] = None
+    self._eval_data = None
+
+  def check_task(self) -> None:
+    config = self.config
+    if config.max_seq_length <= config.max_query_length + 3:
+      raise ValueError(f"The max_seq_length ({config.max_seq_length}) must be greater than "
+                       f"max_query_length ({config.max_query_length}) + 3")
+
+  @property
+  def predict_dataset(self) -> Dict[str, Any]:
+    """The predict file's JSON (read once)."""
+    if self._dataset is None:
+      squad.read_squad_examples(self.config.predict_file, False,
+                                self.config.version_2_with_negative)  # a clear error if malformed
+      self._dataset = io_utils.read_json(self.config.predict_file)
+    return self._dataset
+
+  def has_eval_data(self) -> bool:
+    return self.config.do_predict and _has_answers(self.predict_dataset)
+
+  def prepare_data(self) -> None:
+    config = self.config
+    tokenizer = self.files.tokenizer()
+
+    def prepare(input_file: str, is_training: bool) -> Dict[str, Any]:
+      return squad.prepare_features(
+          input_file, tokenizer, self.files.vocab_file, config.max_seq_length, config.doc_stride,
+          config.max_query_length, is_training, config.version_2_with_negative,
+          output_dir=config.output_dir, num_workers=config.num_workers)
+
+    # Both files up front, so that prediction cannot fail after hours of training.
+    if config.do_train:
+      self.train_meta = prepare(config.train_file, True)
+      logging.info("%d training examples became %d features (document windows); training "
+                   "steps count features, as google-research's counted examples.",
+                   self.train_meta["num_examples"], self.train_meta["num_features"])
+    if config.do_predict:
+      self.eval_meta = prepare(config.predict_file, False)
+
+  def build_model(self) -> tf_keras.Model:
+    return modeling.build_model(modeling.BertSpanLabeler(self.files.config))
+
+  def loss(self, features: trainer.Features, outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    return span_loss(features, outputs)
+
+  def num_train_records(self) -> int:
+    return self.train_meta["num_features"]
+
+  def train_dataset(self, context: tf.distribute.InputContext,
+                    start_batch: int) -> tf.data.Dataset:
+    config = self.config
+    return squad.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
+                              is_training=True, batch_size=config.training.train_batch_size,
+                              drop_remainder=True, input_context=context, seed=config.seed,
+                              start_batch=start_batch)
+
+  def _answers(self, model: tf_keras.Model):
+    """(predictions, n-best, null odds) of `model` on the predict file."""
+    config = self.config
+    if self._eval_data is None:
+      self._eval_data = squad.load_eval_data(config.output_dir)
+    examples, features = self._eval_data
+    results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size)
+    return squad.compute_predictions(
+        examples, features, results, config.n_best_size, config.max_answer_length,
+        self.files.do_lower_case, config.version_2_with_negative,
+        config.null_score_diff_threshold)
+
+  def _score(self, predictions: Dict[str, str], null_odds: Dict[str, float]) -> Dict[str, Any]:
+    """The dataset's own metric; exact_match and f1 under those names for every version."""
+    metrics = evaluate.evaluate(self.predict_dataset, predictions, na_probs=(
+        null_odds if self.config.version_2_with_negative else None))
+    metrics.setdefault("exact_match", metrics.get("exact"))
+    return metrics
+
+  def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
+    predictions, _, null_odds = self._answers(model)
+    return self._score(predictions, null_odds)
+
+  def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
+    """predictions.json, nbest_predictions.json, null_odds.json (SQuAD 2.0) and, when the
+    predict file has answers, eval_results.json."""
+    predictions, nbest, null_odds = self._answers(model)
+    if not self.chief:
+      return []  # every worker predicts its share; the chief gathers them and writes the files
+    config = self.config
+    paths = output_files(config.output_dir)
+    io_utils.write_json_atomic(paths["predictions"], predictions)
+    io_utils.write_json_atomic(paths["nbest_predictions"], nbest)
+    written = ["predictions", "nbest_predictions"]
+    if config.version_2_with_negative:
+      io_utils.write_json_atomic(paths["null_odds"], null_odds)
+      written.append("null_odds")
+    logging.info("Predicted %d questions: %s", len(predictions), paths["predictions"])
+    results["predictions"] = paths["predictions"]
+    names = [os.path.basename(paths[name]) for name in written]
+    if self.has_eval_data():
+      results["metrics"] = self._score(predictions, null_odds)
+      io_utils.write_json_atomic(os.path.join(config.output_dir, EVAL_RESULTS_FILE),
+                                 dict(results["metrics"], global_step=step))
+      names.append(EVAL_RESULTS_FILE)
+    return names

@@ -10,10 +10,11 @@ including today's Colab TPU runtime, where the TPU is attached to this machine).
 gs:// paths.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from absl import flags
 from absl import logging
@@ -194,6 +195,23 @@ def replica_kind(strategy: tf.distribute.Strategy) -> str:
   return "replicas"
 
 
+def check_batches(strategy: tf.distribute.Strategy, batch_sizes: Dict[str, int]) -> None:
+  """check_global_batch for each flag name -> global batch size, against `strategy`'s replicas."""
+  kind = replica_kind(strategy)
+  for flag_name, batch_size in batch_sizes.items():
+    check_global_batch(batch_size, strategy.num_replicas_in_sync, flag_name, kind)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True unless this process is a non-chief worker of a multi-worker strategy."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return resolver.task_type == "chief" or (
+      resolver.task_type == "worker" and resolver.task_id == 0
+      and "chief" not in resolver.cluster_spec().as_dict())
+
+
 def barrier(strategy: tf.distribute.Strategy) -> None:
   """Returns once every worker has got here (a one-number all-reduce; instant on one worker).
 
@@ -201,6 +219,22 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
   """
   strategy.reduce(tf.distribute.ReduceOp.SUM,
                   strategy.run(tf.function(lambda: tf.constant(1.0))), axis=None)
+
+
+@contextlib.contextmanager
+def chief_writes_first(strategy: tf.distribute.Strategy) -> Iterator[None]:
+  """Runs the block on the chief first; other workers run it once the chief has finished.
+
+  For files the chief writes and the others reuse (feature caches): every worker computes what
+  the block returns, but only the chief finds the files missing and writes them. The two
+  barriers pair up: the others wait before the block, the chief after it.
+  """
+  chief = is_chief(strategy)
+  if not chief:
+    barrier(strategy)
+  yield
+  if chief:
+    barrier(strategy)
 
 
 def _gpu_devices(num_gpus: Optional[int]) -> List[str]:

@@ -1,0 +1,58 @@
+"""The model a run uses: vocab, config, lowercasing and initial checkpoint, resolved together.
+
+Each is taken from the flags, or from the directory of --init_checkpoint when omitted (a Hugging
+Face directory, a bert_tf output directory, the folder of a Google checkpoint), and all are
+checked against each other before any data is converted or model built.
+"""
+
+import dataclasses
+from typing import Any, Dict, Optional, Sequence
+
+from bert_tf import checkpoints, io_utils, tokenization
+from bert_tf.configs import BertConfig
+
+
+@dataclasses.dataclass
+class ModelFiles:
+  """The resolved vocab, config and lowercasing of the model a run uses."""
+  vocab_file: Optional[str]  # None only where a task can do without (pretraining)
+  config: BertConfig
+  config_file: str  # where `config` was read, to name in errors
+  do_lower_case: Optional[bool]
+  init_checkpoint: Optional[str]
+
+  def tokenizer(self) -> tokenization.FullTokenizer:
+    return tokenization.FullTokenizer(self.vocab_file, self.do_lower_case)
+
+  def settings(self) -> Dict[str, Any]:
+    """What identifies the model for the output_dir guard: config values, vocab bytes, casing."""
+    settings: Dict[str, Any] = {f"bert_config_file[{key}]": value
+                                for key, value in self.config.to_dict().items()}
+    if self.vocab_file:
+      settings["vocab_file"] = "sha256:" + io_utils.file_sha256(self.vocab_file)
+    if self.do_lower_case is not None:
+      settings["do_lower_case"] = self.do_lower_case
+    return settings
+
+
+def resolve(init_checkpoint: Optional[str], vocab_file: Optional[str],
+            bert_config_file: Optional[str], do_lower_case: Optional[bool],
+            special_tokens: Sequence[str] = tokenization.SPECIAL_TOKENS,
+            vocab_required: bool = True) -> ModelFiles:
+  """Fills vocab/config from `init_checkpoint` when omitted and checks that vocab, config and
+  checkpoint agree. `do_lower_case` None: inferred from the vocab."""
+  if vocab_required or not bert_config_file:
+    vocab_file, config_file = checkpoints.resolve_model_files(
+        init_checkpoint, vocab_file, bert_config_file)
+  else:
+    config_file = bert_config_file
+  config = BertConfig.from_json_file(config_file)
+  if vocab_file:
+    tokenization.check_vocab(vocab_file, special_tokens)
+    checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
+  if init_checkpoint:
+    checkpoints.check_checkpoint_matches_config(init_checkpoint, config, config_file)
+  if vocab_file:
+    do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case,
+                                                       init_checkpoint)
+  return ModelFiles(vocab_file, config, config_file, do_lower_case, init_checkpoint)

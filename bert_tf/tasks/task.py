@@ -1,0 +1,441 @@
+"""The shape every task shares: SQuAD, the classifier and pretraining are each a Task.
+
+A Task is made from its config, the model files and the distribution strategy, and runs the
+same steps for every task:
+  prepare   checks the config against the model, the batches against the replicas, and
+            converts the data (the chief writes the records; other workers wait, then reuse them);
+  train     trains in segments (every epoch, every --eval_steps, or in one go), each ending in a
+            checkpoint and, when there is evaluation data, an evaluation: a row of
+            training_stats.csv and training_curves.png, TensorBoard scalars under OUTPUT_DIR/eval,
+            with --keep_best_by the best model in OUTPUT_DIR/best/ and with
+            --early_stopping_patience a stop once it no longer improves;
+  run       trains (or restores the model to use), evaluates and predicts with the best model
+            (or the last), and writes the outputs.
+The history of a run is kept in OUTPUT_DIR/training_state.json after every segment, so an
+interrupted run resumes from its last checkpoint with its history, best model and patience.
+Subclasses say what differs: the model, loss and data, the metrics and the output files.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from bert_tf import checkpoints, io_utils, model_files
+from bert_tf.training import best_checkpoint, distribution, history, trainer
+
+STATE_FILE = "training_state.json"
+EXPORT_DIR = "export"
+# The files a training run writes in output_dir that belong to its weights: what
+# --overwrite_output_dir deletes (the "checkpoint" index first, so a deletion cut short never
+# leaves a checkpoint that looks complete). Feature caches and other files are kept.
+RUN_OUTPUTS = ("checkpoint", "ckpt-*", best_checkpoint.BEST_DIR, EXPORT_DIR,
+               trainer.TRAIN_DIR, trainer.EVAL_DIR, STATE_FILE, history.STATS_FILE,
+               history.CURVES_FILE)
+# The model's own files, copied into every training output_dir, so that the directory is an
+# --init_checkpoint on its own.
+CONFIG_FILE = "bert_config.json"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclasses.dataclass(kw_only=True)
+class TaskConfig:
+  """What every task's run needs; names follow google-research's flags.
+
+  `training.num_train_steps` 0 means: from num_train_epochs and the number of training records,
+  with warmup_proportion of them warming up.
+  """
+  training: trainer.TrainConfig
+  do_train: bool = False
+  do_eval: bool = False
+  do_predict: bool = False
+  max_seq_length: int = 128
+  eval_batch_size: int = 8
+  predict_batch_size: int = 8
+  num_train_epochs: float = 3.0
+  warmup_proportion: float = 0.1
+  seed: int = 12345
+  eval_every_epoch: bool = True
+  eval_steps: Optional[int] = None
+  keep_best_by: Optional[str] = None
+  early_stopping_patience: int = 0
+
+  @property
+  def output_dir(self) -> str:
+    return self.training.output_dir
+
+
+def evaluation_steps(num_train_steps: int, steps_per_epoch: float, eval_every_epoch: bool,
+                     eval_steps: Optional[int]) -> List[int]:
+  """The steps that end a training segment: every eval_steps, else each epoch's end, and the end."""
+  if eval_steps:
+    points = range(eval_steps, num_train_steps, eval_steps)
+  elif eval_every_epoch:
+    points = (int(k * steps_per_epoch)
+              for k in range(1, math.ceil(num_train_steps / steps_per_epoch) + 1))
+  else:
+    points = ()
+  return sorted({p for p in points if 0 < p < num_train_steps} | {num_train_steps})
+
+
+def checkpoint_step(checkpoint: Optional[str]) -> int:
+  """The step in a checkpoint prefix ending in -STEP (0 for None)."""
+  return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+@dataclasses.dataclass
+class TrainingState:
+  """What a resumed run needs besides the trainer checkpoint: the history, task extras."""
+  history: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  extras: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def load(cls, output_dir: str) -> "TrainingState":
+    path = os.path.join(output_dir, STATE_FILE)
+    return cls(**io_utils.read_json(path)) if tf.io.gfile.exists(path) else cls()
+
+  def save(self, output_dir: str) -> None:
+    io_utils.write_json_atomic(os.path.join(output_dir, STATE_FILE), dataclasses.asdict(self))
+
+
+class Task:
+  """One task's run; subclasses fill in the methods that raise NotImplementedError."""
+  # The validation metrics of training_stats.csv, in order; those --keep_best_by may name (by
+  # default the same); which of them improve upwards.
+  metrics: Sequence[str] = ("loss",)
+  selectable_metrics: Optional[Sequence[str]] = None
+  higher_is_better: Sequence[str] = ()
+  # The layer a fine-tuned checkpoint has (warned about when inference starts without it).
+  head: Optional[str] = None
+  # Whether, without evaluation data, --keep_best_by=loss scores the training loss (KcBERT did).
+  scores_training_loss = False
+
+  def __init__(self, config: TaskConfig, files: model_files.ModelFiles,
+               strategy: tf.distribute.Strategy):
+    self.config = config
+    self.files = files
+    self.strategy = strategy
+    self.chief = distribution.is_chief(strategy)
+    self.state = TrainingState.load(config.output_dir)
+    self._checked = self._prepared = False
+
+  # -------------------------------------------------------------------------------------------
+  # What each task defines
+
+  def check_task(self) -> None:
+    """Task-specific checks of the config and inputs, in seconds (ValueErrors name flags)."""
+
+  def prepare_data(self) -> None:
+    """Reads and converts the data this run needs (the chief writes, see `prepare`)."""
+    raise NotImplementedError
+
+  def build_model(self) -> tf_keras.Model:
+    raise NotImplementedError
+
+  def loss(self, features: trainer.Features, outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """Per-example training losses."""
+    raise NotImplementedError
+
+  def train_dataset(self, context: tf.distribute.InputContext,
+                    start_batch: int) -> tf.data.Dataset:
+    raise NotImplementedError
+
+  def num_train_records(self) -> Optional[int]:
+    """The training records in one epoch (None when unknown: then no epoch column)."""
+    raise NotImplementedError
+
+  def has_eval_data(self) -> bool:
+    """Whether `evaluate` can score a model (a dev set with labels or answers)."""
+    return self.config.do_eval
+
+  def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
+    """Validation metrics of `model` (every name in `metrics` among them)."""
+    raise NotImplementedError
+
+  def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
+    """Writes the final evaluation (chief only); returns the names written in output_dir."""
+    raise NotImplementedError
+
+  def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
+    """Predicts (every worker), writes the outputs (chief), adds to `results`; returns names."""
+    raise NotImplementedError
+
+  def finish(self, results: Dict[str, Any]) -> None:
+    """After evaluation and prediction (e.g. exports)."""
+
+  # -------------------------------------------------------------------------------------------
+  # The shared steps
+
+  def _check_config(self) -> None:
+    config = self.config
+    if not (config.do_train or config.do_eval or config.do_predict):
+      raise ValueError("At least one of --do_train, --do_eval or --do_predict must be true.")
+    positions = self.files.config.max_position_embeddings
+    if config.max_seq_length > positions:
+      raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds the model's "
+                       f"max_position_embeddings={positions} in {self.files.config_file}.")
+    metric = config.keep_best_by
+    selectable = self.selectable_metrics or self.metrics
+    if metric and metric not in selectable:
+      raise ValueError(f"--keep_best_by={metric}: expected one of {', '.join(selectable)}.")
+    if metric and config.do_train and not self.has_eval_data() and not (
+        self.scores_training_loss and metric == "loss"):
+      raise ValueError(f"--keep_best_by picks among evaluations during training, which need "
+                       f"evaluation data: {self.eval_data_hint}.")
+    if config.early_stopping_patience and not metric:
+      raise ValueError("--early_stopping_patience counts evaluations that do not improve the "
+                       "--keep_best_by metric: set --keep_best_by.")
+    if config.eval_steps is not None and config.eval_steps <= 0:
+      raise ValueError(f"--eval_steps={config.eval_steps} must be positive.")
+    batches = {"train_batch_size": (config.do_train, config.training.train_batch_size),
+               "eval_batch_size": (config.do_eval, config.eval_batch_size),
+               "predict_batch_size": (config.do_predict, config.predict_batch_size)}
+    distribution.check_batches(self.strategy, {name: size for name, (wanted, size)
+                                               in batches.items() if wanted})
+
+  eval_data_hint = "add --do_eval=true"
+
+  def check(self) -> None:
+    """Every check of the config against the model, the replicas and the inputs."""
+    if not self._checked:
+      self._check_config()
+      self.check_task()
+      self._checked = True
+
+  def prepare(self) -> None:
+    """The checks, then the data: a bad flag, file or line fails here, before any training."""
+    if self._prepared:
+      return
+    self.check()
+    with distribution.chief_writes_first(self.strategy):
+      if self.config.do_train and self.chief:
+        self._write_model_files()
+      self.prepare_data()
+    self._prepared = True
+
+  def _write_model_files(self) -> None:
+    """bert_config.json and vocab.txt into output_dir (lowercasing is in run_flags.json)."""
+    output_dir = self.config.output_dir
+    io_utils.write_text_atomic(os.path.join(output_dir, CONFIG_FILE),
+                               self.files.config.to_json_string())
+    vocab = os.path.join(output_dir, VOCAB_FILE)
+    if self.files.vocab_file and os.path.abspath(self.files.vocab_file) != os.path.abspath(vocab):
+      with tf.io.gfile.GFile(self.files.vocab_file, "rb") as f:
+        data = f.read()
+      with io_utils.atomic_output(vocab) as temporary:
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+          f.write(data)
+
+  def _train_config(self) -> trainer.TrainConfig:
+    training = self.config.training
+    if training.num_train_steps:
+      return training
+    records = self.num_train_records()
+    steps = int(records / training.train_batch_size * self.config.num_train_epochs)
+    if steps < 1:
+      raise ValueError(f"{records} training records at train_batch_size="
+                       f"{training.train_batch_size} and num_train_epochs="
+                       f"{self.config.num_train_epochs} give no training step; lower "
+                       "--train_batch_size or raise --num_train_epochs.")
+    return dataclasses.replace(training, num_train_steps=steps,
+                               num_warmup_steps=int(steps * self.config.warmup_proportion))
+
+  def _seeded_model(self) -> tf_keras.Model:
+    tf_keras.utils.set_random_seed(self.config.seed)
+    return self.build_model()
+
+  def _init_weights(self, model: tf_keras.Model) -> None:
+    if self.files.init_checkpoint:
+      checkpoints.load_init_checkpoint(model, self.files.init_checkpoint)
+    else:
+      logging.warning("No --init_checkpoint: training from randomly initialised weights.")
+
+  def make_trainer(self) -> trainer.Trainer:
+    """The task's Trainer (resumed from output_dir's latest checkpoint when there is one)."""
+    self.prepare()
+    return trainer.Trainer(self.strategy, self._train_config(), self._seeded_model, self.loss,
+                           self.train_dataset, self._init_weights)
+
+  @property
+  def evaluates_during_training(self) -> bool:
+    """With evaluation data: every epoch, every --eval_steps, or to keep the best model."""
+    config = self.config
+    return self.has_eval_data() and bool(config.eval_every_epoch or config.eval_steps
+                                         or config.keep_best_by)
+
+  def _keeper(self) -> Optional[best_checkpoint.BestCheckpointKeeper]:
+    metric = self.config.keep_best_by
+    if not metric:
+      return None
+    return best_checkpoint.BestCheckpointKeeper(self.strategy, self.config.output_dir, metric,
+                                                metric in self.higher_is_better)
+
+  def _evaluations_without_improvement(self, keeper: best_checkpoint.BestCheckpointKeeper
+                                       ) -> int:
+    key = f"val_{keeper.metric}"
+    best_step = keeper.best["step"] if keeper.best else 0
+    return sum(1 for row in self.state.history
+               if row["step"] > best_step and row.get(key) is not None)
+
+  def _stopped_early(self, keeper: Optional[best_checkpoint.BestCheckpointKeeper]) -> bool:
+    patience = self.config.early_stopping_patience
+    return bool(keeper and patience and self._evaluations_without_improvement(keeper) >= patience)
+
+  def train(self) -> tf_keras.Model:
+    """Trains in segments with evaluation, best-checkpoint keeping and early stopping; resumable.
+
+    Returns the model to evaluate and predict with: the best one with --keep_best_by, else the last.
+    """
+    self.prepare()
+    config = self.config
+    run = self.make_trainer()
+    train_config = run.config
+    records = self.num_train_records()
+    steps_per_epoch = records / train_config.train_batch_size if records else None
+    by_epoch = bool(config.eval_every_epoch or config.keep_best_by) and steps_per_epoch
+    stops = evaluation_steps(train_config.num_train_steps, steps_per_epoch, bool(by_epoch),
+                             config.eval_steps)
+    # Rows after the restored checkpoint (its files were lost) would be redone, so drop them.
+    self.state.history = [row for row in self.state.history if row["step"] <= run.step]
+    done = {row["step"] for row in self.state.history}
+    keeper = self._keeper()
+    writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, trainer.EVAL_DIR))
+              if self.chief else tf.summary.create_noop_writer())
+    logging.info("%s training records, %s steps per epoch, %d steps; segments end at steps %s.",
+                 records or "?", f"{steps_per_epoch:.1f}" if steps_per_epoch else "?",
+                 train_config.num_train_steps, stops)
+    # One SIGTERM handler over all segments: one arriving during an evaluation stops the next.
+    with trainer.sigterm_requests():
+      for stop in stops:
+        if self._stopped_early(keeper):
+          logging.info("Stopped early: %s has not improved for %d evaluations; not training "
+                       "further.", keeper.metric, config.early_stopping_patience)
+          break
+        if stop in done:
+          continue
+        self._train_segment(run, stop, steps_per_epoch, keeper, writer)
+    if keeper and keeper.best:
+      logging.info("Best %s %.4f at step %d: restoring %s.", keeper.metric, keeper.best["value"],
+                   keeper.best["step"], keeper.best["checkpoint"])
+      distribution.barrier(self.strategy)  # the chief has finished writing it
+      checkpoints.load_init_checkpoint(run.model, keeper.best["checkpoint"])
+    return run.model
+
+  def _train_segment(self, run: trainer.Trainer, stop: int, steps_per_epoch: Optional[float],
+                     keeper: Optional[best_checkpoint.BestCheckpointKeeper],
+                     writer: tf.summary.SummaryWriter) -> None:
+    """Trains to `stop`, evaluates, offers the model to the keeper, records the row."""
+    started = time.time()
+    run.train(stop_at_step=stop)
+    previous = self.state.history[-1] if self.state.history else {"step": 0, "loss_sum": 0.0}
+    # The trainer checkpoints its running loss sum, so a segment cut by a restart still gets
+    # the mean over all its steps.
+    row = dict(epoch=round(stop / steps_per_epoch, 2) if steps_per_epoch else None, step=stop,
+               loss_sum=run.loss_sum,
+               train_loss=(run.loss_sum - previous["loss_sum"]) / (stop - previous["step"]),
+               training_time=round(time.time() - started, 1) if run.mean_loss is not None
+               else None)
+    metrics = None
+    if self.evaluates_during_training:
+      started = time.time()
+      metrics = self.evaluate(run.model)
+      recorded = dict.fromkeys([*self.metrics, *(self.selectable_metrics or ())])
+      row.update({f"val_{name}": metrics[name] for name in recorded if name in metrics})
+      row["validation_time"] = round(time.time() - started, 1)
+      with writer.as_default(step=stop):
+        for name in self.metrics:
+          if name in metrics:
+            tf.summary.scalar(name, metrics[name])
+      writer.flush()
+      logging.info("Step %d: validation %s.", stop, ", ".join(
+          f"{name} {metrics[name]:.4f}" for name in self.metrics if name in metrics))
+    elif keeper and self.scores_training_loss:
+      metrics = {"loss": row["train_loss"]}
+    if keeper and metrics:
+      keeper.offer(run.model, stop, metrics[keeper.metric])
+    self.state.history.append(row)
+    if self.chief:
+      self.state.save(self.config.output_dir)
+      self._write_history(keeper)
+
+  def _write_history(self, keeper: Optional[best_checkpoint.BestCheckpointKeeper]) -> None:
+    rows, output_dir = self.state.history, self.config.output_dir
+    shown = self.metrics if self.evaluates_during_training else ()
+    history.write_stats(os.path.join(output_dir, history.STATS_FILE), rows, shown)
+    history.plot_curves(os.path.join(output_dir, history.CURVES_FILE), rows, shown,
+                        keeper.best["step"] if keeper and keeper.best else None)
+
+  def _restore(self, source: str, what: str) -> tf_keras.Model:
+    with self.strategy.scope():
+      model = self._seeded_model()
+    report = checkpoints.load_init_checkpoint(model, source)
+    if self.head and self.head not in report.components:
+      logging.warning("%s (%s) has no %s layer: %s uses a randomly initialised one, so its "
+                      "outputs mean nothing until the model is fine-tuned.", source, what,
+                      self.head, type(model).__name__)
+    logging.info("Evaluating/predicting with %s (%s).", source, what)
+    return model
+
+  def restore_for_inference(self) -> tf_keras.Model:
+    """The model to evaluate or predict with when this run did not train it.
+
+    The best checkpoint with --keep_best_by (if training kept one), else the latest checkpoint
+    in output_dir (google-research's choice), else --init_checkpoint.
+    """
+    config = self.config
+    best = best_checkpoint.read_best(config.output_dir) if config.keep_best_by else None
+    if config.keep_best_by and not best:
+      logging.warning("--keep_best_by=%s, but %s holds no best checkpoint (was it trained with "
+                      "--keep_best_by?); using the latest checkpoint.", config.keep_best_by,
+                      config.output_dir)
+    latest = tf.train.latest_checkpoint(config.output_dir)
+    if best:
+      return self._restore(best["checkpoint"], f"best by {best['metric']}")
+    if latest:
+      return self._restore(latest, "latest checkpoint")
+    if self.files.init_checkpoint:
+      return self._restore(self.files.init_checkpoint, "--init_checkpoint")
+    raise ValueError(f"Nothing to evaluate or predict with: {config.output_dir} holds no "
+                     "checkpoint and --init_checkpoint is not set. Train first "
+                     "(--do_train=true) or point --init_checkpoint at a fine-tuned model.")
+
+  def _model_step(self) -> int:
+    """The step of the model evaluated and predicted with (the best one's with --keep_best_by)."""
+    best = best_checkpoint.read_best(self.config.output_dir) if self.config.keep_best_by else None
+    if best:
+      return best["step"]
+    return checkpoint_step(tf.train.latest_checkpoint(self.config.output_dir))
+
+  def run(self) -> Dict[str, Any]:
+    """Trains, evaluates and predicts as the config asks; returns what it measured and wrote.
+
+    "written": the output files (names in output_dir) this run wrote or updated.
+    """
+    self.prepare()
+    config = self.config
+    results: Dict[str, Any] = dict(written=[])
+    if config.do_train:
+      model = self.train()
+      results["history"] = self.state.history
+      results["best"] = best_checkpoint.read_best(config.output_dir) if config.keep_best_by else None
+      if self.chief and self.state.history:
+        results["written"] += [history.STATS_FILE, history.CURVES_FILE]
+    else:
+      model = self.restore_for_inference()
+    step = self._model_step()
+    if config.do_eval:
+      started = time.time()
+      results["eval"] = self.evaluate(model)
+      logging.info("Evaluated in %.1f s: %s", time.time() - started, {
+          name: results["eval"][name] for name in self.metrics if name in results["eval"]})
+      if self.chief:
+        results["written"] += self.write_evaluation(results["eval"], step)
+    if config.do_predict:
+      results["written"] += self.predict(model, step, results)
+    self.finish(results)
+    return results
