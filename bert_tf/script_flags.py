@@ -59,6 +59,16 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
                        "the accelerator (one tf.function).")
   flags.DEFINE_integer("keep_checkpoint_max", 5, "(bert_tf) Checkpoints to keep.")
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "(bert_tf) Optimizer.")
+  flags.DEFINE_bool("adam_bias_correction", False, "(bert_tf) With --optimizer=adamw, Keras' "
+                    "bias-corrected Adam instead of google-research's AdamW, which has none.")
+  flags.DEFINE_integer("gradient_accumulation_steps", 1, "(bert_tf) Split each step's "
+                       "--train_batch_size into this many micro-batches and sum their gradients "
+                       "before the update: the same training in less memory.", lower_bound=1)
+  flags.register_multi_flags_validator(
+      ["train_batch_size", "gradient_accumulation_steps"],
+      lambda f: f["train_batch_size"] % f["gradient_accumulation_steps"] == 0,
+      "--train_batch_size must be a multiple of --gradient_accumulation_steps (each step "
+      "accumulates micro-batches of train_batch_size / gradient_accumulation_steps).")
   flags.DEFINE_bool("decay_from_warmup_end", False, "(bert_tf) Decay the learning rate from its "
                     "full value at the end of warmup instead of google-research's schedule, "
                     "which drops it there.")
@@ -213,7 +223,9 @@ def train_config(num_train_steps: int = 0, jit_compile: Optional[bool] = None
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       jit_compile=FLAGS.use_xla if jit_compile is None else jit_compile,
-      mixed_precision=FLAGS.mixed_precision)
+      mixed_precision=FLAGS.mixed_precision,
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+      adam_bias_correction=FLAGS.adam_bias_correction)
 
 
 def define_evaluation_flags(eval_every_epoch: bool, metrics: Sequence[str]) -> None:
