@@ -26,11 +26,13 @@ import json
 import re
 import string
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence,
+                    Tuple)
 
+import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf import io_utils, script_flags
 from bert_tf.data import squad
 
 METRICS = ("squad1", "squad2", "korquad1")
@@ -222,6 +224,12 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
   Returns None, with a warning, for a dataset whose questions carry no "answers" (an unlabeled
   test file), which has nothing to score against.
   """
+  for name, path in (("dataset_file", dataset_file), ("prediction_file", prediction_file),
+                     ("--na-prob-file", na_prob_file)):
+    if path and not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"{name} {path} does not exist. run_squad.py --do_predict writes "
+                              "predictions.json (and null_odds.json with "
+                              "--version_2_with_negative) to its --output_dir.")
   squad.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
   dataset = io_utils.read_json(dataset_file)
   if not any("answers" in qa for article in dataset["data"] for paragraph in article["paragraphs"]
@@ -250,9 +258,16 @@ def _read_mapping(path: str, value_types: Tuple[type, ...], what: str) -> Dict[s
   return mapping
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+  """argparse whose usage errors are one `error:` line with exit status 1, like every tool's."""
+
+  def error(self, message: str) -> NoReturn:
+    raise SystemExit(f"error: {message} (see --help)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Command line entry point: prints the metrics as JSON and returns them."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = _ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("dataset_file", help="SQuAD-format dataset JSON")
   parser.add_argument("prediction_file", help="JSON object: question id -> answer text")
   parser.add_argument("--na-prob-file", help="squad2: JSON object of question id -> no-answer "
@@ -261,13 +276,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   parser.add_argument("--na-prob-thresh", type=float, default=1.0,
                       help="squad2: predict no answer above this probability (default 1.0)")
   args = parser.parse_args(argv)
-  try:
+  with script_flags.user_errors():  # a bad file: one line, no traceback
     results = evaluate_files(args.dataset_file, args.prediction_file, args.na_prob_file,
                              metric=args.metric, na_prob_thresh=args.na_prob_thresh)
-  except ValueError as e:
-    parser.error(str(e))
-  if results is None:
-    parser.error(f"{args.dataset_file} has no answers to evaluate against.")
+    if results is None:
+      raise ValueError(f"{args.dataset_file} has no answers to evaluate against.")
   print(json.dumps(results, indent=2, ensure_ascii=False))
   return results
 

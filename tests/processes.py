@@ -5,6 +5,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from typing import Callable, Dict, Tuple
 
@@ -50,6 +51,17 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
       assert (output_dir / f"ckpt-{stopped.group(1)}.index").exists()
     else:
       assert returncode == -signal.SIGKILL
+
+
+def user_error(*args: str) -> str:
+  """Runs `python ARGS` in the project root, which must fail as a user error: exit status 1 and
+  exactly one `error:` line on stderr, no traceback. Returns that line."""
+  result = subprocess.run([sys.executable, *args], cwd=pathlib.Path(__file__).parent.parent,
+                          capture_output=True, text=True, timeout=180, check=False)
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  return errors[0]
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -12,6 +12,7 @@ import pytest
 from bert_tf import evaluate
 
 from conftest import shared_path
+from tests import processes
 
 
 def dataset(version: str, questions: Sequence[Any]) -> Dict[str, Any]:
@@ -179,14 +180,13 @@ def test_evaluate_files_writes_results(tmp_path: pathlib.Path) -> None:
     (["a list"], "expected a JSON object of question id -> an answer string"),
     ({"q1": 3}, "the value for 'q1' should be an answer string"),
 ])
-def test_bad_prediction_file(tmp_path: pathlib.Path, content: Any, message: str,
-                             capsys: pytest.CaptureFixture) -> None:
+def test_bad_prediction_file(tmp_path: pathlib.Path, content: Any, message: str) -> None:
   data = write(tmp_path / "dev.json", dataset("1.1", [("q1", ["a"])]))
   predictions = write(tmp_path / "predictions.json", content)
-  with pytest.raises(SystemExit):
+  with pytest.raises(SystemExit) as exit_info:
     evaluate.main([data, predictions])
-  error = capsys.readouterr().err
-  assert predictions in error and message in error
+  error = str(exit_info.value.code)
+  assert error.startswith("error: ") and predictions in error and message in error
 
 
 @pytest.mark.parametrize("content, message", [
@@ -194,15 +194,23 @@ def test_bad_prediction_file(tmp_path: pathlib.Path, content: Any, message: str,
     ({"data": [{"title": "t"}]}, r"data\[0\]: missing field 'paragraphs'"),
     (dataset("1.1", [("q1", ["a"]), ("q1", ["b"])]), r"question id 'q1'.*also used at"),
 ])
-def test_bad_dataset_file(tmp_path: pathlib.Path, content: Any, message: str,
-                          capsys: pytest.CaptureFixture) -> None:
+def test_bad_dataset_file(tmp_path: pathlib.Path, content: Any, message: str) -> None:
   data = tmp_path / "dev.json"
   if isinstance(content, str):
     data.write_text(content, encoding="utf-8")
   else:
     write(data, content)
   predictions = write(tmp_path / "predictions.json", {"q1": "a"})
-  with pytest.raises(SystemExit):
+  with pytest.raises(SystemExit) as exit_info:
     evaluate.main([str(data), predictions])
-  error = capsys.readouterr().err
+  error = str(exit_info.value.code)
   assert str(data) in error and re.search(message, error), error
+
+
+def test_missing_files_are_one_error_line(tmp_path: pathlib.Path) -> None:
+  data = write(tmp_path / "dev.json", dataset("1.1", [("q1", ["a"])]))
+  error = processes.user_error("-m", "bert_tf.evaluate", data, str(tmp_path / "predictions.json"))
+  assert f"prediction_file {tmp_path / 'predictions.json'} does not exist" in error
+  assert "run_squad.py --do_predict" in error
+  with pytest.raises(SystemExit, match=r"^error: the following arguments are required"):
+    evaluate.main([data])
