@@ -3,7 +3,8 @@
 Results of all figures live in one JSON file, benchmarks/results.json, one entry per benchmark;
 each module merges its own entry with `merge_results`, written atomically so that a crash never
 leaves half a file. The Hugging Face side of a comparison runs in a virtual environment of its
-own (torch and transformers must not enter the project's), made by `hf_python` when missing.
+own (torch must not enter the project's; transformers is there for tokenizer tests only),
+made by `hf_python` when missing.
 """
 
 import datetime

@@ -95,6 +95,7 @@ _HF_HEAD_NAMES = {
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|data-\d{5}-of-\d{5})$")
 _MAX_LISTED = 10
+_MAX_SHAPES_LISTED = 3  # a shape listing is long: a misfit message names only the first few
 
 
 class GoogleVariable(NamedTuple):
@@ -346,7 +347,7 @@ def _is_hf_directory(path: str) -> bool:
           any(tf.io.gfile.exists(os.path.join(path, name)) for name in HF_WEIGHT_FILES))
 
 
-def _checkpoint_prefix(path: str) -> Optional[str]:
+def _checkpoint_prefix(path: str, flag: str) -> Optional[str]:
   """The TF checkpoint prefix at `path`: itself, or the latest (or only) one in a directory."""
   if tf.io.gfile.isdir(path):
     latest = tf.train.latest_checkpoint(path)
@@ -355,26 +356,27 @@ def _checkpoint_prefix(path: str) -> Optional[str]:
     prefixes = sorted(p[:-len(".index")] for p in tf.io.gfile.glob(os.path.join(path, "*.index")))
     if len(prefixes) > 1:
       raise ValueError(f"{path} holds several checkpoints and no 'checkpoint' file saying which "
-                       f"is latest ({_listing(prefixes)}); name one as --init_checkpoint.")
+                       f"is latest ({_listing(prefixes)}); name one as --{flag}.")
     return prefixes[0] if prefixes else None
   return path if tf.io.gfile.exists(path + ".index") else None
 
 
-def detect_format(init_checkpoint: str) -> Tuple[str, str]:
+def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[str, str]:
   """(TF1, TF2 or HF, the prefix or directory to read) for an --init_checkpoint value.
 
   Accepts a checkpoint prefix (or its .index/.data file), a directory holding checkpoints (the
-  latest is used), a Hugging Face directory or its weights file; local or gs://.
+  latest is used), a Hugging Face directory or its weights file; local or gs://. `flag` is the
+  command-line flag errors name (convert_checkpoint's is --input).
   """
   path = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint.rstrip("/"))
   if os.path.basename(path) in HF_WEIGHT_FILES:
     path = os.path.dirname(path)
   if tf.io.gfile.isdir(path) and _is_hf_directory(path):
     return HF, path
-  prefix = _checkpoint_prefix(path)
+  prefix = _checkpoint_prefix(path, flag)
   if prefix is None:
     raise FileNotFoundError(
-        f"--init_checkpoint={init_checkpoint}: no checkpoint there. Expected a Google TF1 "
+        f"--{flag}={init_checkpoint}: no checkpoint there. Expected a Google TF1 "
         "checkpoint prefix such as .../bert_model.ckpt (with its .index file), a directory "
         "holding TF checkpoints, or a Hugging Face directory with config.json and "
         f"{' or '.join(HF_WEIGHT_FILES)}.")
@@ -384,7 +386,7 @@ def detect_format(init_checkpoint: str) -> Tuple[str, str]:
   if any(name.startswith("bert/") for name in names):
     return TF1, prefix
   roots = sorted({name.split("/")[0] for name in names})
-  raise ValueError(f"--init_checkpoint={prefix}: neither a Google BERT checkpoint (bert/... "
+  raise ValueError(f"--{flag}={prefix}: neither a Google BERT checkpoint (bert/... "
                    "variables) nor a bert_tf one (model/encoder/...); its variables start with "
                    f"{_listing(roots)}.")
 
@@ -398,14 +400,24 @@ def _vocab_hint(checkpoint_vocab: int, model_vocab: int, bert_config_file: Optio
 
 
 def _misfit(model: tf_keras.Model, path: str, fmt: str, bert_config_file: Optional[str],
-            problems: Sequence[str]) -> ValueError:
+            problems: Sequence[str], flag: str) -> ValueError:
   built_from = f" built from {bert_config_file}" if bert_config_file else ""
-  return ValueError(f"--init_checkpoint={path} ({FORMAT_NAMES[fmt]}) does not fit the "
+  return ValueError(f"--{flag}={path} ({FORMAT_NAMES[fmt]}) does not fit the "
                     f"{type(model).__name__}{built_from}: " + "; ".join(problems) + ".")
 
 
+def _shape_mismatches(mismatches: Sequence[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]
+                      ) -> str:
+  """One problem for all variables whose shapes disagree, naming the first few."""
+  shown = [f"{name} is {list(shape)} there but {list(expected)} in the model"
+           for name, shape, expected in mismatches[:_MAX_SHAPES_LISTED]]
+  more = len(mismatches) - len(shown)
+  return (f"{len(mismatches)} variables have other shapes: " + ", ".join(shown)
+          + (f" (and {more} more)" if more else ""))
+
+
 def _assign_from(model: tf_keras.Model, source: _Source, targets: Dict[str, GoogleVariable],
-                 bert_config_file: Optional[str]) -> LoadReport:
+                 bert_config_file: Optional[str], flag: str) -> LoadReport:
   """Checks everything first, then assigns, so a misfit leaves the model untouched."""
   found: Dict[str, List[str]] = {}
   missing: Dict[str, List[str]] = {}
@@ -422,11 +434,12 @@ def _assign_from(model: tf_keras.Model, source: _Source, targets: Dict[str, Goog
   for component in [c for c in found if c != ENCODER and c in missing]:
     problems.append(f"its {component} head is incomplete, lacking {_listing(missing[component])}")
   for name, shape, expected in mismatches:
-    if name == "bert/embeddings/word_embeddings":
+    if name == "bert/embeddings/word_embeddings" and shape[0] != expected[0]:
       problems.append(_vocab_hint(shape[0], expected[0], bert_config_file))
-    problems.append(f"{name} has shape {list(shape)} there but {list(expected)} in the model")
+  if mismatches:
+    problems.append(_shape_mismatches(mismatches))
   if problems:
-    raise _misfit(model, source.path, source.format, bert_config_file, problems)
+    raise _misfit(model, source.path, source.format, bert_config_file, problems, flag)
   restored = [name for names in found.values() for name in names]
   for name in restored:
     targets[name].variable.assign(targets[name].from_google(source.read(name)))
@@ -443,7 +456,7 @@ def _model_components(model: tf_keras.Model) -> Dict[str, tf_keras.layers.Layer]
 
 
 def _restore_tf2(model: tf_keras.Model, prefix: str, targets: Dict[str, GoogleVariable],
-                 bert_config_file: Optional[str]) -> LoadReport:
+                 bert_config_file: Optional[str], flag: str) -> LoadReport:
   """Restores the encoder and each head the checkpoint holds through the object graph.
 
   The trainer saves tf.train.Checkpoint(model=model, ...); the model's attributes are the same in
@@ -464,9 +477,9 @@ def _restore_tf2(model: tf_keras.Model, prefix: str, targets: Dict[str, GoogleVa
       embeddings = targets["bert/embeddings/word_embeddings"].shape
       saved = [shape for name, shape in tf.train.list_variables(prefix)
                if re.search(r"/(_embedding_layer/embeddings|embedding_table)/\.ATTRIBUTES/", name)]
-      if saved and tuple(saved[0]) != embeddings:
+      if saved and saved[0][0] != embeddings[0]:
         problems.insert(0, _vocab_hint(saved[0][0], embeddings[0], bert_config_file))
-      raise _misfit(model, prefix, TF2, bert_config_file, problems) from e
+      raise _misfit(model, prefix, TF2, bert_config_file, problems, flag) from e
     restored.append(attribute)
   return LoadReport(
       path=prefix, format=TF2,
@@ -476,20 +489,22 @@ def _restore_tf2(model: tf_keras.Model, prefix: str, targets: Dict[str, GoogleVa
 
 
 def load_init_checkpoint(model: tf_keras.Model, init_checkpoint: str,
-                         bert_config_file: Optional[str] = None) -> LoadReport:
+                         bert_config_file: Optional[str] = None,
+                         flag: str = "init_checkpoint") -> LoadReport:
   """Initialises a built bert_tf model from a checkpoint in any supported format.
 
   Raises ValueError, naming the variables, when an encoder variable is missing from the source or
   any shape disagrees (`bert_config_file` is only named in that message). Heads missing from the
   source stay as initialised and source variables without a place are ignored; both are logged.
+  Errors name `flag` as the checkpoint's command-line flag.
   """
   targets = google_names(model)
-  fmt, path = detect_format(init_checkpoint)
+  fmt, path = detect_format(init_checkpoint, flag)
   if fmt == TF2:
-    report = _restore_tf2(model, path, targets, bert_config_file)
+    report = _restore_tf2(model, path, targets, bert_config_file, flag)
   else:
     source = _source(fmt, path)
-    report = _assign_from(model, source, targets, bert_config_file)
+    report = _assign_from(model, source, targets, bert_config_file, flag)
   logging.info("Restored %d variables (%s) from %s %s.", len(report.restored),
                ", ".join(report.components), FORMAT_NAMES[fmt], path)
   if report.initialized:
@@ -500,10 +515,11 @@ def load_init_checkpoint(model: tf_keras.Model, init_checkpoint: str,
   return report
 
 
-def model_for_checkpoint(init_checkpoint: str, config: BertConfig) -> tf_keras.Model:
+def model_for_checkpoint(init_checkpoint: str, config: BertConfig,
+                         flag: str = "init_checkpoint") -> tf_keras.Model:
   """A built model with the heads the checkpoint holds: BertPretrainer for MLM/NSP heads, else
   BertSpanLabeler (SQuAD), BertClassifier (num_labels from its weights) or BertModel."""
-  fmt, path = detect_format(init_checkpoint)
+  fmt, path = detect_format(init_checkpoint, flag)
   heads: Dict[str, Tuple[int, ...]] = {}  # head attribute -> shape of its bias
   if fmt == TF2:
     for name, shape in tf.train.list_variables(path):
@@ -561,28 +577,29 @@ def write_safetensors(arrays: Dict[str, np.ndarray], path: str) -> None:
 
 
 def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str],
-                        bert_config_file: Optional[str]) -> Tuple[str, str]:
+                        bert_config_file: Optional[str], flag: str = "init_checkpoint"
+                        ) -> Tuple[str, str]:
   """(vocab_file, bert_config_file), each taken from the directory of --init_checkpoint (a
   Hugging Face directory, an output directory or the folder of a Google checkpoint) when not
   given. Raises ValueError naming the flag to pass when one cannot be found."""
   directory = None
   if init_checkpoint and not (vocab_file and bert_config_file):
-    _, path = detect_format(init_checkpoint)
+    _, path = detect_format(init_checkpoint, flag)
     directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
 
-  def find(flag: str, given: Optional[str], names: Sequence[str]) -> str:
+  def find(file_flag: str, given: Optional[str], names: Sequence[str]) -> str:
     if given:
       return given
     if directory is None:
-      raise ValueError(f"--{flag} is required: there is no --init_checkpoint to find "
+      raise ValueError(f"--{file_flag} is required: there is no --{flag} to find "
                        f"{names[0]} beside.")
     for name in names:
       path = os.path.join(directory, name)
       if tf.io.gfile.exists(path):
-        logging.info("--%s not given: using %s.", flag, path)
+        logging.info("--%s not given: using %s.", file_flag, path)
         return path
-    raise ValueError(f"--{flag} was not given and {directory} (from --init_checkpoint="
-                     f"{init_checkpoint}) has no {' or '.join(names)}; pass --{flag}=PATH.")
+    raise ValueError(f"--{file_flag} was not given and {directory} (from --{flag}="
+                     f"{init_checkpoint}) has no {' or '.join(names)}; pass --{file_flag}=PATH.")
 
   return (find("vocab_file", vocab_file, ["vocab.txt"]),
           find("bert_config_file", bert_config_file, ["bert_config.json", "config.json"]))
@@ -619,11 +636,12 @@ def _tf2_checked_name(google_name: str) -> str:
 
 
 def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
-                                    bert_config_file: Optional[str] = None) -> None:
+                                    bert_config_file: Optional[str] = None,
+                                    flag: str = "init_checkpoint") -> None:
   """Fails before any model is built or data converted when a checkpoint's embedding and layer
   shapes contradict the config. Reads shapes only: the TF index or the safetensors header (a
   pytorch_model.bin is unpickled, tensors only, as loading does)."""
-  fmt, path = detect_format(init_checkpoint)
+  fmt, path = detect_format(init_checkpoint, flag)
   wanted = _config_shapes(config)
   if fmt == TF2:
     shapes = {name: tuple(shape) for name, shape in tf.train.list_variables(path)}
@@ -645,7 +663,7 @@ def check_checkpoint_matches_config(init_checkpoint: str, config: BertConfig,
   if problems:
     own_config = os.path.join(path, "config.json") if fmt == HF else "bert_config.json"
     raise ValueError(
-        f"--init_checkpoint={path} ({FORMAT_NAMES[fmt]}) does not match "
+        f"--{flag}={path} ({FORMAT_NAMES[fmt]}) does not match "
         f"{bert_config_file or 'the BERT config'}: " + "; ".join(problems) + ". Use the "
         f"{own_config} that came with the checkpoint.")
 

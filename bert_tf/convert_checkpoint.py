@@ -7,20 +7,24 @@ r"""Converts a BERT checkpoint between Google TF1, bert_tf TF2 and Hugging Face 
 --bert_config_file default to the files beside it. --output is a new directory holding
   tf1: bert_model.ckpt.{index,data-*} with Google's variable names, bert_config.json, vocab.txt;
   tf2: a tf.train.Checkpoint(model=...) as the trainer writes, bert_config.json, vocab.txt;
-  hf:  model.safetensors with Hugging Face's names, config.json, vocab.txt.
+  hf:  model.safetensors with Hugging Face's names, config.json, vocab.txt, and
+       tokenizer_config.json + special_tokens_map.json, so that transformers' AutoTokenizer
+       lowercases exactly when the model was trained so (--do_lower_case, inferred from the vocab
+       when not given: without the files transformers lowercases, which turns Hangul into jamo
+       and cased words into [UNK]); a classifier's config.json names its labels (--label_names).
 Only the weights the input holds are written (the encoder and whichever heads it has); nothing is
 invented. The directory is written under a temporary name and renamed when complete.
 """
 
 import json
 import os
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 from absl import app, flags, logging
 
-from bert_tf import checkpoints, io_utils, script_flags
+from bert_tf import checkpoints, io_utils, script_flags, tokenization
 from bert_tf.configs import BertConfig
 
 TF1_PREFIX = "bert_model.ckpt"
@@ -56,7 +60,7 @@ def _write_tf2(model: tf_keras.Model, report: checkpoints.LoadReport, directory:
 
 
 def _write_hf(model: tf_keras.Model, report: checkpoints.LoadReport, directory: str,
-              config: BertConfig) -> None:
+              config: BertConfig, label_names: Optional[Sequence[str]]) -> None:
   heads = tuple(c for c in report.components if c != checkpoints.ENCODER)
   arrays = checkpoints.to_hf_arrays(checkpoints.google_arrays(model, report.restored),
                                     prefix="bert." if heads else "")
@@ -64,32 +68,91 @@ def _write_hf(model: tf_keras.Model, report: checkpoints.LoadReport, directory: 
   hf_config = config.to_hugging_face_dict()
   hf_config["architectures"] = [_HF_ARCHITECTURES[heads]]
   if "classifier" in heads:
-    num_labels = model.classifier.kernel.shape[-1]
-    hf_config["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
-    hf_config["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+    names = label_names or [f"LABEL_{i}" for i in range(model.classifier.kernel.shape[-1])]
+    hf_config["id2label"] = {str(i): name for i, name in enumerate(names)}
+    hf_config["label2id"] = {name: i for i, name in enumerate(names)}
   io_utils.write_text_atomic(os.path.join(directory, "config.json"),
                              json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
 
 
-_WRITERS = {checkpoints.TF1: _write_tf1, checkpoints.TF2: _write_tf2, checkpoints.HF: _write_hf}
+# Hugging Face's names for BERT's special tokens.
+_HF_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                      "cls_token": "[CLS]", "mask_token": "[MASK]"}
+
+
+def hf_special_tokens(vocab_file: str) -> Dict[str, Optional[str]]:
+  """special_tokens_map.json: BERT's special tokens, null for one the vocab lacks (else
+  transformers would add it with a new id past the word embeddings)."""
+  vocab = tokenization.load_vocab(vocab_file)
+  return {key: token if token in vocab else None for key, token in _HF_SPECIAL_TOKENS.items()}
+
+
+def write_hf_tokenizer_files(directory: str, vocab_file: str, do_lower_case: bool,
+                             config: BertConfig) -> None:
+  """tokenizer_config.json and special_tokens_map.json, so that transformers' AutoTokenizer
+  tokenizes as FullTokenizer(vocab_file, do_lower_case) does. Without them it lowercases and
+  strips accents (NFD), which turns Hangul syllables into jamo and cased words into [UNK]."""
+  special_tokens = hf_special_tokens(vocab_file)
+  # strip_accents is left out: unset, transformers strips accents exactly when it lowercases, as
+  # google-research's BasicTokenizer does; CJK ideographs are split off (tokenize_chinese_chars).
+  tokenizer_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
+                      "tokenize_chinese_chars": True,
+                      "model_max_length": config.max_position_embeddings, **special_tokens}
+  for name, contents in (("tokenizer_config.json", tokenizer_config),
+                         ("special_tokens_map.json", special_tokens)):
+    io_utils.write_text_atomic(os.path.join(directory, name),
+                               json.dumps(contents, indent=2, sort_keys=True) + "\n")
+
+
+FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
+
+
+def _check_label_names(model: tf_keras.Model, label_names: Sequence[str], to: str) -> None:
+  """Label names are for a classifier's Hugging Face config: one distinct name per logit."""
+  if to != checkpoints.HF:
+    raise ValueError(f"--label_names applies to --to=hf only (config.json's id2label), not "
+                     f"--to={to}.")
+  classifier = getattr(model, "classifier", None)
+  if classifier is None:
+    raise ValueError(f"--label_names={','.join(label_names)}: the input has no classifier head "
+                     f"(it converts to a {type(model).__name__}); leave the flag out.")
+  num_labels = classifier.kernel.shape[-1]
+  if len(label_names) != num_labels or len(set(label_names)) != num_labels:
+    raise ValueError(f"--label_names={','.join(label_names)}: the classifier has {num_labels} "
+                     f"labels; give {num_labels} distinct names, in label-id order (run_classifier"
+                     "'s --label_list order).")
 
 
 def convert_checkpoint(input_checkpoint: str, output_dir: str, to: str,
                        bert_config_file: Optional[str] = None,
-                       vocab_file: Optional[str] = None) -> checkpoints.LoadReport:
-  """Writes `input_checkpoint` as a new directory `output_dir` in format `to` (tf1, tf2 or hf)."""
-  if to not in _WRITERS:
-    raise ValueError(f"--to={to!r}: expected one of {sorted(_WRITERS)}.")
+                       vocab_file: Optional[str] = None, do_lower_case: Optional[bool] = None,
+                       label_names: Optional[Sequence[str]] = None) -> checkpoints.LoadReport:
+  """Writes `input_checkpoint` as a new directory `output_dir` in format `to` (tf1, tf2 or hf).
+
+  For hf, `do_lower_case` (the model's training lowercasing; None: inferred from the vocab) goes
+  into tokenizer_config.json, and `label_names` (a classifier's labels by id) into config.json.
+  Everything is checked before the model is built.
+  """
+  if to not in FORMATS:
+    raise ValueError(f"--to={to!r}: expected one of {', '.join(FORMATS)}.")
   output_dir = output_dir.rstrip("/")
   if tf.io.gfile.exists(output_dir):
-    raise FileExistsError(f"--output={output_dir} already exists; remove it or choose a new "
-                          "directory (conversion never overwrites).")
+    raise ValueError(f"--output={output_dir} already exists; remove it or choose a new "
+                     "directory (conversion never overwrites).")
   vocab_file, bert_config_file = checkpoints.resolve_model_files(
-      input_checkpoint, vocab_file, bert_config_file)
+      input_checkpoint, vocab_file, bert_config_file, flag="input")
   config = BertConfig.from_json_file(bert_config_file)
   checkpoints.check_vocab_matches_config(vocab_file, config, bert_config_file)
-  model = checkpoints.model_for_checkpoint(input_checkpoint, config)
-  report = checkpoints.load_init_checkpoint(model, input_checkpoint, bert_config_file)
+  checkpoints.check_checkpoint_matches_config(input_checkpoint, config, bert_config_file,
+                                              flag="input")
+  if to == checkpoints.HF:
+    do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case,
+                                                       input_checkpoint, flag="input")
+  model = checkpoints.model_for_checkpoint(input_checkpoint, config, flag="input")
+  if label_names:
+    _check_label_names(model, label_names, to)
+  report = checkpoints.load_init_checkpoint(model, input_checkpoint, bert_config_file,
+                                            flag="input")
   if report.unused:
     logging.warning("Not converted (no place for them in a %s): %s", type(model).__name__,
                     ", ".join(report.unused))
@@ -100,7 +163,13 @@ def convert_checkpoint(input_checkpoint: str, output_dir: str, to: str,
   tmp = io_utils.temporary_path(output_dir)
   try:
     tf.io.gfile.makedirs(tmp)
-    _WRITERS[to](model, report, tmp, config)
+    if to == checkpoints.HF:
+      _write_hf(model, report, tmp, config, label_names)
+      write_hf_tokenizer_files(tmp, vocab_file, do_lower_case, config)
+    elif to == checkpoints.TF1:
+      _write_tf1(model, report, tmp, config)
+    else:
+      _write_tf2(model, report, tmp, config)
     with tf.io.gfile.GFile(vocab_file, "rb") as src, tf.io.gfile.GFile(
         os.path.join(tmp, "vocab.txt"), "wb") as dst:
       dst.write(src.read())
@@ -117,11 +186,17 @@ def _define_flags() -> None:
   flags.DEFINE_string("input", None, "Checkpoint to convert: a Google TF1 checkpoint prefix, a "
                       "bert_tf checkpoint or output directory, or a Hugging Face BERT directory.")
   flags.DEFINE_string("output", None, "New directory to write (local or gs://).")
-  flags.DEFINE_enum("to", None, sorted(_WRITERS), "Output format: tf1 (Google names), tf2 "
+  flags.DEFINE_enum("to", None, list(FORMATS), "Output format: tf1 (Google names), tf2 "
                     "(bert_tf's trainer) or hf (Hugging Face safetensors).")
   flags.DEFINE_string("bert_config_file", None, "Config of the input; defaults to "
                       "bert_config.json or config.json beside it.")
   flags.DEFINE_string("vocab_file", None, "Vocab of the input; defaults to vocab.txt beside it.")
+  flags.DEFINE_bool("do_lower_case", None, "hf: whether the model was trained on lowercased "
+                    "text, for tokenizer_config.json. When not given, it is inferred from the "
+                    "vocab (cased entries mean False); a value that contradicts the vocab is an "
+                    "error.")
+  flags.DEFINE_list("label_names", None, "hf, a classifier: its label names in id order (e.g. "
+                    "negative,positive), for config.json's id2label; default LABEL_0, LABEL_1...")
   flags.mark_flags_as_required(["input", "output", "to"])
 
 
@@ -130,7 +205,8 @@ def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file)
+    convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file,
+                       f.do_lower_case, f.label_names)
 
 
 if __name__ == "__main__":

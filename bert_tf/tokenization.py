@@ -424,12 +424,14 @@ def checkpoint_lower_case(init_checkpoint: Optional[str]) -> Optional[bool]:
 
 
 def resolve_do_lower_case(vocab_file: str, do_lower_case: Optional[bool],
-                          init_checkpoint: Optional[str] = None) -> bool:
+                          init_checkpoint: Optional[str] = None,
+                          flag: str = "init_checkpoint") -> bool:
   """The do_lower_case to tokenize with: the flag's value, or inferred from the vocab when None.
 
   Fails early, with a ValueError that says what goes wrong and how to fix it, when the value
   contradicts the vocab (a cased vocab needs False, an uncased one True) or the Google checkpoint
-  named in `init_checkpoint`, since either mistake silently ruins fine-tuning.
+  named in `init_checkpoint` (the value of --`flag`), since either mistake silently ruins
+  fine-tuning.
   """
   cased_entries = cased_vocab_entries(load_vocab(vocab_file))
   vocab_lower_case = not cased_entries
@@ -454,7 +456,7 @@ def resolve_do_lower_case(vocab_file: str, do_lower_case: Optional[bool],
     model = _GOOGLE_CHECKPOINT.search(init_checkpoint).group(0)
     raise ValueError(
         f"--do_lower_case={do_lower_case} ({how}; it matches the vocab {vocab_file}) does not "
-        f"match --init_checkpoint={init_checkpoint}: Google's {model} was pre-trained with "
+        f"match --{flag}={init_checkpoint}: Google's {model} was pre-trained with "
         f"do_lower_case={checkpoint_lower}. {_harm(do_lower_case)} Fix: use the vocab.txt that "
         f"came with {model} and pass --do_lower_case={checkpoint_lower}.")
   return do_lower_case

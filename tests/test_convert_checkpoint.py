@@ -1,5 +1,7 @@
 """convert_checkpoint: TF1 <-> TF2 <-> Hugging Face, exact round trips, atomic output."""
 
+import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -10,10 +12,12 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
-from bert_tf import checkpoints, modeling
+from benchmarks.pretraining_data import corpus_sentences
+from bert_tf import checkpoints, modeling, tokenization
 from bert_tf.configs import BertConfig
 from bert_tf.convert_checkpoint import convert_checkpoint
 from conftest import PROJECT_ROOT, shared_path
+from tests import processes
 
 TINY = BertConfig(vocab_size=12, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=16, max_position_embeddings=16, type_vocab_size=2,
@@ -113,7 +117,7 @@ def _write(path, text):
 def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, monkeypatch):
   _tf2_classifier_dir(tmp_path / "run")
   (tmp_path / "taken").mkdir()
-  with pytest.raises(FileExistsError, match="--output=.*taken already exists"):
+  with pytest.raises(ValueError, match="--output=.*taken already exists"):
     convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "taken"), "hf")
 
   def broken(*args):
@@ -138,3 +142,89 @@ def test_command_line(tmp_path):
   assert "bert/encoder/layer_1/attention/output/LayerNorm/gamma" in names
   assert tf.train.load_checkpoint(str(tmp_path / "tf1" / "bert_model.ckpt")).get_tensor(
       "output_weights").shape == (3, TINY.hidden_size)
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+  _tf2_classifier_dir(tmp_path / "run")
+  (tmp_path / "taken").mkdir()
+  error = processes.user_error("-m", "bert_tf.convert_checkpoint", f"--input={tmp_path / 'run'}",
+                               f"--output={tmp_path / 'taken'}", "--to=hf")
+  assert f"--output={tmp_path / 'taken'} already exists" in error
+
+
+def test_config_that_does_not_fit_is_a_short_message_naming_input(tmp_path):
+  _tf2_classifier_dir(tmp_path / "run")
+  wider = dataclasses.replace(TINY, hidden_size=16, intermediate_size=32)
+  config = _write(tmp_path / "wider.json", wider.to_json_string())
+  with pytest.raises(ValueError) as error:
+    convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "hf"), "hf", bert_config_file=config)
+  message = str(error.value)
+  assert message.startswith(f"--input={tmp_path / 'run'}") and "--init_checkpoint" not in message
+  assert "hidden_size" in message and len(message) < 1000, message
+  assert "vocab_size disagrees" not in message  # both have 12 word embeddings
+
+
+def _tf2_encoder_dir(path, vocab_file):
+  """A bert_tf output directory of an encoder whose word embeddings fit `vocab_file`."""
+  config = dataclasses.replace(TINY, vocab_size=len(tokenization.load_vocab(str(vocab_file))))
+  model = modeling.build_model(modeling.BertModel(config))
+  tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(path), max_to_keep=1).save()
+  (path / "bert_config.json").write_text(config.to_json_string())
+  (path / "vocab.txt").write_bytes(vocab_file.read_bytes())
+
+
+_CASED_ENGLISH = ["The Café in São Paulo isn't naïve: Dr. Smith's résumé cost $1,000.",
+                  "NASA's JWST saw GN-z11 (z=10.6) — Über-bright!", "東京 Tokyo and Zürich"]
+
+
+def _korean_texts():
+  """Real Korean sentences (corpus_ko) and a review with emoji, English and digits."""
+  return ["영화가 정말 재밌었어요", "BTS 콘서트 최고👍 10점 만점에 10점!!",
+          *itertools.islice(corpus_sentences(shared_path("corpus_ko")), 0, 3000, 10)]
+
+
+@pytest.mark.parametrize("vocab, texts, lower_case", [
+    ("kcbert-base-vocab.txt", _korean_texts, False),
+    ("bert-base-cased-vocab.txt", lambda: _CASED_ENGLISH, False),
+    ("bert-base-uncased-vocab.txt", lambda: _CASED_ENGLISH, True),
+])
+def test_hf_export_tokenizes_like_full_tokenizer_in_transformers(tmp_path, vocab, texts,
+                                                                 lower_case, monkeypatch):
+  """transformers' AutoTokenizer on the export gives FullTokenizer's tokens and ids."""
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  import transformers  # pylint: disable=g-import-not-at-top  (a dev requirement, tokenizers only)
+  vocab_file = shared_path("vocabs", vocab)
+  _tf2_encoder_dir(tmp_path / "run", vocab_file)
+  convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "hf"), "hf")  # lowercasing inferred
+  tokenizer_config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+  assert tokenizer_config["do_lower_case"] is lower_case
+  assert json.loads((tmp_path / "hf" / "special_tokens_map.json").read_text())["unk_token"] == (
+      "[UNK]")
+  hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+  ours = tokenization.FullTokenizer(str(vocab_file), do_lower_case=lower_case)
+  texts = texts()
+  assert len(texts) > 2
+  for text in texts:
+    tokens = ours.tokenize(text)
+    assert hf.tokenize(text) == tokens, text
+    assert hf(text)["input_ids"] == ours.convert_tokens_to_ids(["[CLS]", *tokens, "[SEP]"])
+  unknown = sum(ours.tokenize(text).count("[UNK]") for text in texts)
+  assert unknown < len(texts)  # lowercased Korean would be mostly [UNK]
+
+
+def test_hf_export_of_a_classifier_names_its_labels(tmp_path):
+  _tf2_classifier_dir(tmp_path / "run")
+  convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "hf"), "hf", do_lower_case=True,
+                     label_names=["negative", "neutral", "positive"])
+  hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
+  assert hf_config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+  assert hf_config["label2id"] == {"negative": 0, "neutral": 1, "positive": 2}
+  assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())[
+      "do_lower_case"] is True
+  with pytest.raises(ValueError, match="the classifier has 3 labels; give 3 distinct names"):
+    convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "hf2"), "hf",
+                       label_names=["negative", "positive"])
+  with pytest.raises(ValueError, match="--label_names applies to --to=hf only"):
+    convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "tf1"), "tf1",
+                       label_names=["a", "b", "c"])
+  assert not (tmp_path / "hf2").exists() and not (tmp_path / "tf1").exists()
