@@ -9,8 +9,8 @@ The kcbert recipe, applied to each line in this order:
   2. URLs (http:// or https://) are removed;
   3. the line is stripped;
   4. any character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ, !!!! -> !!,
-     .... -> ..), as soynlp's repeat_normalize(num_repeats=2) does for letters and the issue
-     asks for every character, and runs of whitespace become one space;
+     .... -> ..): soynlp's repeat_normalize(num_repeats=2), which KcBERT used, does this for
+     letters, and here it applies to every character; runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
      occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
      byte a line plus a fixed ~200 MB, see first_occurrences).

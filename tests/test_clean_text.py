@@ -21,6 +21,11 @@ def test_kcbert_rules():
                     "dropped_short": 1}
 
 
+def test_help_speaks_to_users():
+  """--help shows the module docstring: it describes the tool, not the history of its making."""
+  assert "issue" not in clean_text.__doc__ and "repeat_normalize" in clean_text.__doc__
+
+
 def test_any_character_repeated_more_than_twice_becomes_two():
   clean = clean_text.clean_line_kcbert
   assert clean("와 대박이다ㅋㅋㅋㅋ!!!!....???~~~") == "와 대박이다ㅋㅋ!!..??~~"
