@@ -12,6 +12,7 @@ given, is inferred from the vocab. The output file appears only when complete.
 
 import dataclasses
 import json
+import os
 import re
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -19,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import checkpoints, io_utils, model_files, modeling, script_flags, tokenization
+from bert_tf import (checkpoints, gcs, io_utils, model_files, modeling, script_flags,
+                     tokenization)
 from bert_tf.data import sentence_pairs
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
@@ -119,6 +121,12 @@ def extract_features(input_file: str, output_file: str, init_checkpoint: str,
   if batch_size < 1:
     raise ValueError(f"--batch_size={batch_size}: must be at least 1.")
   layer_indexes = parse_layers(layers, config.num_hidden_layers)
+  if tf.io.gfile.isdir(output_file):
+    raise ValueError(f"--output_file={output_file} is a directory: name the file to write, e.g. "
+                     f"--output_file={os.path.join(output_file, 'features.jsonl')}.")
+  # Before any model is loaded: a missing input, an output under a file or one not writable.
+  gcs.check_inputs_and_output({"input_file": input_file}, "output_file",
+                              os.path.dirname(output_file))
   features = convert_examples_to_features(read_examples(input_file), max_seq_length,
                                           files.tokenizer())
   model = modeling.build_model(modeling.BertModel(config))

@@ -13,6 +13,7 @@ from bert_tf import checkpoints, extract_features as ef, modeling, tokenization
 from bert_tf.configs import BertConfig
 from conftest import PROJECT_ROOT, shared_path
 from test_checkpoints import GOLDEN, TINY, _write_hf, minilm_dir
+from tests import processes
 
 
 @pytest.fixture
@@ -98,6 +99,30 @@ def test_bad_arguments_fail_early(tmp_path):
   with pytest.raises(ValueError, match="--init_checkpoint is required"):
     ef.extract_features(str(tmp_path / "in.txt"), str(tmp_path / "o"), None)
   assert not (tmp_path / "o").exists()
+
+
+def test_input_and_output_files_are_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
+  init_checkpoint, _ = _tiny_checkpoint()
+  (tmp_path / "in.txt").write_text("jack\n")
+  monkeypatch.setattr(checkpoints, "load_init_checkpoint", None)  # never reached
+  with pytest.raises(ValueError, match=r"--input_file=.*missing.txt: nothing exists"):
+    ef.extract_features(str(tmp_path / "missing.txt"), str(tmp_path / "o"), init_checkpoint,
+                        max_seq_length=8, layers="-1")
+  with pytest.raises(ValueError, match=r"--output_file=.*in.txt is not writable"):
+    ef.extract_features(str(tmp_path / "in.txt"), str(tmp_path / "in.txt" / "o"),
+                        init_checkpoint, max_seq_length=8, layers="-1")
+  with pytest.raises(ValueError, match=rf"--output_file={tmp_path} is a directory"):
+    ef.extract_features(str(tmp_path / "in.txt"), str(tmp_path), init_checkpoint,
+                        max_seq_length=8, layers="-1")
+
+
+def test_command_line_user_error_is_one_line(tmp_path):
+  init_checkpoint, _ = _tiny_checkpoint()
+  error = processes.user_error(
+      "-m", "bert_tf.extract_features", f"--input_file={tmp_path / 'missing.txt'}",
+      f"--output_file={tmp_path / 'out.jsonl'}", f"--init_checkpoint={init_checkpoint}",
+      "--layers=-1", "--max_seq_length=8")
+  assert f"--input_file={tmp_path / 'missing.txt'}: nothing exists at this path" in error
 
 
 def test_files_that_do_not_fit_fail_before_any_features(tmp_path, monkeypatch):
