@@ -1,5 +1,6 @@
 """Tests for bert_tf.distribution: flags, strategy resolution and the early checks."""
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -107,6 +108,7 @@ def fake_tpu(monkeypatch: pytest.MonkeyPatch) -> Dict[str, Any]:
     def num_replicas_in_sync(self) -> int:
       return self.cores
 
+  monkeypatch.setattr(distribution, "tpu_support", lambda: True)  # as with tensorflow-tpu
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", FakeResolver)
   monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", calls["connect"].append)
   monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", calls["initialize"].append)
@@ -173,10 +175,96 @@ def test_core_count_mismatch_warns(fake_tpu: Dict[str, Any],
   assert distribution.replica_kind(strategy) == "TPU cores"
 
 
-def test_unnamed_tpu_gives_a_clear_error() -> None:
+def test_unnamed_tpu_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+  monkeypatch.setattr(distribution, "tpu_support", lambda: True)
   # The real resolver: with no name and no TPU variables it fails before any network access.
   with pytest.raises(ValueError, match="--tpu_name .*'local'"):
     distribution.resolve_strategy(StrategyConfig(use_tpu=True))
+
+
+def installed(distribution_name: str) -> bool:
+  try:
+    importlib.metadata.distribution(distribution_name)
+    return True
+  except importlib.metadata.PackageNotFoundError:
+    return False
+
+
+@pytest.mark.skipif(installed("tensorflow-tpu"), reason="tensorflow-tpu is installed")
+def test_plain_tensorflow_is_refused_for_a_tpu_before_the_resolver(
+    monkeypatch: pytest.MonkeyPatch) -> None:
+  def no_resolver(**unused):
+    raise AssertionError("the resolver must not be reached")
+
+  monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", no_resolver)
+  assert not distribution.tpu_support()
+  for config in (StrategyConfig(use_tpu=True, tpu_name="local"),
+                 StrategyConfig(distribution_strategy="tpu", tpu_name="my-tpu")):
+    with pytest.raises(ValueError) as raised:
+      distribution.resolve_strategy(config)
+    message = str(raised.value)
+    assert "make install-tpu" in message and "python -m bert_tf.doctor" in message
+    assert "\n" not in message
+  distribution.check_tpu_support(StrategyConfig())  # no TPU asked for: nothing to check
+
+
+@pytest.mark.parametrize("error, first_line", [
+    (tf.errors.NotFoundError(None, None, "TPUs not found in the cluster.\nRegistered devices: ..."),
+     "TPUs not found in the cluster."),
+    (RuntimeError('TPU "my-tpu" is not yet ready; state: "CREATING"'),
+     'TPU "my-tpu" is not yet ready; state: "CREATING"'),
+], ids=["not_found", "not_ready"])
+def test_tpu_that_cannot_be_reached_is_one_line_naming_the_fix(
+    fake_tpu: Dict[str, Any], monkeypatch: pytest.MonkeyPatch, error: Exception,
+    first_line: str) -> None:
+  def fail(resolver: FakeResolver) -> None:
+    raise error
+
+  monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", fail)
+  with pytest.raises(ValueError) as raised:
+    distribution.resolve_strategy(StrategyConfig(use_tpu=True, tpu_name="local"))
+  message = str(raised.value)
+  assert message.startswith("No TPU found at --tpu_name=local (")
+  assert f"({first_line})" in message and "\n" not in message
+  assert "make install-tpu" in message and "python -m bert_tf.doctor" in message
+
+
+def test_a_named_tpu_the_api_cannot_find_is_one_line_naming_the_fix(
+    fake_tpu: Dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+  def unknown(tpu: str, zone: Optional[str], project: Optional[str]) -> None:
+    raise ValueError(f"Could not lookup TPU metadata from name '{tpu}'. Please doublecheck")
+
+  monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", unknown)
+  with pytest.raises(ValueError, match=r"^--tpu_name=my-pod: Could not lookup .*make install-tpu"):
+    distribution.resolve_strategy(StrategyConfig(use_tpu=True, tpu_name="my-pod"))
+
+
+def test_the_tpu_client_is_the_chief_without_asking_the_cloud_tpu_api(
+    fake_tpu: Dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+  strategy = distribution.resolve_strategy(StrategyConfig(use_tpu=True, tpu_name="my-pod"))
+
+  def cluster_spec() -> None:
+    raise AssertionError("cluster_spec() calls the Cloud TPU API")
+
+  strategy.resolver.task_type, strategy.resolver.task_id = "worker", 0  # as TPUClusterResolver
+  strategy.resolver.cluster_spec = cluster_spec
+  monkeypatch.setattr(type(strategy), "cluster_resolver", property(lambda self: self.resolver),
+                      raising=False)
+  assert distribution.is_chief(strategy)
+
+
+def test_run_squad_with_use_tpu_on_plain_tensorflow_is_one_error_line(tmp_path) -> None:
+  if installed("tensorflow-tpu"):
+    pytest.skip("tensorflow-tpu is installed")
+  done = subprocess.run(
+      [sys.executable, "run_squad.py", "--demo", "--use_tpu=True", "--tpu_name=local",
+       f"--output_dir={tmp_path / 'out'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+      timeout=120)
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr
+  errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "make install-tpu" in errors[0], done.stderr[-2000:]
+  assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # refused before any work
 
 
 # --- CPU / GPU strategies ------------------------------------------------------------------

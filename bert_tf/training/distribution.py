@@ -7,23 +7,36 @@ All scripts (run_squad.py, run_classifier.py, run_pretraining.py) call `define_f
 TPU addresses: `--tpu_name` may be a Cloud TPU node name, `grpc://host:8470`, or `local` (a TPU VM,
 including today's Colab TPU runtime, where the TPU is attached to this machine). A remote TPU
 (node name or grpc://) runs the input pipeline and writes checkpoints itself, so it can only reach
-gs:// paths.
+gs:// paths. A TPU pod slice is one of these: TensorFlow drives it from a single client, the one
+process started on worker 0 with the slice's name (TPU_NAME), and the TPU hosts' TensorFlow
+servers read the data and write the checkpoints (README, "Hardware and installation").
+
+A TPU run needs TensorFlow's TPU build (the tensorflow-tpu wheel, `make install-tpu`);
+`check_tpu_support` refuses one on any other build before any work, and a TPU that cannot be
+reached is one `ValueError` naming the fix, never a traceback from deep inside TensorFlow.
 """
 
 import contextlib
 import dataclasses
 import json
 import os
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from absl import flags
 from absl import logging
 import tensorflow as tf
+# No public API lists the kernels a TensorFlow build registered.
+from tensorflow.python.framework import kernels
 
 STRATEGY_NAMES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device", "default")
 LOCAL_TPU = "local"
 _GRPC_PREFIX = "grpc://"
 GCS_PREFIX = "gs://"
+# Only TPU builds register a kernel for this op: tensorflow-tpu 2.20.0 has a CPU one, the plain
+# tensorflow 2.20.0 wheel none (both wheels checked on a CPU machine, with libtpu not loaded).
+_TPU_ONLY_OP = "TPUCompile"
+TPU_FIX = ("run `make install-tpu` (or the pip commands in the README, \"Hardware and "
+           "installation\"), then `python -m bert_tf.doctor` to see what this machine can run")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -204,6 +217,11 @@ def check_batches(strategy: tf.distribute.Strategy, batch_sizes: Dict[str, int])
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True unless this process is a non-chief worker of a multi-worker strategy."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    # One client drives every TPU host (worker 0 of a pod slice). Asking its resolver would
+    # call the Cloud TPU API at each checkpoint: cluster_spec() fetches the endpoints anew and
+    # raises while the TPU is not READY.
+    return True
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not resolver.task_type:
     return True
@@ -247,26 +265,71 @@ def _gpu_devices(num_gpus: Optional[int]) -> List[str]:
   return gpus[:num_gpus]
 
 
-def _tpu_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
-  """Connects to and initialises the TPU, and returns a TPUStrategy over its cores."""
+def tpu_support() -> bool:
+  """Whether this TensorFlow build can drive a TPU at all (needs neither a TPU nor libtpu)."""
+  return bool(kernels.get_registered_kernels_for_op(_TPU_ONLY_OP).kernel)
+
+
+def check_tpu_support(config: StrategyConfig) -> None:
+  """Refuses a TPU run on a TensorFlow build without TPU support, before any work.
+
+  The plain `tensorflow` wheel (what requirements.txt installs) fails only inside
+  initialize_tpu_system, with "No OpKernel was registered to support Op 'ConfigureDistributedTPU'".
+
+  Raises:
+    ValueError: naming `make install-tpu` and `python -m bert_tf.doctor`.
+  """
+  if strategy_name(config) != "tpu" or tpu_support():
+    return
+  raise ValueError(f"--use_tpu: this TensorFlow {tf.__version__} is not TensorFlow's TPU build "
+                   f"(the tensorflow-tpu wheel), so it cannot use a TPU; {TPU_FIX}.")
+
+
+def _first_line(error: Exception) -> str:
+  """The first line of an error's message (TensorFlow appends kernel listings and stack traces)."""
+  message = getattr(error, "message", None) or str(error)
+  return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+def connect_tpu(config: StrategyConfig) -> Tuple[
+    tf.distribute.cluster_resolver.TPUClusterResolver, tf.tpu.experimental.Topology]:
+  """Resolves, connects to (remote TPUs only) and initialises the TPU the flags name.
+
+  Returns:
+    The resolver and what initialize_tpu_system returns (a tf.tpu.experimental.Topology).
+
+  Raises:
+    ValueError: for no TPU support, an unnamed TPU, or a TPU that cannot be found or reached.
+  """
+  check_tpu_support(config)
   address = tpu_address(config)
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=address, zone=config.tpu_zone, project=config.gcp_project)
   except ValueError as e:
     if address is not None:
-      raise
+      raise ValueError(f"--tpu_name={address}: {_first_line(e)}; {TPU_FIX}.") from e
     raise ValueError(
         "A TPU was requested but none was named: pass --tpu_name (a Cloud TPU node name, "
         "grpc://host:8470, or 'local' on a TPU VM or the Colab TPU runtime), or set TPU_NAME."
     ) from e
-  if address != LOCAL_TPU:
-    # A TPU VM's TPU is already this process's device; only remote TPUs join a cluster.
-    tf.config.experimental_connect_to_cluster(resolver)
-  tf.tpu.experimental.initialize_tpu_system(resolver)
+  try:
+    if address != LOCAL_TPU:
+      # A TPU VM's TPU is already this process's device; only remote TPUs join a cluster.
+      tf.config.experimental_connect_to_cluster(resolver)
+    topology = tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (tf.errors.OpError, RuntimeError) as e:
+    raise ValueError(f"No TPU found at --tpu_name={address or '(auto-detected)'} "
+                     f"({_first_line(e)}); {TPU_FIX}.") from e
+  return resolver, topology
+
+
+def _tpu_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
+  """Connects to and initialises the TPU, and returns a TPUStrategy over its cores."""
+  resolver, _ = connect_tpu(config)
   strategy = tf.distribute.TPUStrategy(resolver)
   cores = strategy.num_replicas_in_sync
-  logging.info("Using TPU %s (master %r) with %d cores.", address or "auto-detected",
+  logging.info("Using TPU %s (master %r) with %d cores.", tpu_address(config) or "auto-detected",
                resolver.master(), cores)
   if cores != config.num_tpu_cores:
     logging.warning("--num_tpu_cores=%d, but the TPU has %d cores; using %d.",
@@ -329,8 +392,9 @@ def resolve_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
   """Builds the tf.distribute strategy the flags ask for (see the module docstring).
 
   Raises:
-    ValueError: for an unknown or contradictory strategy, more GPUs than are visible, an
-      unnamed TPU, or a TF_CONFIG that is not JSON.
+    ValueError: for an unknown or contradictory strategy, more GPUs than are visible, a TPU
+      run on a TensorFlow without TPU support, an unnamed or unreachable TPU, or a TF_CONFIG
+      that is not JSON.
   """
   name = strategy_name(config)
   if name == "tpu":
