@@ -14,11 +14,14 @@ only within a run of combining marks, and neither context reaches across the whi
 tokens.
 
 `resolve_do_lower_case` infers `do_lower_case` from the vocab and refuses settings that contradict
-the vocab or a known Google checkpoint name. `InGraphTokenizer` is a TensorFlow Text version for
-serving graphs; its docstring lists where it differs from `FullTokenizer`.
+the vocab or a known Google checkpoint name; `vocab_coverage` and `warn_if_vocab_misfits` measure
+on sample texts how many words a vocab loses to [UNK] or to Hangul jamo (an uncased English vocab
+on Korean) and warn loudly. `InGraphTokenizer` is a TensorFlow Text version for serving graphs;
+its docstring lists where it differs from `FullTokenizer`.
 """
 
 import collections
+import dataclasses
 import itertools
 import re
 import unicodedata
@@ -460,6 +463,90 @@ def resolve_do_lower_case(vocab_file: str, do_lower_case: Optional[bool],
         f"do_lower_case={checkpoint_lower}. {_harm(do_lower_case)} Fix: use the vocab.txt that "
         f"came with {model} and pass --do_lower_case={checkpoint_lower}.")
   return do_lower_case
+
+
+# Hangul conjoining jamo (Jamo, Jamo Extended-A and -B): what NFD turns syllables into. Text
+# itself writes compatibility jamo (U+3131-U+318E, as in "ㅋㅋ"), which are not among them.
+_CONJOINING_JAMO = re.compile("[\u1100-\u11FF\uA960-\uA97F\uD7B0-\uD7FF]")
+# Share of the sampled words lost to [UNK] or jamo above which `warn_if_vocab_misfits` warns.
+# Measured in tests/test_tokenization.py: KcBERT's vocab on the Korean test lines loses 1.1%
+# (circled digits), bert-base-cased's on SQuAD 0%; bert-base-uncased's on the Korean lines 68%.
+MISFIT_THRESHOLD = 0.1
+_SAMPLE_TEXTS = 1000
+_SHOWN_WORDS = 3
+_SHOWN_PIECES = 6
+
+
+@dataclasses.dataclass
+class VocabCoverage:
+  """How the words of sample texts fare under a tokenizer."""
+  words: int
+  unknown: int  # words that became [UNK]
+  jamo: int  # words split into single Hangul jamo: lowercasing decomposed their syllables
+  examples: List[str]  # a few lost words, "word -> pieces"
+
+  @property
+  def lost_share(self) -> float:
+    """The share of words that became [UNK] or single jamo."""
+    return (self.unknown + self.jamo) / max(self.words, 1)
+
+
+def _is_single_jamo(piece: str) -> bool:
+  return len(piece.removeprefix("##")) == 1 and bool(_CONJOINING_JAMO.match(piece[-1]))
+
+
+def vocab_coverage(tokenizer: FullTokenizer, texts: Iterable[str],
+                   max_texts: int = _SAMPLE_TEXTS) -> VocabCoverage:
+  """Counts, over the words (BasicTokenizer's) of the first `max_texts` texts, those whose
+  WordPieces hold [UNK] and those split into single Hangul jamo."""
+  words = unknown = jamo = 0
+  examples = []
+  unk_token = tokenizer.wordpiece_tokenizer.unk_token
+  for text in itertools.islice(texts, max_texts):
+    for word in tokenizer.basic_tokenizer.tokenize(text):
+      pieces = tokenizer.wordpiece_tokenizer.word_pieces(word)
+      words += 1
+      if unk_token in pieces:
+        unknown += 1
+      elif any(map(_is_single_jamo, pieces)):
+        jamo += 1
+      else:
+        continue
+      if len(examples) < _SHOWN_WORDS:
+        shown = " ".join(pieces[:_SHOWN_PIECES]) + (" ..." if len(pieces) > _SHOWN_PIECES else "")
+        examples.append(f"{unicodedata.normalize('NFC', word)} -> {shown}")
+  return VocabCoverage(words, unknown, jamo, examples)
+
+
+def _misfit_fix(coverage: VocabCoverage, do_lower_case: bool) -> str:
+  """The likely fix for a vocab that loses many words, by what they were lost to."""
+  if coverage.jamo >= coverage.unknown:
+    return ("Lowercasing (do_lower_case=True, as an uncased vocab needs) decomposes Hangul "
+            "syllables into jamo, so the model sees letters, not words. Likely fix: a cased "
+            "Korean or multilingual model and its vocab (KcBERT, Google's multi_cased_L-12_H-768_"
+            "A-12) with --do_lower_case=False.")
+  if do_lower_case:
+    return ("Likely fix: a vocab and model made for this text's language and script; if the "
+            "vocab is cased, --do_lower_case=False (lowercased words miss its cased entries).")
+  return ("Likely fix: a vocab and model made for this text's language and script (a cased "
+          "multilingual one covers most), or a vocab built from text like it (bert_tf.build_vocab)"
+          ".")
+
+
+def warn_if_vocab_misfits(tokenizer: FullTokenizer, texts: Iterable[str], vocab_file: str,
+                          threshold: float = MISFIT_THRESHOLD) -> VocabCoverage:
+  """Logs a loud warning, naming `vocab_file`, the numbers and the likely fix, when more than
+  `threshold` of the words of the sample `texts` become [UNK] or single jamo: the model would
+  learn from noise. Returns the measured coverage."""
+  coverage = vocab_coverage(tokenizer, texts)
+  if coverage.lost_share > threshold:
+    do_lower_case = tokenizer.basic_tokenizer.do_lower_case
+    logging.warning(
+        "VOCAB DOES NOT FIT THE TEXT: with %s (do_lower_case=%s), %.0f%% of %d words of the "
+        "first examples become [UNK] (%d) or single Hangul jamo (%d), e.g. %s. %s",
+        vocab_file, do_lower_case, 100 * coverage.lost_share, coverage.words, coverage.unknown,
+        coverage.jamo, "; ".join(coverage.examples), _misfit_fix(coverage, do_lower_case))
+  return coverage
 
 
 # RE2 patterns for InGraphTokenizer: the same character classes as the tables above.

@@ -464,3 +464,41 @@ def test_tf_text_bert_tokenizer_differences_documented(vocab_file, tf_text_token
     got = [token.decode("utf-8") for token in tokenize(tf.constant([text])).to_list()[0]]
     assert got == tf_text_tokens, repr(text)
     assert full.tokenize(text) != tf_text_tokens, repr(text)
+
+
+# Vocab coverage: words lost to [UNK] or to Hangul jamo ---------------------------------------
+
+
+def test_vocab_coverage_counts_unknown_and_jamo_words(tmp_path):
+  vocab_file = write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "ㅋㅋ",
+                                      "\u1112", "##\u1161", "##\u11ab"])
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  coverage = tokenization.vocab_coverage(tokenizer, ["Hello 한 world", "ㅋㅋ hello"])
+  assert (coverage.words, coverage.unknown, coverage.jamo) == (5, 1, 1)
+  assert coverage.examples == ["한 -> \u1112 ##\u1161 ##\u11ab", "world -> [UNK]"]
+  assert coverage.lost_share == 2 / 5
+  assert tokenization.vocab_coverage(tokenizer, ["hello"] * 5 + ["world"], max_texts=5).unknown == 0
+
+
+@pytest.mark.parametrize("vocab_name, do_lower_case, korean, lost, fix", [
+    ("bert-base-uncased-vocab.txt", True, True, 0.5, "a cased Korean or multilingual model"),
+    ("kcbert-base-vocab.txt", True, True, 0.5, "--do_lower_case=False"),
+    ("bert-base-cased-vocab.txt", False, True, 0.5, "made for this text's language"),
+    ("kcbert-base-vocab.txt", False, True, 0.0, None),
+    ("bert-base-cased-vocab.txt", False, False, 0.0, None),
+])
+def test_warn_if_vocab_misfits_on_real_vocabs_and_text(vocab_name, do_lower_case, korean, lost,
+                                                       fix, caplog):
+  vocab_file = str(shared_path("vocabs", vocab_name))
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case)
+  texts = korean_lines(400) if korean else squad_contexts(100)
+  with caplog.at_level(logging.WARNING):
+    coverage = tokenization.warn_if_vocab_misfits(tokenizer, texts, vocab_file)
+  assert coverage.words > 1000
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  if fix is None:  # a vocab that fits its text loses few words, and is not warned of
+    assert coverage.lost_share < 0.02 and not warnings, warnings
+  else:
+    assert coverage.lost_share > lost and len(warnings) == 1
+    assert warnings[0].startswith(f"VOCAB DOES NOT FIT THE TEXT: with {vocab_file} "
+                                  f"(do_lower_case={do_lower_case})") and fix in warnings[0]
