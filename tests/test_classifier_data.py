@@ -125,6 +125,38 @@ def test_csv_with_quotes_commas_and_header_names(tmp_path):
     ).get_train_examples(str(tmp_path))
 
 
+@pytest.mark.parametrize("task, lines", [
+    ("tsv", ["sentence\tlabel", "좋은 영화\t1", "별로\t0", "최고\t1"]),
+    ("csv", ["review,sentiment", "good,positive", "bad,negative"]),
+    ("tsv", ["document\tpolarity", "a\t1", "b\t0"]),
+])
+def test_header_without_has_header_is_refused_before_it_becomes_a_class(tmp_path, task, lines):
+  path = _write(tmp_path / f"train.{task}", lines)
+  processor = classifier_data.get_processor(task)
+  with pytest.raises(ValueError, match=rf"{path}, line 1 looks like a header: its label "
+                                       r".* is in no other row.*--has_header=true"):
+    processor.get_train_examples(str(tmp_path))
+  table = classifier_data.TableFormat(has_header=True)
+  examples = classifier_data.get_processor(task, table=table).get_train_examples(str(tmp_path))
+  assert len(examples) == len(lines) - 1
+  label_list = sorted({e.label for e in examples})
+  with pytest.raises(ValueError, match="looks like a header"):  # also when the labels are listed
+    classifier_data.get_processor(task, table=classifier_data.TableFormat(
+        label_list=label_list)).get_train_examples(str(tmp_path))
+
+
+def test_a_rare_first_label_is_not_taken_for_a_header(tmp_path):
+  _write(tmp_path / "train.tsv", ["meh\tneutral", "good\tpositive", "bad\tnegative",
+                                  "great\tpositive"])
+  examples = classifier_data.get_processor("tsv").get_train_examples(str(tmp_path))
+  assert [e.label for e in examples] == ["neutral", "positive", "negative", "positive"]
+  _write(tmp_path / "train.tsv", ["odd\t2", "good\t1", "bad\t0"])  # a number is never a name
+  assert len(classifier_data.get_processor("tsv").get_train_examples(str(tmp_path))) == 3
+  _write(tmp_path / "dev.tsv", ["text\tlabel", "fine\t1"])
+  with pytest.raises(ValueError, match=r"dev.tsv, line 1 looks like a header"):
+    classifier_data.get_processor("tsv").get_dev_examples(str(tmp_path))
+
+
 def test_tsv_bad_line_names_file_and_line(tmp_path):
   path = _write(tmp_path / "train.tsv", ["good one\tpos", "", "bad\tone\tpos", "ok\tneg"])
   processor = classifier_data.get_processor("tsv")

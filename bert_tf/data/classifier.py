@@ -328,6 +328,22 @@ class TableFormat:
   label_list: Optional[Sequence[str]] = None  # None: the sorted labels of the training file
 
 
+# Label-column names a header row is likely to hold (compared in lowercase).
+_LABEL_HEADERS = frozenset({"label", "labels", "class", "category", "target", "y", "gold",
+                            "gold_label", "sentiment", "polarity", "rating", "score", "라벨",
+                            "레이블", "정답"})
+_WORD = re.compile(r"[^\W\d]\w*")  # starts with a letter (any script), then letters, digits, _
+
+
+def _header_like_label(value: str, other_labels: Sequence[str]) -> bool:
+  """Whether a first row's label value, found in no other row, is likely a column name: a
+  label-column word such as 'label', or any word when every other label is a number."""
+  if not _WORD.fullmatch(value.strip()):
+    return False
+  return value.strip().lower() in _LABEL_HEADERS or not any(
+      _WORD.fullmatch(label.strip()) for label in other_labels)
+
+
 def _label_sort_key(label: str):
   """Numbers in numeric order ("2" before "10"), then other labels alphabetically."""
   try:
@@ -359,6 +375,7 @@ class TableProcessor(DataProcessor):
       path = self.find_file(self._data_dir, "train")
       rows = self._rows(path)
       column = self._column(rows[0], self.table.label_column, "label")
+      self._check_no_header(rows, column)
       self._labels = sorted({row.fields[column] for row in self._data(rows)},
                             key=_label_sort_key)
       logging.info("Labels of %s (sorted; pass --label_list to fix another order): %s", path,
@@ -379,6 +396,28 @@ class TableProcessor(DataProcessor):
 
   def _data(self, rows: List[Row]) -> List[Row]:
     return rows[1:] if self.table.has_header else rows
+
+  def _check_no_header(self, rows: List[Row], label: int) -> None:
+    """Without --has_header, refuses a first row that looks like a header (its label is in no
+    other row and is a column name, or is outside --label_list), which would become a class."""
+    if self.table.has_header or len(rows) < 2:
+      return
+    value = rows[0].fields[label]
+    others = {row.fields[label] for row in rows[1:]}
+    if value in others:
+      return
+    if self.table.label_list is not None:
+      header_like = value not in self.table.label_list
+    else:
+      header_like = _header_like_label(value, sorted(others))
+    if header_like:
+      shown = sorted(others, key=_label_sort_key)
+      raise ValueError(
+          f"{rows[0].where} looks like a header: its label {value!r} is in no other row (they "
+          f"have {', '.join(map(repr, shown[:5]))}{', ...' if len(shown) > 5 else ''}), so it "
+          f"would become a class of its own. Pass --has_header=true (columns may then be "
+          "named, e.g. --label_column=label); if it really is an example, list every label in "
+          "--label_list.")
 
   def _column(self, first: Row, spec: str, flag: str, required: bool = True) -> Optional[int]:
     """The index of column `spec` (an index or a header name) given the file's first row."""
@@ -406,6 +445,8 @@ class TableProcessor(DataProcessor):
     text_b = (self._column(rows[0], self.table.text_b_column, "text_b")
               if self.table.text_b_column is not None else None)
     label = self._column(rows[0], self.table.label_column, "label", required=split != "test")
+    if label is not None:
+      self._check_no_header(rows, label)
     labels = self.get_labels() if label is not None else []
     return [
         InputExample(f"{split}-{row.line}", row.fields[text_a],
