@@ -1,9 +1,11 @@
 # `make demo` installs and runs the SQuAD demo on bundled data; `make test` installs and runs the tests.
+# `make install` is the CPU install (with the test tools); `make install-gpu` and `make install-tpu`
+# install the runtime for a GPU machine or a TPU VM (README, "Hardware and installation").
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo demo-pretraining test
+.PHONY: install install-gpu install-tpu demo demo-pretraining test
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +16,30 @@ $(VENV)/installed: requirements.txt requirements-dev.txt
 	touch $@
 
 install: $(VENV)/installed
+
+# The CUDA 12.5 / cuDNN 9.3 wheels of tensorflow 2.20.0, resolved with the common requirements.
+$(VENV)/installed-gpu: requirements.txt requirements-gpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-gpu.txt
+	$(PY) -m bert_tf.doctor --expect=gpu
+	touch $@
+
+install-gpu: $(VENV)/installed-gpu
+
+# tensorflow-tpu and a pinned libtpu go last and over the plain wheel, so they own tensorflow/
+# (requirements-tpu.txt says why); the doctor then checks that TensorFlow now has TPU support.
+# TPU_LOAD_LIBRARY=0: that check needs no TPU, and off a TPU VM importing TensorFlow with libtpu
+# waits for GCE TPU metadata (more than 10 minutes when tried on a CPU machine).
+$(VENV)/installed-tpu: requirements.txt requirements-tpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --force-reinstall -r requirements-tpu.txt
+	TPU_LOAD_LIBRARY=0 $(PY) -m bert_tf.doctor --expect=tpu
+	touch $@
+
+install-tpu: $(VENV)/installed-tpu
 
 demo: install
 	$(PY) run_squad.py --demo

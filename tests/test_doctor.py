@@ -1,0 +1,290 @@
+"""Tests for bert_tf.doctor: the report on this machine, and each contradiction with its fix.
+
+Accelerators are faked where TensorFlow meets them (distribution.connect_tpu, device lists,
+package versions); the plain run is the real one on this CPU machine.
+"""
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Dict, List
+
+import pytest
+import tensorflow as tf
+
+from bert_tf import doctor
+from bert_tf.training import distribution
+
+from conftest import PROJECT_ROOT
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+  """Keeps the variables the doctor reads (TPU, cluster, GPU, credentials) out of every test."""
+  for name in doctor.ENV_VARS:
+    monkeypatch.delenv(name, raising=False)
+
+
+def installed(package: str) -> bool:
+  return doctor.version(package) is not None
+
+
+def has_accelerator() -> bool:
+  return bool(tf.config.list_physical_devices("GPU")) or bool(
+      doctor.inspect_machine(check_devices=False).tpu_device_files)
+
+
+def cpu_machine(**changes) -> doctor.Machine:
+  """A plain-TensorFlow CPU machine, as this one; tests change what they need."""
+  machine = doctor.Machine(
+      tf_version="2.20.0", tf_owner="tensorflow 2.20.0",
+      build={"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"},
+      tpu_support=False, versions={name: None for name in doctor.PACKAGES}, env={}, cpus=2)
+  return dataclasses.replace(machine, **changes)
+
+
+def errors(problems: List[doctor.Problem]) -> List[doctor.Problem]:
+  return [problem for problem in problems if problem.is_error]
+
+
+# --- this machine, for real --------------------------------------------------------------------
+
+
+@pytest.mark.skipif(has_accelerator(), reason="this machine has a GPU or TPU")
+def test_doctor_on_this_cpu_machine_exits_0_and_says_cpu() -> None:
+  env = {k: v for k, v in os.environ.items() if k not in doctor.ENV_VARS}
+  done = subprocess.run([sys.executable, "-m", "bert_tf.doctor"], cwd=PROJECT_ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+  lines = done.stdout.splitlines()
+  assert "Runs here on    CPU" in lines
+  assert lines[0].startswith(f"TensorFlow      {tf.__version__} from ")
+  assert "tf_keras " + doctor.version("tf-keras") in done.stdout
+  assert "nothing for the strategy (the default strategy on CPU)" in done.stdout
+  assert "error:" not in done.stdout and lines[-1] == "OK: nothing contradicts."
+
+
+def test_the_owner_of_tensorflow_is_the_wheel_whose_library_is_in_place() -> None:
+  owner = doctor.tensorflow_owner()
+  assert owner is not None and owner.endswith(" " + tf.__version__)
+  # Only tensorflow-tpu's library registers TPU kernels: the owner and the support agree.
+  assert owner.startswith("tensorflow-tpu ") == distribution.tpu_support()
+
+
+@pytest.mark.skipif(installed("tensorflow-tpu"), reason="tensorflow-tpu is installed")
+def test_tpu_name_with_plain_tensorflow_is_an_error_naming_make_install_tpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+  monkeypatch.setenv("TPU_NAME", "my-tpu")
+  assert doctor.main([]) == 1
+  out = capsys.readouterr().out
+  assert "error: This is meant to use a TPU (TPU_NAME=my-tpu), but the installed TensorFlow" in out
+  assert "  fix: `make install-tpu`" in out
+  assert "TPU: not checked (no TPU support)" in out
+
+
+@pytest.mark.parametrize("expect, fix", [("tpu", "make install-tpu"), ("gpu", "make install-gpu")])
+def test_expect_checks_the_installation_only(expect: str, fix: str,
+                                             capsys: pytest.CaptureFixture) -> None:
+  machine = doctor.inspect_machine(check_devices=False)
+  usable = machine.tpu_support if expect == "tpu" else bool(
+      machine.build.get("is_cuda_build") and machine.versions["nvidia-cudnn-cu12"])
+  if usable:
+    pytest.skip(f"this installation can use a {expect.upper()}")
+  assert doctor.main([f"--expect={expect}"]) == 1
+  out = capsys.readouterr().out
+  assert f"  fix: `{fix}`" in out
+  assert "Devices" not in out and "Runs here on" not in out  # devices are not touched
+
+
+def test_gcs_path_runs_the_preflight_write_probe(tmp_path: pathlib.Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+  writable = tmp_path / "out"
+  assert doctor.main([f"--gcs_path={writable}"]) == 0
+  assert f"Write probe     {writable}: a file was written, read back and deleted" in (
+      capsys.readouterr().out)
+  assert list(writable.iterdir()) == []  # the probe file is gone
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  assert doctor.main([f"--gcs_path={blocker}/out"]) == 1
+  out = capsys.readouterr().out
+  assert f"error: --gcs_path={blocker}/out is not writable" in out
+
+
+# --- TPUs, faked at distribution.connect_tpu ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class FakeTopology:
+  num_tasks: int
+  num_tpus_per_task: int
+
+
+@pytest.fixture
+def tpu_installed(monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
+  """TensorFlow's TPU build with the pinned libtpu, as `make install-tpu` leaves it."""
+  versions = {"tensorflow-tpu": "2.20.0", "libtpu": doctor.pinned_version("libtpu")}
+  monkeypatch.setattr(distribution, "tpu_support", lambda: True)
+  monkeypatch.setattr(doctor, "version", lambda package: versions.get(package))
+  return versions
+
+
+def test_a_reachable_pod_slice_gives_its_cores_and_the_flags_for_worker_0(
+    tpu_installed: Dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture) -> None:
+  asked = []
+
+  def connect_tpu(config: distribution.StrategyConfig):
+    asked.append(distribution.tpu_address(config))
+    return None, FakeTopology(num_tasks=4, num_tpus_per_task=8)
+
+  monkeypatch.setattr(distribution, "connect_tpu", connect_tpu)
+  monkeypatch.setenv("TPU_NAME", "my-pod")
+  monkeypatch.setenv("TPU_LOAD_LIBRARY", "0")
+  assert doctor.main([]) == 0
+  out = capsys.readouterr().out
+  assert asked == ["my-pod"]
+  assert "TPU: 32 cores on 4 host(s) at my-pod" in out
+  assert "Runs here on    TPU (32 cores on 4 host(s))" in out
+  assert "--use_tpu=True --tpu_name=my-pod (all paths gs://)" in out
+  assert "--mixed_precision=mixed_bfloat16" in out and "multiples of 32 (the TPU cores)" in out
+
+
+def test_a_tpu_that_does_not_answer_is_an_error(
+    tpu_installed: Dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture) -> None:
+  def connect_tpu(config: distribution.StrategyConfig):
+    raise ValueError(f"No TPU found at --tpu_name=local (TPUs not found in the cluster.); "
+                     f"{distribution.TPU_FIX}.")
+
+  monkeypatch.setattr(distribution, "connect_tpu", connect_tpu)
+  monkeypatch.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
+  assert doctor.main([]) == 1
+  out = capsys.readouterr().out
+  assert "error: No TPU found at --tpu_name=local (TPUs not found in the cluster.)." in out
+  assert "TPU: did not answer" in out and "Runs here on    CPU" in out
+
+
+def test_tensorflow_tpu_overwritten_by_the_plain_wheel_names_the_reinstall() -> None:
+  machine = cpu_machine(env={"TPU_NAME": "local"},
+                        versions={**cpu_machine().versions, "tensorflow-tpu": "2.20.0"})
+  [problem] = doctor.find_problems(machine)
+  assert problem.is_error and "the TensorFlow files in place are tensorflow 2.20.0's" in (
+      problem.message)
+  assert problem.fix.startswith(f"`{doctor.TPU_REINSTALL}`")
+  # Off a TPU machine the same installation is only a warning.
+  [problem] = doctor.find_problems(dataclasses.replace(machine, env={}))
+  assert not problem.is_error
+
+
+def test_libtpu_missing_is_an_error_and_off_its_pin_a_warning() -> None:
+  tpu = cpu_machine(tpu_support=True, tf_owner="tensorflow-tpu 2.20.0", build={})
+  [missing] = doctor.find_problems(tpu)
+  assert missing.is_error and "libtpu is not installed" in missing.message
+  pin = doctor.pinned_version("libtpu")
+  newer = dataclasses.replace(tpu, versions={**tpu.versions, "libtpu": "0.0.99"})
+  [off_pin] = doctor.find_problems(newer)
+  assert not off_pin.is_error and f"libtpu 0.0.99 is not the pinned {pin}" in off_pin.message
+  pinned = dataclasses.replace(tpu, versions={**tpu.versions, "libtpu": pin})
+  assert doctor.find_problems(pinned) == []
+
+
+def test_a_named_tpu_from_its_own_host_warns_about_tpu_load_library() -> None:
+  machine = cpu_machine(tpu_support=True, env={"TPU_NAME": "my-pod"},
+                        tpu_device_files=["/dev/accel0"],
+                        versions={**cpu_machine().versions,
+                                  "libtpu": doctor.pinned_version("libtpu")})
+  [problem] = doctor.find_problems(machine)
+  assert not problem.is_error and "`export TPU_LOAD_LIBRARY=0`" in problem.fix
+  quiet = dataclasses.replace(machine, env={"TPU_NAME": "my-pod", "TPU_LOAD_LIBRARY": "0"})
+  assert doctor.find_problems(quiet) == []
+
+
+def test_pinned_version_reads_the_requirements_file(tmp_path: pathlib.Path) -> None:
+  requirements = tmp_path / "requirements-tpu.txt"
+  requirements.write_text("# libtpu==0.0.1 in a comment\ntensorflow-tpu==2.20.0\nlibtpu==0.0.7\n")
+  assert doctor.pinned_version("libtpu", requirements) == "0.0.7"
+  assert doctor.pinned_version("tensorflow-tpu", requirements) == "2.20.0"
+  assert doctor.pinned_version("jax", requirements) is None
+  assert doctor.pinned_version("libtpu", tmp_path / "missing.txt") is None
+
+
+# --- GPUs and clusters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gpus, precision, strategy", [
+    ([("Tesla V100-SXM2-16GB", (7, 0))], "mixed_float16 (with loss scaling)", "one GPU"),
+    ([("NVIDIA A100-SXM4-40GB", (8, 0))] * 2, "mixed_bfloat16", "MirroredStrategy over all GPUs"),
+    ([("NVIDIA L4", (8, 9)), ("Tesla T4", (7, 5))], "mixed_float16 (with loss scaling)",
+     "MirroredStrategy over all GPUs"),
+], ids=["v100", "two_a100", "mixed"])
+def test_gpu_flags_follow_the_compute_capability(gpus, precision: str, strategy: str) -> None:
+  machine = cpu_machine(gpus=gpus, versions={**cpu_machine().versions,
+                                             "nvidia-cudnn-cu12": "9.3.0.75"})
+  assert doctor.recommended_flags(machine) == [
+      f"nothing for the strategy ({strategy})", f"--mixed_precision={precision} --use_xla",
+      f"batch sizes: multiples of {len(gpus)} (the GPUs)"]
+  assert doctor.runs_on(machine) == f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}"
+  assert doctor.find_problems(machine) == []
+  assert f"compute capability {gpus[0][1][0]}.{gpus[0][1][1]}" in doctor.render(machine, [])
+
+
+def test_an_nvidia_machine_whose_tensorflow_sees_no_gpu_is_an_error() -> None:
+  machine = cpu_machine(nvidia_device_files=["/dev/nvidia0"])
+  [problem] = doctor.find_problems(machine)
+  assert "CUDA and cuDNN libraries" in problem.message and problem.fix == "`make install-gpu`"
+  with_cuda = dataclasses.replace(
+      machine, versions={**machine.versions, "nvidia-cudnn-cu12": "9.3.0.75"})
+  [problem] = doctor.find_problems(with_cuda)
+  assert "sees no GPU" in problem.message and "nvidia-smi" in problem.fix
+  cpu_build = dataclasses.replace(machine, build={"is_cuda_build": False})
+  [problem] = doctor.find_problems(cpu_build)
+  assert "is not a CUDA build" in problem.message
+
+
+@pytest.mark.parametrize("tf_config, complaint", [
+    ("{'cluster': {}}", "TF_CONFIG is not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG has no "cluster" object'),
+    ('{"cluster": {"worker": ["h0:1"]}, "task": {"type": "chief", "index": 0}}',
+     "names no job of its cluster (worker)"),
+    ('{"cluster": {"worker": ["h0:1", "h1:1"]}, "task": {"type": "worker", "index": 2}}',
+     "task index 2 is outside its worker list of 2 host(s)"),
+], ids=["not_json", "no_cluster", "unknown_job", "index"])
+def test_a_malformed_tf_config_is_an_error_with_the_fix(tf_config: str, complaint: str) -> None:
+  [problem] = doctor.find_problems(cpu_machine(env={"TF_CONFIG": tf_config}))
+  assert problem.is_error and complaint in problem.message
+  assert '"task": {"type": "worker", "index": 0}' in problem.fix
+
+
+def test_a_well_formed_tf_config_is_fine(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+  tf_config = '{"cluster": {"worker": ["h0:1", "h1:1"]}, "task": {"type": "worker", "index": 1}}'
+  assert doctor.find_problems(cpu_machine(env={"TF_CONFIG": tf_config})) == []
+  monkeypatch.setenv("TF_CONFIG", "not json")
+  assert doctor.main([]) == 1
+  assert "error: TF_CONFIG is not valid JSON" in capsys.readouterr().out
+
+
+# --- the install targets end with the doctor's check -------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
+    tmp_path: pathlib.Path) -> None:
+  def recipe(target: str) -> List[str]:
+    done = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/venv"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, check=True)
+    return [line for line in done.stdout.splitlines() if "pip install" in line or "doctor" in line]
+
+  tpu = recipe("install-tpu")
+  assert [line.split(" -m ", 1)[1] for line in tpu] == [
+      "pip install -q --upgrade pip", "pip install -q -r requirements.txt",
+      "pip install -q --no-deps --force-reinstall -r requirements-tpu.txt",
+      "bert_tf.doctor --expect=tpu"]
+  assert tpu[-1].startswith("TPU_LOAD_LIBRARY=0 ")
+  gpu = recipe("install-gpu")
+  assert [line.split(" -m ", 1)[1] for line in gpu][1:] == [
+      "pip install -q -r requirements.txt -r requirements-gpu.txt", "bert_tf.doctor --expect=gpu"]
+  assert not [line for line in recipe("install") if "tpu" in line or "gpu" in line]
