@@ -298,7 +298,7 @@ class Trainer:
     micro_batches = {name: tf.reshape(t, [accumulation, -1, *t.shape[1:]])
                      for name, t in features.items()}
     variables = self.model.trainable_variables
-    reached: List[bool] = []  # which variables get a gradient, recorded when the body is traced
+    reached = []  # which variables get a gradient, recorded when the body is traced
 
     def accumulate(index, loss_sum, grad_sums):
       loss, grads = self._micro_batch_gradients({name: t[index]
