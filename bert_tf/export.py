@@ -219,8 +219,9 @@ def read_run(model_dir: str, overrides: Optional[Dict[str, Any]] = None) -> RunF
   task = given.get("task") or ("classifier" if "task_name" in run_flags else
                                "squad" if "doc_stride" in run_flags else None)
   if task is None:
-    raise ValueError(f"{flags_path} names neither a classifier (task_name) nor a SQuAD run "
-                     "(doc_stride): pass --task=classifier or --task=squad.")
+    where = (f"{flags_path} names neither a classifier (task_name) nor a SQuAD run (doc_stride)"
+             if run_flags else f"{flags_path} does not exist")
+    raise ValueError(f"{where}: pass --task=classifier or --task=squad.")
   vocab_file = _run_file(model_dir, "vocab.txt", given.get("vocab_file"), "vocab_file")
   config_file = _run_file(model_dir, "bert_config.json", given.get("bert_config_file"),
                           "bert_config_file")

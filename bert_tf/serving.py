@@ -102,7 +102,10 @@ class _Served(tf.Module):
   def __init__(self, model: tf_keras.Model, vocab_file: str, do_lower_case: bool,
                max_seq_length: int):
     super().__init__()
-    self.model = model
+    # The model's variables, not the model: saving a Keras model also traces every layer's call
+    # for Keras' own loader, which serving does not use (most of the export's time).
+    self.model_variables = list(model.variables)
+    self._model = lambda features: model(features, training=False)
     self.tokenizer = tokenization.InGraphTokenizer(vocab_file, do_lower_case)
     self.max_seq_length = max_seq_length
     vocab = tokenization.load_vocab(vocab_file)
@@ -114,7 +117,7 @@ class _Served(tf.Module):
     self._cls_id, self._sep_id = vocab["[CLS]"], vocab["[SEP]"]
 
   def _run(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    return self.model(features, training=False)
+    return self._model(features)
 
 
 class TextClassifier(_Served):
@@ -127,11 +130,11 @@ class TextClassifier(_Served):
       raise ValueError(f"max_seq_length ({max_seq_length}) leaves no room for text.")
     self.pair = pair
     self.label_names = tf.constant(list(label_names))
-    self.classify_features = tf.function(self._classify_features,
+    self.classify_features = tf.function(self._classify_features, autograph=False,
                                          input_signature=[features_spec(max_seq_length)])
     texts = [_STRINGS] * (2 if pair else 1)
-    self.classify = tf.function(self._classify, input_signature=texts)
-    self.features = tf.function(self._features, input_signature=texts)
+    self.classify = tf.function(self._classify, input_signature=texts, autograph=False)
+    self.features = tf.function(self._features, input_signature=texts, autograph=False)
 
   def _features(self, text_a: tf.Tensor, text_b: Optional[tf.Tensor] = None
                 ) -> Dict[str, tf.Tensor]:
@@ -225,8 +228,9 @@ class QuestionAnswerer(_Served):
     self.max_answer_length = max_answer_length
     self.null_score_diff_threshold = null_score_diff_threshold
     self.vocab_tokens = tf.constant(self._vocab)
-    self.span_logits = tf.function(self._run, input_signature=[features_spec(max_seq_length)])
-    self.answer = tf.function(self._answer, input_signature=[_STRINGS, _STRINGS])
+    self.span_logits = tf.function(self._run, input_signature=[features_spec(max_seq_length)],
+                                   autograph=False)
+    self.answer = tf.function(self._answer, input_signature=[_STRINGS, _STRINGS], autograph=False)
 
   def _document(self, words: tf.RaggedTensor):
     """Each context's WordPiece ids [batch, (tokens)] and, flat, the word of every token."""
