@@ -14,14 +14,14 @@ import os
 import time
 from typing import Any, Dict
 
-import tensorflow as tf
 from absl import app, flags, logging
 
 from bert_tf import model_files, script_flags
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import classifier_metrics
-from bert_tf.training import history
+from bert_tf.training import distribution, history
+import tensorflow as tf  # after bert_tf, which quiets TensorFlow's start-up lines
 
 FLAGS = flags.FLAGS
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "classifier")
@@ -30,6 +30,9 @@ script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_evaluation_flags(eval_every_epoch=True, metrics=classifier_metrics.SELECTABLE)
 script_flags.define_cloud_flags()
+# --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
+flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("data_dir", None, "Directory with the task's files (local or gs://), e.g. "
                     "train.tsv and dev.tsv for GLUE tasks or ratings_train.txt for NSMC.")
 flags.DEFINE_string("task_name", None, "The task: " + ", ".join(classifier_data.TASK_NAMES) + ".")
@@ -105,9 +108,9 @@ def prepared_task(files: model_files.ModelFiles,
 
 
 def run_and_report(task: classifier_task.ClassifierTask) -> Dict[str, Any]:
+  """Runs the task; every worker reports what it measured (the same numbers, gathered)."""
   results = task.run()
-  if task.chief:
-    report(results)
+  report(results)
   return results
 
 

@@ -26,12 +26,16 @@ from bert_tf import build_vocab, clean_text, io_utils, script_flags, tokenizatio
 from bert_tf import create_pretraining_data as cpd
 from bert_tf.configs import BertConfig
 from bert_tf.tasks import pretraining as pretraining_task
+from bert_tf.training import distribution
 
 FLAGS = flags.FLAGS
 
 script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_cloud_flags()
+# --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
+flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma "
                     "separated).")
 flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after "
@@ -57,7 +61,7 @@ TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_s
                   "input_file", "max_seq_length", "max_predictions_per_seq", "keep_best_by_loss",
                   "save_checkpoints_steps")
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "pretraining")
-DEMO_VOCAB_SIZE = 1200
+DEMO_VOCAB_SIZE = 600  # the bundled text holds 579 WordPieces seen 10 times or more
 DEMO_FLAGS = dict(
     output_dir="demo_output/pretraining", do_train=True, do_eval=True, keep_best_by_loss=True,
     max_seq_length=64, max_predictions_per_seq=10, train_batch_size=32, eval_batch_size=32,
@@ -88,7 +92,8 @@ def prepare_demo() -> None:
   counts = clean_text.clean_files(os.path.join(DEMO_DATA, "raw_comments.txt"), clean)
   print(f"1. Cleaned (kcbert) into {clean}:\n{clean_text.format_report(counts)}")
   vocab_file = os.path.join(out, "vocab.txt")
-  learn, held_out = build_vocab.split_lines(build_vocab.read_lines(clean), 1.0, 50)
+  learn, held_out = build_vocab.split_lines(build_vocab.read_lines(clean), 1.0, 50,
+                                            held_out_fraction=0.13)
   build_vocab.write_vocab(build_vocab.learn_vocab(learn, DEMO_VOCAB_SIZE, False), vocab_file)
   report = build_vocab.tokenization_report(vocab_file, False, held_out)
   vocab_size = len(tokenization.load_vocab(vocab_file))

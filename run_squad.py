@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 from bert_tf import script_flags
 from bert_tf.tasks import squad as squad_task
-from bert_tf.training import history
+from bert_tf.training import distribution, history
 
 FLAGS = flags.FLAGS
 SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data")
@@ -26,6 +26,9 @@ script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_evaluation_flags(eval_every_epoch=False, metrics=squad_task.SquadTask.metrics)
 script_flags.define_cloud_flags()
+# --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
+flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
 flags.DEFINE_string("predict_file", None, "SQuAD json for predictions. E.g., dev-v1.1.json")
 flags.DEFINE_integer("max_seq_length", 384, "The maximum total input sequence length after "

@@ -12,7 +12,7 @@ output (label 0 = IsNext), a span labeler (start/end logits) and a sentence clas
 All heads return float32 logits so losses are computed in float32 under mixed precision.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -159,8 +159,3 @@ def build_model(model: tf_keras.Model) -> tf_keras.Model:
   """Creates all variables of `model` by calling it once on dummy features."""
   model(dummy_features(), training=False)
   return model
-
-
-def encoder_layers(model: tf_keras.Model) -> List[tf_keras.layers.Layer]:
-  """The transformer blocks of a model's encoder, in order."""
-  return list(model.encoder.transformer_layers)

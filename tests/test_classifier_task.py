@@ -14,10 +14,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, modeling, script_flags, tokenization
+from bert_tf import configs, model_files, modeling, script_flags, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
-from bert_tf.training import trainer
+from bert_tf.tasks import task
+from bert_tf.training import best_checkpoint, history, trainer
 from conftest import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "sample_data" / "classifier"
@@ -48,23 +49,22 @@ def tokenizer() -> tokenization.FullTokenizer:
   return tokenization.FullTokenizer(VOCAB, do_lower_case=False)
 
 
-def _config(data_dir, output_dir, **overrides) -> classifier_task.TaskConfig:
-  values = dict(task_name="cola", data_dir=data_dir, output_dir=str(output_dir),
+def _config(data_dir, output_dir, **overrides) -> classifier_task.ClassifierConfig:
+  training = trainer.TrainConfig(output_dir=str(output_dir), train_batch_size=BATCH,
+                                 num_train_steps=0, learning_rate=2e-3, iterations_per_loop=100,
+                                 save_checkpoints_steps=1000)
+  values = dict(task_name="cola", data_dir=data_dir, training=training,
                 max_seq_length=SEQ_LENGTH, do_train=True, do_eval=True, do_predict=True,
-                train_batch_size=BATCH, eval_batch_size=BATCH, predict_batch_size=BATCH,
-                num_train_epochs=3.0, seed=1)
+                eval_batch_size=BATCH, predict_batch_size=BATCH, num_train_epochs=3.0,
+                warmup_proportion=0.0, seed=1)
   values.update(overrides)
-  return classifier_task.TaskConfig(**values)
+  return classifier_task.ClassifierConfig(**values)
 
 
 def _run(config, tokenizer, strategy=None):
-  def make_train_config(num_train_steps):
-    return trainer.TrainConfig(output_dir=config.output_dir, train_batch_size=BATCH,
-                               num_train_steps=num_train_steps, learning_rate=2e-3,
-                               num_warmup_steps=0, iterations_per_loop=100,
-                               save_checkpoints_steps=1000)
-  return classifier_task.run(config, TINY, tokenizer, None,
-                             strategy or tf.distribute.get_strategy(), make_train_config)
+  files = model_files.ModelFiles(VOCAB, TINY, "the tiny test config", False, None)
+  return classifier_task.ClassifierTask(config, files,
+                                        strategy or tf.distribute.get_strategy()).run()
 
 
 def _read_csv(path):
@@ -78,12 +78,12 @@ def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
 
   assert sorted(results["written"]) == sorted([
       "eval_results.json", "eval_results.txt", "test_metrics.json", "test_results.tsv",
-      classifier_task.STATS_FILE, classifier_task.CURVES_FILE])
+      history.STATS_FILE, history.CURVES_FILE])
   assert all((out / name).exists() for name in results["written"])
-  history = results["history"]
-  assert [row["step"] for row in history] == [6, 12, 18]  # 48 examples / 8 = 6 steps an epoch
-  assert all(row["train_loss"] > 0 and row["training_time"] >= 0 for row in history)
-  best_row = min(history, key=lambda row: row["val_loss"])
+  rows = results["history"]
+  assert [row["step"] for row in rows] == [6, 12, 18]  # 48 examples / 8 = 6 steps an epoch
+  assert all(row["train_loss"] > 0 and row["training_time"] >= 0 for row in rows)
+  best_row = min(rows, key=lambda row: row["val_loss"])
   assert results["best"]["step"] == best_row["step"]
   # The final evaluation is of the restored best checkpoint, not of the last step.
   evaluation = json.loads((out / "eval_results.json").read_text())
@@ -103,21 +103,22 @@ def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
   assert np.allclose(np.array(rows, float).sum(axis=1), 1.0, atol=1e-5)
   assert json.loads((out / "test_metrics.json").read_text())["num_examples"] == NUM_TEST
 
-  stats = _read_csv(out / classifier_task.STATS_FILE)
+  stats = _read_csv(out / history.STATS_FILE)
   assert list(stats[0]) == ["epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_mcc",
                             "training_time", "validation_time"]
   assert [float(row["epoch"]) for row in stats] == [1.0, 2.0, 3.0]
-  assert (out / classifier_task.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (out / history.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert list((out / "eval").glob("events.out.tfevents.*"))
   assert [p.name for p in (out / "best").glob("*.index")] == [f"ckpt-{best_row['step']}.index"]
-  assert "val_mcc" in classifier_task.stats_table(history, "mcc").splitlines()[0]
+  assert "val_mcc" in history.stats_table(results["history"],
+                                          ["loss", "accuracy", "mcc"]).splitlines()[0]
 
   # Evaluation alone, later: the best checkpoint with --keep_best_by, else the latest.
   again = _run(_config(data_dir, out, do_train=False, do_predict=False, keep_best_by="loss"),
                tokenizer)
   assert again["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
   latest = _run(_config(data_dir, out, do_train=False, do_predict=False), tokenizer)
-  assert latest["eval"]["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
+  assert latest["eval"]["loss"] == pytest.approx(results["history"][-1]["val_loss"], rel=1e-5)
   assert json.loads((out / "eval_results.json").read_text())["global_step"] == 18
 
 
@@ -167,18 +168,20 @@ def test_resumes_after_interruption_as_if_never_stopped(tmp_path, data_dir, toke
   with pytest.raises(KeyboardInterrupt):
     _run(config, tokenizer)
   monkeypatch.setattr(classifier_task, "evaluate", real_evaluate)
-  state = classifier_task.TrainingState.load(config.output_dir)
+  state = task.TrainingState.load(config.output_dir)
   assert [row["step"] for row in state.history] == [6]
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-12")
 
   resumed = _run(config, tokenizer)
-  history = resumed["history"]
-  assert [row["step"] for row in history] == [6, 12, 18]
-  assert history[1]["train_loss"] is None  # trained before the interruption, not measured
-  for ours, theirs in zip(history, reference["history"]):
+  rows = resumed["history"]
+  assert [row["step"] for row in rows] == [6, 12, 18]
+  for ours, theirs in zip(rows, reference["history"]):
     assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+    # The epoch trained before the interruption has its mean loss too: the running loss sum
+    # is in the checkpoint.
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
   assert resumed["eval"]["loss"] == pytest.approx(reference["eval"]["loss"], rel=1e-4)
-  assert len(_read_csv(os.path.join(config.output_dir, classifier_task.STATS_FILE))) == 3
+  assert len(_read_csv(os.path.join(config.output_dir, history.STATS_FILE))) == 3
 
 
 def test_early_stopping_keeps_and_restores_the_best_checkpoint(tmp_path, data_dir, tokenizer,
@@ -217,10 +220,10 @@ def test_early_stopping_keeps_and_restores_the_best_checkpoint(tmp_path, data_di
 
 
 def test_evaluation_steps():
-  assert classifier_task.evaluation_steps(18, 6.0, True, None) == [6, 12, 18]
-  assert classifier_task.evaluation_steps(16, 6.5, True, None) == [6, 13, 16]  # 2.5 epochs
-  assert classifier_task.evaluation_steps(18, 6.0, True, 5) == [5, 10, 15, 18]
-  assert classifier_task.evaluation_steps(18, 6.0, False, None) == [18]
+  assert task.evaluation_steps(18, 6.0, True, None) == [6, 12, 18]
+  assert task.evaluation_steps(16, 6.5, True, None) == [6, 13, 16]  # 2.5 epochs
+  assert task.evaluation_steps(18, 6.0, True, 5) == [5, 10, 15, 18]
+  assert task.evaluation_steps(18, 6.0, False, None) == [18]
 
 
 def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirrored_cpus):
@@ -237,7 +240,7 @@ def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirror
   with pytest.raises(ValueError, match=r"eval_batch_size=5 is not a multiple of the 2"):
     _run(_config(data_dir, tmp_path / "out", eval_batch_size=5), tokenizer,
          mirrored_cpus)
-  classifier_task.TrainingState(label_list=["neg", "pos"]).save(str(tmp_path / "trained"))
+  task.TrainingState(extras={"label_list": ["neg", "pos"]}).save(str(tmp_path / "trained"))
   with pytest.raises(ValueError, match=r"trained with the labels \['neg', 'pos'\]"):
     _run(_config(data_dir, tmp_path / "trained", do_train=False, do_predict=False), tokenizer)
 
@@ -286,10 +289,10 @@ def test_script_flags_and_a_tsv_run(tmp_path):
                              if line.startswith("DEFAULTS "))[len("DEFAULTS "):])
   assert defaults == google
   assert "Dev: 10 examples" in done.stdout
-  state = json.loads((tmp_path / "out" / classifier_task.STATE_FILE).read_text())
-  assert state["label_list"] == ["neg", "pos"]
+  state = json.loads((tmp_path / "out" / task.STATE_FILE).read_text())
+  assert state["extras"]["label_list"] == ["neg", "pos"]
   assert (tmp_path / "out" / "eval_results.txt").exists()
-  assert pathlib.Path(tmp_path / "out" / classifier_task.STATS_FILE).exists()
+  assert pathlib.Path(tmp_path / "out" / history.STATS_FILE).exists()
 
 
 def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
@@ -331,11 +334,11 @@ def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
                "Wrote the class probabilities of 10 test examples"):
     assert line in chief_log and line not in other_log, line
   assert "Reusing" in other_log  # the feature files the chief wrote
-  for name in ("eval_results.json", "test_results.tsv", classifier_task.STATS_FILE,
-               classifier_task.STATE_FILE, script_flags.RUN_FLAGS_FILE):
+  for name in ("eval_results.json", "test_results.tsv", history.STATS_FILE,
+               task.STATE_FILE, script_flags.RUN_FLAGS_FILE):
     assert (out / name).exists(), name
   assert len((out / "test_results.tsv").read_text().splitlines()) == 10
-  assert list((out / classifier_task.BEST_DIR).glob("ckpt-*.index"))
+  assert list((out / best_checkpoint.BEST_DIR).glob("ckpt-*.index"))
   assert not list(out.glob(".worker_tmp_*")) and not list(out.glob("**/.*tmp*"))
 
 

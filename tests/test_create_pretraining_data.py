@@ -24,6 +24,12 @@ TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on
           "ran", "far", "away", "play", "##ing", "##ed", "a", "big", "red", "ball", "."]
 
 
+def shard_files(metadata):
+  """The shards' paths (the metadata names them relative to its directory)."""
+  directory = os.path.dirname(metadata["file_pattern"])
+  return [os.path.join(directory, name) for name in metadata["files"]]
+
+
 @pytest.fixture
 def english(tmp_path):
   vocab = tmp_path / "vocab.txt"
@@ -149,10 +155,10 @@ def test_statistics_on_real_korean_text(korean):
 def test_tf_models_reader_reads_our_records(korean):
   _, metadata = korean
   loader = pretrain_dataloader.BertPretrainDataLoader(pretrain_dataloader.BertPretrainDataConfig(
-      input_path=metadata["files"][0], seq_length=128, max_predictions_per_seq=20,
+      input_path=shard_files(metadata)[0], seq_length=128, max_predictions_per_seq=20,
       global_batch_size=4, is_training=False, use_next_sentence_label=True))
   batch = next(iter(loader.load()))
-  ours = read(metadata["files"][0], 128, 20)
+  ours = read(shard_files(metadata)[0], 128, 20)
   np.testing.assert_array_equal(batch["input_word_ids"].numpy(), ours["input_ids"][:4])
   np.testing.assert_array_equal(batch["masked_lm_ids"].numpy(), ours["masked_lm_ids"][:4])
   np.testing.assert_array_equal(batch["masked_lm_weights"].numpy(), ours["masked_lm_weights"][:4])
@@ -184,7 +190,7 @@ def test_encoder_matches_protobuf_serialization():
 
 
 def _shard_bytes(metadata):
-  return [open(path, "rb").read() for path in metadata["files"]]
+  return [open(path, "rb").read() for path in shard_files(metadata)]
 
 
 def test_deterministic_across_worker_counts_and_seeded(english, tmp_path):
@@ -200,7 +206,7 @@ def test_deterministic_across_worker_counts_and_seeded(english, tmp_path):
 def test_resume_redoes_only_unfinished_shards(english):
   metadata = cpd.create_pretraining_data(english)
   before = _shard_bytes(metadata)
-  first, last = metadata["files"][0], metadata["files"][-1]
+  first, last = shard_files(metadata)[0], shard_files(metadata)[-1]
   os.remove(last)  # as if the run died while writing the last shard
   os.remove(os.path.join(english.output_file + ".progress", "shard-00002.json"))
   os.utime(first, (1, 1))
@@ -277,12 +283,12 @@ def test_fuzz_raw_text_makes_data_or_names_the_file(english, content):
 
 def test_data_made_with_another_vocab_is_named(english, tmp_path):
   metadata = cpd.create_pretraining_data(english)
-  cpd.check_data_vocab(metadata["files"][0], english.vocab_file)
+  cpd.check_data_vocab(shard_files(metadata)[0], english.vocab_file)
   other = tmp_path / "other_vocab.txt"
   other.write_text("".join(t + "\n" for t in TOKENS + ["extra"]))
   with pytest.raises(ValueError, match=rf"{metadata['files'][0]} was made with the vocab "
                                        rf"{english.vocab_file} .*--vocab_file={other}"):
-    cpd.check_data_vocab(metadata["files"][0], str(other))
+    cpd.check_data_vocab(shard_files(metadata)[0], str(other))
   cpd.check_data_vocab(str(tmp_path / "records-without-metadata"), str(other))
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from bert_tf import create_pretraining_data as cpd
 from bert_tf import tokenization
 from bert_tf.tasks import pretraining as pretraining_task
+from bert_tf.training import best_checkpoint
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -88,15 +89,19 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   lines = (out / "eval_results.txt").read_text().splitlines()
   metrics = {k: float(v) for k, v in (line.split(" = ") for line in lines)}
   assert set(metrics) == {*pretraining_task.METRICS, "loss", "global_step"}
-  assert metrics["global_step"] == 60
   # Untrained, the masked-LM loss is about ln(378) = 5.9; the text uses 40 words (ln 40 = 3.7).
   assert metrics["masked_lm_loss"] < 4.2 and metrics["next_sentence_loss"] < 0.75
+  # The final evaluation is of the best model, the one exported.
   best = json.loads((out / "best" / "best.json").read_text())
-  assert best["step"] in (30, 60) and best["loss"] <= metrics["loss"] + 1e-6
+  assert best["step"] in (30, 60) and metrics["global_step"] == best["step"]
+  assert best["value"] == pytest.approx(metrics["loss"], rel=1e-5)
   assert best["checkpoint"] == str(out / "best" / f"ckpt-{best['step']}")
   assert (out / "export" / "tf1" / "bert_model.ckpt.index").exists()
   assert (out / "export" / "tf2" / "checkpoint").exists()
   assert (out / "export" / "hf" / "model.safetensors").exists()
+  # The output_dir guard knows the vocab by its bytes and the lowercasing, like the other tasks.
+  recorded = json.loads((out / "run_flags.json").read_text())
+  assert recorded["vocab_file"].startswith("sha256:") and recorded["do_lower_case"] is False
   # Run again: resumes at step 60, trains nothing, evaluates the same model.
   again = _run(*common, "--do_eval=True", "--eval_batch_size=16", "--max_eval_steps=5")
   assert again.returncode == 0, again.stderr[-3000:]
@@ -126,12 +131,11 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
   processes.assert_same_final_checkpoint(straight, resumed)
   # best/ holds one complete checkpoint, the one best.json names, and the same model as the
   # uninterrupted run's: every chunk was scored, even one killed between its save and its score.
-  best, expected = (pretraining_task.read_best(str(d)) for d in (resumed, straight))
-  assert best["step"] == expected["step"] and abs(best["loss"] - expected["loss"]) < 1e-4
+  best, expected = (best_checkpoint.read_best(str(d)) for d in (resumed, straight))
+  assert best["step"] == expected["step"] and abs(best["value"] - expected["value"]) < 1e-4
   assert best["checkpoint"] == str(resumed / "best" / f"ckpt-{best['step']}")
   assert sorted(p.name for p in (resumed / "best").iterdir()) == [
-      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index",
-      "scores.json"]
+      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index"]
   processes.assert_same_weights(expected["checkpoint"], best["checkpoint"])
 
 

@@ -10,10 +10,10 @@ import sys
 import pytest
 import tensorflow as tf
 
-from bert_tf import configs, tokenization
+from bert_tf import configs, model_files
 from bert_tf.data import squad
 from bert_tf.tasks import squad as squad_task
-from bert_tf.training import trainer
+from bert_tf.training import best_checkpoint, history, trainer
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,9 +49,14 @@ def test_train_predict_evaluate(tmp_path):
   metrics = json.loads((out / "eval_results.json").read_text())
   assert metrics["total"] == 29 and 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
   assert "Reusing the cached" not in result.stderr
+  # The output_dir holds the model's files: it is an --init_checkpoint on its own.
+  files = model_files.resolve(str(out), None, None, None)
+  assert (files.vocab_file, files.config_file) == (str(out / "vocab.txt"),
+                                                   str(out / "bert_config.json"))
+  assert files.do_lower_case is False and files.init_checkpoint == str(out)
   # A second run reuses the cached features and, already trained, only predicts.
   again = _run_squad(*FAST, f"--output_dir={out}")
-  assert "Reusing the cached train features" in again.stderr
+  assert re.search("Reusing the cached records of .*train_meta.json", again.stderr)
   assert "Already trained to step" in again.stderr
   # Other flags that change the weights are refused before any work, each one named.
   refused = _run_squad(*FAST, f"--output_dir={out}", "--learning_rate=1e-3",
@@ -70,8 +75,10 @@ def test_train_predict_evaluate(tmp_path):
 
 
 def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
+  """Interrupted three times, a run that evaluates EM/F1 every epoch and keeps the best by F1
+  ends like an uninterrupted one: same weights, same best checkpoint."""
   straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  args = [*FAST, "--do_predict=False"]
+  args = [*FAST, "--keep_best_by=f1"]
   uninterrupted = _run_squad(*args, f"--output_dir={straight}", wait=False)
   try:
     processes.kill_preempt_kill(
@@ -83,6 +90,16 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
   finally:
     processes.stop(uninterrupted)
   processes.assert_same_final_checkpoint(straight, resumed)
+  bests = [best_checkpoint.read_best(str(out)) for out in (straight, resumed)]
+  assert bests[0]["step"] == bests[1]["step"] and bests[0]["value"] == bests[1]["value"]
+  processes.assert_same_weights(bests[0]["checkpoint"], bests[1]["checkpoint"])
+  # One row per epoch with EM/F1 in both, the same answers scored the same.
+  stats = [[line.split(",") for line in (out / history.STATS_FILE).read_text().splitlines()]
+           for out in (straight, resumed)]
+  assert stats[0][0][:5] == ["epoch", "step", "train_loss", "val_exact_match", "val_f1"]
+  assert len(stats[0]) == len(stats[1]) == 7
+  assert (resumed / history.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert [row[:2] + row[3:5] for row in stats[0]] == [row[:2] + row[3:5] for row in stats[1]]
 
 
 def test_bad_flags_fail_before_work(tmp_path):
@@ -113,18 +130,17 @@ def test_bad_predict_file_fails_before_training_with_one_line(tmp_path):
 def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
   strategy = mirrored_cpus
   config = configs.BertConfig.from_json_file(str(SAMPLE / "bert_config.json"))
-  tokenizer = tokenization.FullTokenizer(str(SAMPLE / "vocab.txt"), do_lower_case=False)
-  prepare = dict(tokenizer=tokenizer, vocab_file=str(SAMPLE / "vocab.txt"), max_seq_length=64,
-                 doc_stride=32, max_query_length=16, version_2_with_negative=False,
-                 output_dir=str(tmp_path), num_workers=1)
-  train_meta = squad.prepare_features(str(SAMPLE / "squad_sample.json"), is_training=True,
-                                      **prepare)
-  eval_meta = squad.prepare_features(str(SAMPLE / "squad_sample.json"), is_training=False,
-                                     **prepare)
-  train_config = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=8,
-                                     num_train_steps=4, learning_rate=1e-3,
-                                     iterations_per_loop=2, save_checkpoints_steps=2)
-  model = squad_task.train(strategy, config, train_meta, train_config, None, seed=1)
+  files = model_files.ModelFiles(str(SAMPLE / "vocab.txt"), config, "sample config", False, None)
+  training = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=8, num_train_steps=4,
+                                 learning_rate=1e-3, iterations_per_loop=2,
+                                 save_checkpoints_steps=2)
+  task = squad_task.SquadTask(squad_task.SquadConfig(
+      training=training, train_file=str(SAMPLE / "squad_sample.json"),
+      predict_file=str(SAMPLE / "squad_sample.json"), do_train=True, do_predict=True,
+      max_seq_length=64, doc_stride=32, max_query_length=16, num_workers=1, seed=1),
+      files, strategy)
+  model = task.train()
+  eval_meta = task.eval_meta
   # 7 predict batches of 8 cover the features once each, the last one padded.
   results = squad_task.predict(strategy, model, eval_meta, predict_batch_size=8)
   assert sorted(r.unique_id for r in results) == list(

@@ -1,11 +1,15 @@
 """The output_dir guard shared by the three scripts: same flags resume, others are refused."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
 
-from bert_tf import configs, script_flags
+from bert_tf import configs, model_files, script_flags
+from conftest import PROJECT_ROOT
 
 CONFIG = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
                             num_attention_heads=2, intermediate_size=16)
@@ -16,7 +20,11 @@ TRAINING = dict(train_batch_size=32, learning_rate=5e-5, train_file="gs://b/trai
 def model(tmp_path):
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", encoding="utf-8")
-  return script_flags.model_settings(CONFIG, str(vocab), do_lower_case=True)
+  return _settings(CONFIG, str(vocab))
+
+
+def _settings(config, vocab_file):
+  return model_files.ModelFiles(vocab_file, config, "bert_config.json", True, None).settings()
 
 
 def _previous_run(output_dir, model, training=TRAINING):
@@ -56,10 +64,10 @@ def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_pat
   _previous_run(tmp_path, model)
   other_vocab = tmp_path / "other_vocab.txt"
   other_vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nworld\n", encoding="utf-8")
-  for other in (script_flags.model_settings(CONFIG, str(other_vocab), True),
-                script_flags.model_settings(configs.BertConfig(
+  for other in (_settings(CONFIG, str(other_vocab)),
+                _settings(configs.BertConfig(
                     vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=16), str(tmp_path / "vocab.txt"), True)):
+                    intermediate_size=16), str(tmp_path / "vocab.txt"))):
     with pytest.raises(ValueError, match=r"--(vocab_file|bert_config_file\[num_hidden_layers\])"):
       script_flags.check_output_dir(str(tmp_path), other, TRAINING, do_train=False)
 
@@ -104,3 +112,26 @@ def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_pa
   changed = dict(TRAINING, learning_rate=3e-5)
   script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
   assert json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
+
+
+@pytest.mark.parametrize("script", ["run_squad.py", "run_classifier.py", "run_pretraining.py"])
+def test_help_shows_the_shared_core_flags(script):
+  """--help lists the flags defined in script_flags and distribution, not only --helpfull."""
+  result = subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--help"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+  shown = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
+  assert {"learning_rate", "init_checkpoint", "output_dir", "train_batch_size", "vocab_file",
+          "use_tpu", "tpu_name"} <= shown, result.stdout[-2000:]
+
+
+def test_tools_without_cloud_storage_do_not_import_it():
+  """The data tools start without google-cloud-storage (it is imported to stage files only)."""
+  code = ("import sys\n"
+          "import bert_tf.build_vocab, bert_tf.clean_text, bert_tf.convert_checkpoint\n"
+          "import bert_tf.create_pretraining_data, bert_tf.evaluate, bert_tf.extract_features\n"
+          "import run_pretraining  # the script that imports the most of bert_tf\n"
+          "print(sorted(m for m in sys.modules if m.startswith('google.cloud.storage')))\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "[]"

@@ -65,7 +65,9 @@ def cached_records(metadata_path: str, key: Dict[str, Any],
   """
   cached = _valid_metadata(metadata_path, key)
   if cached is not None:
-    logging.info("Reusing the records of %s.", metadata_path)
+    counts = ", ".join(f"{name} {value}" for name, value in cached.items()
+                       if name not in key and isinstance(value, int))
+    logging.info("Reusing the cached records of %s (%s).", metadata_path, counts)
     return cached
   stale: List[str] = []
   if tf.io.gfile.exists(metadata_path):

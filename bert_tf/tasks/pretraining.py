@@ -161,13 +161,17 @@ class PretrainingTask(task.Task):
   def eval_input(self) -> str:
     return self.config.eval_input_file or self.config.input_file
 
-  def prepare_data(self) -> None:
+  def check_task(self) -> None:
+    """The records were made with the flags' lengths (and vocab): one record of every file."""
     config = self.config
     for pattern in {config.input_file, self.eval_input}:
       check_data_shapes(pattern, config.max_seq_length, config.max_predictions_per_seq)
       if self.files.vocab_file:
         create_pretraining_data.check_data_vocab(pipeline.list_files(pattern)[0],
                                                  self.files.vocab_file)
+
+  def prepare_data(self) -> None:
+    """Nothing to convert: create_pretraining_data made the records."""
 
   def build_model(self) -> tf_keras.Model:
     return modeling.build_model(modeling.BertPretrainer(self.files.config))
@@ -214,16 +218,19 @@ class PretrainingTask(task.Task):
     source = best["checkpoint"] if best else tf.train.latest_checkpoint(self.config.output_dir)
     results["exported_from"] = source
     results["exports"] = export_model(self.config.output_dir, source, self.files.config_file,
-                                      self.files.vocab_file)
+                                      self.files.vocab_file, self.files.do_lower_case)
 
 
 EXPORT_FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
 EXPORT_SOURCE = "exported_from.json"
 
 
-def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file: str
-                 ) -> Dict[str, str]:
+def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file: str,
+                 do_lower_case: Optional[bool] = None) -> Dict[str, str]:
   """Writes checkpoint `source` to OUTPUT_DIR/export/{tf1,tf2,hf}; returns format -> directory.
+
+  `do_lower_case` is the lowercasing the model was trained with, for the Hugging Face
+  tokenizer files (None: inferred from the vocab).
 
   Each directory appears complete or not at all (written under a temporary name, then renamed),
   and records its source: an export of an older checkpoint is replaced, a current one is kept.
@@ -238,7 +245,8 @@ def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file
       continue
     tmp = io_utils.temporary_path(target)
     try:
-      convert_checkpoint.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file)
+      convert_checkpoint.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file,
+                                            do_lower_case)
       io_utils.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), {"checkpoint": source})
       if tf.io.gfile.exists(target):
         tf.io.gfile.rmtree(target)

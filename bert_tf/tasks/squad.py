@@ -89,18 +89,28 @@ class SquadTask(task.Task):
     self._eval_data = None
 
   def check_task(self) -> None:
+    """google-research's length check, then both files read (seconds): a malformed train or
+    predict file fails before anything is written or converted."""
     config = self.config
     if config.max_seq_length <= config.max_query_length + 3:
       raise ValueError(f"The max_seq_length ({config.max_seq_length}) must be greater than "
                        f"max_query_length ({config.max_query_length}) + 3")
+    if config.do_train:
+      squad.read_squad_examples(config.train_file, True, config.version_2_with_negative)
+    if config.do_predict:
+      self._dataset = self._read_predict_file()
+
+  def _read_predict_file(self) -> Dict[str, Any]:
+    """The predict file's JSON, checked as SQuAD (a clear error naming the place if not)."""
+    squad.read_squad_examples(self.config.predict_file, False,
+                              self.config.version_2_with_negative)
+    return io_utils.read_json(self.config.predict_file)
 
   @property
   def predict_dataset(self) -> Dict[str, Any]:
     """The predict file's JSON (read once)."""
     if self._dataset is None:
-      squad.read_squad_examples(self.config.predict_file, False,
-                                self.config.version_2_with_negative)  # a clear error if malformed
-      self._dataset = io_utils.read_json(self.config.predict_file)
+      self._dataset = self._read_predict_file()
     return self._dataset
 
   def has_eval_data(self) -> bool:

@@ -309,6 +309,8 @@ class Task:
     logging.info("%s training records, %s steps per epoch, %d steps; segments end at steps %s.",
                  records or "?", f"{steps_per_epoch:.1f}" if steps_per_epoch else "?",
                  train_config.num_train_steps, stops)
+    if run.step >= train_config.num_train_steps:
+      logging.info("Already trained to step %d: nothing to train.", run.step)
     # One SIGTERM handler over all segments: one arriving during an evaluation stops the next.
     with trainer.sigterm_requests():
       for stop in stops:
@@ -430,11 +432,12 @@ class Task:
     step = self._model_step()
     if config.do_eval:
       started = time.time()
-      results["eval"] = self.evaluate(model)
-      logging.info("Evaluated in %.1f s: %s", time.time() - started, {
-          name: results["eval"][name] for name in self.metrics if name in results["eval"]})
+      metrics = results["eval"] = self.evaluate(model)
       if self.chief:
-        results["written"] += self.write_evaluation(results["eval"], step)
+        count = f"{metrics['num_examples']} examples " if "num_examples" in metrics else ""
+        logging.info("Evaluated %sin %.1f s: %s", count, time.time() - started, ", ".join(
+            f"{name} {metrics[name]:.4f}" for name in self.metrics if name in metrics))
+        results["written"] += self.write_evaluation(metrics, step)
     if config.do_predict:
       results["written"] += self.predict(model, step, results)
     self.finish(results)

@@ -30,7 +30,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf.training import optimization
+from bert_tf.training import distribution, optimization
 
 Features = Dict[str, tf.Tensor]
 ModelFn = Callable[[], tf_keras.Model]
@@ -79,16 +79,6 @@ class TrainingPreempted(SystemExit):
   """
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """True unless this process is a non-chief worker of a multi-worker strategy."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  return resolver.task_type == "chief" or (
-      resolver.task_type == "worker" and resolver.task_id == 0
-      and "chief" not in resolver.cluster_spec().as_dict())
-
-
 def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Checkpoint,
                      prefix: str) -> None:
   """Writes `checkpoint` at `prefix` on the chief; other workers write a scratch copy and delete it.
@@ -96,7 +86,7 @@ def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Chec
   Under MultiWorkerMirroredStrategy every worker must take part in a save (it may run
   collectives), but only the chief's may land in the output directory (TF's multi-worker guide).
   """
-  if is_chief(strategy):
+  if distribution.is_chief(strategy):
     checkpoint.write(prefix)
     return
   directory, name = os.path.split(prefix)
@@ -374,7 +364,7 @@ class Trainer:
       logging.info("Already trained to step %d; nothing to do.", self.step)
       return self.model
     iterator = self._distributed_dataset()
-    chief = is_chief(self.strategy)
+    chief = distribution.is_chief(self.strategy)
     writer = (tf.summary.create_file_writer(os.path.join(config.output_dir, TRAIN_DIR))
               if chief else tf.summary.create_noop_writer())
     progress = Progress(self.step, config.num_train_steps, config.train_batch_size)
@@ -430,7 +420,7 @@ class Trainer:
     collectives), but only the chief's lands in output_dir: the others write to a temporary
     directory of their own and delete it, as TF's multi-worker guide prescribes.
     """
-    if is_chief(self.strategy):
+    if distribution.is_chief(self.strategy):
       path = self.manager.save(checkpoint_number=self.step)
       logging.info("Saved checkpoint %s", path)
       return path
