@@ -150,8 +150,18 @@ def tpu_machine(machine: Machine) -> Optional[str]:
   for name in ("TPU_NAME", "COLAB_TPU_ADDR"):
     if machine.env.get(name):
       return f"{name}={machine.env[name]}"
+  return local_tpu(machine)
+
+
+def local_tpu(machine: Machine) -> Optional[str]:
+  """Why the TPU would be this machine's own (TPU devices, TPU_NAME=local), or None.
+
+  Only then must TensorFlow itself be the TPU build: a remote TPU's hosts run its kernels.
+  """
   if machine.tpu_device_files:
     return f"TPU device {machine.tpu_device_files[0]}"
+  if machine.env.get("TPU_NAME") == distribution.LOCAL_TPU:
+    return f"TPU_NAME={distribution.LOCAL_TPU}"
   return None
 
 
@@ -196,7 +206,7 @@ def inspect_machine(check_devices: bool = True) -> Machine:
       devices_checked=check_devices)
   if check_devices:
     machine.gpus = _gpus()
-    if machine.tpu_support and tpu_machine(machine):
+    if tpu_machine(machine) and (machine.tpu_support or not local_tpu(machine)):
       machine.tpu, machine.tpu_error = probe_tpu(machine.env)
     machine.credentials = _credentials()
   return machine
@@ -228,7 +238,11 @@ def _tf_config_problem(value: str) -> Optional[Problem]:
 def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
   """No TPU support where a TPU is meant, libtpu missing or off its pin, a TPU not answering."""
   problems = []
-  reason = tpu_machine(machine) or ("--expect=tpu" if expect == "tpu" else None)
+  reason = local_tpu(machine) or ("--expect=tpu" if expect == "tpu" else None)
+  if machine.tpu_error:
+    problems.append(Problem(machine.tpu_error.replace(f"; {distribution.TPU_FIX}", ""),
+                            "check the TPU's name and state (`gcloud compute tpus tpu-vm describe "
+                            "NAME --zone=ZONE`); on a TPU VM itself use --tpu_name=local"))
   if not machine.tpu_support:
     if machine.versions.get("tensorflow-tpu"):
       problems.append(Problem(
@@ -251,10 +265,6 @@ def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
     problems.append(Problem(
         f"libtpu {libtpu} is not the pinned {pin} (newer builds were reported to break TPU "
         "discovery with TF 2.20; requirements-tpu.txt).", f"`{TPU_REINSTALL}`", is_error=False))
-  if machine.tpu_error:
-    problems.append(Problem(machine.tpu_error.replace(f"; {distribution.TPU_FIX}", ""),
-                            "check the TPU's name and state (`gcloud compute tpus tpu-vm describe "
-                            "NAME --zone=ZONE`); on a TPU VM itself use --tpu_name=local"))
   named = machine.env.get("TPU_NAME")
   if (named and named != distribution.LOCAL_TPU and machine.tpu_device_files
       and machine.env.get("TPU_LOAD_LIBRARY") != "0"):
@@ -342,7 +352,7 @@ def _tpu_text(machine: Machine) -> str:
     return f"{machine.tpu.cores} cores on {machine.tpu.hosts} host(s) at {machine.tpu.address}"
   if not tpu_machine(machine):
     return "none"
-  return "did not answer" if machine.tpu_support else "not checked (no TPU support)"
+  return "did not answer" if machine.tpu_error else "not checked (no TPU support)"
 
 
 def render(machine: Machine, problems: List[Problem], probe: Optional[str] = None) -> str:

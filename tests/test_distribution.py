@@ -191,21 +191,25 @@ def installed(distribution_name: str) -> bool:
 
 
 @pytest.mark.skipif(installed("tensorflow-tpu"), reason="tensorflow-tpu is installed")
-def test_plain_tensorflow_is_refused_for_a_tpu_before_the_resolver(
+def test_plain_tensorflow_is_refused_for_this_machines_tpu_before_the_resolver(
     monkeypatch: pytest.MonkeyPatch) -> None:
   def no_resolver(**unused):
     raise AssertionError("the resolver must not be reached")
 
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", no_resolver)
   assert not distribution.tpu_support()
+  monkeypatch.setenv("TPU_NAME", "local")
   for config in (StrategyConfig(use_tpu=True, tpu_name="local"),
-                 StrategyConfig(distribution_strategy="tpu", tpu_name="my-tpu")):
+                 StrategyConfig(distribution_strategy="tpu", tpu_name="local"),
+                 StrategyConfig(use_tpu=True)):  # TPU_NAME=local
     with pytest.raises(ValueError) as raised:
       distribution.resolve_strategy(config)
     message = str(raised.value)
     assert "make install-tpu" in message and "python -m bert_tf.doctor" in message
     assert "\n" not in message
-  distribution.check_tpu_support(StrategyConfig())  # no TPU asked for: nothing to check
+  # Nothing to check without a TPU, or for a remote one, whose hosts run the TPU kernels.
+  distribution.check_tpu_support(StrategyConfig())
+  distribution.check_tpu_support(StrategyConfig(use_tpu=True, tpu_name="my-tpu"))
 
 
 @pytest.mark.parametrize("error, first_line", [

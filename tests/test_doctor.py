@@ -73,14 +73,33 @@ def test_the_owner_of_tensorflow_is_the_wheel_whose_library_is_in_place() -> Non
 
 
 @pytest.mark.skipif(installed("tensorflow-tpu"), reason="tensorflow-tpu is installed")
-def test_tpu_name_with_plain_tensorflow_is_an_error_naming_make_install_tpu(
+def test_a_local_tpu_with_plain_tensorflow_is_an_error_naming_make_install_tpu(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-  monkeypatch.setenv("TPU_NAME", "my-tpu")
+  def connect_tpu(config: distribution.StrategyConfig):
+    raise AssertionError("no TPU to probe without TPU support")
+
+  monkeypatch.setattr(distribution, "connect_tpu", connect_tpu)
+  monkeypatch.setenv("TPU_NAME", "local")
   assert doctor.main([]) == 1
   out = capsys.readouterr().out
-  assert "error: This is meant to use a TPU (TPU_NAME=my-tpu), but the installed TensorFlow" in out
+  assert "error: This is meant to use a TPU (TPU_NAME=local), but the installed TensorFlow" in out
   assert "  fix: `make install-tpu`" in out
   assert "TPU: not checked (no TPU support)" in out
+  # A TPU device file says the same without any variable.
+  machine = cpu_machine(tpu_device_files=["/dev/vfio/0"])
+  [problem] = doctor.find_problems(machine)
+  assert "(TPU device /dev/vfio/0)" in problem.message and "make install-tpu" in problem.fix
+
+
+def test_a_remote_tpu_is_probed_from_a_plain_tensorflow_client(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+  monkeypatch.setattr(distribution, "tpu_support", lambda: False)
+  monkeypatch.setattr(distribution, "connect_tpu",
+                      lambda config: (None, FakeTopology(num_tasks=1, num_tpus_per_task=8)))
+  monkeypatch.setenv("TPU_NAME", "my-node")
+  assert doctor.main([]) == 0
+  out = capsys.readouterr().out
+  assert "TPU: 8 cores on 1 host(s) at my-node" in out and "error:" not in out
 
 
 @pytest.mark.parametrize("expect, fix", [("tpu", "make install-tpu"), ("gpu", "make install-gpu")])

@@ -11,9 +11,10 @@ gs:// paths. A TPU pod slice is one of these: TensorFlow drives it from a single
 process started on worker 0 with the slice's name (TPU_NAME), and the TPU hosts' TensorFlow
 servers read the data and write the checkpoints (README, "Hardware and installation").
 
-A TPU run needs TensorFlow's TPU build (the tensorflow-tpu wheel, `make install-tpu`);
-`check_tpu_support` refuses one on any other build before any work, and a TPU that cannot be
-reached is one `ValueError` naming the fix, never a traceback from deep inside TensorFlow.
+Using this machine's TPU needs TensorFlow's TPU build (the tensorflow-tpu wheel, `make
+install-tpu`); `check_tpu_support` refuses `--tpu_name=local` on any other build before any
+work, and a TPU that cannot be reached is one `ValueError` naming the fix, never a traceback
+from deep inside TensorFlow.
 """
 
 import contextlib
@@ -271,15 +272,18 @@ def tpu_support() -> bool:
 
 
 def check_tpu_support(config: StrategyConfig) -> None:
-  """Refuses a TPU run on a TensorFlow build without TPU support, before any work.
+  """Refuses a run on this machine's TPU with a TensorFlow build without TPU support, early.
 
   The plain `tensorflow` wheel (what requirements.txt installs) fails only inside
   initialize_tpu_system, with "No OpKernel was registered to support Op 'ConfigureDistributedTPU'".
+  A remote TPU (a node name, grpc://) runs its kernels in its hosts' TensorFlow servers, so a
+  client is not held to this; it fails, if at all, when connecting (see `connect_tpu`).
 
   Raises:
     ValueError: naming `make install-tpu` and `python -m bert_tf.doctor`.
   """
-  if strategy_name(config) != "tpu" or tpu_support():
+  if (strategy_name(config) != "tpu" or tpu_address(config) != LOCAL_TPU
+      or tpu_support()):
     return
   raise ValueError(f"--use_tpu: this TensorFlow {tf.__version__} is not TensorFlow's TPU build "
                    f"(the tensorflow-tpu wheel), so it cannot use a TPU; {TPU_FIX}.")
