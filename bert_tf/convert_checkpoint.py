@@ -201,9 +201,7 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  with script_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
     f = flags.FLAGS
     convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file,
                        f.do_lower_case, f.label_names)

@@ -152,9 +152,7 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  with script_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
     f = flags.FLAGS
     modeling.set_mixed_precision(f.mixed_precision)
     extract_features(f.input_file, f.output_file, f.init_checkpoint, f.vocab_file,

@@ -292,9 +292,12 @@ def apply_mixed_precision() -> None:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-  """Exits with just the message (no traceback) on errors in flags, files and data."""
+def user_errors(argv: Optional[Sequence[str]] = None) -> Iterator[None]:
+  """Exits with just the message (no traceback) on errors in flags, files and data; with
+  `argv` (absl's, program name first), arguments that are not flags are such an error too."""
   try:
+    if argv is not None and len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
     yield
   except (ValueError, FileNotFoundError, app.UsageError) as e:  # PreflightError is a ValueError
     raise SystemExit(f"error: {e}") from e

@@ -93,3 +93,13 @@ def assert_same_weights(expected_path: str, actual_path: str) -> None:
   assert expected.keys() == actual.keys() and expected
   for name in expected:
     np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, err_msg=name)
+
+
+def assert_same_best(expected_dir: pathlib.Path, actual_dir: pathlib.Path) -> None:
+  """Both runs kept the same best checkpoint (step, value, model variables) in best/."""
+  from bert_tf.training import best_checkpoint  # pylint: disable=import-outside-toplevel
+  expected, actual = (best_checkpoint.read_best(str(d)) for d in (expected_dir, actual_dir))
+  assert expected["step"] == actual["step"], (expected, actual)
+  assert abs(expected["value"] - actual["value"]) < 1e-4, (expected, actual)
+  assert actual["checkpoint"] == str(actual_dir / "best" / f"ckpt-{actual['step']}")
+  assert_same_weights(expected["checkpoint"], actual["checkpoint"])

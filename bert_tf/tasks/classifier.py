@@ -118,6 +118,9 @@ class ClassifierTask(task.Task):
     splits = [split for split, wanted in (("train", config.do_train), ("dev", config.do_eval),
                                           ("test", config.do_predict)) if wanted]
     self.examples = {split: self.processor.examples(config.data_dir, split) for split in splits}
+    self.warn_if_vocab_misfits(text for examples in self.examples.values()
+                               for example in examples[:500]
+                               for text in (example.text_a, example.text_b) if text)
     self.label_list = self.processor.get_labels()
     recorded = self.state.extras.get("label_list")
     if recorded and recorded != self.label_list:

@@ -95,10 +95,15 @@ class SquadTask(task.Task):
     if config.max_seq_length <= config.max_query_length + 3:
       raise ValueError(f"The max_seq_length ({config.max_seq_length}) must be greater than "
                        f"max_query_length ({config.max_query_length}) + 3")
+    examples = []
     if config.do_train:
-      squad.read_squad_examples(config.train_file, True, config.version_2_with_negative)
+      examples = squad.read_squad_examples(config.train_file, True,
+                                           config.version_2_with_negative)
     if config.do_predict:
       self._dataset = self._read_predict_file()
+    if examples:
+      self.warn_if_vocab_misfits(text for example in examples[:200] for text in (
+          example.question_text, " ".join(example.doc_tokens[:100])))
 
   def _read_predict_file(self) -> Dict[str, Any]:
     """The predict file's JSON, checked as SQuAD (a clear error naming the place if not)."""

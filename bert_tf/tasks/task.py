@@ -20,13 +20,13 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, io_utils, model_files
+from bert_tf import checkpoints, io_utils, model_files, tokenization
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 STATE_FILE = "training_state.json"
@@ -217,6 +217,11 @@ class Task:
         self._write_model_files()
       self.prepare_data()
     self._prepared = True
+
+  def warn_if_vocab_misfits(self, texts: Iterable[str]) -> None:
+    """A loud warning when the vocab turns the data's words into [UNK] or Hangul jamo (an
+    uncased English vocab on Korean text), measured on the first texts."""
+    tokenization.warn_if_vocab_misfits(self.files.tokenizer(), texts, self.files.vocab_file)
 
   def _write_model_files(self) -> None:
     """bert_config.json and vocab.txt into output_dir (lowercasing is in run_flags.json)."""
