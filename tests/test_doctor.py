@@ -305,3 +305,8 @@ def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
   assert [line.split(" -m ", 1)[1] for line in gpu][1:] == [
       "pip install -q -r requirements.txt -r requirements-gpu.txt", "bert_tf.doctor --expect=gpu"]
   assert not [line for line in recipe("install") if "tpu" in line or "gpu" in line]
+  # The README gives the same installs as plain pip commands.
+  readme = (PROJECT_ROOT / "README.md").read_text()
+  for command in ("pip install -r requirements.txt -r requirements-gpu.txt",
+                  "pip install --no-deps --force-reinstall -r requirements-tpu.txt"):
+    assert command in readme
