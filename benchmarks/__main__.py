@@ -113,6 +113,21 @@ def gpu_squad_rows(entry: Dict[str, Any]) -> List[Row]:
                ratio=entry["mfu"], target=None)]
 
 
+def gradient_accumulation_rows(entry: Dict[str, Any]) -> List[Row]:
+  rows = []
+  for task, figures in entry["tasks"].items():
+    full, micro = figures["runs"].values()
+    k = figures["accumulation"]
+    rows.append(dict(
+        figure=f"7 step memory, BERT-mini {task} (seq {figures['seq_length']}), batch "
+               f"{figures['batch_size']} as {k} x {figures['batch_size'] // k} micro-batches",
+        ours=f"{micro['step_peak_mib']} MiB, {micro['seconds_per_step'] * 1000:.0f} ms/step",
+        reference=f"{full['step_peak_mib']} MiB, {full['seconds_per_step'] * 1000:.0f} ms/step "
+                  "(one batch)",
+        ratio=f"memory {figures['memory_ratio']}x, time {figures['time_ratio']}x", target=None))
+  return rows
+
+
 def _has_gpu() -> bool:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return bool(tf.config.list_physical_devices("GPU"))
@@ -135,6 +150,8 @@ FIGURES: Dict[str, Any] = dict(
     inference=([], ["--config", str(common.ROOT / "configs" / "bert_mini.json"), "--calls", "5"],
                [SQUAD_DEV, VOCABS / "bert-base-uncased-vocab.txt"], inference_rows),
     gpu_squad=([], ["--steps", "5"], [], gpu_squad_rows),
+    gradient_accumulation=([], ["--steps", "1", "--repeats", "1"], [],
+                           gradient_accumulation_rows),
 )
 
 
