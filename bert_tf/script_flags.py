@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 import tensorflow as tf
 
-from bert_tf import gcs, io_utils, model_files, modeling
+from bert_tf import gcs, io_utils, model_files, modeling, run_lock
 from bert_tf.tasks import task
 from bert_tf.training import distribution, trainer
 
@@ -261,6 +261,34 @@ def config_from_flags(config_class: Type[task.TaskConfig], **values: Any) -> tas
   return config_class(**{"training": train_config(), **given, **values})
 
 
+# Numeric flags and the values that make sense, checked before any work (when a script has them).
+_POSITIVE = ("train_batch_size", "eval_batch_size", "predict_batch_size", "iterations_per_loop",
+             "save_checkpoints_steps", "keep_checkpoint_max", "max_seq_length", "doc_stride",
+             "max_query_length", "n_best_size", "max_answer_length", "max_predictions_per_seq",
+             "num_train_steps", "max_eval_steps", "gradient_accumulation_steps", "eval_steps",
+             "learning_rate", "num_train_epochs")
+_NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers")
+_FRACTIONS = ("warmup_proportion",)
+
+
+def check_flag_ranges() -> None:
+  """Refuses numeric flags outside the values that make sense (a negative learning rate trains
+  to nonsense and exits 0), naming the flag."""
+  def given(names):
+    return [(name, FLAGS[name].value) for name in names
+            if name in FLAGS and FLAGS[name].value is not None]
+
+  for name, value in given(_POSITIVE):
+    if value <= 0:
+      raise app.UsageError(f"--{name}={value} must be positive.")
+  for name, value in given(_NOT_NEGATIVE):
+    if value < 0:
+      raise app.UsageError(f"--{name}={value} must be 0 or more.")
+  for name, value in given(_FRACTIONS):
+    if not 0 <= value <= 1:
+      raise app.UsageError(f"--{name}={value} must be between 0 and 1 (e.g. 0.1 for 10%).")
+
+
 def start_run(input_flags: Sequence[str], **model_options: Any
               ) -> Tuple[model_files.ModelFiles, tf.distribute.Strategy,
                          Optional[storage.Client]]:
@@ -269,7 +297,9 @@ def start_run(input_flags: Sequence[str], **model_options: Any
 
   Returns the model files, the strategy and the storage client that staged inputs (or None).
   """
+  check_flag_ranges()
   config = strategy_config()
+  distribution.check_tpu_support(config)  # a TensorFlow without TPU support, in seconds
   client = check_and_stage_paths(input_flags, config)
   files = resolve_model_files(**model_options)
   apply_mixed_precision()
@@ -277,9 +307,12 @@ def start_run(input_flags: Sequence[str], **model_options: Any
 
 
 def prepare_task(run: task.Task, training_flags: Sequence[str]) -> None:
-  """The task's checks (which read its inputs), the output_dir guard, then its data: a bad
-  flag, file or line, or an output_dir of another run, fails before anything is written."""
+  """The task's checks (which read its inputs), the output_dir lock and guard, then its data: a
+  bad flag, file or line, a run already writing there, or an output_dir of another run, fails
+  before anything is written."""
   run.check()
+  if run.chief:  # one run per output_dir at a time (the lock goes when the process ends)
+    run_lock.RunLock(run.config.output_dir).acquire()
   check_output_dir_flags(run.files.settings(), training_flags, run.strategy,
                          run.config.output_dir)
   run.prepare()

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from bert_tf import configs, model_files, script_flags
 from conftest import PROJECT_ROOT
+from tests import processes
 
 CONFIG = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
                             num_attention_heads=2, intermediate_size=16)
@@ -135,3 +136,15 @@ def test_tools_without_cloud_storage_do_not_import_it():
                           text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--learning_rate=-1", "--learning_rate=-1.0 must be positive"),
+    ("--warmup_proportion=1.5", "--warmup_proportion=1.5 must be between 0 and 1"),
+    ("--train_batch_size=0", "--train_batch_size=0 must be positive"),
+    ("--num_train_epochs=-1", "--num_train_epochs=-1.0 must be positive")])
+def test_numeric_flags_out_of_range_are_one_line_before_any_work(tmp_path, flag, message):
+  out = tmp_path / "out"
+  line = processes.user_error("run_squad.py", "--demo", f"--output_dir={out}", flag)
+  assert line == f"error: {message}."
+  assert not out.exists()
