@@ -100,10 +100,15 @@ def input_pipeline_rows(entry: Dict[str, Any]) -> List[Row]:
 
 def inference_rows(entry: Dict[str, Any]) -> List[Row]:
   ms = entry["milliseconds"]
+  python_path = ms["Python path (run_squad's)"]
   return [dict(figure=f"6 serving latency, batch 1, seq 384 ({entry['config']})",
                ours=f"p50 {ms['SavedModel signature']['p50']} ms (SavedModel)",
                reference=f"p50 {ms['tf.function, no SavedModel']['p50']} ms (tf.function)",
-               ratio=entry["ratio_p50"], target=None)]
+               ratio=entry["ratio_p50"], target=None),
+          dict(figure=f"6 raw text to answer, batch 1 ({entry['config']})",
+               ours=f"p50 {ms['SavedModel from raw text']['p50']} ms (SavedModel)",
+               reference=f"p50 {python_path['p50']} ms (Python path)",
+               ratio=entry["raw_text_ratio_p50"], target=None)]
 
 
 def gpu_squad_rows(entry: Dict[str, Any]) -> List[Row]:

@@ -8,11 +8,18 @@ the first question of SQuAD 1.1 dev (its first 384-token window, bert-base-uncas
 reference, timed in the same rounds, is the same Keras model's call wrapped in a tf.function
 (what training and bert_tf.trainer.predict run; no SavedModel), and, for information, the eager
 Keras call. Reports p50/p90 milliseconds over `--calls` calls after 3 warm-up calls, and the
-host-side preprocessing of that example (tokenizing and windowing with bert_tf.squad). Merged into
-benchmarks/results.json under "inference".
+host-side preprocessing of that example (tokenizing and windowing with bert_tf.squad).
+
+From raw text to answer: the same weights exported with bert_tf.export.export_run (the QA
+SavedModel: in-graph tokenizing, windows and answer choice), its "serving_default" on the
+question and its whole paragraph, next to the Python path run_squad takes, timed in the same
+rounds: FullTokenizer + convert_examples_to_features, the same SavedModel's int32
+"serving_features" signature, write_predictions (which writes its two small JSON files).
+Merged into benchmarks/results.json under "inference".
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -34,6 +41,8 @@ SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"
 VOCAB = common.DATA / "vocabs" / "bert-base-uncased-vocab.txt"
 WARMUP_CALLS = 3
 SAVED_MODEL = "SavedModel signature"
+RAW_TEXT = "SavedModel from raw text"
+PYTHON_PATH = "Python path (run_squad's)"
 TF_FUNCTION = "tf.function, no SavedModel"
 EAGER = "Keras eager call"
 
@@ -45,6 +54,36 @@ def first_feature(example: squad.SquadExample, tokenizer: tokenization.FullToken
   squad.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
                                      MAX_QUERY_LENGTH, False, features.append)
   return features[0]
+
+
+def python_answer(serve_features: Callable[..., Any], example: squad.SquadExample,
+                  tokenizer: tokenization.FullTokenizer, output_dir: str) -> str:
+  """run_squad's prediction of one example: features, the model on them, write_predictions."""
+  features: List[squad.InputFeatures] = []
+  squad.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
+                                     MAX_QUERY_LENGTH, False, features.append)
+  logits = serve_features(**{name: tf.constant([getattr(f, name) for f in features], tf.int32)
+                             for name in export.INPUT_NAMES})
+  results = [squad.RawResult(f.unique_id, logits["start_logits"][i].numpy(),
+                             logits["end_logits"][i].numpy()) for i, f in enumerate(features)]
+  return squad.write_predictions(
+      [example], features, results, 20, 30, True, os.path.join(output_dir, "predictions.json"),
+      os.path.join(output_dir, "nbest.json"), None)[example.qas_id]
+
+
+def raw_text_calls(model: tf_keras.Model, tmp: str, question: str, context: str
+                   ) -> Dict[str, Callable[[], str]]:
+  """The raw-text SavedModel and the Python path, each giving the answer to `question`."""
+  settings = export.ServingSettings("squad", str(VOCAB), True, SEQ_LENGTH, doc_stride=DOC_STRIDE,
+                                    max_query_length=MAX_QUERY_LENGTH)
+  signatures = tf.saved_model.load(export.export_run(model, settings, os.path.join(tmp, "raw"))
+                                   ).signatures
+  tokenizer = tokenization.FullTokenizer(str(VOCAB), do_lower_case=True)
+  example = squad.SquadExample("q", question, squad._split_context(context)[0])
+  serve, serve_features = signatures["serving_default"], signatures["serving_features"]
+  return {RAW_TEXT: lambda: serve(question=tf.constant([question]), context=tf.constant(
+              [context]))["answer"].numpy()[0].decode("utf-8"),
+          PYTHON_PATH: lambda: python_answer(serve_features, example, tokenizer, tmp)}
 
 
 def latencies(calls: Dict[str, Callable[[], Any]], count: int) -> Dict[str, List[float]]:
@@ -70,6 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   if missing:
     raise SystemExit(missing)
   example = squad.read_squad_examples(str(SQUAD_DEV), is_training=False)[0]
+  paragraph = json.loads(SQUAD_DEV.read_text(encoding="utf-8"))["data"][0]["paragraphs"][0]
   tokenizer = tokenization.FullTokenizer(str(VOCAB), do_lower_case=True)
   started = time.perf_counter()
   feature = first_feature(example, tokenizer)
@@ -87,7 +127,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
              TF_FUNCTION: lambda: function(inputs)["start_logits"].numpy(),
              EAGER: lambda: model(inputs, training=False)["start_logits"].numpy()}
     np.testing.assert_allclose(calls[SAVED_MODEL](), calls[TF_FUNCTION](), rtol=1e-4, atol=1e-4)
-    timings = latencies(calls, args.calls)
+    raw = raw_text_calls(model, tmp, example.question_text, paragraph["context"])
+    answers = {name: call() for name, call in raw.items()}
+    if len(set(answers.values())) != 1:
+      raise SystemExit(f"The raw-text SavedModel and the Python path disagree: {answers}")
+    timings = latencies({**calls, **raw}, args.calls)
   milliseconds = {name: dict(p50=round(float(np.percentile(values, 50)), 1),
                              p90=round(float(np.percentile(values, 90)), 1))
                   for name, values in timings.items()}
@@ -99,12 +143,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       milliseconds=milliseconds, preprocessing_ms=round(preprocessing_ms, 1),
       question=example.question_text,
       ratio_p50=round(milliseconds[TF_FUNCTION]["p50"] / milliseconds[SAVED_MODEL]["p50"], 2),
+      raw_text_ratio_p50=round(milliseconds[PYTHON_PATH]["p50"] / milliseconds[RAW_TEXT]["p50"],
+                               2),
+      context_chars=len(paragraph["context"]), answer=answers[RAW_TEXT],
       machine=common.machine_info())
   print(f"{os.path.basename(args.config)}, batch 1, seq {SEQ_LENGTH}, {args.calls} calls:")
   for name, values in milliseconds.items():
     print(f"  {name:<30}p50 {values['p50']:>8.1f} ms   p90 {values['p90']:>8.1f} ms")
   print(f"  preprocessing (tokenize + window) {entry['preprocessing_ms']} ms; tf.function / "
-        f"SavedModel p50 {entry['ratio_p50']}x")
+        f"SavedModel p50 {entry['ratio_p50']}x; Python path / raw text p50 "
+        f"{entry['raw_text_ratio_p50']}x (answer {entry['answer']!r})")
   common.merge_results("inference", entry)
   return entry
 
