@@ -57,6 +57,9 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
   flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
   flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each call to "
                        "the accelerator (one tf.function).")
+  flags.DEFINE_float("max_seconds_per_loop", 20.0, "(bert_tf) A loop also ends after about this "
+                     "many seconds (from the step time measured so far), so progress shows at "
+                     "least that often and SIGTERM/Ctrl-C saves within it (a spot TPU gets ~30 s).")
   flags.DEFINE_integer("keep_checkpoint_max", 5, "(bert_tf) Checkpoints to keep.")
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "(bert_tf) Optimizer.")
   flags.DEFINE_bool("adam_bias_correction", False, "(bert_tf) With --optimizer=adamw, Keras' "
@@ -220,6 +223,7 @@ def train_config(num_train_steps: int = 0, jit_compile: Optional[bool] = None
       optimizer=FLAGS.optimizer,
       decay_from_warmup_end=FLAGS.decay_from_warmup_end,
       iterations_per_loop=FLAGS.iterations_per_loop,
+      max_seconds_per_loop=FLAGS.max_seconds_per_loop,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       jit_compile=FLAGS.use_xla if jit_compile is None else jit_compile,
@@ -266,7 +270,7 @@ _POSITIVE = ("train_batch_size", "eval_batch_size", "predict_batch_size", "itera
              "save_checkpoints_steps", "keep_checkpoint_max", "max_seq_length", "doc_stride",
              "max_query_length", "n_best_size", "max_answer_length", "max_predictions_per_seq",
              "num_train_steps", "max_eval_steps", "gradient_accumulation_steps", "eval_steps",
-             "learning_rate", "num_train_epochs")
+             "learning_rate", "num_train_epochs", "max_seconds_per_loop")
 _NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers")
 _FRACTIONS = ("warmup_proportion",)
 

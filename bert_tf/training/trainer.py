@@ -65,6 +65,10 @@ class TrainConfig:
   gradient_accumulation_steps: int = 1
   # Keras' bias-corrected Adam instead of google-research's AdamW (see optimization.py).
   adam_bias_correction: bool = False
+  # A loop (one tf.function call) also ends after about this many seconds, measured from the
+  # loops so far: progress shows at least that often, and a SIGTERM (a spot TPU gets ~30 s
+  # before the hard stop) or Ctrl-C waits at most that long for its save.
+  max_seconds_per_loop: float = 20.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,39 +127,52 @@ def _dropout_generators(model: tf_keras.Model) -> List[tf.random.Generator]:
   return generators
 
 
-_sigterm_event: Optional[threading.Event] = None  # the open sigterm_requests block's
+class StopRequest(threading.Event):
+  """Set by SIGTERM or the first Ctrl-C (SIGINT); `signal_name` says which."""
+  signal_name = "SIGTERM"
+
+
+_stop_request: Optional[StopRequest] = None  # the open sigterm_requests block's
 
 
 @contextlib.contextmanager
-def sigterm_requests() -> Iterator[threading.Event]:
-  """Turns SIGTERM into a set Event for the duration of the block, then restores the old handler.
+def sigterm_requests() -> Iterator[StopRequest]:
+  """Turns SIGTERM and a first Ctrl-C into a set StopRequest for the duration of the block (the
+  run saves at the end of its loop and stops), then restores the old handlers.
 
-  Nested blocks share the outermost one's Event: a task that trains in segments wraps them all
-  in one, so a SIGTERM during an evaluation between segments stops the next one before it
-  trains instead of killing the process. Only the main thread may install signal handlers;
-  elsewhere the Event never gets set.
+  A second Ctrl-C stops at once (KeyboardInterrupt, as Python's default). Nested blocks share
+  the outermost one's request: a task that trains in segments wraps them all in one, so a
+  signal during an evaluation between segments stops the next one before it trains instead of
+  killing the process. Only the main thread may install signal handlers; elsewhere the request
+  is never set. Python runs a handler only between TensorFlow calls, that is at the end of the
+  current loop (see max_seconds_per_loop).
   """
-  global _sigterm_event
-  if _sigterm_event is not None:
-    yield _sigterm_event
+  global _stop_request
+  if _stop_request is not None:
+    yield _stop_request
     return
-  requested = threading.Event()
+  requested = StopRequest()
   if threading.current_thread() is not threading.main_thread():
     yield requested
     return
 
   def handler(signum, frame):  # pylint: disable=unused-argument
-    logging.warning("SIGTERM received: saving a checkpoint at the end of this loop, then "
-                    "stopping.")
+    requested.signal_name = signal.Signals(signum).name
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: at once
+    logging.warning("%s received: saving a checkpoint at the end of this loop, then stopping%s.",
+                    requested.signal_name,
+                    " (press Ctrl-C again to stop at once)" if signum == signal.SIGINT else "")
     requested.set()
 
-  previous = signal.signal(signal.SIGTERM, handler)
-  _sigterm_event = requested
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+  _stop_request = requested
   try:
     yield requested
   finally:
-    _sigterm_event = None
-    signal.signal(signal.SIGTERM, previous)
+    _stop_request = None
+    for sig, old in previous.items():
+      signal.signal(sig, old)
 
 
 class Progress:
@@ -231,6 +248,7 @@ class Trainer:
     if not self._restore_latest() and init_fn is not None:
       init_fn(self.model)
     self._train_loop = tf.function(self._train_loop_fn)
+    self._seconds_per_step: Optional[float] = None  # of the last loop, for its time bound
     # Mean loss over the steps the last train() call ran (None if it ran none), for per-epoch stats.
     self.mean_loss: Optional[float] = None
     # XLA compiles the whole replica step (forward, backward, accumulation, cross-replica sum,
@@ -374,10 +392,12 @@ class Trainer:
     loss_sum, steps_run = 0.0, 0
     with sigterm_requests() as sigterm:
       if sigterm.is_set():  # it came between segments (during an evaluation)
-        self._stop_for_sigterm(writer, self.save())
+        self._stop_for_sigterm(writer, self.save(), sigterm)
       while self.step < last_step:
         steps = min(self._steps_to_next_stop(), last_step - self.step)
+        started = time.time()
         loss = float(self._train_loop(iterator, tf.constant(steps)))
+        self._seconds_per_step = (time.time() - started) / steps
         loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
         self._loss_sum.assign_add(loss * steps)
         step = self.step
@@ -401,17 +421,18 @@ class Trainer:
         if step % config.save_checkpoints_steps == 0 or step >= last_step or stopping:
           path = self.save()
         if stopping:
-          self._stop_for_sigterm(writer, path)
+          self._stop_for_sigterm(writer, path, sigterm)
     writer.flush()
     self.mean_loss = loss_sum / steps_run
     return self.model
 
-  def _stop_for_sigterm(self, writer: tf.summary.SummaryWriter, path: str) -> None:
-    """Ends the run after SIGTERM, once checkpoint `path` of the current step is saved."""
+  def _stop_for_sigterm(self, writer: tf.summary.SummaryWriter, path: str,
+                        request: StopRequest) -> None:
+    """Ends the run after SIGTERM or Ctrl-C, once checkpoint `path` of the current step is saved."""
     writer.flush()
     raise TrainingPreempted(
-        f"Stopped by SIGTERM at step {self.step} after saving {path}; run the same command "
-        "again to resume from it.")
+        f"Stopped by {request.signal_name} at step {self.step} after saving {path}; run the same "
+        "command again to resume from it.")
 
   def save(self) -> str:
     """Saves a checkpoint in output_dir and returns its path (on every worker).
@@ -429,10 +450,17 @@ class Trainer:
     return path
 
   def _steps_to_next_stop(self) -> int:
-    """Steps until the next loop end, checkpoint or the final step, whichever comes first."""
+    """Steps until the next loop end, checkpoint or the final step, whichever comes first.
+
+    A loop also ends after about max_seconds_per_loop at the step time of the last loop; the
+    first loop is one step, which measures it (with the tracing). The loop length is a tensor
+    argument, so changing it does not retrace.
+    """
     step, config = self.step, self.config
     to_save = config.save_checkpoints_steps - step % config.save_checkpoints_steps
-    return min(config.iterations_per_loop, to_save, config.num_train_steps - step)
+    by_time = 1 if self._seconds_per_step is None else max(
+        1, int(config.max_seconds_per_loop / max(self._seconds_per_step, 1e-9)))
+    return min(config.iterations_per_loop, to_save, config.num_train_steps - step, by_time)
 
   def _current_learning_rate(self) -> tf.Tensor:
     optimizer = self.optimizer
