@@ -111,7 +111,7 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, seq_length: int) 
   return _save(model, export_dir, {"serving_default": serving_function(model, seq_length)})
 
 
-def serving_module(model: tf_keras.Model, settings: ServingSettings) -> serving._Served:
+def serving_module(model: tf_keras.Model, settings: ServingSettings) -> serving.ServingModule:
   """The raw-text serving module of `settings.task` around `model`."""
   if settings.task == "classifier":
     return serving.TextClassifier(model, settings.vocab_file, settings.do_lower_case,
@@ -122,7 +122,7 @@ def serving_module(model: tf_keras.Model, settings: ServingSettings) -> serving.
       settings.n_best_size, settings.max_answer_length, settings.null_score_diff_threshold)
 
 
-def signatures(module: serving._Served) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+def signatures(module: serving.ServingModule) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   """"serving_default" (raw text) and "serving_features" (int32 features) of a serving module."""
   if isinstance(module, serving.TextClassifier):
     return {"serving_default": module.classify.get_concrete_function(),

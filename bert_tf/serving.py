@@ -18,21 +18,18 @@ Equal to the Python path on the same logits, step for step:
 The one source of difference is the tokenizer's (InGraphTokenizer's docstring lists its cases).
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 
 from bert_tf import tokenization
-from bert_tf.data import squad
 
 # squad._CONTEXT_WORD's separators: google-research splits contexts on these characters only.
 CONTEXT_SPACES = (0x20, 0x09, 0x0d, 0x0a, 0x202f)
 NO_ANSWER = ""  # SQuAD 2.0's answer when the null score wins
 EMPTY_ANSWER = "empty"  # write_predictions' text when no span is valid (SQuAD 1.1)
 _STRINGS = tf.TensorSpec([None], tf.string)
-
-assert all(squad._CONTEXT_WORD.fullmatch(chr(cp)) is None for cp in CONTEXT_SPACES)
 
 
 def features_spec(seq_length: int) -> Dict[str, tf.TensorSpec]:
@@ -96,7 +93,7 @@ def _gather_or(values: tf.Tensor, indices: tf.Tensor, valid: tf.Tensor, default)
   return tf.gather(padded, tf.where(valid, indices, tf.shape(values, out_type=indices.dtype)[0]))
 
 
-class _Served(tf.Module):
+class ServingModule(tf.Module):
   """A model and the tokenizer of its vocab, with the special token ids packing needs."""
 
   def __init__(self, model: tf_keras.Model, vocab_file: str, do_lower_case: bool,
@@ -120,7 +117,7 @@ class _Served(tf.Module):
     return self._model(features)
 
 
-class TextClassifier(_Served):
+class TextClassifier(ServingModule):
   """run_classifier's prediction from raw text: label names and class probabilities."""
 
   def __init__(self, model: tf_keras.Model, vocab_file: str, do_lower_case: bool,
@@ -207,7 +204,7 @@ def _find(texts: tf.Tensor, patterns: tf.Tensor):
   return found & (tf.strings.length(patterns) > 0), before
 
 
-class QuestionAnswerer(_Served):
+class QuestionAnswerer(ServingModule):
   """run_squad's prediction from raw text: the answer, its characters in the context, its score."""
 
   def __init__(self, model: tf_keras.Model, vocab_file: str, do_lower_case: bool,

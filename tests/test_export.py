@@ -8,7 +8,6 @@ run_classifier / run_squad compute from the same weights: class probabilities an
 
 import json
 import logging
-import os
 import pathlib
 import shutil
 import subprocess

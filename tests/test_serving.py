@@ -198,6 +198,12 @@ def test_windows_equal_convert_examples_to_features(tmp_path):
     assert windows[name].numpy().tolist() == [getattr(f, name) for f in expected], name
 
 
+def test_context_spaces_are_squads():
+  breaks = [cp for cp in range(0x110000) if not 0xd800 <= cp < 0xe000
+            and squad._CONTEXT_WORD.fullmatch(chr(cp)) is None]
+  assert sorted(serving.CONTEXT_SPACES) == breaks
+
+
 def test_context_words_and_characters_follow_squad():
   text = " a\u00a0b  c\td\u202fé\n\nfin "
   words, begins, ends = serving._context_words(tf.constant([text, "", "x"]))
