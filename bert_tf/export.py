@@ -33,7 +33,7 @@ from bert_tf import checkpoints, io_utils, modeling, serving, tokenization
 from bert_tf.configs import BertConfig
 from bert_tf.training import best_checkpoint
 
-INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
+INPUT_NAMES = serving.INPUT_NAMES
 TASKS = ("classifier", "squad")
 PAIR_TASKS = ("mnli", "mrpc", "xnli")  # run_classifier's sentence-pair tasks (tsv/csv: text_b)
 SETTINGS_FILE = "bert_tf_serving.json"  # what the export was made with, beside saved_model.pb

@@ -30,12 +30,13 @@ CONTEXT_SPACES = (0x20, 0x09, 0x0d, 0x0a, 0x202f)
 NO_ANSWER = ""  # SQuAD 2.0's answer when the null score wins
 EMPTY_ANSWER = "empty"  # write_predictions' text when no span is valid (SQuAD 1.1)
 _STRINGS = tf.TensorSpec([None], tf.string)
+INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 
 
 def features_spec(seq_length: int) -> Dict[str, tf.TensorSpec]:
   """The int32 [batch, seq_length] model inputs, by name (the `serving_features` signature)."""
   return {name: tf.TensorSpec([None, seq_length], tf.int32, name=name)
-          for name in ("input_ids", "input_mask", "segment_ids")}
+          for name in INPUT_NAMES}
 
 
 def _clean_utf8(strings: tf.Tensor) -> tf.Tensor:

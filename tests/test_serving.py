@@ -23,7 +23,7 @@ from bert_tf.data import squad
 from conftest import PROJECT_ROOT, shared_path
 
 SAMPLE_VOCAB = PROJECT_ROOT / "sample_data" / "vocab.txt"  # cased, 378 tokens
-FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids")
+FEATURE_NAMES = serving.INPUT_NAMES
 
 # Our own texts with what get_final_text and the windows must get right: accents and capitals
 # (lowercasing changes them), punctuation inside words, U+00A0 (a break for BERT, not for SQuAD),
