@@ -6,7 +6,10 @@ checked against each other before any data is converted or model built.
 """
 
 import dataclasses
+import os
 from typing import Any, Dict, Optional, Sequence
+
+import tensorflow as tf
 
 from bert_tf import checkpoints, io_utils, tokenization
 from bert_tf.configs import BertConfig
@@ -35,10 +38,37 @@ class ModelFiles:
     return settings
 
 
+def _vocab_beside(init_checkpoint: str) -> Optional[str]:
+  """The vocab.txt in the directory of a checkpoint, if there is one."""
+  _, path = checkpoints.detect_format(init_checkpoint)
+  directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+  vocab = os.path.join(directory, "vocab.txt")
+  return vocab if tf.io.gfile.exists(vocab) else None
+
+
+def check_vocab_belongs_to_checkpoint(vocab_file: str, config: BertConfig,
+                                      init_checkpoint: str, allow_smaller_vocab: bool) -> None:
+  """Refuses a vocab other than the one beside the checkpoint, or one smaller than its trained
+  embedding table: ids would mean other tokens, and the run would silently learn noise."""
+  beside = _vocab_beside(init_checkpoint)
+  if beside:
+    if io_utils.file_sha256(beside) != io_utils.file_sha256(vocab_file):
+      raise ValueError(f"--vocab_file={vocab_file} is not the vocab of --init_checkpoint="
+                       f"{init_checkpoint}, which has its own {beside}: token ids would mean "
+                       f"other tokens. Pass --vocab_file={beside}, or leave --vocab_file out.")
+    return  # the checkpoint's own vocab, whatever its size
+  size = len(tokenization.load_vocab(vocab_file))
+  if size < config.vocab_size and not allow_smaller_vocab:
+    raise ValueError(f"--vocab_file={vocab_file} has {size} tokens but --init_checkpoint="
+                     f"{init_checkpoint} was trained with vocab_size={config.vocab_size}: it is "
+                     "probably another model's vocab. Use the vocab the checkpoint was trained "
+                     "with, or pass --allow_smaller_vocab if the smaller vocab is deliberate.")
+
+
 def resolve(init_checkpoint: Optional[str], vocab_file: Optional[str],
             bert_config_file: Optional[str], do_lower_case: Optional[bool],
             special_tokens: Sequence[str] = tokenization.SPECIAL_TOKENS,
-            vocab_required: bool = True) -> ModelFiles:
+            vocab_required: bool = True, allow_smaller_vocab: bool = False) -> ModelFiles:
   """Fills vocab/config from `init_checkpoint` when omitted and checks that vocab, config and
   checkpoint agree. `do_lower_case` None: inferred from the vocab."""
   if vocab_required or not bert_config_file:
@@ -52,6 +82,8 @@ def resolve(init_checkpoint: Optional[str], vocab_file: Optional[str],
     checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
   if init_checkpoint:
     checkpoints.check_checkpoint_matches_config(init_checkpoint, config, config_file)
+    if vocab_file:
+      check_vocab_belongs_to_checkpoint(vocab_file, config, init_checkpoint, allow_smaller_vocab)
   if vocab_file:
     do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case,
                                                        init_checkpoint)

@@ -40,6 +40,9 @@ def define_model_flags() -> None:
   flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. True for "
                     "uncased models, False for cased ones. When not given, it is inferred from "
                     "the vocab; a value that contradicts the vocab is an error.")
+  flags.DEFINE_bool("allow_smaller_vocab", False, "(bert_tf) Accept a --vocab_file with fewer "
+                    "tokens than the embedding table of --init_checkpoint (otherwise refused as "
+                    "probably another model's vocab).")
   flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
                     "(bert_tf) Compute dtype policy: mixed_bfloat16 on TPU, mixed_float16 "
                     "(with loss scaling) on GPU.")
@@ -203,7 +206,7 @@ def resolve_model_files(**options: Any) -> model_files.ModelFiles:
   --do_lower_case (inferred from the vocab when not given)."""
   given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
   return model_files.resolve(FLAGS.init_checkpoint, FLAGS.vocab_file, FLAGS.bert_config_file,
-                             given, **options)
+                             given, allow_smaller_vocab=FLAGS.allow_smaller_vocab, **options)
 
 
 def strategy_config() -> distribution.StrategyConfig:
