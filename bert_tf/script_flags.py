@@ -190,6 +190,13 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
     recorded = io_utils.read_json(path)
     compared = current if do_train else model
     differences = _differences({k: recorded.get(k) for k in compared}, compared)
+    if differences and not do_train:  # --overwrite_output_dir applies to training runs only
+      raise ValueError(
+          f"--output_dir={output_dir} holds a model trained with another model's files "
+          f"({path}):\n" + "\n".join(differences) + "\nEvaluate or predict with the vocab, "
+          "config and lowercasing it was trained with (or leave --vocab_file and "
+          f"--bert_config_file out and pass --init_checkpoint={output_dir}), or point "
+          "--output_dir at the run you mean.")
     if differences:
       raise ValueError(
           f"--output_dir={output_dir} holds a run made with other flags ({path}):\n"

@@ -69,8 +69,12 @@ def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_pat
                 _settings(configs.BertConfig(
                     vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=16), str(tmp_path / "vocab.txt"))):
-    with pytest.raises(ValueError, match=r"--(vocab_file|bert_config_file\[num_hidden_layers\])"):
+    with pytest.raises(ValueError, match=r"--(vocab_file|bert_config_file\[num_hidden_layers\])"
+                       ) as refused:
       script_flags.check_output_dir(str(tmp_path), other, TRAINING, do_train=False)
+    # Advice that works for a run that does not train: --overwrite_output_dir would not.
+    assert "--overwrite_output_dir" not in str(refused.value)
+    assert "trained with" in str(refused.value)
 
 
 def test_prediction_only_ignores_training_flags_and_records_nothing(tmp_path, model):
