@@ -65,6 +65,10 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
                      "least that often and SIGTERM/Ctrl-C saves within it (a spot TPU gets ~30 s).")
   flags.DEFINE_integer("keep_checkpoint_max", 5, "(bert_tf) Checkpoints to keep.")
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "(bert_tf) Optimizer.")
+  flags.DEFINE_float("weight_decay_rate", 0.01, "(bert_tf) Decoupled weight decay (every "
+                     "variable but LayerNorm and biases), google-research's 0.01.")
+  flags.DEFINE_float("max_grad_norm", 1.0, "(bert_tf) Clip gradients to this global norm "
+                     "(google-research's 1.0); 0 turns clipping off.")
   flags.DEFINE_bool("adam_bias_correction", False, "(bert_tf) With --optimizer=adamw, Keras' "
                     "bias-corrected Adam instead of google-research's AdamW, which has none.")
   flags.DEFINE_integer("gradient_accumulation_steps", 1, "(bert_tf) Split each step's "
@@ -131,8 +135,11 @@ def copy_results_back(client: Optional[storage.Client], names: List[str]) -> Non
 RUN_FLAGS_FILE = "run_flags.json"
 # Training flags of every script that change the weights a run ends with. Not among them, so a
 # rerun after a disconnect may change them: do_eval/do_predict, batch sizes for evaluation,
-# checkpoint and loop frequencies, TPU/strategy flags, mixed_precision/use_xla, --stage_to.
+# checkpoint and loop frequencies (max_seconds_per_loop too), TPU/strategy flags,
+# mixed_precision/use_xla, --gradient_accumulation_steps (the same effective batch: a machine
+# with less memory may resume with more micro-batches), --stage_to.
 TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optimizer",
+                  "adam_bias_correction", "weight_decay_rate", "max_grad_norm",
                   "decay_from_warmup_end", "seed")
 # What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
 # a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
@@ -231,6 +238,8 @@ def train_config(num_train_steps: int = 0, jit_compile: Optional[bool] = None
       learning_rate=FLAGS.learning_rate,
       num_warmup_steps=int(num_train_steps * FLAGS["warmup_proportion"].value),
       optimizer=FLAGS.optimizer,
+      weight_decay_rate=FLAGS.weight_decay_rate,
+      max_grad_norm=FLAGS.max_grad_norm,
       decay_from_warmup_end=FLAGS.decay_from_warmup_end,
       iterations_per_loop=FLAGS.iterations_per_loop,
       max_seconds_per_loop=FLAGS.max_seconds_per_loop,
@@ -281,7 +290,8 @@ _POSITIVE = ("train_batch_size", "eval_batch_size", "predict_batch_size", "itera
              "max_query_length", "n_best_size", "max_answer_length", "max_predictions_per_seq",
              "num_train_steps", "max_eval_steps", "gradient_accumulation_steps", "eval_steps",
              "learning_rate", "num_train_epochs", "max_seconds_per_loop")
-_NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers")
+_NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers",
+                 "weight_decay_rate", "max_grad_norm")
 _FRACTIONS = ("warmup_proportion",)
 
 
