@@ -55,6 +55,10 @@ flags.DEFINE_string("label_column", "1", "(bert_tf) tsv/csv: the label's column;
 flags.DEFINE_bool("has_header", False, "(bert_tf) tsv/csv: the first row is a header.")
 flags.DEFINE_list("label_list", None, "(bert_tf) tsv/csv: the labels, in order (default: the "
                   "sorted labels of train.tsv/train.csv).")
+flags.DEFINE_bool("test_results_with_labels", False, "(bert_tf) test_results.tsv gets a header "
+                  "row (the labels) and a last column with the predicted label.")
+flags.DEFINE_string("export_dir", None, "(bert_tf) After training, a SavedModel that serves raw "
+                    "text (python -m bert_tf.export makes one from any run later).")
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data: a tiny model "
                   "trained from scratch on CPU, on a Korean NSMC-like and an English CoLA-like "
                   "set. Not a benchmark.")
@@ -96,6 +100,8 @@ def report(results: Dict[str, Any]) -> None:
       print(f"{name}: {values['num_examples']} examples, "
             + ", ".join(f"{k} {values[k]:.4f}" for k in dict.fromkeys(["accuracy", metric,
                                                                         "loss"])))
+  if "export_dir" in results:
+    print(f"SavedModel serving raw text: {results['export_dir']}")
   print(f"Outputs in {FLAGS.output_dir}")
 
 

@@ -51,6 +51,8 @@ flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_n
                    "than the threshold predict null.")
 flags.DEFINE_integer("num_workers", 0, "(bert_tf) Worker processes for feature conversion; 0 "
                      "converts in this process, which measured fastest on 2 cores.")
+flags.DEFINE_string("export_dir", None, "(bert_tf) After training, a SavedModel that serves raw "
+                    "text (python -m bert_tf.export makes one from any run later).")
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data: a tiny model "
                   "trained from scratch on CPU. Not a benchmark.")
 
@@ -95,6 +97,8 @@ def report(results) -> None:
   if "predictions" in results:
     metrics = results.get("metrics")
     print(f"Predictions: {results['predictions']}" + (f"\nMetrics: {metrics}" if metrics else ""))
+  if "export_dir" in results:
+    print(f"SavedModel serving raw text: {results['export_dir']}")
   if FLAGS.demo:
     print("This was a smoke run on bundled sample data with a tiny model, evaluated on the "
           "questions it was trained on: it shows the pipeline works, it is not a benchmark.")

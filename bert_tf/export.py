@@ -31,14 +31,12 @@ import tf_keras
 
 from bert_tf import checkpoints, io_utils, modeling, serving, tokenization
 from bert_tf.configs import BertConfig
-from bert_tf.training import best_checkpoint
+from bert_tf.training import best_checkpoint, history
 
 INPUT_NAMES = serving.INPUT_NAMES
 TASKS = ("classifier", "squad")
 PAIR_TASKS = ("mnli", "mrpc", "xnli")  # run_classifier's sentence-pair tasks (tsv/csv: text_b)
 SETTINGS_FILE = "bert_tf_serving.json"  # what the export was made with, beside saved_model.pb
-RUN_FLAGS_FILE = "run_flags.json"
-TRAINING_STATE_FILE = "training_state.json"  # tasks/task.STATE_FILE (not imported: tasks import us)
 
 
 @dataclasses.dataclass
@@ -203,7 +201,7 @@ def read_run(model_dir: str, overrides: Optional[Dict[str, Any]] = None) -> RunF
   from the run's files in `model_dir`. A setting found in neither is an error naming the file
   it was looked for in and the flag that replaces it, before anything is built."""
   given = {key: value for key, value in (overrides or {}).items() if value is not None}
-  flags_path = os.path.join(model_dir, RUN_FLAGS_FILE)
+  flags_path = os.path.join(model_dir, history.RUN_FLAGS_FILE)
   run_flags = _read_json(flags_path) or {}
 
   def setting(name: str, default: Any = None, required: bool = True) -> Any:
@@ -245,7 +243,7 @@ def read_run(model_dir: str, overrides: Optional[Dict[str, Any]] = None) -> RunF
 
 def _label_names(model_dir: str) -> List[str]:
   """The classifier's label list, as training recorded it in training_state.json."""
-  path = os.path.join(model_dir, TRAINING_STATE_FILE)
+  path = os.path.join(model_dir, history.STATE_FILE)
   state = _read_json(path)
   labels = state.get("extras", {}).get("label_list") if isinstance(state, dict) else None
   if not labels:

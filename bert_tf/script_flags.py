@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from bert_tf import gcs, io_utils, model_files, modeling, run_lock
 from bert_tf.tasks import task
-from bert_tf.training import distribution, trainer
+from bert_tf.training import distribution, history, trainer
 
 if TYPE_CHECKING:
   from google.cloud import storage
@@ -132,7 +132,6 @@ def copy_results_back(client: Optional[storage.Client], names: List[str]) -> Non
   print(f"Copied back to {FLAGS.local_results_dir}: {', '.join(copied)}")
 
 
-RUN_FLAGS_FILE = "run_flags.json"
 # Training flags of every script that change the weights a run ends with. Not among them, so a
 # rerun after a disconnect may change them: do_eval/do_predict, batch sizes for evaluation,
 # checkpoint and loop frequencies (max_seconds_per_loop too), TPU/strategy flags,
@@ -143,7 +142,7 @@ TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optim
                   "decay_from_warmup_end", "seed")
 # What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
 # a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
-_RUN_OUTPUTS = (*task.RUN_OUTPUTS, RUN_FLAGS_FILE)
+_RUN_OUTPUTS = (*task.RUN_OUTPUTS, history.RUN_FLAGS_FILE)
 
 
 def check_output_dir_flags(model: Dict[str, Any], training_flags: Sequence[str],
@@ -184,7 +183,7 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
   Raises:
     ValueError: naming each differing flag, its recorded and its current value, and the fixes.
   """
-  path = os.path.join(output_dir, RUN_FLAGS_FILE)
+  path = os.path.join(output_dir, history.RUN_FLAGS_FILE)
   current = {**model, **training}
   if do_train and overwrite:
     if chief:

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, model_files, modeling, script_flags, tokenization
+from bert_tf import configs, model_files, modeling, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import task
@@ -168,7 +168,7 @@ def test_resumes_after_interruption_as_if_never_stopped(tmp_path, data_dir, toke
   with pytest.raises(KeyboardInterrupt):
     _run(config, tokenizer)
   monkeypatch.setattr(classifier_task, "evaluate", real_evaluate)
-  state = task.TrainingState.load(config.output_dir)
+  state = history.TrainingState.load(config.output_dir)
   assert [row["step"] for row in state.history] == [6]
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-12")
 
@@ -240,7 +240,7 @@ def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirror
   with pytest.raises(ValueError, match=r"eval_batch_size=5 is not a multiple of the 2"):
     _run(_config(data_dir, tmp_path / "out", eval_batch_size=5), tokenizer,
          mirrored_cpus)
-  task.TrainingState(extras={"label_list": ["neg", "pos"]}).save(str(tmp_path / "trained"))
+  history.TrainingState(extras={"label_list": ["neg", "pos"]}).save(str(tmp_path / "trained"))
   with pytest.raises(ValueError, match=r"trained with the labels \['neg', 'pos'\]"):
     _run(_config(data_dir, tmp_path / "trained", do_train=False, do_predict=False), tokenizer)
 
@@ -289,7 +289,7 @@ def test_script_flags_and_a_tsv_run(tmp_path):
                              if line.startswith("DEFAULTS "))[len("DEFAULTS "):])
   assert defaults == google
   assert "Dev: 10 examples" in done.stdout
-  state = json.loads((tmp_path / "out" / task.STATE_FILE).read_text())
+  state = json.loads((tmp_path / "out" / history.STATE_FILE).read_text())
   assert state["extras"]["label_list"] == ["neg", "pos"]
   assert (tmp_path / "out" / "eval_results.txt").exists()
   assert pathlib.Path(tmp_path / "out" / history.STATS_FILE).exists()
@@ -335,7 +335,7 @@ def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
     assert line in chief_log and line not in other_log, line
   assert "Reusing" in other_log  # the feature files the chief wrote
   for name in ("eval_results.json", "test_results.tsv", history.STATS_FILE,
-               task.STATE_FILE, script_flags.RUN_FLAGS_FILE):
+               history.STATE_FILE, history.RUN_FLAGS_FILE):
     assert (out / name).exists(), name
   assert len((out / "test_results.tsv").read_text().splitlines()) == 10
   assert list((out / best_checkpoint.BEST_DIR).glob("ckpt-*.index"))
@@ -364,3 +364,14 @@ def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, mo
   rebuilt = classifier_data.prepare_features(old, ["0", "1"], 8, tokenizer, output_file)
   assert rebuilt.num_examples == 2
   assert sum(1 for _ in tf.data.TFRecordDataset(output_file)) == 2
+
+
+def test_test_results_keep_googles_format_and_can_name_the_labels(tmp_path):
+  probabilities = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+  plain = tmp_path / "plain.tsv"
+  classifier_task.write_test_results(str(plain), probabilities)
+  assert plain.read_text().splitlines() == ["0.9\t0.1", "0.2\t0.8"]
+  named = tmp_path / "named.tsv"
+  classifier_task.write_test_results(str(named), probabilities, ["neg", "pos"])
+  assert named.read_text().splitlines() == ["neg\tpos\tprediction", "0.9\t0.1\tneg",
+                                            "0.2\t0.8\tpos"]

@@ -37,8 +37,13 @@ def _run_squad(*args, wait=True, stderr=None, check=True):
 
 def test_train_predict_evaluate(tmp_path):
   out = tmp_path / "out"
-  result = _run_squad(*FAST, f"--output_dir={out}")
+  result = _run_squad(*FAST, f"--output_dir={out}", f"--export_dir={tmp_path / 'serving'}")
   assert "not a benchmark" in result.stdout
+  # --export_dir: a raw-text SavedModel with the run's windowing (tests/test_export.py serves it).
+  assert (tmp_path / "serving" / "saved_model.pb").exists()
+  settings = json.loads((tmp_path / "serving" / "bert_tf_serving.json").read_text())
+  assert (settings["task"], settings["doc_stride"], settings["max_seq_length"]) == ("squad", 64,
+                                                                                  128)
   predictions = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
   assert len(predictions) == 29
   raw = (out / "nbest_predictions.json").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import configs, model_files, script_flags
+from bert_tf.training import history
 from conftest import PROJECT_ROOT
 from tests import processes
 
@@ -40,7 +41,7 @@ def _previous_run(output_dir, model, training=TRAINING):
 
 def test_a_training_run_records_its_flags_and_the_same_flags_resume(tmp_path, model):
   _previous_run(tmp_path, model)
-  recorded = json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())
+  recorded = json.loads((tmp_path / history.RUN_FLAGS_FILE).read_text())
   assert recorded == {**model, **TRAINING}
   assert recorded["vocab_file"].startswith("sha256:")
   script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING), do_train=True)
@@ -79,13 +80,13 @@ def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_pat
 
 def test_prediction_only_ignores_training_flags_and_records_nothing(tmp_path, model):
   _previous_run(tmp_path, model)
-  before = (tmp_path / script_flags.RUN_FLAGS_FILE).read_text()
+  before = (tmp_path / history.RUN_FLAGS_FILE).read_text()
   script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING, train_batch_size=8),
                                 do_train=False)
-  assert (tmp_path / script_flags.RUN_FLAGS_FILE).read_text() == before
+  assert (tmp_path / history.RUN_FLAGS_FILE).read_text() == before
   fresh = tmp_path / "fresh"
   script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=False)
-  assert not (fresh / script_flags.RUN_FLAGS_FILE).exists()
+  assert not (fresh / history.RUN_FLAGS_FILE).exists()
 
 
 def test_overwrite_deletes_the_previous_runs_checkpoints_only(tmp_path, model):
@@ -94,8 +95,8 @@ def test_overwrite_deletes_the_previous_runs_checkpoints_only(tmp_path, model):
   script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True)
   assert tf.train.latest_checkpoint(str(tmp_path)) is None
   assert sorted(p.name for p in tmp_path.iterdir()) == [
-      "notes.txt", script_flags.RUN_FLAGS_FILE, "vocab.txt"]
-  assert json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
+      "notes.txt", history.RUN_FLAGS_FILE, "vocab.txt"]
+  assert json.loads((tmp_path / history.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
 
 
 def test_a_non_chief_worker_compares_but_writes_and_deletes_nothing(tmp_path, model):
@@ -108,7 +109,7 @@ def test_a_non_chief_worker_compares_but_writes_and_deletes_nothing(tmp_path, mo
   assert (tmp_path / "ckpt-4.index").exists()
   fresh = tmp_path / "fresh"
   script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=True, chief=False)
-  assert not (fresh / script_flags.RUN_FLAGS_FILE).exists()
+  assert not (fresh / history.RUN_FLAGS_FILE).exists()
 
 
 def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_path, model):
@@ -116,7 +117,7 @@ def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_pa
   script_flags.check_output_dir(str(tmp_path), model, TRAINING, do_train=True)
   changed = dict(TRAINING, learning_rate=3e-5)
   script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
-  assert json.loads((tmp_path / script_flags.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
+  assert json.loads((tmp_path / history.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
 
 
 @pytest.mark.parametrize("script", ["run_squad.py", "run_classifier.py", "run_pretraining.py"])

@@ -10,14 +10,14 @@ later evaluation- or prediction-only run of a tsv/csv task knows it.
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import io_utils, modeling
+from bert_tf import export, io_utils, modeling
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import pipeline
 from bert_tf.tasks import classifier_metrics, task
@@ -34,6 +34,7 @@ class ClassifierConfig(task.TaskConfig):
   xnli_language: str = "zh"
   mnli_mismatched: bool = False
   table: classifier_data.TableFormat = classifier_data.TableFormat()
+  test_results_with_labels: bool = False  # a header row and the predicted label's name
 
 
 def classification_loss(features: Dict[str, tf.Tensor],
@@ -82,10 +83,18 @@ def predict_probabilities(strategy: tf.distribute.Strategy, model: tf_keras.Mode
   return outputs
 
 
-def write_test_results(path: str, probabilities: np.ndarray) -> None:
-  """google-research's test_results.tsv: per example, its class probabilities tab-separated."""
-  lines = ("\t".join(str(np.float32(p)) for p in row) + "\n" for row in probabilities)
-  io_utils.write_text_atomic(path, "".join(lines))
+def write_test_results(path: str, probabilities: np.ndarray,
+                       label_list: Optional[Sequence[str]] = None) -> None:
+  """google-research's test_results.tsv: per example, its class probabilities tab-separated.
+
+  With `label_list`, a header row (the labels, then "prediction") and, per row, the predicted
+  label's name after the probabilities.
+  """
+  rows = [[str(np.float32(p)) for p in row] for row in probabilities]
+  if label_list is not None:
+    rows = [[*label_list, "prediction"]] + [
+        row + [label_list[int(np.argmax(p))]] for row, p in zip(rows, probabilities)]
+  io_utils.write_text_atomic(path, "".join("\t".join(row) + "\n" for row in rows))
 
 
 class ClassifierTask(task.Task):
@@ -182,7 +191,8 @@ class ClassifierTask(task.Task):
     if not self.chief:
       return []
     path = os.path.join(self.config.output_dir, "test_results.tsv")
-    write_test_results(path, outputs["probabilities"])
+    write_test_results(path, outputs["probabilities"],
+                       self.label_list if self.config.test_results_with_labels else None)
     logging.info("Wrote the class probabilities of %d test examples to %s.",
                  len(self.examples["test"]), path)
     results["test_results"] = path
@@ -191,6 +201,12 @@ class ClassifierTask(task.Task):
     io_utils.write_json_atomic(os.path.join(self.config.output_dir, "test_metrics.json"),
                                dict(results["test"], global_step=step))
     return ["test_results.tsv", "test_metrics.json"]
+
+  def serving_settings(self) -> export.ServingSettings:
+    config = self.config
+    pair = config.task_name in export.PAIR_TASKS or config.table.text_b_column is not None
+    return export.ServingSettings("classifier", self.files.vocab_file, self.files.do_lower_case,
+                                  config.max_seq_length, label_names=self.label_list, pair=pair)
 
   def finish(self, results: Dict[str, Any]) -> None:
     results.update(label_list=self.label_list, task_metric=self.processor.metric)

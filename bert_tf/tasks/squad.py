@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import evaluate, io_utils, modeling
+from bert_tf import evaluate, export, io_utils, modeling
 from bert_tf.data import pipeline
 from bert_tf.data import squad
 from bert_tf.tasks import task
@@ -179,6 +179,15 @@ class SquadTask(task.Task):
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
     predictions, _, null_odds = self._answers(model)
     return self._score(predictions, null_odds)
+
+  def serving_settings(self) -> export.ServingSettings:
+    config = self.config
+    return export.ServingSettings(
+        "squad", self.files.vocab_file, self.files.do_lower_case, config.max_seq_length,
+        doc_stride=config.doc_stride, max_query_length=config.max_query_length,
+        version_2_with_negative=config.version_2_with_negative, n_best_size=config.n_best_size,
+        max_answer_length=config.max_answer_length,
+        null_score_diff_threshold=config.null_score_diff_threshold)
 
   def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
     """predictions.json, nbest_predictions.json, null_odds.json (SQuAD 2.0) and, when the

@@ -11,7 +11,7 @@ same steps for every task:
             --early_stopping_patience a stop once it no longer improves;
   run       trains (or restores the model to use), evaluates and predicts with the best model
             (or the last), and writes the outputs.
-The history of a run is kept in OUTPUT_DIR/training_state.json after every segment, so an
+The history of a run is kept in OUTPUT_DIR/training_state.json (training/history.py) after every segment, so an
 interrupted run resumes from its last checkpoint with its history, best model and patience.
 Subclasses say what differs: the model, loss and data, the metrics and the output files.
 """
@@ -26,16 +26,15 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, io_utils, model_files, tokenization
+from bert_tf import checkpoints, export, io_utils, model_files, tokenization
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
-STATE_FILE = "training_state.json"
 EXPORT_DIR = "export"
 # The files a training run writes in output_dir that belong to its weights: what
 # --overwrite_output_dir deletes (the "checkpoint" index first, so a deletion cut short never
 # leaves a checkpoint that looks complete). Feature caches and other files are kept.
 RUN_OUTPUTS = ("checkpoint", "ckpt-*", best_checkpoint.BEST_DIR, EXPORT_DIR,
-               trainer.TRAIN_DIR, trainer.EVAL_DIR, STATE_FILE, history.STATS_FILE,
+               trainer.TRAIN_DIR, trainer.EVAL_DIR, history.STATE_FILE, history.STATS_FILE,
                history.CURVES_FILE)
 # The model's own files, copied into every training output_dir, so that the directory is an
 # --init_checkpoint on its own.
@@ -64,6 +63,7 @@ class TaskConfig:
   eval_steps: Optional[int] = None
   keep_best_by: Optional[str] = None
   early_stopping_patience: int = 0
+  export_dir: Optional[str] = None  # a SavedModel that serves raw text, after training
 
   @property
   def output_dir(self) -> str:
@@ -88,21 +88,6 @@ def checkpoint_step(checkpoint: Optional[str]) -> int:
   return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
 
-@dataclasses.dataclass
-class TrainingState:
-  """What a resumed run needs besides the trainer checkpoint: the history, task extras."""
-  history: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
-  extras: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-  @classmethod
-  def load(cls, output_dir: str) -> "TrainingState":
-    path = os.path.join(output_dir, STATE_FILE)
-    return cls(**io_utils.read_json(path)) if tf.io.gfile.exists(path) else cls()
-
-  def save(self, output_dir: str) -> None:
-    io_utils.write_json_atomic(os.path.join(output_dir, STATE_FILE), dataclasses.asdict(self))
-
-
 class Task:
   """One task's run; subclasses fill in the methods that raise NotImplementedError."""
   # The validation metrics of training_stats.csv, in order; those --keep_best_by may name (by
@@ -121,7 +106,7 @@ class Task:
     self.files = files
     self.strategy = strategy
     self.chief = distribution.is_chief(strategy)
-    self.state = TrainingState.load(config.output_dir)
+    self.state = history.TrainingState.load(config.output_dir)
     self._checked = self._prepared = False
 
   # -------------------------------------------------------------------------------------------
@@ -163,6 +148,10 @@ class Task:
 
   def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
     """Predicts (every worker), writes the outputs (chief), adds to `results`; returns names."""
+    raise NotImplementedError
+
+  def serving_settings(self) -> export.ServingSettings:
+    """What a raw-text SavedModel of this task needs besides the model (for --export_dir)."""
     raise NotImplementedError
 
   def finish(self, results: Dict[str, Any]) -> None:
@@ -445,5 +434,8 @@ class Task:
         results["written"] += self.write_evaluation(metrics, step)
     if config.do_predict:
       results["written"] += self.predict(model, step, results)
+    if config.export_dir and self.chief:
+      results["export_dir"] = export.export_run(model, self.serving_settings(), config.export_dir,
+                                                overwrite=True)
     self.finish(results)
     return results

@@ -1,12 +1,17 @@
-"""The per-evaluation history of a run: training_stats.csv, its table, training_curves.png.
+"""What a run records about itself: its flags, its history, training_stats.csv and the curves.
 
-One row per evaluation point (the end of a training segment): epoch, step, the mean training
-loss of the segment, the validation metrics and the time each part took. Every task writes the
-same files from the same rows; which validation metrics appear is the task's choice.
+run_flags.json holds the flags a training run was made with (the output_dir guard's record);
+training_state.json the history of evaluation points and what a task keeps besides (the
+classifier's labels). One row per evaluation point (the end of a training segment): epoch,
+step, the mean training loss of the segment, the validation metrics and the time each part
+took. Every task writes the same files from the same rows; which validation metrics appear is
+the task's choice.
 """
 
 import csv
+import dataclasses
 import io
+import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow as tf
@@ -14,9 +19,26 @@ from matplotlib.figure import Figure
 
 from bert_tf import io_utils
 
+RUN_FLAGS_FILE = "run_flags.json"
+STATE_FILE = "training_state.json"
 STATS_FILE = "training_stats.csv"
 CURVES_FILE = "training_curves.png"
 Row = Dict[str, Any]
+
+
+@dataclasses.dataclass
+class TrainingState:
+  """What a resumed run needs besides the trainer checkpoint: the history, task extras."""
+  history: List[Row] = dataclasses.field(default_factory=list)
+  extras: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def load(cls, output_dir: str) -> "TrainingState":
+    path = os.path.join(output_dir, STATE_FILE)
+    return cls(**io_utils.read_json(path)) if tf.io.gfile.exists(path) else cls()
+
+  def save(self, output_dir: str) -> None:
+    io_utils.write_json_atomic(os.path.join(output_dir, STATE_FILE), dataclasses.asdict(self))
 
 
 def columns(metrics: Sequence[str]) -> List[str]:
