@@ -94,7 +94,11 @@ def report(results: Dict[str, Any]) -> None:
   if results.get("history"):
     print(f"\nTraining statistics ({os.path.join(FLAGS.output_dir, history.STATS_FILE)}):")
     print(history.stats_table(results["history"], shown))
+  files = results["files"]
   for name, key in (("Dev", "eval"), ("Test", "test")):
+    if key == "test" and "eval" in results and files.get("test") == files.get("dev"):
+      print(f"Test: the same file as Dev ({files['dev']}): this task has no separate dev set.")
+      continue
     if key in results:
       values = results[key]
       print(f"{name}: {values['num_examples']} examples, "

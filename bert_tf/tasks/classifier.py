@@ -209,4 +209,6 @@ class ClassifierTask(task.Task):
                                   config.max_seq_length, label_names=self.label_list, pair=pair)
 
   def finish(self, results: Dict[str, Any]) -> None:
-    results.update(label_list=self.label_list, task_metric=self.processor.metric)
+    files = {split: self.processor.find_file(self.config.data_dir, split)
+             for split in self.examples}
+    results.update(label_list=self.label_list, task_metric=self.processor.metric, files=files)
