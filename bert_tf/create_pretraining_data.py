@@ -410,6 +410,7 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
   np_rng = np.random.default_rng([config.random_seed, index])
   stats = maker.stats
   stats["documents"] = len(documents)
+  stats["sentences"] = sum(len(document) for document in documents)
   path = records.shard_name(config.output_file, index, _WORKER["num_shards"])
   with io_utils.atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
     for _ in range(config.dupe_factor if documents else 0):
@@ -506,9 +507,51 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
   num_shards = math.ceil(num_documents / per_shard)
   run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
                 "num_shards": num_shards, "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
-  return records.cached_records(_metadata_path(config.output_file), run_config,
-                                lambda: _make_shards(config, run_config, files, num_documents,
-                                                     num_workers))
+  metadata = records.cached_records(_metadata_path(config.output_file), run_config,
+                                    lambda: _make_shards(config, run_config, files,
+                                                         num_documents, num_workers))
+  report_structure(config, metadata["counts"])
+  return metadata
+
+
+# Below these, the input's structure is probably wrong: google-research's data has documents of
+# many sentences, and about half of the instances take a random next segment.
+_MIN_SENTENCES_PER_DOCUMENT = 2.0
+_MAX_RANDOM_NEXT_SHARE = 0.7
+
+
+def structure_warnings(config: DataConfig, counts: Dict[str, int]) -> List[str]:
+  """What looks wrong in the input's structure (one sentence a line, blank lines between
+  documents), from the counts of a run."""
+  documents, sentences = counts["documents"], counts.get("sentences", 0)
+  warnings = []
+  if config.num_output_shards and documents < config.num_output_shards:
+    warnings.append(
+        f"only {documents} document(s) for --num_output_shards={config.num_output_shards}: a "
+        "shard holds whole documents, and a document ends at a blank line. Put a blank line "
+        "between documents (a text without blank lines is one document).")
+  if sentences and sentences / documents < _MIN_SENTENCES_PER_DOCUMENT:
+    warnings.append(
+        f"{sentences / documents:.2f} sentences per document: with a blank line after (nearly) "
+        "every line, each document is one sentence and next-sentence pairs cannot come from "
+        "it. Put one sentence a line and blank lines only between documents.")
+  share = counts["random_next"] / counts["instances"] if counts["instances"] else 0.0
+  if share > _MAX_RANDOM_NEXT_SHARE:
+    warnings.append(f"{100 * share:.0f}% of the instances have a random next segment (about "
+                    "50% is expected): the documents are too short to give real next segments.")
+  return warnings
+
+
+def report_structure(config: DataConfig, counts: Dict[str, int]) -> None:
+  """Logs documents, sentences per document and the next-sentence balance, and warns on what
+  looks like a mis-structured input."""
+  documents, instances = counts["documents"], counts["instances"]
+  logging.info("%s: %d documents, %s sentences (%.1f a document), %d instances, %.0f%% with a "
+               "random next segment.", config.input_file, documents,
+               counts.get("sentences", "?"), counts.get("sentences", 0) / max(documents, 1),
+               instances, 100 * counts["random_next"] / max(instances, 1))
+  for warning in structure_warnings(config, counts):
+    logging.warning("%s: %s", config.input_file, warning)
 
 
 def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence[str],

@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import logging
 import os
 import pathlib
 import random
@@ -308,3 +309,31 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
   assert "error: --do_lower_case=True does not match the vocab" in result.stderr
   assert "Traceback" not in result.stderr
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout, shards, expected", [
+    ("no blank lines", 8, "only 1 document(s) for --num_output_shards=8"),
+    ("a blank line after every line", None, "sentences per document"),
+    ("documents of many sentences", None, None)])
+def test_structure_of_the_input_is_reported_and_mistakes_warned(english, tmp_path, caplog,
+                                                                layout, shards, expected):
+  lines = [f"the cat sat on the mat {i} ." for i in range(40)]
+  text = {"no blank lines": "\n".join(lines),
+          "a blank line after every line": "\n\n".join(lines),
+          "documents of many sentences": "\n\n".join("\n".join(lines[i:i + 8])
+                                                      for i in range(0, 40, 8))}[layout]
+  (tmp_path / "input.txt").write_text(text + "\n")
+  config = dataclasses.replace(english, input_file=str(tmp_path / "input.txt"),
+                               output_file=str(tmp_path / "out" / "data"),
+                               num_output_shards=shards)
+  caplog.set_level(logging.INFO)
+  counts = cpd.create_pretraining_data(config)["counts"]
+  assert counts["sentences"] == 40
+  warnings = cpd.structure_warnings(config, counts)
+  if expected is None:
+    assert warnings == []
+  else:
+    assert any(expected in w for w in warnings), warnings
+    assert any(expected in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+  assert any("sentences (" in r.getMessage() and "random next" in r.getMessage()
+             for r in caplog.records)
