@@ -65,7 +65,7 @@ DEMO_VOCAB_SIZE = 600  # the bundled text holds 579 WordPieces seen 10 times or 
 DEMO_FLAGS = dict(
     output_dir="demo_output/pretraining", do_train=True, do_eval=True, keep_best_by_loss=True,
     max_seq_length=64, max_predictions_per_seq=10, train_batch_size=32, eval_batch_size=32,
-    learning_rate=2e-3, num_train_steps=400, num_warmup_steps=40, save_checkpoints_steps=100,
+    learning_rate=1e-3, num_train_steps=400, num_warmup_steps=40, save_checkpoints_steps=100,
     iterations_per_loop=50, max_eval_steps=20)
 
 
