@@ -15,7 +15,7 @@ benchmarks/results.json under "gpu_squad".
 import argparse
 import os
 import tempfile
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,7 +26,7 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import train_step  # noqa: E402
 from bert_tf import modeling  # noqa: E402
-from bert_tf.training import trainer  # noqa: E402
+from bert_tf.training import distribution, trainer  # noqa: E402
 from bert_tf.tasks import squad as squad_task
 from bert_tf.configs import BertConfig  # noqa: E402
 
@@ -44,11 +44,6 @@ def peak_tflops(device_name: str) -> Optional[float]:
     if name in device_name:
       return peak
   return None
-
-
-def mixed_precision_policy(compute_capability: Tuple[int, int]) -> str:
-  """mixed_bfloat16 where tensor cores have bfloat16 (8.0 and later), else mixed_float16."""
-  return "mixed_bfloat16" if tuple(compute_capability) >= (8, 0) else "mixed_float16"
 
 
 def gpu_details() -> Dict[str, Any]:
@@ -103,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   parser.add_argument("--no_xla", action="store_true", help="without XLA compilation")
   args = parser.parse_args(argv)
   gpu = gpu_details()
-  policy = mixed_precision_policy(gpu["compute_capability"])
+  policy = distribution.precision_for("GPUs", [tuple(gpu["compute_capability"])])
   config = BertConfig.from_json_file(str(BERT_BASE))
   strategy = tf.distribute.MirroredStrategy()
   global_batch = args.batch_size * strategy.num_replicas_in_sync

@@ -154,7 +154,7 @@ def _define_flags() -> None:
 def main(argv):
   with script_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
     f = flags.FLAGS
-    modeling.set_mixed_precision(f.mixed_precision)
+    script_flags.apply_mixed_precision(tf.distribute.get_strategy())
     extract_features(f.input_file, f.output_file, f.init_checkpoint, f.vocab_file,
                      f.bert_config_file, f.layers, f.max_seq_length, f.batch_size,
                      f.do_lower_case if f["do_lower_case"].present else None)

@@ -43,9 +43,11 @@ def define_model_flags() -> None:
   flags.DEFINE_bool("allow_smaller_vocab", False, "(bert_tf) Accept a --vocab_file with fewer "
                     "tokens than the embedding table of --init_checkpoint (otherwise refused as "
                     "probably another model's vocab).")
-  flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
-                    "(bert_tf) Compute dtype policy: mixed_bfloat16 on TPU, mixed_float16 "
-                    "(with loss scaling) on GPU.")
+  flags.DEFINE_enum("mixed_precision", "auto", ["auto", "float32", "mixed_bfloat16",
+                                                "mixed_float16"],
+                    "(bert_tf) Compute dtype policy. auto: mixed_bfloat16 on TPUs and on GPUs of "
+                    "compute capability 8.0+, mixed_float16 (with loss scaling) on older GPUs, "
+                    "float32 on CPU; the log says which.")
 
 
 def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
@@ -325,8 +327,9 @@ def start_run(input_flags: Sequence[str], **model_options: Any
   distribution.check_tpu_support(config)  # a TensorFlow without TPU support, in seconds
   client = check_and_stage_paths(input_flags, config)
   files = resolve_model_files(**model_options)
-  apply_mixed_precision()
-  return files, distribution.resolve_strategy(config), client
+  strategy = distribution.resolve_strategy(config)
+  apply_mixed_precision(strategy)
+  return files, strategy, client
 
 
 def prepare_task(run: task.Task, training_flags: Sequence[str]) -> None:
@@ -341,10 +344,16 @@ def prepare_task(run: task.Task, training_flags: Sequence[str]) -> None:
   run.prepare()
 
 
-def apply_mixed_precision() -> None:
+def apply_mixed_precision(strategy: tf.distribute.Strategy) -> None:
+  """Sets the dtype policy of --mixed_precision (auto: from the devices `strategy` runs on) and
+  the flag to what it resolved to, for the trainer's loss scaling."""
+  if FLAGS.mixed_precision == "auto":
+    FLAGS.mixed_precision = distribution.auto_precision(strategy)
+    logging.info("--mixed_precision=auto: %s on these %s (--mixed_precision=float32 opts out).",
+                 FLAGS.mixed_precision, distribution.replica_kind(strategy))
   modeling.set_mixed_precision(FLAGS.mixed_precision)
-  if FLAGS.mixed_precision:
-    logging.info("Mixed precision: %s (losses in float32).", FLAGS.mixed_precision)
+  logging.info("Dtype policy: %s%s.", FLAGS.mixed_precision,
+               "" if FLAGS.mixed_precision == "float32" else " (losses in float32)")
 
 
 @contextlib.contextmanager

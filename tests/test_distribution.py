@@ -586,3 +586,24 @@ def test_two_workers_train_and_predict_like_one_process_and_only_the_chief_write
   assert tf.io.gfile.glob(str(chief_dir / "train" / "events.out.tfevents.*"))
   # The non-chief wrote its checkpoints to a scratch directory and removed it.
   assert not other_dir.exists() or not list(other_dir.iterdir()), list(other_dir.iterdir())
+
+
+@pytest.mark.parametrize("kind, capabilities, expected", [
+    ("TPU cores", (), "mixed_bfloat16"),
+    ("GPUs", ((8, 0), (8, 0)), "mixed_bfloat16"),  # A100
+    ("GPUs", ((9, 0),), "mixed_bfloat16"),  # H100
+    ("GPUs", ((7, 5),), "mixed_float16"),  # T4: float16 with loss scaling
+    ("GPUs", ((8, 6), (7, 0)), "mixed_float16"),  # a V100 among them decides
+    ("replicas", (), "float32")])
+def test_auto_mixed_precision_follows_the_devices(kind, capabilities, expected):
+  assert distribution.precision_for(kind, capabilities) == expected
+
+
+def test_auto_mixed_precision_reads_gpu_capabilities_at_the_device_boundary(monkeypatch,
+                                                                            mirrored_cpus):
+  assert distribution.auto_precision(tf.distribute.get_strategy()) == "float32"  # this CPU
+  gpus = ["GPU:0", "GPU:1"]
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
+  monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                      lambda gpu: {"compute_capability": (7, 5) if gpu == "GPU:1" else (8, 0)})
+  assert distribution.auto_precision(mirrored_cpus) == "mixed_float16"

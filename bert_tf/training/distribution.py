@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import flags
 from absl import logging
@@ -207,6 +207,31 @@ def replica_kind(strategy: tf.distribute.Strategy) -> str:
       tf.DeviceSpec.from_string(d).device_type == "GPU" for d in strategy.extended.worker_devices):
     return "GPUs"
   return "replicas"
+
+
+def precision_for(device_kind: str, compute_capabilities: Sequence[Tuple[int, int]] = ()) -> str:
+  """The dtype policy --mixed_precision=auto picks on "TPU cores", "GPUs" or the CPU: bfloat16
+  on TPUs and on GPUs of compute capability 8.0 or more (A100, L4, H100: no loss scaling
+  needed), float16 with loss scaling on older GPUs (V100, T4), float32 on CPUs."""
+  if device_kind == "TPU cores":
+    return "mixed_bfloat16"
+  if device_kind == "GPUs":
+    if compute_capabilities and min(compute_capabilities) >= (8, 0):
+      return "mixed_bfloat16"
+    return "mixed_float16"
+  return "float32"
+
+
+def auto_precision(strategy: tf.distribute.Strategy) -> str:
+  """precision_for the devices `strategy` runs on (GPU compute capabilities from TF's device
+  details)."""
+  kind = replica_kind(strategy)
+  gpus = tf.config.list_physical_devices("GPU")  # one GPU runs on it without being "GPUs"
+  if kind == "TPU cores" or not gpus:
+    return precision_for(kind)
+  capabilities = [tuple(tf.config.experimental.get_device_details(gpu)["compute_capability"])
+                  for gpu in gpus]
+  return precision_for("GPUs", capabilities)
 
 
 def check_batches(strategy: tf.distribute.Strategy, batch_sizes: Dict[str, int]) -> None:
