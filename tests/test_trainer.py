@@ -138,8 +138,11 @@ def test_sigterm_saves_at_the_step_it_stopped_and_restores_the_handler(tmp_path,
                                                                          monkeypatch):
   update = trainer.Progress.update
 
-  def update_then_sigterm(self, step):  # the signal arrives while step 2's loop finishes
-    if step == 2:
+  signalled = []
+
+  def update_then_sigterm(self, step):  # the signal arrives while a loop after step 2 ends
+    if step >= 2 and not signalled:
+      signalled.append(step)
       os.kill(os.getpid(), signal.SIGTERM)
     return update(self, step)
 
@@ -147,10 +150,12 @@ def test_sigterm_saves_at_the_step_it_stopped_and_restores_the_handler(tmp_path,
   previous = signal.getsignal(signal.SIGTERM)
   run = _make_trainer(tf.distribute.get_strategy(), tmp_path / "out", records,
                       save_checkpoints_steps=4)
-  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 2 .*ckpt-2"):
+  with pytest.raises(trainer.TrainingPreempted) as stopped:
     run.train()
+  step = signalled[0]
+  assert step < 4 and f"SIGTERM at step {step} " in str(stopped.value)  # not the next save
   assert signal.getsignal(signal.SIGTERM) is previous
-  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith("ckpt-2")
+  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{step}")
 
 
 def test_damaged_newest_checkpoint_falls_back_then_fails_clearly(tmp_path, records):
@@ -214,19 +219,22 @@ def test_sigterm_and_resume_with_accumulation_match_uninterrupted_run(tmp_path, 
   straight.train()
   update = trainer.Progress.update
 
+  signalled = []
+
   def update_then_sigterm(self, step):
-    if step == 4:
+    if step >= 3 and not signalled:
+      signalled.append(step)
       os.kill(os.getpid(), signal.SIGTERM)
     return update(self, step)
 
   monkeypatch.setattr(trainer.Progress, "update", update_then_sigterm)
   first = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2,
                         save_checkpoints_steps=6)
-  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 4 .*ckpt-4"):
+  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 3 .*ckpt-3"):
     first.train()
   monkeypatch.setattr(trainer.Progress, "update", update)
   second = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2)
-  assert second.step == 4
+  assert second.step == signalled[0] == 3
   second.train()
   for a, b in zip(_weights(straight.model), _weights(second.model)):
     np.testing.assert_allclose(b, a, atol=1e-6)
@@ -423,3 +431,71 @@ def test_training_steps_match_hugging_face_from_the_same_weights(tmp_path, optim
   if exact:
     for name in theirs.files:
       np.testing.assert_allclose(ours[name], theirs[name], atol=1e-6, err_msg=name)
+
+
+def test_loops_end_by_time_so_a_signal_waits_little_for_its_save(tmp_path, records, monkeypatch):
+  """With a loop of a million steps, a loop still ends after about max_seconds_per_loop, so
+  progress shows and a SIGTERM saves at the next step a loop ends at, long before the save
+  interval."""
+  ends = []
+  update = trainer.Progress.update
+
+  def record_then_signal(self, step):
+    ends.append(step)
+    if len(ends) == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return update(self, step)
+
+  monkeypatch.setattr(trainer.Progress, "update", record_then_signal)
+  run = _make_trainer(tf.distribute.get_strategy(), tmp_path / "out", records,
+                      num_steps=10**6, iterations_per_loop=10**6, save_checkpoints_steps=10**6,
+                      max_seconds_per_loop=0.5)
+  with pytest.raises(trainer.TrainingPreempted) as stopped:
+    run.train()
+  assert f"SIGTERM at step {ends[-1]} " in str(stopped.value)
+  assert ends[0] == 1  # the first loop is one step: it measures the step time
+  assert len(ends) == 4 and ends[-1] < 10**4  # time-bounded loops, not a million steps
+  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{ends[-1]}")
+
+
+def test_ctrl_c_saves_like_sigterm_and_a_second_one_stops_at_once(tmp_path, records,
+                                                                 monkeypatch):
+  update = trainer.Progress.update
+  presses = []
+
+  def update_then_ctrl_c(self, step):
+    if step >= 2 and not presses:
+      presses.append(step)
+      os.kill(os.getpid(), signal.SIGINT)
+    return update(self, step)
+
+  monkeypatch.setattr(trainer.Progress, "update", update_then_ctrl_c)
+  previous = signal.getsignal(signal.SIGINT)
+  run = _make_trainer(tf.distribute.get_strategy(), tmp_path / "out", records,
+                      save_checkpoints_steps=100, num_steps=20)
+  with pytest.raises(trainer.TrainingPreempted) as stopped:
+    run.train()
+  assert f"Stopped by SIGINT at step {presses[0]} " in str(stopped.value)
+  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{presses[0]}")
+  assert signal.getsignal(signal.SIGINT) is previous
+  # Inside a run, after the first Ctrl-C the second one is Python's KeyboardInterrupt.
+  with trainer.sigterm_requests() as request:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert request.is_set() and request.signal_name == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_max_grad_norm_clips_and_zero_turns_clipping_off(tmp_path, records):
+  def weights(name, norm):
+    run = _make_trainer(tf.distribute.get_strategy(), tmp_path / name, records, num_steps=2,
+                        max_grad_norm=norm)
+    run.train()
+    return _weights(run.model)
+
+  # Adam is nearly blind to a gradient's scale, so only a clip tiny enough for epsilon (1e-6)
+  # to matter shows in the weights after two steps.
+  clipped, unclipped, huge = (weights(n, v) for n, v in (("a", 1e-4), ("b", 0.0), ("c", 1e9)))
+  for b, c in zip(unclipped, huge):
+    np.testing.assert_array_equal(b, c)  # a clip no gradient reaches is no clip
+  assert any(not np.allclose(a, b) for a, b in zip(clipped, unclipped))
