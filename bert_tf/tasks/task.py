@@ -11,9 +11,10 @@ same steps for every task:
             --early_stopping_patience a stop once it no longer improves;
   run       trains (or restores the model to use), evaluates and predicts with the best model
             (or the last), and writes the outputs.
-The history of a run is kept in OUTPUT_DIR/training_state.json (training/history.py) after every segment, so an
-interrupted run resumes from its last checkpoint with its history, best model and patience.
-Subclasses say what differs: the model, loss and data, the metrics and the output files.
+The history of a run is kept in OUTPUT_DIR/training_state.json (training/history.py) after
+every segment, so an interrupted run resumes from its last checkpoint with its history, best
+model and patience. Subclasses say what differs: the model, loss and data, the metrics and the
+output files.
 """
 
 import dataclasses
@@ -418,7 +419,8 @@ class Task:
     if config.do_train:
       model = self.train()
       results["history"] = self.state.history
-      results["best"] = best_checkpoint.read_best(config.output_dir) if config.keep_best_by else None
+      results["best"] = (best_checkpoint.read_best(config.output_dir) if config.keep_best_by
+                         else None)
       if self.chief and self.state.history:
         results["written"] += [history.STATS_FILE, history.CURVES_FILE]
     else:
