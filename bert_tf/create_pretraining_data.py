@@ -612,8 +612,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output_file", None, "Output TF example file; shards are named "
                       "OUTPUT_FILE-00000-of-000NN.")
   flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
-  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. When not "
-                    "given, it is inferred from the vocab; a contradiction is an error.")
+  flags.DEFINE_bool("do_lower_case", None, "Whether to lower case the input text. Default: "
+                    "inferred from the vocab; a contradiction is an error.")
   flags.DEFINE_bool("do_whole_word_mask", False, "Whether to use whole word masking rather than "
                     "per-WordPiece masking.")
   flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")

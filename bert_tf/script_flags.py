@@ -37,9 +37,11 @@ def define_model_flags() -> None:
   flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google TF1 checkpoint "
                       "(.../bert_model.ckpt), a bert_tf output directory or checkpoint, or a "
                       "Hugging Face BERT directory.")
-  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. True for "
-                    "uncased models, False for cased ones. When not given, it is inferred from "
-                    "the vocab; a value that contradicts the vocab is an error.")
+  # google-research's default was True, which lowercases (and for Hangul, decomposes into
+  # jamo) the text of every cased model whose users forget the flag: here it is inferred.
+  flags.DEFINE_bool("do_lower_case", None, "Whether to lower case the input text: true for "
+                    "uncased models, false for cased ones. Default: inferred from the vocab; a "
+                    "value that contradicts the vocab is an error.")
   flags.DEFINE_bool("allow_smaller_vocab", False, "(bert_tf) Accept a --vocab_file with fewer "
                     "tokens than the embedding table of --init_checkpoint (otherwise refused as "
                     "probably another model's vocab).")

@@ -263,14 +263,17 @@ TSV_FLAGS = ["--task_name=tsv", f"--vocab_file={VOCAB}",
 
 
 def test_script_flags_and_a_tsv_run(tmp_path):
-  """run_classifier.py keeps google-research's flag names and defaults and runs a tsv task."""
+  """run_classifier.py keeps google-research's flag names and defaults and runs a tsv task.
+
+  One default differs on purpose: do_lower_case is inferred from the vocab (google-research's
+  True lowercased every cased model run without the flag)."""
   data = tmp_path / "data"
   _write_tsv_task(data)
   google = dict(max_seq_length=128, do_train=False, do_eval=False, do_predict=False,
                 train_batch_size=32, eval_batch_size=8, predict_batch_size=8,
                 learning_rate=5e-5, num_train_epochs=3.0, warmup_proportion=0.1,
                 save_checkpoints_steps=1000, iterations_per_loop=1000, use_tpu=False,
-                num_tpu_cores=8, do_lower_case=True, data_dir=None, task_name=None,
+                num_tpu_cores=8, do_lower_case=None, data_dir=None, task_name=None,
                 vocab_file=None, bert_config_file=None, output_dir=None,
                 init_checkpoint=None, tpu_name=None, tpu_zone=None, gcp_project=None,
                 master=None)

@@ -1,5 +1,7 @@
 """Learning-rate schedule (google-research semantics) and AdamW weight-decay exclusions."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,3 +105,12 @@ def test_adamw_follows_google_research_update_rule(bias_correction):
     np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-6)
   other = _reference_adamw(initial, gradients, learning_rates, decayed, not bias_correction)
   assert not np.allclose(variables[0].numpy(), other[0], rtol=1e-3)  # the switch matters
+
+
+def test_the_optimizer_does_not_log_a_clip_norm_of_zero(caplog):
+  """tf-models' AdamWeightDecay logs gradient_clip_norm=0.000000 though the trainer clips at
+  1.0: that line is dropped (the trainer logs its own)."""
+  caplog.set_level(logging.INFO)
+  for bias_correction in (False, True):
+    optimization.create_optimizer(1e-3, 10, 1, adam_bias_correction=bias_correction)
+  assert not [r for r in caplog.records if "gradient_clip_norm" in r.getMessage()]

@@ -15,6 +15,7 @@ the full learning rate and then follows a linear decay measured from step 0, so 
 at the end of warmup. We reproduce that by default and offer the fix as an option.
 """
 
+import logging
 from typing import List
 
 import tensorflow as tf
@@ -84,6 +85,14 @@ class GoogleAdamWeightDecay(legacy_adamw.AdamWeightDecay):
                         lr=coefficients["lr_t"])
 
 
+class _DropOptimizerClipLog(logging.Filter):
+  """Drops tf-models' "AdamWeightDecay gradient_clip_norm=0.000000" line: the optimizer does not
+  clip because the trainer does (after the cross-replica sum), so the line misled users."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("AdamWeightDecay gradient_clip_norm=")
+
+
 def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_steps: int,
                      optimizer: str = "adamw", weight_decay_rate: float = 0.01,
                      decay_from_warmup_end: bool = False,
@@ -99,10 +108,16 @@ def create_optimizer(learning_rate: float, num_train_steps: int, num_warmup_step
                                decay_from_warmup_end)
   if optimizer == "adamw":
     adam = legacy_adamw.AdamWeightDecay if adam_bias_correction else GoogleAdamWeightDecay
-    return adam(
-        learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-        weight_decay_rate=weight_decay_rate,
-        exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY, gradient_clip_norm=0.0)
+    quiet = _DropOptimizerClipLog()
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(quiet)
+    try:
+      return adam(
+          learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+          weight_decay_rate=weight_decay_rate,
+          exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY, gradient_clip_norm=0.0)
+    finally:
+      absl_logger.removeFilter(quiet)
   if optimizer == "lamb":
     return lamb.LAMB(
         learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,

@@ -232,6 +232,9 @@ class Trainer:
           config.learning_rate, config.num_train_steps, config.num_warmup_steps,
           config.optimizer, config.weight_decay_rate, config.decay_from_warmup_end,
           config.adam_bias_correction)
+      logging.info("Gradients clipped to global norm %g after the cross-replica sum%s.",
+                   config.max_grad_norm, " (no: --max_grad_norm=0)" if not config.max_grad_norm
+                   else "")
       if config.mixed_precision == "mixed_float16":
         optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
