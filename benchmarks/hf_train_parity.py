@@ -93,7 +93,7 @@ def main(job_path, result_path):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     scheduler.step()
-    losses.append(float(outputs.loss))
+    losses.append(outputs.loss.item())
   weights_path = os.path.splitext(result_path)[0] + "_weights.npz"
   np.savez(weights_path, **{n: p.detach().numpy() for n, p in model.named_parameters()})
   with open(result_path, "w") as f:
