@@ -22,6 +22,8 @@ from bert_tf import io_utils
 Parser = Callable[[tf.Tensor], Dict[str, tf.Tensor]]
 
 COUNTS_CACHE = "record_counts.json"
+# Metadata JSONs are small (a record count is ~40 bytes a file); larger JSONs are something else.
+_MAX_METADATA_BYTES = 8 << 20
 
 
 def int_features(names_and_lengths: Dict[str, int]) -> Dict[str, tf.io.FixedLenFeature]:
@@ -50,9 +52,11 @@ def list_files(file_pattern: str) -> List[str]:
 
 
 def _published_counts(directory: str) -> Dict[str, int]:
-  """Record counts by file name from the producers' metadata JSONs ("record_counts") in `directory`."""
+  """Record counts by file name, from the producers' metadata JSONs ("record_counts") there."""
   counts: Dict[str, int] = {}
   for path in tf.io.gfile.glob(os.path.join(directory, "*.json")):
+    if tf.io.gfile.stat(path).length > _MAX_METADATA_BYTES:
+      continue  # e.g. SQuAD's nbest_predictions.json beside its features
     try:
       published = io_utils.read_json(path).get("record_counts")
     except (ValueError, AttributeError):
