@@ -16,19 +16,19 @@ What differs, for scale: documents are read as a stream and cut into windows of
 window, not the corpus. The random next segment is drawn from a document of the same window
 (google-research draws from the whole corpus), and instances are shuffled within each window and
 dupe pass (google-research shuffles all of them). So that every shard is a sample of the whole
-corpus, not one stretch of it, a window's instances are dealt round-robin over all the shards:
-each window writes one part file (OUTPUT_FILE.progress/window-0000W.tfrecord, grouped by shard),
-then each shard is the concatenation of its records of every window and dupe pass, in a seeded
-order of its own (so a shard mixes the corpus along its length, and shards read side by side are
-at different places of it); the part files are removed at the end. Windows are made by --num_workers processes; window i uses its own random
-generator seeded from (random_seed, i), so the output depends on the seed and the flags, not on
-the number of workers. Part files and shards are written atomically and recorded in
-OUTPUT_FILE.progress/, so a rerun skips finished shards and, while their part files remain,
-finished windows. The metadata lists each shard's record count ("record_counts"), which lets a
-resumed training run skip whole files without reading them (bert_tf.data.pipeline). For speed,
-the instances of a window and dupe pass are masked together with NumPy (its own generator,
-seeded the same way) and encoded straight to the tf.Example wire format, not through protobuf
-objects.
+corpus, not one stretch of it, a window's instances are dealt round-robin over all the shards: each
+window writes one part file (OUTPUT_FILE.progress/window-0000W.tfrecord, grouped by shard), then
+each shard is the concatenation of its records of every window and dupe pass, in a seeded order of
+its own (so a shard mixes the corpus along its length, and shards read side by side are at
+different places of it); the part files are removed at the end. Windows are made by --num_workers
+processes; window i uses its own random generator seeded from (random_seed, i), so the output
+depends on the seed and the flags, not on the number of workers. Part files and shards are written
+atomically and recorded in OUTPUT_FILE.progress/, so a rerun skips finished shards and, while their
+part files remain, finished windows. The metadata lists each shard's record count
+("record_counts"), which lets a resumed training run skip whole files without reading them
+(bert_tf.data.pipeline). For speed, the instances of a window and dupe pass are masked together
+with NumPy (its own generator, seeded the same way) and encoded straight to the tf.Example wire
+format, not through protobuf objects.
 """
 
 import collections
