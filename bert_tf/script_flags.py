@@ -138,14 +138,15 @@ def copy_results_back(client: Optional[storage.Client], names: List[str]) -> Non
   print(f"Copied back to {FLAGS.local_results_dir}: {', '.join(copied)}")
 
 
-# Training flags of every script that change the weights a run ends with. Not among them, so a
-# rerun after a disconnect may change them: do_eval/do_predict, batch sizes for evaluation,
-# checkpoint and loop frequencies (max_seconds_per_loop too), TPU/strategy flags,
-# mixed_precision/use_xla, --gradient_accumulation_steps (the same effective batch: a machine
-# with less memory may resume with more micro-batches), --stage_to.
+# Training flags of every script that change the weights a run ends with (the data order too:
+# --seed, --input_files_in_parallel). Not among them, so a rerun after a disconnect may change
+# them: do_eval/do_predict, batch sizes for evaluation, checkpoint and loop frequencies
+# (max_seconds_per_loop too), TPU/strategy flags, mixed_precision/use_xla,
+# --gradient_accumulation_steps (the same effective batch: a machine with less memory may resume
+# with more micro-batches), --stage_to.
 TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optimizer",
                   "adam_bias_correction", "weight_decay_rate", "max_grad_norm",
-                  "decay_from_warmup_end", "seed")
+                  "decay_from_warmup_end", "seed", "input_files_in_parallel")
 # What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
 # a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
 _RUN_OUTPUTS = (*task.RUN_OUTPUTS, history.RUN_FLAGS_FILE)
