@@ -151,5 +151,5 @@ def test_tools_without_cloud_storage_do_not_import_it():
 def test_numeric_flags_out_of_range_are_one_line_before_any_work(tmp_path, flag, message):
   out = tmp_path / "out"
   line = processes.user_error("run_squad.py", "--demo", f"--output_dir={out}", flag)
-  assert line == f"error: {message}."
+  assert line.startswith(f"error: {message}")
   assert not out.exists()
