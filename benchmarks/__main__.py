@@ -133,6 +133,14 @@ def gradient_accumulation_rows(entry: Dict[str, Any]) -> List[Row]:
   return rows
 
 
+def resume_position_rows(entry: Dict[str, Any]) -> List[Row]:
+  return [dict(figure=f"8 resume, first batch, {name} ({entry['shards']} shards)",
+               ours=f"{figures['after_seconds']} s",
+               reference=f"{figures['before_seconds']} s (reading every consumed record)",
+               ratio=figures["speedup"], target=None)
+          for name, figures in entry["figures"].items()]
+
+
 def _has_gpu() -> bool:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return bool(tf.config.list_physical_devices("GPU"))
@@ -157,6 +165,8 @@ FIGURES: Dict[str, Any] = dict(
     gpu_squad=([], ["--steps", "5"], [], gpu_squad_rows),
     gradient_accumulation=([], ["--steps", "1", "--repeats", "1"], [],
                            gradient_accumulation_rows),
+    resume_position=([], ["--shards", "8", "--records_per_shard", "300", "--repeats", "1"], [],
+                     resume_position_rows),
 )
 
 

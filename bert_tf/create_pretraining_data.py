@@ -12,15 +12,23 @@ num_to_predict = min(max_predictions_per_seq, max(1, round(len * masked_lm_prob)
 and the same tf.Example features (masked_lm_weights float).
 
 What differs, for scale: documents are read as a stream and cut into windows of
---documents_per_shard documents; each window becomes one output shard, so memory is bounded by
-the window, not the corpus. The random next segment is drawn from a document of the same window
+--documents_per_shard documents (as many windows as output shards), so memory is bounded by the
+window, not the corpus. The random next segment is drawn from a document of the same window
 (google-research draws from the whole corpus), and instances are shuffled within each window and
-dupe pass (google-research shuffles all of them). Shards are made by --num_workers processes;
-shard i uses its own random generator seeded from (random_seed, i), so the output depends on the
-seed and the flags, not on the number of workers. Each shard is written atomically and recorded
-in OUTPUT_FILE.progress/, so a rerun skips finished shards. For speed, the instances of a window
-and dupe pass are masked together with NumPy (its own generator, seeded the same way) and encoded
-straight to the tf.Example wire format, not through protobuf objects.
+dupe pass (google-research shuffles all of them). So that every shard is a sample of the whole
+corpus, not one stretch of it, a window's instances are dealt round-robin over all the shards: each
+window writes one part file (OUTPUT_FILE.progress/window-0000W.tfrecord, grouped by shard), then
+each shard is the concatenation of its records of every window and dupe pass, in a seeded order of
+its own (so a shard mixes the corpus along its length, and shards read side by side are at
+different places of it); the part files are removed at the end. Windows are made by --num_workers
+processes; window i uses its own random generator seeded from (random_seed, i), so the output
+depends on the seed and the flags, not on the number of workers. Part files and shards are written
+atomically and recorded in OUTPUT_FILE.progress/, so a rerun skips finished shards and, while their
+part files remain, finished windows. The metadata lists each shard's record count
+("record_counts"), which lets a resumed training run skip whole files without reading them
+(bert_tf.data.pipeline). For speed, the instances of a window and dupe pass are masked together
+with NumPy (its own generator, seeded the same way) and encoded straight to the tf.Example wire
+format, not through protobuf objects.
 """
 
 import collections
@@ -393,10 +401,16 @@ def _metadata_path(output_file: str) -> str:
 _WORKER: Dict[str, Any] = {}
 
 
-def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
-  """Tokenizes one window of documents, writes its shard atomically, returns its counts."""
+def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
+  """Tokenizes one window of documents and writes its instances, spread over every output shard,
+  to one part file atomically; returns its counts and where each shard's records lie in it.
+
+  Instance j of the window goes to shard (j + index) mod num_shards. Each dupe pass is written
+  grouped by shard, so "segments" lists, per pass, each shard's [start, end) byte range.
+  """
   config: DataConfig = _WORKER["config"]
   tokenizer: tokenization.FullTokenizer = _WORKER["tokenizer"]
+  num_shards = _WORKER["num_shards"]
   vocab = tokenizer.vocab
   maker = InstanceMaker(config, vocab)
   encoder = ExampleEncoder(len(vocab), config.max_seq_length, config.max_predictions_per_seq)
@@ -411,8 +425,11 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
   stats = maker.stats
   stats["documents"] = len(documents)
   stats["sentences"] = sum(len(document) for document in documents)
-  path = records.shard_name(config.output_file, index, _WORKER["num_shards"])
-  with io_utils.atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+  segments: List[List[List[int]]] = []
+  records_by_shard = [0] * num_shards
+  offset = 0
+  with io_utils.atomic_output(_part_path(config.output_file, index)) as tmp, \
+      tf.io.TFRecordWriter(tmp) as writer:
     for _ in range(config.dupe_factor if documents else 0):
       instances = []
       for document_index in range(len(documents)):
@@ -421,16 +438,72 @@ def _make_shard(index: int, raw_documents: List[List[str]]) -> Dict[str, int]:
         continue
       rng.shuffle(instances)
       batch = maker.mask_batch(instances, rng, np_rng)
-      for record in encoder.encode_batch(batch):
-        writer.write(record)
+      encoded = encoder.encode_batch(batch)
+      by_shard: List[List[bytes]] = [[] for _ in range(num_shards)]
+      for j, record in enumerate(encoded, start=stats["instances"] + index):
+        by_shard[j % num_shards].append(record)
+      ranges = []
+      for shard, shard_records in enumerate(by_shard):
+        start = offset
+        for record in shard_records:
+          writer.write(record)
+          offset += len(record) + _FRAME_BYTES
+        ranges.append([start, offset])
+        records_by_shard[shard] += len(shard_records)
+      segments.append(ranges)
       stats["instances"] += len(instances)
       stats["random_next"] += int(batch.is_random_next.sum())
       stats["tokens"] += int(batch.lengths.sum())
       stats["masked"] += int(batch.num_masked.sum())
-  stats = dict(stats)
-  io_utils.write_json_atomic(os.path.join(_progress_dir(config.output_file),
-                                          f"shard-{index:05d}.json"), stats)
-  return stats
+  window = {"counts": dict(stats), "segments": segments, "records_by_shard": records_by_shard}
+  io_utils.write_json_atomic(_window_progress(config.output_file, index), window)
+  return window
+
+
+# A TFRecord frame: 8-byte length, 4-byte length CRC, the data, 4-byte data CRC.
+_FRAME_BYTES = 16
+
+
+def _part_path(output_file: str, window: int) -> str:
+  return os.path.join(_progress_dir(output_file), f"window-{window:05d}.tfrecord")
+
+
+def _window_progress(output_file: str, window: int) -> str:
+  return os.path.join(_progress_dir(output_file), f"window-{window:05d}.json")
+
+
+def _shard_progress(output_file: str, shard: int) -> str:
+  return os.path.join(_progress_dir(output_file), f"shard-{shard:05d}.json")
+
+
+def _segment_order(seed: int, shard: int, windows: List[Dict[str, Any]]) -> List[Tuple[int, int]]:
+  """The (window, dupe pass) segments in the order shard `shard` takes them: seeded, its own for
+  each shard, so a shard mixes the corpus along its length and shards read side by side are at
+  different places of it."""
+  order = [(window, dupe) for window, made in enumerate(windows)
+           for dupe in range(len(made["segments"]))]
+  random.Random(f"{seed}-segments-of-shard-{shard}").shuffle(order)
+  return order
+
+
+_COPY_BYTES = 1 << 24
+
+
+def _assemble_shard(config: DataConfig, shard: int, windows: List[Dict[str, Any]]) -> None:
+  """Writes shard `shard` atomically: its byte range of every window's part file and dupe pass, in
+  the shard's segment order (whole TFRecord frames, so the concatenation is a TFRecord file)."""
+  path = records.shard_name(config.output_file, shard, len(windows))
+  with io_utils.atomic_output(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as out:
+    for window, dupe in _segment_order(config.random_seed, shard, windows):
+      start, end = windows[window]["segments"][dupe][shard]
+      with tf.io.gfile.GFile(_part_path(config.output_file, window), "rb") as part:
+        part.seek(start)
+        while start < end:
+          chunk = part.read(min(_COPY_BYTES, end - start))
+          out.write(chunk)
+          start += len(chunk)
+  io_utils.write_json_atomic(_shard_progress(config.output_file, shard),
+                             {"records": sum(w["records_by_shard"][shard] for w in windows)})
 
 
 def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
@@ -556,39 +629,49 @@ def report_structure(config: DataConfig, counts: Dict[str, int]) -> None:
 
 def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence[str],
                  num_documents: int, num_workers: int) -> Dict[str, Any]:
-  """Makes the shards not yet done (OUTPUT_FILE.progress/ records each); returns their counts."""
+  """Makes the windows' part files, then the shards, skipping what OUTPUT_FILE.progress/ records
+  as done; removes the part files once every shard is written; returns the counts."""
   per_shard, num_shards = run_config["documents_per_shard"], run_config["num_shards"]
   _check_resumable(config, run_config)
-  progress = _progress_dir(config.output_file)
+  output = config.output_file
   _WORKER.update(config=config, num_shards=num_shards,
                  tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
-  done = {i for i in range(num_shards)
-          if tf.io.gfile.exists(os.path.join(progress, f"shard-{i:05d}.json"))}
-  logging.info("%d documents -> %d shard(s) of up to %d documents; %d already done.",
-               num_documents, num_shards, per_shard, len(done))
+  todo_shards = [i for i in range(num_shards) if not tf.io.gfile.exists(_shard_progress(output, i))]
+  done = {i for i in range(num_shards) if tf.io.gfile.exists(_window_progress(output, i))
+          and (not todo_shards or tf.io.gfile.exists(_part_path(output, i)))}
+  logging.info("%d documents -> %d window(s) of up to %d documents, each spread over %d "
+               "shard(s); %d window(s) and %d shard(s) already done.", num_documents, num_shards,
+               per_shard, num_shards, len(done), num_shards - len(todo_shards))
   todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, per_shard))
           if i not in done)
   if num_workers <= 1:
     for index, window in todo:
-      _make_shard(index, window)
+      _make_window(index, window)
   else:
     _run_parallel(todo, num_workers)
+  windows = [io_utils.read_json(_window_progress(output, i)) for i in range(num_shards)]
   totals: Dict[str, int] = collections.Counter()
-  for i in range(num_shards):
-    totals.update(io_utils.read_json(os.path.join(progress, f"shard-{i:05d}.json")))
+  for window in windows:
+    totals.update(window["counts"])
   if not totals["instances"]:
     raise ValueError(f"No training instance from {config.input_file}: its text holds no tokens "
                      "(only control characters or spaces?). Expected one sentence a line, a "
                      "blank line between documents.")
-  pattern = f"{config.output_file}-*-of-{num_shards:05d}"
+  for shard in todo_shards:
+    _assemble_shard(config, shard, windows)
+  for i in range(num_shards):
+    if tf.io.gfile.exists(_part_path(output, i)):
+      tf.io.gfile.remove(_part_path(output, i))
+  pattern = f"{output}-*-of-{num_shards:05d}"
   logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
-  return {"file_pattern": pattern, "counts": dict(totals), "files": [
-      os.path.basename(records.shard_name(config.output_file, i, num_shards))
-      for i in range(num_shards)]}
+  names = [os.path.basename(records.shard_name(output, i, num_shards)) for i in range(num_shards)]
+  return {"file_pattern": pattern, "counts": dict(totals), "files": names,
+          "record_counts": {name: sum(w["records_by_shard"][i] for w in windows)
+                            for i, name in enumerate(names)}}
 
 
 def _run_parallel(todo: Iterator[Tuple[int, List[List[str]]]], num_workers: int) -> None:
-  """Runs shards in worker processes, with at most 2 windows per worker in memory at once."""
+  """Runs windows in worker processes, with at most 2 windows per worker in memory at once."""
   context = multiprocessing.get_context("fork")
   with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
     pending = set()
@@ -598,7 +681,7 @@ def _run_parallel(todo: Iterator[Tuple[int, List[List[str]]]], num_workers: int)
             pending, return_when=concurrent.futures.FIRST_COMPLETED)
         for future in finished:
           future.result()
-      pending.add(pool.submit(_make_shard, index, window))
+      pending.add(pool.submit(_make_window, index, window))
     for future in concurrent.futures.as_completed(pending):
       future.result()
 

@@ -89,6 +89,10 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
   flags.DEFINE_bool("use_xla", False, "(bert_tf) Compile the training step with XLA "
                     "(TPUs always compile).")
   flags.DEFINE_integer("seed", 12345, "(bert_tf) Random seed for initialisation and data order.")
+  flags.DEFINE_integer("input_files_in_parallel", 16, "(bert_tf) Training files read at once: "
+                       "each epoch takes the files in its own shuffled order, this many at a "
+                       "time, interleaved and shuffled. More mixes the shards better; a resume "
+                       "reads at most this many files.", lower_bound=1)
   flags.DEFINE_bool("overwrite_output_dir", False, "(bert_tf) Train afresh in an --output_dir "
                     "that holds a run made with other flags, deleting its checkpoints. Without "
                     "it such a run is refused; a run with the same flags resumes.")
@@ -136,14 +140,15 @@ def copy_results_back(client: Optional[storage.Client], names: List[str]) -> Non
   print(f"Copied back to {FLAGS.local_results_dir}: {', '.join(copied)}")
 
 
-# Training flags of every script that change the weights a run ends with. Not among them, so a
-# rerun after a disconnect may change them: do_eval/do_predict, batch sizes for evaluation,
-# checkpoint and loop frequencies (max_seconds_per_loop too), TPU/strategy flags,
-# mixed_precision/use_xla, --gradient_accumulation_steps (the same effective batch: a machine
-# with less memory may resume with more micro-batches), --stage_to.
+# Training flags of every script that change the weights a run ends with (the data order too:
+# --seed, --input_files_in_parallel). Not among them, so a rerun after a disconnect may change
+# them: do_eval/do_predict, batch sizes for evaluation, checkpoint and loop frequencies
+# (max_seconds_per_loop too), TPU/strategy flags, mixed_precision/use_xla,
+# --gradient_accumulation_steps (the same effective batch: a machine with less memory may resume
+# with more micro-batches), --stage_to.
 TRAINING_FLAGS = ("init_checkpoint", "train_batch_size", "learning_rate", "optimizer",
                   "adam_bias_correction", "weight_decay_rate", "max_grad_norm",
-                  "decay_from_warmup_end", "seed")
+                  "decay_from_warmup_end", "seed", "input_files_in_parallel")
 # What a previous run left that --overwrite_output_dir deletes (the "checkpoint" index first, so
 # a deletion cut short never leaves a checkpoint that looks complete); other files are kept.
 _RUN_OUTPUTS = (*task.RUN_OUTPUTS, history.RUN_FLAGS_FILE)
@@ -251,7 +256,8 @@ def train_config(num_train_steps: int = 0, jit_compile: Optional[bool] = None
       jit_compile=FLAGS.use_xla if jit_compile is None else jit_compile,
       mixed_precision=FLAGS.mixed_precision,
       gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-      adam_bias_correction=FLAGS.adam_bias_correction)
+      adam_bias_correction=FLAGS.adam_bias_correction,
+      input_files_in_parallel=FLAGS.input_files_in_parallel)
 
 
 def define_evaluation_flags(eval_every_epoch: bool, metrics: Sequence[str]) -> None:

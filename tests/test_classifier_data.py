@@ -1,6 +1,7 @@
 """Classification data: each task's files, bad input, google-research's feature layout, caching."""
 
 import itertools
+import json
 import pathlib
 
 from hypothesis import given, settings, strategies as st
@@ -272,6 +273,8 @@ def test_prepare_features_writes_google_names_and_reuses_the_file(tmp_path):
   output = str(tmp_path / "eval.tf_record")
   written = classifier_data.prepare_features(examples, ["0", "1"], 16, tokenizer, output)
   assert written.num_examples == 2
+  metadata = json.loads(pathlib.Path(output + ".json").read_text())
+  assert metadata["record_counts"] == {"eval.tf_record": 2}  # lets a resume skip it unread
   record = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(output))).numpy())
   assert sorted(record.features.feature) == ["input_ids", "input_mask", "is_real_example",
                                              "label_ids", "segment_ids"]

@@ -18,6 +18,7 @@ from official.nlp.data import pretrain_dataloader
 from benchmarks.pretraining_data import write_korean_corpus
 from bert_tf import create_pretraining_data as cpd
 from bert_tf import tokenization
+from bert_tf.data import pipeline
 from tests.conftest import shared_path
 
 SEQ, PREDICTIONS = 64, 10
@@ -337,3 +338,49 @@ def test_structure_of_the_input_is_reported_and_mistakes_warned(english, tmp_pat
     assert any(expected in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
   assert any("sentences (" in r.getMessage() and "random next" in r.getMessage()
              for r in caplog.records)
+
+
+def _numbered_corpus(tmp_path, num_documents):
+  """Documents numbered in order, each made of its own word d<i> (so an instance names its
+  document), and a vocab of those words."""
+  vocab = tmp_path / "numbered_vocab.txt"
+  vocab.write_text("".join(t + "\n" for t in TOKENS[:5] + [f"d{i}" for i in range(num_documents)]))
+  text = tmp_path / "numbered.txt"
+  text.write_text("\n\n".join("\n".join(" ".join([f"d{i}"] * 6) for _ in range(6))
+                              for i in range(num_documents)) + "\n")
+  return cpd.DataConfig(input_file=str(text), output_file=str(tmp_path / "numbered" / "data"),
+                        vocab_file=str(vocab), do_lower_case=True, max_seq_length=16,
+                        max_predictions_per_seq=2, dupe_factor=4, num_output_shards=8)
+
+
+def _documents(input_ids, segment_ids):
+  """The document of each instance: the commonest word of its first segment (ids 5.. are d0..)."""
+  words = np.where((segment_ids == 0) & (input_ids >= 5), input_ids - 5, -1)
+  return np.array([np.bincount(row[row >= 0]).argmax() for row in words])
+
+
+def test_shards_and_training_batches_sample_the_whole_corpus(tmp_path):
+  """200 documents numbered in order, 8 shards (windows of 25 documents), read one shard at a
+  time (files_in_parallel=1, so only the shards' mixing counts) through a 64-record shuffle.
+
+  Statistic: the standard deviation of the documents' positions (number / 200), per shard and per
+  batch of 32, averaged. A uniform random draw gives 1/sqrt(12) = 0.289; a draw from the 200
+  documents of 32 has a standard error of about 0.024 per batch, 0.004 for the mean over 40
+  batches, and a whole shard (~300 instances) about 0.008; 0.04 leaves room for the per-window
+  dealing. The old layout (each shard one window) gives 0.036 per shard (25/200/sqrt(12)), and
+  0.145 for its batches even read 4 shards at a time as the old pipeline did: both fail by far.
+  """
+  config = _numbered_corpus(tmp_path, 200)
+  metadata = cpd.create_pretraining_data(config)
+  uniform = 1 / np.sqrt(12)
+  for path in shard_files(metadata):
+    shard = read(path, 16, 2)
+    assert metadata["record_counts"][os.path.basename(path)] == len(shard["input_ids"])
+    positions = _documents(shard["input_ids"], shard["segment_ids"]) / 200
+    assert abs(np.std(positions) - uniform) < 0.04, path
+  spec = pipeline.int_features({"input_ids": 16, "segment_ids": 16})
+  dataset = pipeline.training_dataset(metadata["file_pattern"], pipeline.example_parser(spec), 32,
+                                      shuffle_buffer=64, files_in_parallel=1)
+  spreads = [np.std(_documents(b["input_ids"], b["segment_ids"]) / 200)
+             for b in dataset.take(40).as_numpy_iterator()]
+  assert abs(np.mean(spreads) - uniform) < 0.04

@@ -19,6 +19,7 @@ from official.nlp.data import squad_lib
 import pytest
 import tensorflow as tf
 
+from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import squad
 from bert_tf import tokenization
 
@@ -573,6 +574,9 @@ def test_prepare_features_reuses_and_rebuilds(tmp_path: pathlib.Path, files: Dic
   examples, features = fixture_features(files, tokenizer, is_training=True)
   assert (first["num_examples"], first["num_features"]) == (len(examples), len(features))
   assert len(tf.io.gfile.glob(first["file_pattern"])) == 2
+  assert first["record_counts"] == {  # what lets a resume skip whole files unread
+      os.path.basename(path): input_pipeline.count_records(path)
+      for path in tf.io.gfile.glob(first["file_pattern"])}
 
   convert = squad.convert_examples_to_features
   monkeypatch.setattr(squad, "convert_examples_to_features",

@@ -568,7 +568,8 @@ def prepare_features(examples: Sequence[InputExample], label_list: Sequence[str]
     count = file_based_convert_examples_to_features(examples, label_list, max_seq_length,
                                                     tokenizer, output_file)
     logging.info("Wrote the features of %d examples to %s.", count, output_file)
-    return dict(files=[os.path.basename(output_file)], num_examples=count)
+    return dict(files=[os.path.basename(output_file)], num_examples=count,
+                record_counts={os.path.basename(output_file): count})
 
   metadata = records.cached_records(output_file + ".json", key, build)
   return FeatureFile(output_file, metadata["num_examples"])

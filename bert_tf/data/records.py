@@ -3,7 +3,9 @@
 Every producer of records (SQuAD and classifier features, create_pretraining_data) writes its
 files, then a metadata JSON last: the metadata is the commit point. `cached_records` reuses the
 files when the metadata describes what is wanted and every file it lists exists, and otherwise
-removes the metadata first (so nothing claims to be complete) and builds them again.
+removes the metadata first (so nothing claims to be complete) and builds them again. Builds of
+TFRecord files return "record_counts" (file name -> records), which data.pipeline reads so that
+a resumed training run skips whole files without opening them.
 """
 
 import os

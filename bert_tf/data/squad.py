@@ -753,8 +753,10 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
       _write_eval_sidecar(os.path.join(output_dir, EVAL_SIDECAR), eval_features)
     logging.info("Wrote %d %s features of %d examples to %s in %.1f s.", num_features, split,
                  len(examples), output_dir, time.time() - started)
+    record_counts = {os.path.basename(name): len(range(i, writer.num_features, num_shards))
+                     for i, name in enumerate(writer.filenames)}  # round-robin shards
     return dict(input_file=input_file, vocab_file=vocab_file, files=files,
-                num_examples=len(examples), num_features=num_features,
+                num_examples=len(examples), num_features=num_features, record_counts=record_counts,
                 file_pattern=records.shard_pattern(record_file, num_shards))
 
   return records.cached_records(meta_path, key, build)

@@ -156,13 +156,12 @@ class ClassifierTask(task.Task):
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
     batch = self.config.training.train_batch_size
-    # Whole epochs are skipped by arithmetic on resume when one pipeline reads every record.
-    share = self.num_train_records() if context.num_input_pipelines == 1 else None
     return pipeline.training_dataset(
         self.files_by_split["train"].path, classifier_data.feature_parser(
             self.config.max_seq_length), context.get_per_replica_batch_size(batch),
-        seed=self.config.seed, start_batch=start_batch, records_per_epoch=share,
-        input_context=context)
+        seed=self.config.seed, start_batch=start_batch,
+        files_in_parallel=self.config.training.input_files_in_parallel, input_context=context,
+        counts_cache_dir=self.config.output_dir)
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
     return evaluate(self.strategy, model, self.files_by_split["dev"], self.config.max_seq_length,

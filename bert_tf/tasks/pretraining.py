@@ -188,11 +188,11 @@ class PretrainingTask(task.Task):
     config = self.config
     parser = pipeline.example_parser(feature_spec(config.max_seq_length,
                                                   config.max_predictions_per_seq))
-    share = self.num_train_records() if context.num_input_pipelines == 1 else None
     return pipeline.training_dataset(
         config.input_file, parser,
         context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
-        start_batch=start_batch, records_per_epoch=share, input_context=context)
+        start_batch=start_batch, files_in_parallel=config.training.input_files_in_parallel,
+        input_context=context, counts_cache_dir=config.output_dir)
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
     config = self.config

@@ -70,6 +70,8 @@ class TrainConfig:
   # loops so far: progress shows at least that often, and a SIGTERM (a spot TPU gets ~30 s
   # before the hard stop) or Ctrl-C waits at most that long for its save.
   max_seconds_per_loop: float = 20.0
+  # Training files interleaved at once (data.pipeline.training_dataset's files_in_parallel).
+  input_files_in_parallel: int = 16
 
 
 class NonFiniteLossError(RuntimeError):
