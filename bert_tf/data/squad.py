@@ -629,7 +629,7 @@ class FeatureWriter:
 def make_dataset(file_pattern: str, seq_length: int, is_training: bool, batch_size: int,
                  drop_remainder: bool,
                  input_context: Optional[tf.distribute.InputContext] = None, seed: int = 12345,
-                 start_batch: int = 0) -> tf.data.Dataset:
+                 start_batch: int = 0, files_in_parallel: int = 16) -> tf.data.Dataset:
   """Batches of int32 feature dicts from FeatureWriter files (the input_fn of google-research).
 
   Keys: input_ids, input_mask, segment_ids ([batch, seq_length]) and unique_ids, plus
@@ -648,7 +648,8 @@ def make_dataset(file_pattern: str, seq_length: int, is_training: bool, batch_si
     if input_context:
       batch_size = input_context.get_per_replica_batch_size(batch_size)
     return input_pipeline.training_dataset(file_pattern, parser, batch_size, seed=seed,
-                                           start_batch=start_batch, input_context=input_context)
+                                           start_batch=start_batch, input_context=input_context,
+                                           files_in_parallel=files_in_parallel)
   if input_context:
     raise ValueError("make_dataset shards training data only: for prediction, distribute the "
                      "dataset with strategy.experimental_distribute_dataset instead.")

@@ -155,7 +155,8 @@ class SquadTask(task.Task):
     return squad.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
                               is_training=True, batch_size=config.training.train_batch_size,
                               drop_remainder=True, input_context=context, seed=config.seed,
-                              start_batch=start_batch)
+                              start_batch=start_batch,
+                              files_in_parallel=config.training.input_files_in_parallel)
 
   def _answers(self, model: tf_keras.Model):
     """(predictions, n-best, null odds) of `model` on the predict file."""
