@@ -607,7 +607,9 @@ def structure_warnings(config: DataConfig, counts: Dict[str, int]) -> List[str]:
     warnings.append(
         f"{sentences / documents:.2f} sentences per document: with a blank line after (nearly) "
         "every line, each document is one sentence and next-sentence pairs cannot come from "
-        "it. Put one sentence a line and blank lines only between documents.")
+        "it. Put one sentence a line and blank lines only between documents"
+        + (" (--clean also ends a document where it drops a line)." if config.clean != "none"
+           else "."))
   share = counts["random_next"] / counts["instances"] if counts["instances"] else 0.0
   if share > _MAX_RANDOM_NEXT_SHARE:
     warnings.append(f"{100 * share:.0f}% of the instances have a random next segment (about "
