@@ -1,9 +1,11 @@
 """run_pretraining.py end to end on a tiny model, and google-research's loss and metrics."""
 
+import csv
 import json
 import os
 import pathlib
 import random
+import socket
 import subprocess
 import sys
 
@@ -105,6 +107,72 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   # Run again: resumes at step 60, trains nothing, evaluates the same model.
   again = _run(*common, "--do_eval=True", "--eval_batch_size=16", "--max_eval_steps=5")
   assert again.returncode == 0, again.stderr[-3000:]
+
+
+def _free_ports(count):
+  ports = []
+  for _ in range(count):
+    with socket.socket() as s:
+      s.bind(("localhost", 0))
+      ports.append(s.getsockname()[1])
+  return ports
+
+
+def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
+  """run_pretraining.py under MultiWorkerMirroredStrategy, --keep_best_by_loss --do_eval.
+
+  Both workers take part in every save of a best model (its collectives need them all); only
+  the chief's lands in best/: one complete checkpoint, the one best.json names, with the weights
+  of the training checkpoint of that step, and no worker's scratch copy left behind.
+  """
+  pattern = write_data(tmp_path)
+  out = tmp_path / "out"
+  cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+  workers = []
+  for index in range(2):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                  "index": index}}))
+    workers.append(subprocess.Popen(
+        [sys.executable, str(ROOT / "run_pretraining.py"), f"--input_file={pattern}",
+         f"--output_dir={out}", f"--bert_config_file={SAMPLE / 'bert_config.json'}",
+         f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
+         "--do_train=True", "--do_eval=True", "--keep_best_by_loss=True",
+         "--train_batch_size=16", "--eval_batch_size=16", "--learning_rate=2e-3",
+         "--num_train_steps=30", "--num_warmup_steps=3", "--save_checkpoints_steps=10",
+         "--iterations_per_loop=10", "--max_eval_steps=3",
+         "--distribution_strategy=multi_worker_mirrored"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outputs = [worker.communicate(timeout=240) for worker in workers]
+  finally:
+    for worker in workers:
+      processes.stop(worker)
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr[-3000:]
+  (chief_out, chief_log), (other_out, other_log) = outputs
+  # Scored at steps 10, 20 and 30 (one row each in the chief's history); the lowest loss kept.
+  with open(out / "training_stats.csv", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert [int(row["step"]) for row in rows] == [10, 20, 30]
+  losses = {int(row["step"]): float(row["val_loss"]) for row in rows}
+  best = best_checkpoint.read_best(str(out))
+  assert best["metric"] == "loss" and best["step"] == min(losses, key=losses.get)
+  assert best["value"] == pytest.approx(losses[best["step"]], rel=1e-4)
+  assert best["checkpoint"] == str(out / "best" / f"ckpt-{best['step']}")
+  assert sorted(p.name for p in (out / "best").iterdir()) == [
+      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index"]
+  # The kept model is the one trained to that step (the training checkpoint of the same step).
+  processes.assert_same_weights(str(out / f"ckpt-{best['step']}"), best["checkpoint"])
+  # The final evaluation, of the best model, written once, by the chief.
+  lines = (out / "eval_results.txt").read_text().splitlines()
+  metrics = {k: float(v) for k, v in (line.split(" = ") for line in lines)}
+  assert metrics["global_step"] == best["step"]
+  assert metrics["loss"] == pytest.approx(best["value"], rel=1e-4)
+  assert "Evaluated in" in chief_log and "Evaluated in" not in other_log
+  assert "Eval results:" in chief_out and not other_out
+  assert "Saved checkpoint" in chief_log and "Saved checkpoint" not in other_log
+  assert not list(out.glob("**/.worker_tmp_*")) and not list(out.glob("**/.*.tmp-*"))
 
 
 def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
