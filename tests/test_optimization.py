@@ -41,17 +41,20 @@ def test_lamb_and_unknown_optimizer():
     optimization.create_optimizer(1e-3, 10, 1, optimizer="sgd")
 
 
-@pytest.mark.parametrize("name", optimization.OPTIMIZERS)
-def test_dense_embedding_gradient_updates_like_the_sparse_one(name):
-  # The trainer sums the sparse word-embedding gradient into a dense tensor for speed.
+@pytest.mark.parametrize("name,bias_correction",
+                         [("adamw", False), ("adamw", True), ("lamb", False)])
+def test_dense_embedding_gradient_updates_like_the_sparse_one(name, bias_correction):
+  # The trainer sums the sparse word-embedding gradient into a dense tensor for speed. Small
+  # gradients: epsilon matters, so both paths must rescale it alike.
   rng = np.random.default_rng(0)
   table = rng.normal(size=(6, 3)).astype(np.float32)
   sparse_table = tf.Variable(table, name="sparse/embeddings")
   dense_table = tf.Variable(table, name="dense/embeddings")
-  sparse_optimizer = optimization.create_optimizer(0.1, 10, 2, optimizer=name)
-  dense_optimizer = optimization.create_optimizer(0.1, 10, 2, optimizer=name)
+  sparse_optimizer, dense_optimizer = (
+      optimization.create_optimizer(0.1, 10, 2, optimizer=name,
+                                    adam_bias_correction=bias_correction) for _ in range(2))
   for _ in range(3):
-    gradient = tf.IndexedSlices(tf.constant(rng.normal(size=(4, 3)), tf.float32),
+    gradient = tf.IndexedSlices(tf.constant(rng.normal(size=(4, 3)) * 1e-6, tf.float32),
                                 indices=tf.constant([1, 4, 1, 0]), dense_shape=[6, 3])
     sparse_optimizer.apply_gradients([(gradient, sparse_table)])
     dense_optimizer.apply_gradients([(tf.convert_to_tensor(gradient), dense_table)])
@@ -61,11 +64,12 @@ def test_dense_embedding_gradient_updates_like_the_sparse_one(name):
 
 def _reference_adamw(values, gradients, learning_rates, decayed, bias_correction, beta_1=0.9,
                      beta_2=0.999, epsilon=1e-6, weight_decay_rate=0.01):
-  """google-research's AdamWeightDecayOptimizer, from its documented math, in float64 NumPy.
+  """AdamW from its documented math, in float64 NumPy: google-research's AdamWeightDecayOptimizer,
+  or with `bias_correction` the standard one (Loshchilov & Hutter; torch.optim.AdamW).
 
   m and v are exponential moving averages of g and g^2; the update is m / (sqrt(v) + eps), plus
-  weight_decay_rate * w for decayed variables, times the learning rate. With `bias_correction`
-  (Keras' Adam), the rate is scaled by sqrt(1 - beta_2^t) / (1 - beta_1^t) for the Adam term.
+  weight_decay_rate * w for decayed variables, times the learning rate. With `bias_correction`,
+  m and v are first divided by 1 - beta_1^t and 1 - beta_2^t, so eps is added after correcting.
   The betas are taken as float32 holds them (0.999 is 0.99900001), as TF's variables do: 1 - beta_2
   is then 1.3e-5 smaller than in exact arithmetic, which would otherwise dominate the comparison.
   """
@@ -74,24 +78,29 @@ def _reference_adamw(values, gradients, learning_rates, decayed, bias_correction
   m = [np.zeros_like(v) for v in values]
   v2 = [np.zeros_like(v) for v in values]
   for t, (step_gradients, lr) in enumerate(zip(gradients, learning_rates), start=1):
-    correction = np.sqrt(1 - beta_2**t) / (1 - beta_1**t) if bias_correction else 1.0
+    m_scale, v_scale = (1 - beta_1**t, 1 - beta_2**t) if bias_correction else (1.0, 1.0)
     for i, g in enumerate(step_gradients):
       m[i] = beta_1 * m[i] + (1 - beta_1) * g
       v2[i] = beta_2 * v2[i] + (1 - beta_2) * g * g
       decay = weight_decay_rate * values[i] if decayed[i] else 0.0
-      values[i] = values[i] - lr * (correction * m[i] / (np.sqrt(v2[i]) + epsilon) + decay)
+      adam = (m[i] / m_scale) / (np.sqrt(v2[i] / v_scale) + epsilon)
+      values[i] = values[i] - lr * (adam + decay)
   return values
 
 
+# Gradients of 0.1 make epsilon negligible; of 1e-6 (rare tokens' embeddings, say) they make it
+# matter, which tells the standard bias correction from Keras' (epsilon before correcting).
+@pytest.mark.parametrize("gradient_scale", [0.1, 1e-6])
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_adamw_follows_google_research_update_rule(bias_correction):
+def test_adamw_follows_its_reference_update_rule(bias_correction, gradient_scale):
   rng = np.random.default_rng(1)
   names = ["layer/kernel", "layer/bias", "encoder/layer_norm/gamma", "cls/LayerNorm/beta"]
   decayed = [True, False, False, False]
   initial = [rng.normal(size=(3, 2)), rng.normal(size=2), rng.normal(size=2), rng.normal(size=2)]
   variables = [tf.Variable(v.astype(np.float32), name=n) for v, n in zip(initial, names)]
   steps, warmup, total, peak = 6, 2, 10, 0.05
-  gradients = [[rng.normal(size=v.shape) * 0.1 for v in initial] for _ in range(steps)]
+  gradients = [[rng.normal(size=v.shape) * gradient_scale for v in initial]
+               for _ in range(steps)]
   optimizer = optimization.create_optimizer(peak, total, warmup, weight_decay_rate=0.01,
                                             adam_bias_correction=bias_correction)
   for step_gradients in gradients:
