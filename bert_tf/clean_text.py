@@ -28,11 +28,11 @@ import tempfile
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import io_utils, script_flags
-from bert_tf.data import pipeline as input_pipeline
+from bert_tf import io_utils, script_errors
+
+gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
 
 # Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
 # pictographs extended-A, regional indicators (flags), misc symbols, dingbats, plus the joiners
@@ -75,7 +75,7 @@ def clean_line_kcbert(line: str, counts: Optional[Dict[str, int]] = None) -> Opt
 
 def _read_lines(path: str) -> Iterator[str]:
   try:
-    with tf.io.gfile.GFile(path, "r") as f:
+    with gfile.GFile(path, "r") as f:
       for line in f:
         yield line.rstrip("\r\n")
   except UnicodeDecodeError:
@@ -85,7 +85,7 @@ def _read_lines(path: str) -> Iterator[str]:
 def clean_file(path: str, output_path: str) -> Dict[str, int]:
   """Cleans one file line by line into `output_path` (blank lines kept); returns per-rule counts."""
   counts: Dict[str, int] = collections.Counter()
-  with io_utils.atomic_output(output_path) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
+  with io_utils.atomic_output(output_path) as tmp, gfile.GFile(tmp, "w") as out:
     for line in _read_lines(path):
       counts["lines_in"] += 1
       if not line.strip():
@@ -159,7 +159,7 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
   num_lines = counts["lines_in"] - counts["blank_lines"] - counts["dropped_short"]
   first = first_occurrences(paths, num_lines)
   line_number = 0
-  with io_utils.atomic_output(output_file) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
+  with io_utils.atomic_output(output_file) as tmp, gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
     for path in paths:
       for line in _read_lines(path):
@@ -182,7 +182,7 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
   """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts."""
   if recipe not in RECIPES:
     raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
-  files = input_pipeline.list_files(file_pattern)
+  files = io_utils.list_files(file_pattern)
   parts = [io_utils.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]
   counts: Dict[str, int] = collections.Counter()
   try:
@@ -200,8 +200,8 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
     merge_unique(parts, output_file, counts)
   finally:
     for part in parts:
-      if tf.io.gfile.exists(part):
-        tf.io.gfile.remove(part)
+      if gfile.exists(part):
+        gfile.remove(part)
   return {rule: counts.get(rule, 0) for rule in RULES}
 
 
@@ -222,7 +222,7 @@ def define_flags() -> None:
 
 
 def main(_) -> None:
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+  with script_errors.user_errors():  # a bad flag or file: one line, no traceback
     counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
     logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
 

@@ -44,11 +44,12 @@ import struct
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import clean_text, io_utils, script_flags, tokenization
-from bert_tf.data import pipeline, records
+from bert_tf import clean_text, io_utils, script_errors, tokenization
+from bert_tf.data import records
+
+gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
 
 Document = List[List[int]]  # segments (sentences) of token ids
 
@@ -364,7 +365,7 @@ class InstanceMaker:
 def _open_text(path: str) -> IO[str]:
   """Local files through Python's own reader (much faster line by line), others through gfile."""
   if "://" in path:
-    return tf.io.gfile.GFile(path, "r")
+    return gfile.GFile(path, "r")
   return open(path, encoding="utf-8")  # pylint: disable=consider-using-with
 
 
@@ -429,7 +430,7 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
   records_by_shard = [0] * num_shards
   offset = 0
   with io_utils.atomic_output(_part_path(config.output_file, index)) as tmp, \
-      tf.io.TFRecordWriter(tmp) as writer:
+      records.TFRecordWriter(tmp) as writer:
     for _ in range(config.dupe_factor if documents else 0):
       instances = []
       for document_index in range(len(documents)):
@@ -461,7 +462,7 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
 
 
 # A TFRecord frame: 8-byte length, 4-byte length CRC, the data, 4-byte data CRC.
-_FRAME_BYTES = 16
+_FRAME_BYTES = records.FRAME_BYTES
 
 
 def _part_path(output_file: str, window: int) -> str:
@@ -493,10 +494,10 @@ def _assemble_shard(config: DataConfig, shard: int, windows: List[Dict[str, Any]
   """Writes shard `shard` atomically: its byte range of every window's part file and dupe pass, in
   the shard's segment order (whole TFRecord frames, so the concatenation is a TFRecord file)."""
   path = records.shard_name(config.output_file, shard, len(windows))
-  with io_utils.atomic_output(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as out:
+  with io_utils.atomic_output(path) as tmp, gfile.GFile(tmp, "wb") as out:
     for window, dupe in _segment_order(config.random_seed, shard, windows):
       start, end = windows[window]["segments"][dupe][shard]
-      with tf.io.gfile.GFile(_part_path(config.output_file, window), "rb") as part:
+      with gfile.GFile(_part_path(config.output_file, window), "rb") as part:
         part.seek(start)
         while start < end:
           chunk = part.read(min(_COPY_BYTES, end - start))
@@ -510,13 +511,13 @@ def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
   """The metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to, if any."""
   match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
   path = _metadata_path(match.group(1)) if match else None
-  return io_utils.read_json(path) if path and tf.io.gfile.exists(path) else None
+  return io_utils.read_json(path) if path and gfile.exists(path) else None
 
 
 def count_instances(file_pattern: str) -> Optional[int]:
   """The instances in the files of `file_pattern` when their metadata covers exactly those
   files (None otherwise: counting a corpus's records would read all of it)."""
-  files = pipeline.list_files(file_pattern)
+  files = io_utils.list_files(file_pattern)
   metadata = read_metadata(files[0])
   if not metadata:
     return None
@@ -540,7 +541,7 @@ def check_data_vocab(shard: str, vocab_file: str) -> None:
 def _check_resumable(config: DataConfig, run_config: Dict[str, Any]) -> None:
   """Records the run's flags, or fails if an earlier partial run used different ones."""
   path = os.path.join(_progress_dir(config.output_file), "config.json")
-  if tf.io.gfile.exists(path):
+  if gfile.exists(path):
     previous = io_utils.read_json(path)
     if previous != run_config:
       changed = sorted(k for k in set(previous) | set(run_config)
@@ -569,7 +570,7 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
   """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata."""
   config.check()
   tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
-  files = pipeline.list_files(config.input_file)
+  files = io_utils.list_files(config.input_file)
   num_documents = sum(1 for _ in read_documents(files, config.clean))
   if not num_documents:
     raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
@@ -638,9 +639,9 @@ def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence
   output = config.output_file
   _WORKER.update(config=config, num_shards=num_shards,
                  tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
-  todo_shards = [i for i in range(num_shards) if not tf.io.gfile.exists(_shard_progress(output, i))]
-  done = {i for i in range(num_shards) if tf.io.gfile.exists(_window_progress(output, i))
-          and (not todo_shards or tf.io.gfile.exists(_part_path(output, i)))}
+  todo_shards = [i for i in range(num_shards) if not gfile.exists(_shard_progress(output, i))]
+  done = {i for i in range(num_shards) if gfile.exists(_window_progress(output, i))
+          and (not todo_shards or gfile.exists(_part_path(output, i)))}
   logging.info("%d documents -> %d window(s) of up to %d documents, each spread over %d "
                "shard(s); %d window(s) and %d shard(s) already done.", num_documents, num_shards,
                per_shard, num_shards, len(done), num_shards - len(todo_shards))
@@ -662,8 +663,8 @@ def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence
   for shard in todo_shards:
     _assemble_shard(config, shard, windows)
   for i in range(num_shards):
-    if tf.io.gfile.exists(_part_path(output, i)):
-      tf.io.gfile.remove(_part_path(output, i))
+    if gfile.exists(_part_path(output, i)):
+      gfile.remove(_part_path(output, i))
   pattern = f"{output}-*-of-{num_shards:05d}"
   logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
   names = [os.path.basename(records.shard_name(output, i, num_shards)) for i in range(num_shards)]
@@ -721,7 +722,7 @@ def define_flags() -> None:
 
 
 def main(_) -> None:
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+  with script_errors.user_errors():  # a bad flag or file: one line, no traceback
     given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
     config = DataConfig(
         input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,

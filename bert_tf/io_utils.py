@@ -1,18 +1,121 @@
-"""File helpers that work on local paths and gs:// alike (through tf.io.gfile).
+"""File helpers that work on local paths and gs:// alike.
+
+`gfile` is the part of tf.io.gfile's interface this project's data tools use: Python's own file
+functions on local paths, tf.io.gfile (imported on first use) on URLs such as gs://. So the
+command-line tools that only read and write local files start without importing TensorFlow
+(seconds of start-up), and local reads and writes skip its per-call overhead.
 
 Outputs are written atomically: to a temporary name beside the target, then renamed, so a
 reader never sees half a file and a crashed run leaves nothing that looks complete.
 """
 
 import contextlib
+import glob as _glob
 import hashlib
+import io
 import json
 import os
 import posixpath
+import shutil
+import types
 import uuid
-from typing import Any, Dict, Iterator
+from typing import IO, Any, Dict, Iterator, List
 
-import tensorflow as tf
+
+def is_url(path: str) -> bool:
+  """Whether `path` names a file system TensorFlow provides (gs://, ram://, ...), not a local one."""
+  return "://" in path
+
+
+def _tf_gfile() -> Any:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf.io.gfile
+
+
+class _TextFile(io.TextIOWrapper):
+  """A local text file as tf.io.gfile.GFile reads one: lines (readline, iteration) end at "\n"
+  only and lose every "\r" (TensorFlow's line reader skips them); read() returns the text as is."""
+
+  def readline(self, size: int = -1) -> str:  # type: ignore[override]
+    line = super().readline(size)
+    return line.replace("\r", "") if "\r" in line else line
+
+
+class _Files:
+  """tf.io.gfile's functions (same names and arguments) for local paths and URLs alike.
+
+  Local paths behave as tf.io.gfile's do: text is UTF-8, untranslated, and read line by line as
+  `_TextFile` says; a glob's `*` matches names that start with a dot too.
+  """
+
+  def GFile(self, path: str, mode: str = "r") -> IO[Any]:  # pylint: disable=invalid-name
+    if is_url(path):
+      return _tf_gfile().GFile(path, mode)
+    if "b" in mode:
+      return open(path, mode)  # pylint: disable=consider-using-with,unspecified-encoding
+    return _TextFile(open(path, mode + "b"),  # pylint: disable=consider-using-with
+                     encoding="utf-8", newline="\n")
+
+  def exists(self, path: str) -> bool:
+    return _tf_gfile().exists(path) if is_url(path) else os.path.exists(path)
+
+  def isdir(self, path: str) -> bool:
+    return _tf_gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+
+  def glob(self, pattern: str) -> List[str]:
+    if is_url(pattern):
+      return _tf_gfile().glob(pattern)
+    return _glob.glob(pattern, include_hidden=True)
+
+  def makedirs(self, path: str) -> None:
+    if is_url(path):
+      _tf_gfile().makedirs(path)
+    else:
+      os.makedirs(path, exist_ok=True)
+
+  def remove(self, path: str) -> None:
+    if is_url(path):
+      _tf_gfile().remove(path)
+    else:
+      os.remove(path)
+
+  def rmtree(self, path: str) -> None:
+    if is_url(path):
+      _tf_gfile().rmtree(path)
+    else:
+      shutil.rmtree(path)
+
+  def rename(self, src: str, dst: str, overwrite: bool = False) -> None:
+    if is_url(src) or is_url(dst):
+      _tf_gfile().rename(src, dst, overwrite=overwrite)
+    elif overwrite:
+      os.replace(src, dst)
+    elif os.path.exists(dst):
+      raise FileExistsError(f"{dst} exists (rename without overwrite).")
+    else:
+      os.rename(src, dst)
+
+  def stat(self, path: str) -> Any:
+    """An object with `length` (bytes), `mtime_nsec` and `is_directory`, like tf.io.gfile's."""
+    if is_url(path):
+      return _tf_gfile().stat(path)
+    result = os.stat(path)
+    return types.SimpleNamespace(length=result.st_size, mtime_nsec=result.st_mtime_ns,
+                                 is_directory=os.path.isdir(path))
+
+
+gfile = _Files()
+
+
+def list_files(file_pattern: str) -> List[str]:
+  """Sorted files matching a comma-separated list of globs; an error names a pattern with no match."""
+  files = []
+  for pattern in file_pattern.split(","):
+    matched = gfile.glob(pattern.strip())
+    if not matched:
+      raise FileNotFoundError(f"No file matches {pattern.strip()!r}.")
+    files.extend(matched)
+  return sorted(set(files))
 
 
 def join_under(directory: str, name: str) -> str:
@@ -41,23 +144,23 @@ def atomic_output(path: str) -> Iterator[str]:
   """Yields a temporary path to write; renames it to `path` only if the block succeeds."""
   directory = os.path.dirname(path)
   if directory:
-    tf.io.gfile.makedirs(directory)
+    gfile.makedirs(directory)
   tmp = temporary_path(path)
   try:
     yield tmp
-    if not tf.io.gfile.exists(tmp):  # A GFile that was never written to creates no file.
-      with tf.io.gfile.GFile(tmp, "w") as f:
+    if not gfile.exists(tmp):  # A GFile that was never written to creates no file.
+      with gfile.GFile(tmp, "w") as f:
         f.write("")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    gfile.rename(tmp, path, overwrite=True)
   finally:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
+    if gfile.exists(tmp):
+      gfile.remove(tmp)
 
 
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically."""
   with atomic_output(path) as tmp:
-    with tf.io.gfile.GFile(tmp, "w") as f:
+    with gfile.GFile(tmp, "w") as f:
       f.write(text)
 
 
@@ -74,7 +177,7 @@ def write_key_values(path: str, values: Dict[str, Any]) -> None:
 def file_sha256(path: str) -> str:
   """Hex SHA-256 of a local or gs:// file's bytes (read in 4 MiB blocks)."""
   digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
+  with gfile.GFile(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 22), b""):
       digest.update(block)
   return digest.hexdigest()
@@ -82,7 +185,7 @@ def file_sha256(path: str) -> str:
 
 def read_json(path: str) -> Any:
   """Reads a JSON file from a local or gs:// path."""
-  with tf.io.gfile.GFile(path, "r") as f:
+  with gfile.GFile(path, "r") as f:
     return json.load(f)
 
 
@@ -91,7 +194,7 @@ def utf8_error(path: str) -> ValueError:
 
   For readers to raise when decoding fails: it rereads the file, so it costs nothing until then.
   """
-  with tf.io.gfile.GFile(path, "rb") as f:
+  with gfile.GFile(path, "rb") as f:
     for number, line in enumerate(f, start=1):
       try:
         line.decode("utf-8")

@@ -8,16 +8,16 @@ bad flag, file or line is one `error:` line, not a traceback.
 
 from __future__ import annotations  # storage.Client in annotations: imported when staging only
 
-import contextlib
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from absl import app, flags, logging
 
 import tensorflow as tf
 
 from bert_tf import gcs, io_utils, model_files, modeling, run_lock
+from bert_tf.script_errors import user_errors  # pylint: disable=unused-import (the scripts' use)
 from bert_tf.tasks import task
 from bert_tf.training import distribution, history, trainer
 
@@ -362,18 +362,3 @@ def apply_mixed_precision(strategy: tf.distribute.Strategy) -> None:
   modeling.set_mixed_precision(FLAGS.mixed_precision)
   logging.info("Dtype policy: %s%s.", FLAGS.mixed_precision,
                "" if FLAGS.mixed_precision == "float32" else " (losses in float32)")
-
-
-@contextlib.contextmanager
-def user_errors(argv: Optional[Sequence[str]] = None) -> Iterator[None]:
-  """Exits with just the message (no traceback) on errors in flags, files and data; with
-  `argv` (absl's, program name first), arguments that are not flags are such an error too."""
-  try:
-    if argv is not None and len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
-    yield
-  except (ValueError, FileNotFoundError, app.UsageError) as e:  # PreflightError is a ValueError
-    raise SystemExit(f"error: {e}") from e
-  except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.AlreadyExistsError,
-          tf.errors.FailedPreconditionError) as e:  # tf.io.gfile on a missing or locked path
-    raise SystemExit(f"error: {e.message}") from e

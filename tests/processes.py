@@ -103,3 +103,13 @@ def assert_same_best(expected_dir: pathlib.Path, actual_dir: pathlib.Path) -> No
   assert abs(expected["value"] - actual["value"]) < 1e-4, (expected, actual)
   assert actual["checkpoint"] == str(actual_dir / "best" / f"ckpt-{actual['step']}")
   assert_same_weights(expected["checkpoint"], actual["checkpoint"])
+
+
+def tensorflow_imports(args, **run_options) -> Tuple[subprocess.CompletedProcess, list]:
+  """Runs `python -X importtime ARGS` and returns the result and the TensorFlow modules it
+  imported (from the import-time lines on stderr), e.g. to check a tool starts without them."""
+  result = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                          text=True, check=False, **run_options)
+  modules = [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line]
+  return result, [m for m in modules if m.split(".")[0] in ("tensorflow", "tensorflow_text")]

@@ -7,6 +7,8 @@ from hypothesis import given, settings, strategies as st
 import pytest
 
 from bert_tf import clean_text
+from tests import processes
+from tests.conftest import PROJECT_ROOT
 
 
 def test_kcbert_rules():
@@ -94,3 +96,16 @@ def test_duplicates_found_in_buckets_keep_each_first_occurrence(tmp_path, monkey
   clean_text.merge_unique(paths, str(tmp_path / "out.txt"), counts)
   assert (tmp_path / "out.txt").read_text().splitlines() == list(dict.fromkeys(lines))
   assert counts["kept"] == 40 and counts["dropped_duplicate"] == 260
+
+
+def test_command_line_on_local_files_does_not_import_tensorflow(tmp_path):
+  """TensorFlow (seconds to import) is for gs:// paths only."""
+  (tmp_path / "in.txt").write_text("첫 번째 문장입니다 정말로.\n\n두 번째 문장입니다 정말로.\n",
+                                   encoding="utf-8")
+  result, imported = processes.tensorflow_imports(
+      ["-m", "bert_tf.clean_text", f"--input_file={tmp_path / 'in.txt'}",
+       f"--output_file={tmp_path / 'out.txt'}", "--num_workers=1"], cwd=PROJECT_ROOT, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (tmp_path / "out.txt").read_text(encoding="utf-8") == (
+      "첫 번째 문장입니다 정말로.\n\n두 번째 문장입니다 정말로.\n")
+  assert not imported

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import tensorflow as tf
 
 from bert_tf import io_utils
 from conftest import PROJECT_ROOT
@@ -67,3 +68,40 @@ def test_join_under_keeps_names_inside(name, expected):
 def test_join_under_refuses_names_that_escape(name):
   with pytest.raises(ValueError, match="is not a file name inside /out.*no '\\.\\.'"):
     io_utils.join_under("/out", name)
+
+
+def test_gfile_on_local_paths_behaves_as_tf_io_gfile(tmp_path):
+  """Python's file functions stand in for tf.io.gfile's on local paths: same globs (names with a
+  leading dot too), same text (UTF-8; lines end at "\\n" and lose any "\\r"), same stat length."""
+  for name in ("a.txt", ".hidden.txt", "b.json"):
+    (tmp_path / name).write_bytes("한국어\r\nline two\rthree\n".encode("utf-8"))
+  (tmp_path / "sub").mkdir()
+  for pattern in ("*", "*.txt", "?.txt", "[ab].*", "sub", "missing*"):
+    assert (sorted(io_utils.gfile.glob(str(tmp_path / pattern)))
+            == sorted(tf.io.gfile.glob(str(tmp_path / pattern))))
+  path = str(tmp_path / "a.txt")
+  with io_utils.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
+    assert list(ours) == list(theirs) == ["한국어\n", "line twothree\n"]
+  with io_utils.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
+    assert ours.read() == theirs.read() == "한국어\r\nline two\rthree\n"
+  written = str(tmp_path / "written.txt")
+  with io_utils.gfile.GFile(written, "w") as f:
+    f.write("한국어\r\n\n")
+  assert (tmp_path / "written.txt").read_bytes() == "한국어\r\n\n".encode("utf-8")
+  assert io_utils.gfile.stat(path).length == tf.io.gfile.stat(path).length
+  assert io_utils.gfile.isdir(str(tmp_path / "sub")) and not io_utils.gfile.isdir(path)
+  io_utils.gfile.makedirs(str(tmp_path / "sub" / "deeper"))
+  io_utils.gfile.makedirs(str(tmp_path / "sub" / "deeper"))  # exists already: fine
+  with pytest.raises(FileExistsError):
+    io_utils.gfile.rename(path, str(tmp_path / "b.json"))
+  io_utils.gfile.rename(path, str(tmp_path / "b.json"), overwrite=True)
+  assert not io_utils.gfile.exists(path) and io_utils.gfile.exists(str(tmp_path / "b.json"))
+
+
+def test_gfile_and_atomic_outputs_on_urls_go_through_tf_io_gfile():
+  """ram:// stands in for gs://."""
+  io_utils.write_json_atomic("ram://io_utils_test/out/results.json", {"f1": 1.0})
+  assert tf.io.gfile.listdir("ram://io_utils_test/out") == ["results.json"]
+  assert io_utils.read_json("ram://io_utils_test/out/results.json") == {"f1": 1.0}
+  assert io_utils.list_files("ram://io_utils_test/out/*.json") == [
+      "ram://io_utils_test/out/results.json"]

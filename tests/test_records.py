@@ -1,8 +1,11 @@
-"""The records cache every producer shares: reuse, rebuild on a change, metadata written last."""
+"""The records cache every producer shares (reuse, rebuild on a change, metadata written last) and
+the TFRecord writer and reader that need no TensorFlow."""
 
 import json
+import random
 
 import pytest
+import tensorflow as tf
 
 from bert_tf.data import records
 
@@ -58,3 +61,50 @@ def test_shard_names_follow_google_research():
   assert records.shard_names("t", 2) == ["t-00000-of-00002", "t-00001-of-00002"]
   assert records.shard_pattern("t", 2) == "t-*-of-00002"
   assert records.shard_pattern("t", 1) == "t"
+
+
+def _some_records():
+  rng = random.Random(0)
+  sizes = [0, 1, 127, 128, 300, 70000, *(rng.randrange(1, 2000) for _ in range(50))]
+  return [bytes(rng.getrandbits(8) for _ in range(size)) for size in sizes]
+
+
+def test_writer_writes_what_tf_record_writer_writes_and_tf_reads_it(tmp_path):
+  data = _some_records()
+  ours, theirs = tmp_path / "ours.tfrecord", tmp_path / "theirs.tfrecord"
+  with records.TFRecordWriter(str(ours)) as writer:
+    for record in data:
+      writer.write(record)
+  with tf.io.TFRecordWriter(str(theirs)) as writer:
+    for record in data:
+      writer.write(record)
+  assert ours.read_bytes() == theirs.read_bytes()
+  assert [r.numpy() for r in tf.data.TFRecordDataset(str(ours))] == data
+  assert list(records.read_records(str(theirs))) == data
+  assert len(ours.read_bytes()) == sum(len(r) + records.FRAME_BYTES for r in data)
+
+
+def test_writer_and_reader_go_through_tf_gfile_for_urls():
+  """ram:// stands in for gs://: TensorFlow's file systems are used for URLs."""
+  path = "ram://records_test/data.tfrecord"
+  data = _some_records()[:10]
+  with records.TFRecordWriter(path) as writer:
+    for record in data:
+      writer.write(record)
+  assert [r.numpy() for r in tf.data.TFRecordDataset(path)] == data
+  assert list(records.read_records(path)) == data
+
+
+@pytest.mark.parametrize("where", [3, 9, 20, -2])  # length, length CRC, data, data CRC
+def test_reader_names_a_corrupted_or_truncated_file(tmp_path, where):
+  path = tmp_path / "data.tfrecord"
+  with records.TFRecordWriter(str(path)) as writer:
+    writer.write(b"x" * 40)
+  content = bytearray(path.read_bytes())
+  content[where] ^= 0xFF
+  path.write_bytes(bytes(content))
+  with pytest.raises(ValueError, match=f"{path}: corrupted TFRecord"):
+    list(records.read_records(str(path)))
+  path.write_bytes(bytes(content[:30]))
+  with pytest.raises(ValueError, match=f"{path}: corrupted TFRecord"):
+    list(records.read_records(str(path)))

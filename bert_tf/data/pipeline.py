@@ -40,15 +40,7 @@ def example_parser(spec: Dict[str, tf.io.FixedLenFeature]) -> Parser:
   return parse
 
 
-def list_files(file_pattern: str) -> List[str]:
-  """Sorted files matching a comma-separated list of globs; an error names a pattern with no match."""
-  files = []
-  for pattern in file_pattern.split(","):
-    matched = tf.io.gfile.glob(pattern.strip())
-    if not matched:
-      raise FileNotFoundError(f"No file matches {pattern.strip()!r}.")
-    files.extend(matched)
-  return sorted(set(files))
+list_files = io_utils.list_files  # defined in io_utils, which tools without TensorFlow import
 
 
 def _published_counts(directory: str) -> Dict[str, int]:

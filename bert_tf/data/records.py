@@ -1,4 +1,5 @@
-"""TFRecord files shared by every producer: tf.train.Feature helpers, shard names, the cache.
+"""TFRecord files shared by every producer: tf.train.Feature helpers, shard names, the cache,
+and a TFRecord writer and reader that need no TensorFlow.
 
 Every producer of records (SQuAD and classifier features, create_pretraining_data) writes its
 files, then a metadata JSON last: the metadata is the commit point. `cached_records` reuses the
@@ -8,17 +9,87 @@ TFRecord files return "record_counts" (file name -> records), which data.pipelin
 a resumed training run skips whole files without opening them.
 """
 
-import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from __future__ import annotations  # tf.train.Feature in annotations: TensorFlow imported on use
 
-import tensorflow as tf
+import os
+import struct
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
+
 from absl import logging
+import google_crc32c
 
 from bert_tf import io_utils
 
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+gfile = io_utils.gfile
+
 
 def int64_feature(values: Sequence[int]) -> tf.train.Feature:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel,redefined-outer-name
   return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+# The TFRecord format: each record is framed as its length (uint64, little-endian), the masked
+# CRC-32C of those 8 bytes (uint32), the data, and the masked CRC-32C of the data. Written here
+# with google_crc32c (C, already a google-cloud-storage dependency) so that tools writing local
+# files need not import TensorFlow: tf.io.TFRecordWriter writes the same bytes (tested).
+FRAME_BYTES = 16
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+
+
+def _masked_crc(data: bytes) -> int:
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(record: bytes) -> bytes:
+  """One record in TFRecord framing (what tf.io.TFRecordWriter.write appends to its file)."""
+  length = _LENGTH.pack(len(record))
+  return b"".join((length, _CRC.pack(_masked_crc(length)), record,
+                   _CRC.pack(_masked_crc(record))))
+
+
+class TFRecordWriter:
+  """tf.io.TFRecordWriter's output (uncompressed) for a local or gs:// path, without TensorFlow
+  for local ones: `with TFRecordWriter(path) as writer: writer.write(record)`."""
+
+  def __init__(self, path: str):
+    self._file: IO[bytes] = gfile.GFile(path, "wb")
+
+  def write(self, record: bytes) -> None:
+    self._file.write(frame(record))
+
+  def close(self) -> None:
+    self._file.close()
+
+  def __enter__(self) -> TFRecordWriter:
+    return self
+
+  def __exit__(self, *exc_info: Any) -> None:
+    self.close()
+
+
+def read_records(path: str) -> Iterator[bytes]:
+  """The records of an uncompressed TFRecord file, their CRCs checked.
+
+  Raises:
+    ValueError: naming `path` for a truncated file or a CRC that does not match.
+  """
+  with gfile.GFile(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if not header:
+        return
+      if len(header) < 12 or _CRC.unpack(header[8:])[0] != _masked_crc(header[:8]):
+        raise ValueError(f"{path}: corrupted TFRecord length at byte {f.tell() - len(header)}.")
+      (length,) = _LENGTH.unpack(header[:8])
+      data, footer = f.read(length), f.read(4)
+      if len(footer) < 4 or _CRC.unpack(footer)[0] != _masked_crc(data):
+        raise ValueError(f"{path}: corrupted TFRecord data ending at byte {f.tell()}.")
+      yield data
 
 
 def shard_name(filename: str, index: int, num_shards: int) -> str:
@@ -40,7 +111,7 @@ def shard_pattern(filename: str, num_shards: int) -> str:
 
 def _valid_metadata(path: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   """The metadata at `path` if it records `key` and every file it lists exists, else None."""
-  if not tf.io.gfile.exists(path):
+  if not gfile.exists(path):
     return None
   cached = io_utils.read_json(path)
   changed = sorted(name for name in key if cached.get(name) != key[name])
@@ -49,7 +120,7 @@ def _valid_metadata(path: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return None
   directory = os.path.dirname(path)
   missing = [name for name in cached.get("files", [])
-             if not tf.io.gfile.exists(io_utils.join_under(directory, name))]
+             if not gfile.exists(io_utils.join_under(directory, name))]
   if missing:
     logging.info("Rebuilding the records of %s: %s missing.", path, ", ".join(missing))
     return None
@@ -72,15 +143,15 @@ def cached_records(metadata_path: str, key: Dict[str, Any],
     logging.info("Reusing the cached records of %s (%s).", metadata_path, counts)
     return cached
   stale: List[str] = []
-  if tf.io.gfile.exists(metadata_path):
+  if gfile.exists(metadata_path):
     stale = io_utils.read_json(metadata_path).get("files", [])
-    tf.io.gfile.remove(metadata_path)
+    gfile.remove(metadata_path)
   built = build()
   directory = os.path.dirname(metadata_path)
   for name in set(stale) - set(built["files"]):
     path = io_utils.join_under(directory, name)
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    if gfile.exists(path):
+      gfile.remove(path)
   metadata = {**key, **built}
   io_utils.write_json_atomic(metadata_path, metadata)
   return metadata
