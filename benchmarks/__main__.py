@@ -141,6 +141,22 @@ def resume_position_rows(entry: Dict[str, Any]) -> List[Row]:
           for name, figures in entry["figures"].items()]
 
 
+def pretraining_scale_rows(entry: Dict[str, Any]) -> List[Row]:
+  scales = list(entry["scales"])
+  small, large = entry["scales"][scales[0]], entry["scales"][scales[-1]]
+  rows = []
+  for stage, speed, unit in (("clean_text", "lines_per_sec", "lines/s"),
+                             ("create_pretraining_data", "instances_per_sec", "inst/s")):
+    ratios = entry["ratio_largest_vs_smallest"][stage]
+    rows.append(dict(
+        figure=f"9 {stage} at scale, corpus_ko recombined {scales[-1]} vs {scales[0]}",
+        ours=f"{large[stage][speed]:,} {unit}, {large[stage]['peak_rss_mib']} MiB",
+        reference=f"{small[stage][speed]:,} {unit}, {small[stage]['peak_rss_mib']} MiB "
+                  f"({scales[0]})",
+        ratio=f"speed {ratios['speed']}x, memory {ratios['peak_rss']}x", target=None))
+  return rows
+
+
 def _has_gpu() -> bool:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return bool(tf.config.list_physical_devices("GPU"))
@@ -167,6 +183,9 @@ FIGURES: Dict[str, Any] = dict(
                            gradient_accumulation_rows),
     resume_position=([], ["--shards", "8", "--records_per_shard", "300", "--repeats", "1"], [],
                      resume_position_rows),
+    # After resume_position: its entry holds that figure too.
+    pretraining_scale=([], ["--scales", "0.05,0.1"], [CORPUS, VOCABS / "kcbert-base-vocab.txt"],
+                       pretraining_scale_rows),
 )
 
 

@@ -65,7 +65,8 @@ def write_korean_corpus(path: str, max_lines: Optional[int] = None,
 
 
 TOOLS = {"bert_tf": "bert_tf.create_pretraining_data",
-         "tf-models": "official.nlp.data.create_pretraining_data"}
+         "tf-models": "official.nlp.data.create_pretraining_data",
+         "clean_text": "bert_tf.clean_text"}  # benchmarks.pretraining_scale's first stage
 
 
 def child(tool: str, argv: List[str]) -> None:
@@ -79,7 +80,7 @@ def child(tool: str, argv: List[str]) -> None:
   import time  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
   module = importlib.import_module(TOOLS[tool])
-  if tool == "bert_tf":
+  if module.__name__.startswith("bert_tf"):  # tf-models' defines its flags when imported
     module.define_flags()
   flags.FLAGS([tool, *argv])
   started = time.perf_counter()
@@ -111,10 +112,10 @@ def _common_flags(input_file: str, output_file: str, dupe_factor: int) -> List[s
           "--masked_lm_prob=0.15", "--random_seed=12345", f"--dupe_factor={dupe_factor}"]
 
 
-def run_ours(input_file: str, output_file: str, dupe_factor: int, num_workers: int
-             ) -> Dict[str, Any]:
+def run_ours(input_file: str, output_file: str, dupe_factor: int, num_workers: int,
+             more_flags: Sequence[str] = ()) -> Dict[str, Any]:
   figures = measure("bert_tf", [*_common_flags(input_file, output_file, dupe_factor),
-                                f"--num_workers={num_workers}"])
+                                f"--num_workers={num_workers}", *more_flags])
   figures["instances"] = io_utils.read_json(output_file + ".metadata.json")["counts"]["instances"]
   return figures
 

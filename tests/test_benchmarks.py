@@ -1,11 +1,15 @@
 """Logic inside the benchmarks (no timings asserted): results file, GPU peaks, trainer set-up."""
 
 import json
+import os
+import subprocess
+import sys
 
 import tensorflow as tf
 
-from benchmarks import common, gpu_squad
-from bert_tf import configs
+from benchmarks import common, gpu_squad, pretraining_scale
+from bert_tf import clean_text, configs
+from conftest import PROJECT_ROOT, shared_path
 
 TINY = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
                           num_attention_heads=2, intermediate_size=16,
@@ -36,3 +40,48 @@ def test_gpu_trainer_runs_timed_steps_on_cpu(tmp_path):
   timing = common.time_training_steps(run, steps=2)
   assert run.step == 3  # One compiling step, then the two timed ones.
   assert timing["seconds_per_step"] > 0 and timing["checkpoint_seconds"] > 0
+
+
+def test_recombined_corpus_is_new_lines_of_real_sentences(tmp_path):
+  """Each line joins two different given sentences, so de-duplication keeps (nearly) all."""
+  sentences = [f"문장 번호 {i} 입니다" for i in range(60)]
+  files = pretraining_scale.write_recombined(str(tmp_path), sentences, lines=250,
+                                             lines_per_file=100)
+  assert [os.path.basename(f) for f in files] == ["raw-00000.txt", "raw-00001.txt",
+                                                  "raw-00002.txt"]
+  texts = [open(f, encoding="utf-8").read() for f in files]
+  (tmp_path / "again").mkdir()
+  again = pretraining_scale.write_recombined(str(tmp_path / "again"), sentences, 250, 100)
+  assert [open(f, encoding="utf-8").read() for f in again] == texts  # seeded
+  documents = [d for text in texts for d in text.split("\n\n") if d.strip()]
+  assert len(documents) == 25 and all(len(d.split("\n")) == 10 for d in documents)
+  lines = [line for text in texts for line in text.splitlines() if line]
+  assert len(lines) == 250
+  known = set(sentences)
+  for line in lines:
+    words = line.split()
+    first, second = " ".join(words[:4]), " ".join(words[4:])
+    assert first in known and second in known and first != second, line
+  assert pretraining_scale.count_lines(files[0]) == dict(lines=100, documents=10)
+  counts = clean_text.clean_files(str(tmp_path / "raw-*.txt"), str(tmp_path / "clean.txt"))
+  assert counts["kept"] == len(set(lines)) and counts["kept"] > 240
+
+
+def test_pretraining_scale_smoke_run(tmp_path):
+  """The benchmark end to end at a tiny scale (its figures are not asserted, only their shape)."""
+  shared_path("corpus_ko")
+  shared_path("vocabs", "kcbert-base-vocab.txt")
+  results = tmp_path / "results.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.pretraining_scale", "--scales", "0.02,0.04",
+       "--num_workers", "1"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", common.RESULTS_VARIABLE: str(results)})
+  assert result.returncode == 0, result.stderr[-3000:]
+  entry = json.loads(results.read_text(encoding="utf-8"))["pretraining_scale"]
+  assert list(entry["scales"]) == ["x0.02", "x0.04"]
+  for scale, factor in (("x0.02", 0.02), ("x0.04", 0.04)):
+    run = entry["scales"][scale]
+    assert run["lines"] == round(factor * entry["corpus_ko_sentences"])
+    assert 0 < run["clean_text"]["lines_kept"] <= run["lines"]
+    assert run["create_pretraining_data"]["instances"] > 0
+  assert set(entry["ratio_largest_vs_smallest"]) == {"clean_text", "create_pretraining_data"}
