@@ -11,6 +11,7 @@ a resumed training run skips whole files without opening them.
 
 from __future__ import annotations  # tf.train.Feature in annotations: TensorFlow imported on use
 
+import functools
 import os
 import struct
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -45,11 +46,16 @@ def _masked_crc(data: bytes) -> int:
   return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
+def _header(length: int) -> bytes:
+  """The 12 bytes before a record of `length` bytes (records of a kind have few lengths)."""
+  packed = _LENGTH.pack(length)
+  return packed + _CRC.pack(_masked_crc(packed))
+
+
 def frame(record: bytes) -> bytes:
   """One record in TFRecord framing (what tf.io.TFRecordWriter.write appends to its file)."""
-  length = _LENGTH.pack(len(record))
-  return b"".join((length, _CRC.pack(_masked_crc(length)), record,
-                   _CRC.pack(_masked_crc(record))))
+  return b"".join((_header(len(record)), record, _CRC.pack(_masked_crc(record))))
 
 
 class TFRecordWriter:
