@@ -9,6 +9,8 @@ import json
 import logging
 import random
 import string
+import subprocess
+import sys
 import unicodedata
 from typing import List
 
@@ -18,7 +20,7 @@ import tensorflow_text as tf_text
 from official.nlp.tools import tokenization as reference
 
 from bert_tf import tokenization
-from conftest import shared_path
+from conftest import PROJECT_ROOT, shared_path
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]"]
 FIXTURE_TOKENS = SPECIALS + [
@@ -215,6 +217,26 @@ def test_real_text_matches_reference(vocab_name, do_lower_case):
 
 
 # Vocab and id conversion ---------------------------------------------------------------------
+
+
+def test_tokenizing_with_a_local_vocab_does_not_import_tensorflow(vocab_file):
+  """Command-line tools that only tokenize start without TensorFlow's seconds of import."""
+  code = (
+      "import sys\n"
+      "from bert_tf import tokenization\n"
+      "from bert_tf.tokenization import FullTokenizer, BasicTokenizer, load_vocab\n"
+      f"tokenization.check_vocab({vocab_file!r})\n"
+      f"tokenizer = FullTokenizer({vocab_file!r}, do_lower_case=True)\n"
+      "assert tokenizer.tokenize('Hello, 中文!') == ['hello', ',', '中', '文', '!']\n"
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+      "('tensorflow', 'tensorflow_text', 'keras', 'tf_keras')))\n"
+      "import bert_tf.tokenization as t\n"
+      "print(t.InGraphTokenizer.__module__, 'tensorflow' in sys.modules)\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.splitlines() == ["[]", "bert_tf.in_graph_tokenization True"]
+
 
 
 def test_load_vocab_matches_reference_on_odd_files(tmp_path):
