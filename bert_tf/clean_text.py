@@ -13,7 +13,7 @@ The kcbert recipe, applied to each line in this order:
      letters, and here it applies to every character; runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
      occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
-     byte a line plus a fixed ~200 MB, see first_occurrences).
+     byte a line plus a fixed ~10 MB up to 67M lines, see first_occurrences).
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
@@ -102,32 +102,37 @@ def _clean_file_task(args: Tuple[str, str]) -> Dict[str, int]:
   return clean_file(*args)
 
 
-# Lines whose hashes are sorted at once when finding duplicates (16 bytes each: hash, line number).
-LINES_PER_BUCKET = 1 << 22
+# Lines whose hashes are sorted at once when finding duplicates (16 bytes each: hash, line number),
+# and at most how many such buckets (files open at once): memory stays the same from a few
+# hundred thousand lines to 67M; beyond, buckets grow (4M lines, ~200 MB, at a billion).
+LINES_PER_BUCKET = 1 << 18
+MAX_BUCKETS = 256
+# Lines hashed before their hashes are spilled to the buckets.
+HASHES_PER_CHUNK = 1 << 18
 
 
 def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
-  """8-byte hashes of the non-blank lines of `paths`, in order, a million at a time."""
-  digests = []
+  """8-byte hashes of the non-blank lines of `paths`, in order, HASHES_PER_CHUNK at a time."""
+  digests = bytearray()  # 8 bytes a line (a list of bytes objects would take ~56)
   for path in paths:
     for line in _read_lines(path):
       if line:
-        digests.append(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest())
-        if len(digests) == 1 << 20:
-          yield np.frombuffer(b"".join(digests), "<u8")
-          digests = []
+        digests += hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+        if len(digests) == 8 * HASHES_PER_CHUNK:
+          yield np.frombuffer(bytes(digests), "<u8")
+          digests.clear()
   if digests:
-    yield np.frombuffer(b"".join(digests), "<u8")
+    yield np.frombuffer(bytes(digests), "<u8")
 
 
 def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
   """For each non-blank line of `paths`, whether no line before it is the same.
 
   Lines are compared by 8-byte hashes, spilled to local bucket files by hash (as many buckets as
-  `expected_lines` needs) and sorted a bucket at a time: memory is 1 byte a line plus about
-  200 MB (a bucket of LINES_PER_BUCKET lines and its sort, a million hashes being read).
+  `expected_lines` needs, up to MAX_BUCKETS) and sorted a bucket at a time: memory is 1 byte a
+  line plus a bucket of LINES_PER_BUCKET lines and its sort, and a chunk of hashes being read.
   """
-  num_buckets = max(1, -(-expected_lines // LINES_PER_BUCKET))
+  num_buckets = min(MAX_BUCKETS, max(1, -(-expected_lines // LINES_PER_BUCKET)))
   entry = np.dtype([("hash", "<u8"), ("line", "<u8")])
   with tempfile.TemporaryDirectory() as scratch:
     buckets = [open(os.path.join(scratch, str(b)), "wb")  # pylint: disable=consider-using-with
@@ -137,8 +142,12 @@ def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
       entries = np.empty(len(hashes), entry)
       entries["hash"], entries["line"] = hashes, np.arange(start, start + len(hashes))
       start += len(hashes)
-      for b, f in enumerate(buckets):
-        entries[hashes % num_buckets == b].tofile(f)
+      bucket = hashes % num_buckets
+      entries = entries[np.argsort(bucket, kind="stable")]  # grouped by bucket, in line order
+      sizes = np.bincount(bucket, minlength=num_buckets)
+      ends = np.cumsum(sizes)
+      for f, begin, end in zip(buckets, ends - sizes, ends):
+        entries[begin:end].tofile(f)
     for f in buckets:
       f.close()
     first = np.ones(start, bool)
