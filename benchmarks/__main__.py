@@ -153,7 +153,8 @@ def pretraining_scale_rows(entry: Dict[str, Any]) -> List[Row]:
         ours=f"{large[stage][speed]:,} {unit}, {large[stage]['peak_rss_mib']} MiB",
         reference=f"{small[stage][speed]:,} {unit}, {small[stage]['peak_rss_mib']} MiB "
                   f"({scales[0]})",
-        ratio=f"speed {ratios['speed']}x, memory {ratios['peak_rss']}x", target=None))
+        ratio=f"speed {ratios['speed']}x ({ratios['speed_per_cpu_second']}x per CPU s), "
+              f"memory {ratios['peak_rss']}x", target=None))
   return rows
 
 

@@ -11,8 +11,10 @@ runs bert_tf.clean_text (kcbert recipe: rules and de-duplication) on the files a
 bert_tf.create_pretraining_data on its output (KcBERT vocab, max_seq_length 128, 20 predictions,
 --documents_per_shard 2000, --dupe_factor), each in a fresh process, timing main() and taking
 the peak resident memory as benchmarks.pretraining_data does. Reports lines/s and peak RSS of
-the clean, instances/s and peak RSS of the data creation at each scale, and their ratios between
-the largest and the smallest scale: flat (within 10%) means nothing grows with the corpus. Adds
+the clean, instances/s and peak RSS of the data creation at each scale, per wall second and per
+CPU second (the cores are shared: CPU seconds do not depend on the other processes' load), and
+their ratios between the largest and the smallest scale: flat (within 10%, per CPU second and
+peak RSS) means nothing grows with the corpus. Adds
 the resume figure of benchmarks.resume_position (its latest entry: run it first). Merged into
 benchmarks/results.json under "pretraining_scale".
 """
@@ -90,13 +92,15 @@ def run_scale(directory: str, sentences: List[str], lines: int, lines_per_file: 
       "--clean=kcbert", f"--num_workers={num_workers}"])
   kept = count_lines(clean)
   cleaning.update(lines_in=lines, lines_kept=kept["lines"], documents=kept["documents"],
-                  lines_per_sec=round(lines / cleaning["seconds"]))
+                  lines_per_sec=round(lines / cleaning["seconds"]),
+                  lines_per_cpu_sec=round(lines / cleaning["cpu_seconds"]))
   for path in files:  # only the cleaned text is needed now (disk, page cache)
     os.remove(path)
   creating = pretraining_data.run_ours(
       clean, os.path.join(directory, "records", "data.tfrecord"), dupe_factor, num_workers,
       [f"--documents_per_shard={DOCUMENTS_PER_SHARD}"])
   creating["instances_per_sec"] = round(creating["instances"] / creating["seconds"])
+  creating["instances_per_cpu_sec"] = round(creating["instances"] / creating["cpu_seconds"])
   creating["shards"] = -(-kept["documents"] // DOCUMENTS_PER_SHARD)
   return dict(lines=lines, input_files=len(files), input_mib=round(input_mib),
               seconds_to_write_input=round(written_seconds, 1), clean_text=cleaning,
@@ -135,10 +139,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       print(json.dumps(runs[name], ensure_ascii=False), flush=True)
   small, large = runs[f"x{min(scales):g}"], runs[f"x{max(scales):g}"]
   ratios = {}
-  for stage, speed in (("clean_text", "lines_per_sec"),
-                       ("create_pretraining_data", "instances_per_sec")):
+  for stage, speed in (("clean_text", "lines_per"), ("create_pretraining_data", "instances_per")):
     ratios[stage] = dict(
-        speed=round(large[stage][speed] / small[stage][speed], 2),
+        speed=round(large[stage][f"{speed}_sec"] / small[stage][f"{speed}_sec"], 2),
+        speed_per_cpu_second=round(large[stage][f"{speed}_cpu_sec"] /
+                                   small[stage][f"{speed}_cpu_sec"], 2),
         peak_rss=round(large[stage]["peak_rss_mib"] / small[stage]["peak_rss_mib"], 2),
         peak_rss_growth_mib=large[stage]["peak_rss_mib"] - small[stage]["peak_rss_mib"])
   entry = dict(
@@ -149,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       documents_per_shard=DOCUMENTS_PER_SHARD, scales=runs,
       ratio_largest_vs_smallest=ratios,
       flat_within_10_percent=all(abs(r[k] - 1) <= 0.1 for r in ratios.values()
-                                 for k in ("speed", "peak_rss")),
+                                 for k in ("speed_per_cpu_second", "peak_rss")),
       resume=resume_figure(),
       note="seconds: main() only, after imports; peak RSS: the largest single process "
            "(TensorFlow's own footprint included)",
