@@ -352,13 +352,15 @@ class Trainer:
     pairs = [(g, v) for g, v in zip(grads, self.model.trainable_variables) if g is not None]
     context = tf.distribute.get_replica_context()
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
-    if self.config.max_grad_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, self.config.max_grad_norm)
     # The word-embedding gradient arrives sparse (IndexedSlices); Adam's sparse path updates
     # the whole table anyway, in several unfused passes. Summed into a dense tensor, it takes
     # the fused kernel: same result, and clip + update take 44 instead of 70 CPU-ms (46 instead
-    # of 119 ms wall) per BERT-mini step on 2 cores (issue 7).
+    # of 119 ms wall) per BERT-mini step on 2 cores (issue 7). Summed before the clip: the norm
+    # of IndexedSlices is that of its rows, a repeated token's rows unsummed, not the gradient's
+    # (torch's clip_grad_norm_ and gradient accumulation here take the summed one; issue 14).
     grads = [tf.convert_to_tensor(g) for g in grads]
+    if self.config.max_grad_norm > 0:
+      grads, _ = tf.clip_by_global_norm(grads, self.config.max_grad_norm)
     self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]),
                                    experimental_aggregate_gradients=False)
     return loss
