@@ -364,13 +364,24 @@ def dropout_runs(args: argparse.Namespace, python: str, model_dir: str, train: F
                  eval_data: Dict[str, Any], entry: Dict[str, Any]) -> Dict[str, Any]:
   """Dropout on, per seed: both sides on the same shuffled batches, then their dev scores."""
   names = ["logits"] if args.task == "cola" else ["start_logits", "end_logits"]
-  steps_per_epoch = len(train["input_ids"]) // args.batch_size
-  entry.update(epochs=args.epochs, num_train_steps=args.epochs * steps_per_epoch,
-               seeds=args.seeds, runs=dict(bert_tf=[], hugging_face=[]))
+  steps = args.epochs * (len(train["input_ids"]) // args.batch_size)
+  if args.max_train_steps:
+    steps = min(steps, args.max_train_steps)
+  entry.update(epochs=args.epochs, num_train_steps=steps,
+               train_examples_seen=steps * args.batch_size)
+  # Seeds of an earlier run with the same settings are kept (one seed a run, interleaved).
+  earlier = common.read_results().get("training_parity", {}).get("dropout_on", {}).get(
+      args.task, {})
+  same = all(earlier.get(k) == v for k, v in entry.items() if k not in ("command", "machine"))
+  runs = earlier["runs"] if same and "runs" in earlier else dict(bert_tf=[], hugging_face=[])
+  for name in runs:
+    runs[name] = [r for r in runs[name] if r["seed"] not in args.seeds]
+  entry["runs"] = runs
   for seed in args.seeds:
-    side = Side(args.task, "adamw", args.learning_rate, args.batch_size,
-                args.epochs * steps_per_epoch, seed, dropout=True)
-    batches = shuffled(train, seed, args.epochs, args.batch_size)
+    side = Side(args.task, "adamw", args.learning_rate, args.batch_size, steps, seed,
+                dropout=True)
+    batches = {k: v[:steps * args.batch_size]
+               for k, v in shuffled(train, seed, args.epochs, args.batch_size).items()}
     with tempfile.TemporaryDirectory() as work:
       start = time.time()
       run, hf_dir = train_bert_tf(work, side, batches, minilm_config(model_dir, True),
@@ -385,7 +396,7 @@ def dropout_runs(args: argparse.Namespace, python: str, model_dir: str, train: F
       print(f"{args.task} seed {seed} Hugging Face: {theirs} ({time.time() - start:.0f} s)",
             flush=True)
     entry["mean_and_sd"] = {name: _summary(runs) for name, runs in entry["runs"].items()}
-    entry["seeds_finished"] = len(entry["runs"]["bert_tf"])
+    entry["seeds_finished"] = sorted(r["seed"] for r in entry["runs"]["hugging_face"])
     _merge(["dropout_on", args.task], entry)
   return entry
 
@@ -413,6 +424,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                       help="Dropout on, --seeds runs a side, scored on the held-back data.")
   parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
   parser.add_argument("--epochs", type=int, default=1)
+  parser.add_argument("--max_train_steps", type=int, help="--dropout: at most this many steps.")
   parser.add_argument("--max_seq_length", type=int, help="Default: cola 64, squad 192.")
   parser.add_argument("--batch_size", type=int, help="Default: cola 32, squad 16.")
   parser.add_argument("--learning_rate", type=float, help="Default: cola 2e-5, squad 5e-5.")
