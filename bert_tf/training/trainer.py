@@ -64,7 +64,7 @@ class TrainConfig:
   mixed_precision: Optional[str] = None
   # Micro-batches per optimizer step; train_batch_size is the effective (summed) batch.
   gradient_accumulation_steps: int = 1
-  # Keras' bias-corrected Adam instead of google-research's AdamW (see optimization.py).
+  # The standard bias-corrected AdamW (torch's) instead of google-research's (optimization.py).
   adam_bias_correction: bool = False
   # A loop (one tf.function call) also ends after about this many seconds, measured from the
   # loops so far: progress shows at least that often, and a SIGTERM (a spot TPU gets ~30 s
