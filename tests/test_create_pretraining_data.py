@@ -387,8 +387,6 @@ def test_shards_and_training_batches_sample_the_whole_corpus(tmp_path):
   assert abs(np.mean(spreads) - uniform) < 0.04
 
 
-@pytest.mark.xfail(reason="until bert_tf.tokenization imports TensorFlow lazily (its own change)",
-                   strict=False)
 def test_command_line_on_local_files_does_not_import_tensorflow(english, tmp_path):
   """TensorFlow (seconds to import) is for gs:// paths only; the shards are still exactly what
   tf.io.TFRecordWriter writes, and tf.data reads them."""
