@@ -7,7 +7,10 @@ one JSON line once the model is built and warmed up; then each line "N" runs N s
 answered by {"seconds": ..., "forward_backward_seconds": ..., "update_seconds": ...}, and
 "matmul" times one float32 matmul; an empty line ends the worker. A step is what a user's loop runs:
 forward, loss, backward, clip_grad_norm_(1.0), AdamW (eps 1e-6, weight decay 0.01 except biases
-and LayerNorm) and a linear warmup/decay schedule step, on random integer batches.
+and LayerNorm) and a linear warmup/decay schedule step, on random integer batches. With
+"masked_positions_only" (pretraining), the loss is BertForPreTraining's but its masked-LM head
+(transform and vocabulary projection) runs on the masked positions only, gathered from the
+encoder's output first, as bert_tf's (tf-models' MaskedLM) does: the same work as ours.
 
 Usage: python hf_train_step.py < commands
 """
@@ -51,6 +54,19 @@ def _batches(job, generator):
   return batches
 
 
+def masked_positions_loss(model, inputs):
+  """BertForPreTraining's loss with its masked-LM head applied to the masked positions only."""
+  sequence, pooled = model.bert(input_ids=inputs["input_ids"],
+                                attention_mask=inputs["attention_mask"],
+                                token_type_ids=inputs["token_type_ids"], return_dict=False)[:2]
+  labels = inputs["labels"]
+  masked = labels != -100
+  logits = model.cls.predictions(sequence[masked])  # [masked positions, vocab]
+  loss = torch.nn.functional.cross_entropy(logits, labels[masked])
+  next_sentence = model.cls.seq_relationship(pooled)
+  return loss + torch.nn.functional.cross_entropy(next_sentence, inputs["next_sentence_label"])
+
+
 def main():
   job = json.loads(sys.stdin.readline())
   torch.set_num_threads(job["threads"])
@@ -64,6 +80,7 @@ def main():
   optimizer, scheduler = hf_classifier.adamw(model, job["num_train_steps"],
                                              job["num_warmup_steps"], job["learning_rate"])
   batches = _batches(job, torch.Generator().manual_seed(job["seed"]))
+  masked_only = job.get("masked_positions_only", False)
   step = 0
 
   def run(num_steps):
@@ -72,7 +89,9 @@ def main():
     forward_backward = update = 0.0
     for _ in range(num_steps):
       started = time.perf_counter()
-      model(**batches[step % NUM_BATCHES]).loss.backward()
+      batch = batches[step % NUM_BATCHES]
+      loss = masked_positions_loss(model, batch) if masked_only else model(**batch).loss
+      loss.backward()
       middle = time.perf_counter()
       torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
       optimizer.step()

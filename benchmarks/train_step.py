@@ -1,6 +1,7 @@
 """Training-step throughput on the CPU: bert_tf's Trainer against transformers + torch, same run.
 
   python -m benchmarks.train_step [--repeats 5] [--steps 3] [--tasks classifier,pretraining,squad]
+                                  [--jit]
 
 BERT-mini (L=4, H=256, A=4, intermediate 1024, vocab 30522), full training steps on random
 int32 batches: sentence classification (seq 128, batch 32), masked-LM pretraining (seq 128,
@@ -9,14 +10,18 @@ Ours is the step users run: Trainer._train_loop (steps_per_loop steps in one tf.
 from tf.data, gradients clipped to global norm 1.0, AdamW with decay excluding LayerNorm/bias,
 WarmupLinearDecay). Theirs is transformers' BertForSequenceClassification / BertForPreTraining /
 BertForQuestionAnswering with torch.optim.AdamW on the same recipe, in benchmarks/hf_train_step.py,
-a worker in its own venv; the two take turns on the same cores, one timed round each, and each
-figure is the median over rounds. Both use `--threads` threads (TF intra- and inter-op pools,
-torch.set_num_threads).
+a worker process (this venv's python when it has torch and transformers, else --hf_venv's); the
+two take turns on the same cores, one timed round each, and each figure is the median over
+rounds, the ratio also the worst round's (min). For pretraining, torch runs twice: as
+BertForPreTraining does (its masked-LM head on all B * S positions) and with the head on the
+masked positions only, gathered first, as ours (tf-models' MaskedLM) does: like for like. Both
+use `--threads` threads (TF intra- and inter-op pools, torch.set_num_threads).
 
 Model FLOPs utilisation is model FLOPs per second over the machine's peak: the fastest float32
 matmul of `--matmul_size` squared, by TF or torch, in any round of the run. Each side's step is
-also split into forward+backward (on our side timed alone, as many passes as steps; on torch's
-per step) and the rest (clip and optimizer update), to show where the time goes. Model
+also split into forward+backward and the update (clip, AdamW, schedule), each timed on its own
+(see OurSide; torch's loop times both parts of each step), to show where the time goes; their
+sum over the full step ("parts_over_step", about 1) checks the split. Model
 FLOPs per step count each multiply-add as 2 FLOPs and a backward pass as twice the forward:
   6 * N_layers * B * S + 12 * L * H * S * B * S + 6 * N_head * positions
 N_layers: parameters of the transformer blocks (embeddings are lookups, not matmuls); the second
@@ -33,6 +38,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -118,7 +124,7 @@ def _random_features(name: str, task: Task, seed: int) -> Dict[str, np.ndarray]:
 
 
 def make_trainer(name: str, task: Task, output_dir: str, steps_per_loop: int,
-                 seed: int = 1) -> trainer.Trainer:
+                 jit_compile: bool = False, seed: int = 1) -> trainer.Trainer:
   """The Trainer a script builds for `name`, fed endless random batches from tf.data."""
   features = _random_features(name, task, seed)
   model_class, loss_fn = dict(
@@ -139,7 +145,8 @@ def make_trainer(name: str, task: Task, output_dir: str, steps_per_loop: int,
   config = trainer.TrainConfig(
       output_dir=output_dir, train_batch_size=task.batch_size, num_train_steps=NUM_TRAIN_STEPS,
       learning_rate=LEARNING_RATE, num_warmup_steps=NUM_WARMUP_STEPS,
-      iterations_per_loop=steps_per_loop, save_checkpoints_steps=NUM_TRAIN_STEPS)
+      iterations_per_loop=steps_per_loop, save_checkpoints_steps=NUM_TRAIN_STEPS,
+      jit_compile=jit_compile)
   return trainer.Trainer(tf.distribute.get_strategy(), config, model_fn, loss_fn, dataset_fn)
 
 
@@ -173,30 +180,68 @@ def _seconds(function: Callable[[], Any]) -> float:
   return time.perf_counter() - started
 
 
-class OurSide:
-  """Our full step (Trainer._train_loop) and, for the breakdown, forward+backward alone."""
+def _keep(grads: Sequence[Any]) -> tf.Tensor:
+  """A scalar that depends on every gradient (one element each), so none is pruned away."""
+  return tf.add_n([tf.reduce_sum((g.values if isinstance(g, tf.IndexedSlices) else g)[..., :1])
+                   for g in grads if g is not None])
 
-  def __init__(self, name: str, task: Task, output_dir: str, steps: int):
-    self.run = make_trainer(name, task, output_dir, steps)
+
+class OurSide:
+  """Our full step (Trainer._train_loop), and for the breakdown each part timed alone: forward +
+  backward, and the update (the Trainer's own step on gradients computed once beforehand).
+
+  Each is its own tf.function, traced and run once before any timing; all read batches from
+  the same kind of tf.data iterator, so the parts add up to the step up to timing noise.
+  """
+
+  def __init__(self, name: str, task: Task, output_dir: str, steps: int, jit_compile: bool):
+    self.run = make_trainer(name, task, os.path.join(output_dir, "step"), steps, jit_compile)
     self.iterator = self.run._distributed_dataset()  # pylint: disable=protected-access
     self.steps = tf.constant(steps)
-    features = next(iter(self.run.dataset_fn(tf.distribute.InputContext(), 0)))
+    gradients = self.run._gradients  # pylint: disable=protected-access
+    iterator = self.iterator
+
+    @tf.function(jit_compile=jit_compile or None)
+    def gradients_step(features):
+      loss, grads = gradients(features)
+      return loss + 0.0 * _keep(grads)
 
     @tf.function
     def forward_backward(num_steps: tf.Tensor) -> tf.Tensor:
       total = tf.constant(0.0)
       for _ in tf.range(num_steps):
-        loss, grads = self.run._gradients(features)  # pylint: disable=protected-access
-        total += loss + 0.0 * tf.linalg.global_norm(grads)  # keeps the gradients unpruned
+        total += gradients_step(next(iterator))
       return total
     self.forward_backward = forward_backward
-    self.round()  # traces and warms up
+
+    # The update alone: a second Trainer whose step gets fixed gradients (of one real batch,
+    # kept in variables; the word-embedding one sparse, as the step gets it) instead of
+    # computing them, so its loop is the real clip + AdamW + schedule code and nothing else.
+    self.update_run = make_trainer(name, task, os.path.join(output_dir, "update"), steps,
+                                   jit_compile)
+    loss, grads = self.update_run._gradients(next(iter(self.run.dataset_fn(  # pylint: disable=protected-access
+        tf.distribute.InputContext(), 0))))
+    fixed_loss = tf.Variable(loss)
+    fixed = [None if g is None else
+             (tf.Variable(g.values), tf.Variable(g.indices), g.dense_shape)
+             if isinstance(g, tf.IndexedSlices) else tf.Variable(g) for g in grads]
+
+    def fixed_gradients(features):  # pylint: disable=unused-argument
+      return tf.identity(fixed_loss), [
+          None if g is None else tf.IndexedSlices(tf.identity(g[0]), tf.identity(g[1]), g[2])
+          if isinstance(g, tuple) else tf.identity(g) for g in fixed]
+    self.update_run._gradients = fixed_gradients  # pylint: disable=protected-access
+    self.update_iterator = self.update_run._distributed_dataset()  # pylint: disable=protected-access
+    self.round()  # traces and warms up each
 
   def round(self) -> Dict[str, float]:
-    """Seconds of `steps` full steps and of `steps` forward+backward passes."""
+    """Seconds of `steps` full steps, forward+backward passes and updates, each timed alone."""
+    run, update = self.run, self.update_run
     return dict(
-        seconds=_seconds(lambda: float(self.run._train_loop(self.iterator, self.steps))),  # pylint: disable=protected-access
-        forward_backward_seconds=_seconds(lambda: float(self.forward_backward(self.steps))))
+        seconds=_seconds(lambda: float(run._train_loop(self.iterator, self.steps))),  # pylint: disable=protected-access
+        forward_backward_seconds=_seconds(lambda: float(self.forward_backward(self.steps))),
+        update_seconds=_seconds(lambda: float(update._train_loop(self.update_iterator,  # pylint: disable=protected-access
+                                                                 self.steps))))
 
 
 def _tf_matmul(size: int) -> Callable[[], float]:
@@ -211,9 +256,10 @@ def _spread(values: List[float]) -> Dict[str, float]:
   return dict(median=statistics.median(values), min=min(values), max=max(values))
 
 
-def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int) -> Dict[str, Any]:
+def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int,
+               masked_positions_only: bool = False) -> Dict[str, Any]:
   return dict(
-      task=name, seed=1, threads=threads, vocab_size=BERT_MINI.vocab_size,
+      task=name, masked_positions_only=masked_positions_only, seed=1, threads=threads, vocab_size=BERT_MINI.vocab_size,
       hidden_size=BERT_MINI.hidden_size, num_layers=BERT_MINI.num_hidden_layers,
       num_heads=BERT_MINI.num_attention_heads, intermediate_size=BERT_MINI.intermediate_size,
       seq_length=task.seq_length, batch_size=task.batch_size, predictions=task.predictions,
@@ -223,59 +269,78 @@ def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int) ->
 
 def time_rounds(name: str, args: argparse.Namespace, python: str,
                 threads: Dict[str, int]) -> Dict[str, List[Any]]:
-  """Interleaved rounds: our steps, torch's steps, a TF matmul and a torch matmul, in turn."""
+  """Interleaved rounds: our steps, torch's steps (for pretraining also with the masked-LM head
+  on the masked positions only), a TF matmul and a torch matmul, in turn."""
   task = TASKS[name]
   rounds: Dict[str, List[Any]] = dict(bert_tf=[], torch=[], tf_matmul=[], torch_matmul=[],
                                       load=[])
+  jobs = {"torch": _torch_job(name, task, args, threads["intra_op"])}
+  if task.predictions:
+    jobs["torch_masked_positions"] = _torch_job(name, task, args, threads["intra_op"], True)
+    rounds["torch_masked_positions"] = []
   with tempfile.TemporaryDirectory() as output_dir:
-    ours = OurSide(name, task, output_dir, args.steps)
+    ours = OurSide(name, task, output_dir, args.steps, args.jit)
     tf_matmul = _tf_matmul(args.matmul_size)
-    worker = TorchWorker(python, _torch_job(name, task, args, threads["intra_op"]))
+    workers = {side: TorchWorker(python, job) for side, job in jobs.items()}
     try:
       for _ in range(args.repeats):
         rounds["load"].append(os.getloadavg()[0])
         rounds["bert_tf"].append(ours.round())
-        rounds["torch"].append(worker.ask(str(args.steps)))
+        for side, worker in workers.items():
+          rounds[side].append(worker.ask(str(args.steps)))
         rounds["tf_matmul"].append(tf_matmul())
-        rounds["torch_matmul"].append(worker.ask("matmul")["seconds"])
+        rounds["torch_matmul"].append(workers["torch"].ask("matmul")["seconds"])
     finally:
-      worker.close()
-  rounds["torch_info"] = worker.info
+      for worker in workers.values():
+        worker.close()
+  rounds["torch_info"] = workers["torch"].info
   return rounds
 
 
 def _side_figures(rounds: List[Dict[str, float]], task: Task, steps: int, flops: float,
                   peak: float) -> Dict[str, Any]:
-  """Examples/s (median, min, max over rounds), MFU at the median, and the step's breakdown."""
+  """Examples/s (median, min, max over rounds), MFU at the median, and the step's breakdown:
+  forward+backward and the update (clip, AdamW, schedule) each timed on its own (medians), and
+  their sum over the full step's median as a check."""
   per_second = [task.batch_size * steps / r["seconds"] for r in rounds]
   step = statistics.median(r["seconds"] for r in rounds) / steps
   forward_backward = statistics.median(r["forward_backward_seconds"] for r in rounds) / steps
+  update = statistics.median(r["update_seconds"] for r in rounds) / steps
   return dict(examples_per_sec=_spread(per_second),
               mfu=statistics.median(per_second) / task.batch_size * flops / peak,
               step_seconds=step, forward_backward_seconds=forward_backward,
-              update_seconds=step - forward_backward)
+              update_seconds=update, parts_over_step=(forward_backward + update) / step)
 
 
 def task_figures(name: str, rounds: Dict[str, List[Any]], steps: int,
                  peak: float) -> Dict[str, Any]:
-  """Both sides' figures for one task and the ratio (torch's time / ours, per round)."""
+  """Both sides' figures for one task and the ratio (torch's time / ours, per round); for
+  pretraining also against torch with the masked-LM head on the masked positions only."""
   task = TASKS[name]
   flops = model_flops(name, task, BERT_MINI)
-  ratios = [t["seconds"] / o["seconds"] for o, t in zip(rounds["bert_tf"], rounds["torch"])]
-  return dict(
-      seq_length=task.seq_length, batch_size=task.batch_size,
-      predictions=task.predictions or None, model_flops_per_step=flops, ratio=_spread(ratios),
-      bert_tf=_side_figures(rounds["bert_tf"], task, steps, flops, peak),
-      torch=_side_figures(rounds["torch"], task, steps, flops, peak),
-      load_average_1min=rounds["load"], torch_info=rounds["torch_info"])
+  figures = dict(seq_length=task.seq_length, batch_size=task.batch_size,
+                 predictions=task.predictions or None, model_flops_per_step=flops)
+  for side in ("torch", "torch_masked_positions"):
+    if side in rounds:
+      ratios = [t["seconds"] / o["seconds"] for o, t in zip(rounds["bert_tf"], rounds[side])]
+      figures["ratio" if side == "torch" else f"ratio_vs_{side}"] = _spread(ratios)
+  figures["bert_tf"] = _side_figures(rounds["bert_tf"], task, steps, flops, peak)
+  for side in ("torch", "torch_masked_positions"):
+    if side in rounds:
+      figures[side] = _side_figures(rounds[side], task, steps, flops, peak)
+  return dict(**figures, load_average_1min=rounds["load"], torch_info=rounds["torch_info"])
 
 
 def _print_table(figures: Dict[str, Dict[str, Any]]) -> None:
   print(f"{'task':<12}{'seq':>4}{'batch':>6}{'ours ex/s':>10}{'torch ex/s':>11}"
         f"{'ratio (min-max)':>20}{'MFU ours':>9}{'torch':>7}"
         f"{'ours fwd+bwd/update ms':>24}{'torch':>12}")
-  for name, f in figures.items():
-    ratio, ours, torch = f["ratio"], f["bert_tf"], f["torch"]
+  rows = [(name, f, "torch") for name, f in figures.items()]
+  rows += [(f"{name}*", f, "torch_masked_positions") for name, f in figures.items()
+           if "torch_masked_positions" in f]
+  for name, f, side in rows:
+    ratio = f["ratio" if side == "torch" else f"ratio_vs_{side}"]
+    ours, torch = f["bert_tf"], f[side]
     print(f"{name:<12}{f['seq_length']:>4}{f['batch_size']:>6}"
           f"{ours['examples_per_sec']['median']:>10.1f}"
           f"{torch['examples_per_sec']['median']:>11.1f}"
@@ -283,6 +348,14 @@ def _print_table(figures: Dict[str, Dict[str, Any]]) -> None:
           f"{ours['mfu']:>9.1%}{torch['mfu']:>7.1%}"
           f"{ours['forward_backward_seconds'] * 1000:>17.0f}/{ours['update_seconds'] * 1000:<6.0f}"
           f"{torch['forward_backward_seconds'] * 1000:>6.0f}/{torch['update_seconds'] * 1000:<6.0f}")
+
+
+def torch_python(hf_venv: str) -> str:
+  """This venv's python when it has torch and transformers (requirements-dev.txt), else that of
+  `hf_venv` (made and filled by common.hf_python when needed)."""
+  probe = subprocess.run([sys.executable, "-c", "import torch, transformers"],
+                         capture_output=True, check=False)
+  return sys.executable if probe.returncode == 0 else common.hf_python(common.HF_TORCH, hf_venv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -295,7 +368,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   parser.add_argument("--threads", type=int, default=2, help="threads for each framework")
   parser.add_argument("--matmul_size", type=int, default=2048,
                       help="side of the float32 matmul that measures the peak")
-  parser.add_argument("--hf_venv", default=common.HF_VENV)
+  parser.add_argument("--jit", action="store_true", help="our step compiled by XLA "
+                      "(--use_xla), forward+backward alone too")
+  parser.add_argument("--hf_venv", default=common.HF_VENV, help="where torch and transformers "
+                      "are installed when this venv lacks them")
   args = parser.parse_args(argv)
   names = [name.strip() for name in args.tasks.split(",") if name.strip()]
   unknown = sorted(set(names) - set(TASKS))
@@ -305,7 +381,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.error("--repeats and --steps must be at least 1.")
 
   threads = set_threads(args.threads)
-  python = common.hf_python(common.HF_TORCH, args.hf_venv)
+  python = torch_python(args.hf_venv)
   rounds = {name: time_rounds(name, args, python, threads) for name in names}
   matmul_flops = 2 * args.matmul_size ** 3
   matmul = {side: matmul_flops / min(s for r in rounds.values() for s in r[side])
@@ -313,6 +389,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   peak = max(matmul.values())
   figures = {name: task_figures(name, r, args.steps, peak) for name, r in rounds.items()}
   _print_table(figures)
+  if any("torch_masked_positions" in f for f in figures.values()):
+    print("*: against torch computing the masked-LM head on the masked positions only, as ours.")
   print(f"Peak: {peak / 1e9:.0f} GFLOP/s (best {args.matmul_size}^2 float32 matmul: TF "
         f"{matmul['tf_matmul'] / 1e9:.0f}, torch {matmul['torch_matmul'] / 1e9:.0f}); threads: "
         f"TF intra-op {threads['intra_op']}, inter-op {threads['inter_op']}; torch "
@@ -323,7 +401,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       model=dict(layers=BERT_MINI.num_hidden_layers, hidden=BERT_MINI.hidden_size,
                  heads=BERT_MINI.num_attention_heads,
                  intermediate=BERT_MINI.intermediate_size, vocab=BERT_MINI.vocab_size),
-      repeats=args.repeats, steps_per_round=args.steps, threads=threads,
+      repeats=args.repeats, steps_per_round=args.steps, threads=threads, jit_compile=args.jit,
+      split_method="forward+backward and update each timed alone in their own warmed-up loops "
+                   "(ours: a tf.function of Trainer._gradients over the same tf.data input, and "
+                   "the Trainer's step on fixed precomputed gradients; torch: timers around "
+                   "backward() and around clip+step+zero_grad in its loop); medians over rounds",
+      torch_python=python,
       peak_flops_per_sec=peak, matmul_flops_per_sec=matmul,
       flops_formula="6*N_layers*B*S + 12*L*H*S*B*S + 6*N_head*positions",
       machine=common.machine_info(), tasks=figures)
