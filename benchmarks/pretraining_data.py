@@ -146,9 +146,12 @@ def run_tf_models(input_file: str, output_file: str, dupe_factor: int) -> Dict[s
 
 
 def run_process(module: str, flags_: List[str]) -> Dict[str, Any]:
-  """Wall seconds and peak RSS (MiB) of `python -m MODULE FLAGS`, process start included.
+  """Wall seconds, CPU seconds and peak RSS (MiB) of `python -m MODULE FLAGS`, process start
+  included.
 
-  Peak RSS is that of the process or of its largest worker (wait4's rusage), not their sum.
+  CPU seconds (user + system) are the process's and its workers' (wait4's rusage): on a shared
+  machine they move less with other processes' load than wall seconds do. Peak RSS is that of
+  the process or of its largest worker, not their sum.
   """
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
   started = time.perf_counter()
@@ -160,7 +163,8 @@ def run_process(module: str, flags_: List[str]) -> Dict[str, Any]:
   seconds = time.perf_counter() - started
   if process.returncode:
     raise RuntimeError(f"{module} failed:\n{stderr.decode(errors='replace')[-3000:]}")
-  return {"seconds": seconds, "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+  return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+          "peak_rss_mib": round(usage.ru_maxrss / 1024)}
 
 
 def _instances_in(output_file: str) -> int:
@@ -191,10 +195,14 @@ def end_to_end(text: str, tmp: str, dupe_factor: int, num_workers: Sequence[int]
   results = {}
   for name, figures in rounds.items():
     seconds = statistics.median(f["seconds"] for f in figures)
+    cpu_seconds = statistics.median(f["cpu_seconds"] for f in figures)
     instances = figures[0]["instances"]
     results[name] = {"median_seconds": round(seconds, 2),
                      "seconds": [round(f["seconds"], 2) for f in figures],
+                     "median_cpu_seconds": round(cpu_seconds, 2),
+                     "cpu_seconds": [round(f["cpu_seconds"], 2) for f in figures],
                      "instances": instances, "instances_per_sec": round(instances / seconds),
+                     "instances_per_cpu_sec": round(instances / cpu_seconds),
                      "peak_rss_mib": max(f["peak_rss_mib"] for f in figures)}
   return results
 
@@ -256,11 +264,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
       "repeats": args.repeats, **runs,
       f"throughput_ratio_{workers[0]}_worker(s)": round(
           ours["instances_per_sec"] / theirs["instances_per_sec"], 1),
+      f"cpu_throughput_ratio_{workers[0]}_worker(s)": round(
+          ours["instances_per_cpu_sec"] / theirs["instances_per_cpu_sec"], 1),
       **{f"scaling_{n}_vs_{workers[0]}_worker(s)": round(
           runs[f"bert_tf, {n} worker(s)"]["instances_per_sec"] / ours["instances_per_sec"], 2)
          for n in workers[1:]},
       "note": "seconds: medians of wall time from process start to exit, rounds interleaved; "
-              "instances_per_sec from them; peak RSS: the largest single process",
+              "instances_per_sec from them; cpu: user + system seconds of the process and its "
+              "workers (less sensitive to other load on a shared machine); peak RSS: the "
+              "largest single process",
       "machine": common.machine_info()}
   if profile:
     entry["profile_1_worker"] = profile
