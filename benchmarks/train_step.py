@@ -221,7 +221,7 @@ class OurSide:
                                    jit_compile)
     loss, grads = self.update_run._gradients(next(iter(self.run.dataset_fn(  # pylint: disable=protected-access
         tf.distribute.InputContext(), 0))))
-    fixed_loss = tf.Variable(loss)
+    self.fixed_loss = fixed_loss = tf.Variable(loss)
     fixed = [None if g is None else
              (tf.Variable(g.values), tf.Variable(g.indices), g.dense_shape)
              if isinstance(g, tf.IndexedSlices) else tf.Variable(g) for g in grads]

@@ -1,5 +1,6 @@
 """Logic inside the benchmarks (no timings asserted): results file, GPU peaks, trainer set-up."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import tensorflow as tf
 
-from benchmarks import common, gpu_squad, pretraining_scale
+from benchmarks import common, gpu_squad, pretraining_scale, train_step
 from bert_tf import clean_text, configs
 from conftest import PROJECT_ROOT, shared_path
 
@@ -84,4 +85,29 @@ def test_pretraining_scale_smoke_run(tmp_path):
     assert run["lines"] == round(factor * entry["corpus_ko_sentences"])
     assert 0 < run["clean_text"]["lines_kept"] <= run["lines"]
     assert run["create_pretraining_data"]["instances"] > 0
-  assert set(entry["ratio_largest_vs_smallest"]) == {"clean_text", "create_pretraining_data"}
+  ratios = entry["ratio_largest_vs_smallest"]
+  assert set(ratios) == {"clean_text", "create_pretraining_data"}
+  assert all({"speed", "speed_per_cpu_second", "peak_rss"} <= set(r) for r in ratios.values())
+
+
+def test_train_step_split_times_each_part_alone(tmp_path, monkeypatch):
+  """The forward+backward loop leaves the weights alone; the update loop is the Trainer's real
+  step (weights and step counter move) on fixed gradients, so neither part is derived by
+  subtraction."""
+  monkeypatch.setattr(train_step, "BERT_MINI", dataclasses.replace(TINY, vocab_size=50))
+  task = train_step.Task(seq_length=16, batch_size=4, predictions=3)
+  ours = train_step.OurSide("pretraining", task, str(tmp_path), steps=2, jit_compile=False)
+  weights = [v.numpy() for v in ours.run.model.trainable_variables]
+  updated = [v.numpy() for v in ours.update_run.model.trainable_variables]
+  steps, update_steps = ours.run.step, ours.update_run.step
+  ours.forward_backward(ours.steps)
+  assert all((w == v.numpy()).all() for w, v in zip(weights, ours.run.model.trainable_variables))
+  times = ours.round()
+  assert set(times) == {"seconds", "forward_backward_seconds", "update_seconds"}
+  assert all(value > 0 for value in times.values())
+  assert ours.run.step == steps + 2 and ours.update_run.step == update_steps + 2
+  assert any((w != v.numpy()).any()
+             for w, v in zip(updated, ours.update_run.model.trainable_variables))
+  # Its loss is the fixed one whatever the batch: no forward pass runs in it.
+  loss = ours.update_run._train_loop(ours.update_iterator, ours.steps)  # pylint: disable=protected-access
+  assert float(loss) == float(ours.fixed_loss)
