@@ -77,6 +77,11 @@ def count_lines(path: str) -> Dict[str, int]:
   return dict(lines=lines, documents=documents)
 
 
+def _per(count: int, seconds: float) -> int:
+  """`count` a second (seconds are rounded to 0.01: a tiny --quick run may show 0)."""
+  return round(count / max(seconds, 0.01))
+
+
 def run_scale(directory: str, sentences: List[str], lines: int, lines_per_file: int,
               dupe_factor: int, num_workers: int) -> Dict[str, Any]:
   """Writes a corpus of `lines` lines, cleans it and makes its records; returns the figures."""
@@ -92,15 +97,15 @@ def run_scale(directory: str, sentences: List[str], lines: int, lines_per_file: 
       "--clean=kcbert", f"--num_workers={num_workers}"])
   kept = count_lines(clean)
   cleaning.update(lines_in=lines, lines_kept=kept["lines"], documents=kept["documents"],
-                  lines_per_sec=round(lines / cleaning["seconds"]),
-                  lines_per_cpu_sec=round(lines / cleaning["cpu_seconds"]))
+                  lines_per_sec=_per(lines, cleaning["seconds"]),
+                  lines_per_cpu_sec=_per(lines, cleaning["cpu_seconds"]))
   for path in files:  # only the cleaned text is needed now (disk, page cache)
     os.remove(path)
   creating = pretraining_data.run_ours(
       clean, os.path.join(directory, "records", "data.tfrecord"), dupe_factor, num_workers,
       [f"--documents_per_shard={DOCUMENTS_PER_SHARD}"])
-  creating["instances_per_sec"] = round(creating["instances"] / creating["seconds"])
-  creating["instances_per_cpu_sec"] = round(creating["instances"] / creating["cpu_seconds"])
+  creating["instances_per_sec"] = _per(creating["instances"], creating["seconds"])
+  creating["instances_per_cpu_sec"] = _per(creating["instances"], creating["cpu_seconds"])
   creating["shards"] = -(-kept["documents"] // DOCUMENTS_PER_SHARD)
   return dict(lines=lines, input_files=len(files), input_mib=round(input_mib),
               seconds_to_write_input=round(written_seconds, 1), clean_text=cleaning,
