@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import re
 import tempfile
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -106,13 +106,18 @@ def _clean_file_task(args: Tuple[str, str]) -> Dict[str, int]:
 LINES_PER_BUCKET = 1 << 22
 
 
+def line_digest(line: str) -> bytes:
+  """The 8-byte hash by which duplicate lines are found."""
+  return hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+
+
 def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
   """8-byte hashes of the non-blank lines of `paths`, in order, a million at a time."""
   digests = []
   for path in paths:
     for line in _read_lines(path):
       if line:
-        digests.append(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest())
+        digests.append(line_digest(line))
         if len(digests) == 1 << 20:
           yield np.frombuffer(b"".join(digests), "<u8")
           digests = []
@@ -157,7 +162,13 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
   files are read twice.
   """
   num_lines = counts["lines_in"] - counts["blank_lines"] - counts["dropped_short"]
-  first = first_occurrences(paths, num_lines)
+  write_merged(paths, output_file, counts, first_occurrences(paths, num_lines))
+
+
+def write_merged(paths: Sequence[str], output_file: str, counts: Dict[str, int],
+                 first: Optional[np.ndarray] = None) -> None:
+  """Concatenates cleaned files in order into `output_file` (atomically), dropping repeated
+  blank lines and, with `first` (one flag a non-blank line), the lines it does not flag."""
   line_number = 0
   with io_utils.atomic_output(output_file) as tmp, tf.io.gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
@@ -169,7 +180,7 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
           last_blank = True
           continue
         line_number += 1
-        if not first[line_number - 1]:
+        if first is not None and not first[line_number - 1]:
           counts["dropped_duplicate"] += 1
           continue
         counts["kept"] += 1
@@ -177,12 +188,27 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
         last_blank = False
 
 
+def check_some_text(file_pattern: str, counts: Dict[str, int]) -> None:
+  """Fails when cleaning left no line (from the counts of every file)."""
+  if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
+    raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
+                     f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
+
+
 def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
-                num_workers: int = 1) -> Dict[str, int]:
-  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts."""
+                num_workers: int = 1, beam_options: Optional[Any] = None) -> Dict[str, int]:
+  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts.
+
+  With `beam_options` (apache_beam PipelineOptions), a Beam pipeline does it (see
+  bert_tf.beam_pipelines.clean_files); the output is the same.
+  """
   if recipe not in RECIPES:
     raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
   files = input_pipeline.list_files(file_pattern)
+  if beam_options is not None:
+    from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+    counts = beam_pipelines.clean_files(file_pattern, files, output_file, beam_options)
+    return {rule: counts.get(rule, 0) for rule in RULES}
   parts = [io_utils.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]
   counts: Dict[str, int] = collections.Counter()
   try:
@@ -194,9 +220,7 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
       results = [clean_file(*task) for task in tasks]
     for result in results:
       counts.update(result)
-    if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
-      raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
-                       f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
+    check_some_text(file_pattern, counts)
     merge_unique(parts, output_file, counts)
   finally:
     for part in parts:
@@ -218,12 +242,22 @@ def define_flags() -> None:
   flags.DEFINE_string("output_file", None, "Where to write the cleaned text (one file).")
   flags.DEFINE_enum("clean", "kcbert", list(RECIPES), "Cleaning recipe.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Processes, one input file each.")
+  flags.DEFINE_string("runner", None, "Run as an Apache Beam pipeline on this runner "
+                      "(DirectRunner, DataflowRunner, FlinkRunner, SparkRunner); Beam's own "
+                      "options go after `--`. The output is the same as the local run's.")
   flags.mark_flags_as_required(["input_file", "output_file"])
 
 
-def main(_) -> None:
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
-    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
+def main(argv: Sequence[str]) -> None:
+  # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
+  with script_flags.user_errors(None if FLAGS.runner else argv):
+    beam_options = None
+    if FLAGS.runner:
+      from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel
+      beam_options = beam_pipelines.pipeline_options(FLAGS.runner, argv[1:],
+                                                     FLAGS["num_workers"].present)
+    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers,
+                         beam_options)
     logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
 
 
