@@ -111,6 +111,16 @@ _WORKER_VALUE_ERROR = re.compile(r"^(?:\w+\.)*ValueError: (.*?)(?: \[while runni
                                  re.MULTILINE)
 
 
+def check_worker_paths(options: beam_options.PipelineOptions, paths: Dict[str, str]) -> None:
+  """Fails when a runner whose workers are other machines (Dataflow) is given local paths
+  (flag -> path), which those workers cannot read or write."""
+  runner = str(options.view_as(beam_options.StandardOptions).runner or "")
+  local = [f"{flag}={path}" for flag, path in paths.items() if "://" not in path]
+  if "dataflow" in runner.lower() and local:
+    raise ValueError(f"{runner}'s workers cannot reach local paths: {', '.join(local)}. Put them "
+                     "on Cloud Storage (gs://BUCKET/...).")
+
+
 def _run(build: Callable[[beam.Pipeline], Any], options: beam_options.PipelineOptions) -> None:
   """Runs the pipeline `build` makes and waits for it. A ValueError raised on a worker (a bad
   input file, named with its fix) is raised here as that ValueError, not as the runner's
@@ -147,6 +157,8 @@ class PretrainingRun:
 
   def __init__(self, config: cpd.DataConfig, files: Sequence[str],
                options: beam_options.PipelineOptions):
+    check_worker_paths(options, {"--input_file": ",".join(files), "--output_file":
+                                 config.output_file, "--vocab_file": config.vocab_file})
     self.config, self.files, self.options = config, list(files), options
     self.file_documents: List[int] = []
 
@@ -236,6 +248,7 @@ def _assemble_shard(shard: int, config: cpd.DataConfig, previous: Dict[int, Dict
 def clean_files(file_pattern: str, files: Sequence[str], output_file: str,
                 options: beam_options.PipelineOptions) -> Dict[str, int]:
   """clean_text.clean_files (kcbert recipe) as a Beam pipeline: the same output and counts."""
+  check_worker_paths(options, {"--input_file": ",".join(files), "--output_file": output_file})
   scratch = io_utils.temporary_path(output_file + ".beam")  # a directory, removed at the end
   try:
     def build(p: beam.Pipeline) -> Any:
