@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import io_utils, script_flags
+from bert_tf import beam_flags, io_utils, script_flags
 from bert_tf.data import pipeline as input_pipeline
 
 # Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
@@ -242,20 +242,14 @@ def define_flags() -> None:
   flags.DEFINE_string("output_file", None, "Where to write the cleaned text (one file).")
   flags.DEFINE_enum("clean", "kcbert", list(RECIPES), "Cleaning recipe.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Processes, one input file each.")
-  flags.DEFINE_string("runner", None, "Run as an Apache Beam pipeline on this runner "
-                      "(DirectRunner, DataflowRunner, FlinkRunner, SparkRunner); Beam's own "
-                      "options go after `--`. The output is the same as the local run's.")
+  beam_flags.define_flags()
   flags.mark_flags_as_required(["input_file", "output_file"])
 
 
 def main(argv: Sequence[str]) -> None:
   # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
   with script_flags.user_errors(None if FLAGS.runner else argv):
-    beam_options = None
-    if FLAGS.runner:
-      from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel
-      beam_options = beam_pipelines.pipeline_options(FLAGS.runner, argv[1:],
-                                                     FLAGS["num_workers"].present)
+    beam_options = beam_flags.pipeline_options(argv)
     counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers,
                          beam_options)
     logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))

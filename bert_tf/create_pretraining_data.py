@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import clean_text, io_utils, script_flags, tokenization
+from bert_tf import beam_flags, clean_text, io_utils, script_flags, tokenization
 from bert_tf.data import pipeline, records
 
 Document = List[List[int]]  # segments (sentences) of token ids
@@ -737,9 +737,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("documents_per_shard", 2000, "(bert_tf) Documents per shard when "
                        "--num_output_shards is not set; bounds memory per worker.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "(bert_tf) Worker processes.")
-  flags.DEFINE_string("runner", None, "(bert_tf) Run as an Apache Beam pipeline on this runner "
-                      "(DirectRunner, DataflowRunner, FlinkRunner, SparkRunner); Beam's own "
-                      "options go after `--`. The output is the same as the local run's.")
+  beam_flags.define_flags()
   flags.DEFINE_enum("clean", "none", ["none", *clean_text.RECIPES], "(bert_tf) Clean each line "
                     "first (see bert_tf.clean_text; duplicates are not removed here).")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
@@ -748,11 +746,7 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
   with script_flags.user_errors(None if FLAGS.runner else argv):
-    beam_options = None
-    if FLAGS.runner:
-      from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel
-      beam_options = beam_pipelines.pipeline_options(FLAGS.runner, argv[1:],
-                                                     FLAGS["num_workers"].present)
+    beam_options = beam_flags.pipeline_options(argv)
     given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
     config = DataConfig(
         input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
