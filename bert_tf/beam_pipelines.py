@@ -93,8 +93,8 @@ def pipeline_options(runner: str, args: Sequence[str], local_workers_given: bool
   if unknown:
     raise ValueError(f"Unknown Beam pipeline option(s) after `--`: "
                      f"{', '.join('--' + name for name in unknown)}. The tool's own flags go "
-                     "before `--`; Beam's are listed by `python -m apache_beam.examples.wordcount "
-                     "--help`.")
+                     "before `--`; Beam's are listed at https://beam.apache.org/releases/pydoc/"
+                     f"{beam.__version__}/apache_beam.options.pipeline_options.html")
   setup = options.view_as(beam_options.SetupOptions)
   worker = options.view_as(beam_options.WorkerOptions)
   if "dataflow" in runner.lower() and not (setup.setup_file or setup.extra_packages
@@ -113,9 +113,10 @@ _WORKER_VALUE_ERROR = re.compile(r"^(?:\w+\.)*ValueError: (.*?)(?: \[while runni
 
 def check_worker_paths(options: beam_options.PipelineOptions, paths: Dict[str, str]) -> None:
   """Fails when a runner whose workers are other machines (Dataflow) is given local paths
-  (flag -> path), which those workers cannot read or write."""
+  (flag -> comma-separated paths), which those workers cannot read or write."""
   runner = str(options.view_as(beam_options.StandardOptions).runner or "")
-  local = [f"{flag}={path}" for flag, path in paths.items() if "://" not in path]
+  local = [f"{flag}={path}" for flag, paths_of_flag in paths.items()
+           for path in paths_of_flag.split(",") if "://" not in path]
   if "dataflow" in runner.lower() and local:
     raise ValueError(f"{runner}'s workers cannot reach local paths: {', '.join(local)}. Put them "
                      "on Cloud Storage (gs://BUCKET/...).")

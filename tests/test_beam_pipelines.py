@@ -6,8 +6,10 @@ import random
 
 import pytest
 
+from benchmarks.pretraining_data import write_korean_corpus
 from bert_tf import beam_pipelines, clean_text
 from bert_tf import create_pretraining_data as cpd
+from tests.conftest import shared_path
 
 TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
           "ran", "far", "away", "play", "##ing", "##ed", "a", "big", "red", "ball", "."]
@@ -60,6 +62,26 @@ def test_pretraining_shards_and_metadata_are_the_local_ones(corpus, whole_word, 
   # progress records; no part file or temporary file is left.
   assert _files(beam_dir) == expected
   assert not [name for name in expected if "window-" in name and name.endswith(".tfrecord")]
+
+
+def test_korean_text_cleaned_and_made_into_shards_as_locally(tmp_path):
+  """Real Korean text in 3 files, --clean=kcbert (which ends documents where it drops a line),
+  whole-word masking and KcBERT's vocab: the same shards and counts."""
+  write_korean_corpus(str(tmp_path / "ko.txt"), max_lines=6000, corpus=shared_path("corpus_ko"))
+  lines = (tmp_path / "ko.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+  for i in range(3):
+    (tmp_path / f"ko{i}.txt").write_text("".join(lines[i * 2000:(i + 1) * 2000]), encoding="utf-8")
+  config = cpd.DataConfig(input_file=str(tmp_path / "ko?.txt"),
+                          output_file=str(tmp_path / "local" / "ko"),
+                          vocab_file=str(shared_path("vocabs", "kcbert-base-vocab.txt")),
+                          do_lower_case=False, do_whole_word_mask=True, dupe_factor=2,
+                          num_output_shards=4, clean="kcbert")
+  local = cpd.create_pretraining_data(config)
+  made = cpd.create_pretraining_data(
+      dataclasses.replace(config, output_file=str(tmp_path / "beam" / "ko")), beam_options=direct())
+  assert made["counts"] == local["counts"] and local["counts"]["instances"] > 1000
+  for name in local["files"]:
+    assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
 def test_pretraining_is_seeded_and_resumes(corpus):
