@@ -6,10 +6,12 @@ Usage: python -m bert_tf.create_pretraining_data --input_file=gs://b/corpus/*.tx
   --setup_file=./setup.py --max_num_workers=32
 (and the same `--runner=... -- ...` for python -m bert_tf.clean_text).
 
-Beam's pipeline options go after `--`; before it are the tool's own flags. So `--num_workers`
-before `--` is the tool's local process count (refused with --runner: the runner decides) and
-after it Beam's (Dataflow's initial worker count). Unknown Beam options are an error before any
-work (Beam itself would only log them and drop them).
+Beam's pipeline options go after `--`; before it are the tool's own flags (bert_tf.beam_flags
+reads them; Beam is imported only with --runner). So `--num_workers` before `--` is the tool's
+local process count (refused with --runner: the runner decides) and after it Beam's (Dataflow's
+initial worker count). Unknown Beam options are an error before any work (Beam itself would only
+log them and drop them), and so are, on Dataflow, local paths and no way to ship bert_tf to the
+workers (--setup_file=./setup.py).
 
 create_pretraining_data runs its own algorithm (see its module docstring), step for step, so
 the shards and the metadata are byte for byte the local run's for the same flags:
@@ -42,8 +44,9 @@ one worker concatenates them in input order with the local run's blank-line rule
 (clean_text.write_merged). The output and the counts are the local run's.
 
 Small results (per-file counts) come back to the driver through a JSON file written by the
-pipeline's last step, which works on every runner. Tested on DirectRunner (several worker
-processes) only.
+pipeline's last step, which works on every runner; a ValueError a worker raises on bad input
+(e.g. a file that is not UTF-8) is raised again on the driver with its message. Tested on
+DirectRunner (two worker threads or processes) only.
 """
 
 import itertools
