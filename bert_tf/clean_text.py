@@ -17,6 +17,8 @@ The kcbert recipe, applied to each line in this order:
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
+With --runner (e.g. DataflowRunner; Beam's options after `--`), an Apache Beam pipeline does the
+same and writes the same file (bert_tf.beam_pipelines).
 """
 
 import collections

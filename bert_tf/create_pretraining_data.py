@@ -28,7 +28,9 @@ part files remain, finished windows. The metadata lists each shard's record coun
 ("record_counts"), which lets a resumed training run skip whole files without reading them
 (bert_tf.data.pipeline). For speed, the instances of a window and dupe pass are masked together
 with NumPy (its own generator, seeded the same way) and encoded straight to the tf.Example wire
-format, not through protobuf objects.
+format, not through protobuf objects. With --runner (e.g. DataflowRunner; Beam's options after
+`--`), Apache Beam pipelines run these same steps and write the same shards and metadata
+(bert_tf.beam_pipelines).
 """
 
 import collections
