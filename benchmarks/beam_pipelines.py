@@ -5,7 +5,8 @@
 Writes ../shared/data/corpus_ko (as benchmarks.pretraining_data builds it) into --files files,
 then runs, in this process and in turn, create_pretraining_data (KcBERT vocab, 8 shards) and
 clean_text locally with one worker and on DirectRunner with 2 worker threads and 2 worker
-processes, and checks that each Beam output is the local one byte for byte. DirectRunner is
+processes (FnApiRunner, which DirectRunner uses for batch pipelines when it does not first
+download Prism), and checks that each Beam output is the local one byte for byte. DirectRunner is
 Beam's runner for tests: the figure is its overhead on one machine, not what Dataflow would do.
 Merged into benchmarks/results.json under "beam_pipelines".
 """
@@ -61,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     identical = {}
     for mode in MODES:
       options = beam_pipelines.pipeline_options(
-          "DirectRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
+          "FnApiRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
       beam_config = dataclasses.replace(config, output_file=str(root / mode / "ko"))
       seconds[f"DirectRunner, 2 {mode}"] = _timed(
           lambda: cpd.create_pretraining_data(beam_config, beam_options=options))
@@ -74,7 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     identical = {}
     for mode in MODES:
       options = beam_pipelines.pipeline_options(
-          "DirectRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
+          "FnApiRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
       seconds[f"DirectRunner, 2 {mode}"] = _timed(lambda: clean_text.clean_files(
           pattern, str(root / f"clean-{mode}.txt"), beam_options=options))
       identical[mode] = filecmp.cmp(root / "clean-local.txt", root / f"clean-{mode}.txt",

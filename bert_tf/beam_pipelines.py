@@ -49,6 +49,7 @@ pipeline's last step, which works on every runner; a ValueError a worker raises 
 DirectRunner (two worker threads or processes) only.
 """
 
+import dataclasses
 import itertools
 import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Set, Tuple
@@ -56,6 +57,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Set,
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from apache_beam.options import pipeline_options as beam_options
 
 from bert_tf import clean_text, io_utils
@@ -65,7 +67,8 @@ from bert_tf import create_pretraining_data as cpd
 # one implementation.
 # pylint: disable=protected-access
 
-RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PrismRunner")
+RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PrismRunner",
+           "FnApiRunner")
 
 
 def pipeline_options(runner: str, args: Sequence[str], local_workers_given: bool = False
@@ -129,6 +132,8 @@ def _run(build: Callable[[beam.Pipeline], Any], options: beam_options.PipelineOp
   """Runs the pipeline `build` makes and waits for it. A ValueError raised on a worker (a bad
   input file, named with its fix) is raised here as that ValueError, not as the runner's
   wrapper of the worker's traceback."""
+  runner = options.view_as(beam_options.StandardOptions).runner
+  logging.info("Running a Beam pipeline on %s.", runner)
   try:
     with beam.Pipeline(options=options) as p:
       build(p)
@@ -163,7 +168,10 @@ class PretrainingRun:
                options: beam_options.PipelineOptions):
     check_worker_paths(options, {"--input_file": ",".join(files), "--output_file":
                                  config.output_file, "--vocab_file": config.vocab_file})
-    self.config, self.files, self.options = config, list(files), options
+    # As the class of the importable module: under `python -m bert_tf.create_pretraining_data`
+    # the caller's is __main__.DataConfig, which workers could not unpickle.
+    self.config = cpd.DataConfig(**dataclasses.asdict(config))
+    self.files, self.options = list(files), options
     self.file_documents: List[int] = []
 
   def count_documents(self) -> int:
