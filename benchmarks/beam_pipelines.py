@@ -64,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       options = beam_pipelines.pipeline_options(
           "FnApiRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
       beam_config = dataclasses.replace(config, output_file=str(root / mode / "ko"))
-      seconds[f"DirectRunner, 2 {mode}"] = _timed(
+      seconds[f"FnApiRunner, 2 workers, {mode}"] = _timed(
           lambda: cpd.create_pretraining_data(beam_config, beam_options=options))
       identical[mode] = all(filecmp.cmp(root / "local" / name, root / mode / name, shallow=False)
                             for name in local["files"])
@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for mode in MODES:
       options = beam_pipelines.pipeline_options(
           "FnApiRunner", ["--direct_num_workers=2", f"--direct_running_mode={mode}"])
-      seconds[f"DirectRunner, 2 {mode}"] = _timed(lambda: clean_text.clean_files(
+      seconds[f"FnApiRunner, 2 workers, {mode}"] = _timed(lambda: clean_text.clean_files(
           pattern, str(root / f"clean-{mode}.txt"), beam_options=options))
       identical[mode] = filecmp.cmp(root / "clean-local.txt", root / f"clean-{mode}.txt",
                                     shallow=False)

@@ -203,7 +203,7 @@ class PretrainingRun:
       made = (p | "Files" >> beam.Create(list(enumerate(self.files)))
               | "SpreadFiles" >> beam.Reshuffle()
               | "Documents" >> beam.FlatMap(_window_documents, offsets, per_shard, done,
-                                                 config.clean)
+                                            config.clean)
               | "ByWindow" >> beam.GroupByKey()
               | "Windows" >> beam.ParDo(_MakeWindow(config, num_shards)))
       _ = (p | "ShardIndices" >> beam.Create(todo_shards)
