@@ -17,6 +17,8 @@ The kcbert recipe, applied to each line in this order:
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
+With --runner (e.g. DataflowRunner; Beam's options after `--`), an Apache Beam pipeline does the
+same and writes the same file (bert_tf.beam_pipelines).
 """
 
 import collections
@@ -25,12 +27,12 @@ import multiprocessing
 import os
 import re
 import tempfile
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import app, flags, logging
 
-from bert_tf import io_utils, script_errors
+from bert_tf import beam_flags, io_utils, script_errors
 
 gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
 
@@ -111,13 +113,18 @@ MAX_BUCKETS = 256
 HASHES_PER_CHUNK = 1 << 18
 
 
+def line_digest(line: str) -> bytes:
+  """The 8-byte hash by which duplicate lines are found."""
+  return hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+
+
 def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
   """8-byte hashes of the non-blank lines of `paths`, in order, HASHES_PER_CHUNK at a time."""
   digests = bytearray()  # 8 bytes a line (a list of bytes objects would take ~56)
   for path in paths:
     for line in _read_lines(path):
       if line:
-        digests += hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+        digests += line_digest(line)
         if len(digests) == 8 * HASHES_PER_CHUNK:
           yield np.frombuffer(bytes(digests), "<u8")
           digests.clear()
@@ -166,7 +173,13 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
   files are read twice.
   """
   num_lines = counts["lines_in"] - counts["blank_lines"] - counts["dropped_short"]
-  first = first_occurrences(paths, num_lines)
+  write_merged(paths, output_file, counts, first_occurrences(paths, num_lines))
+
+
+def write_merged(paths: Sequence[str], output_file: str, counts: Dict[str, int],
+                 first: Optional[np.ndarray] = None) -> None:
+  """Concatenates cleaned files in order into `output_file` (atomically), dropping repeated
+  blank lines and, with `first` (one flag a non-blank line), the lines it does not flag."""
   line_number = 0
   with io_utils.atomic_output(output_file) as tmp, gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
@@ -178,7 +191,7 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
           last_blank = True
           continue
         line_number += 1
-        if not first[line_number - 1]:
+        if first is not None and not first[line_number - 1]:
           counts["dropped_duplicate"] += 1
           continue
         counts["kept"] += 1
@@ -186,12 +199,27 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
         last_blank = False
 
 
+def check_some_text(file_pattern: str, counts: Dict[str, int]) -> None:
+  """Fails when cleaning left no line (from the counts of every file)."""
+  if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
+    raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
+                     f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
+
+
 def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
-                num_workers: int = 1) -> Dict[str, int]:
-  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts."""
+                num_workers: int = 1, beam_options: Optional[Any] = None) -> Dict[str, int]:
+  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts.
+
+  With `beam_options` (apache_beam PipelineOptions), a Beam pipeline does it (see
+  bert_tf.beam_pipelines.clean_files); the output is the same.
+  """
   if recipe not in RECIPES:
     raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
   files = io_utils.list_files(file_pattern)
+  if beam_options is not None:
+    from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+    counts = beam_pipelines.clean_files(file_pattern, files, output_file, beam_options)
+    return {rule: counts.get(rule, 0) for rule in RULES}
   parts = [io_utils.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]
   counts: Dict[str, int] = collections.Counter()
   try:
@@ -203,9 +231,7 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
       results = [clean_file(*task) for task in tasks]
     for result in results:
       counts.update(result)
-    if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
-      raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
-                       f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
+    check_some_text(file_pattern, counts)
     merge_unique(parts, output_file, counts)
   finally:
     for part in parts:
@@ -227,12 +253,16 @@ def define_flags() -> None:
   flags.DEFINE_string("output_file", None, "Where to write the cleaned text (one file).")
   flags.DEFINE_enum("clean", "kcbert", list(RECIPES), "Cleaning recipe.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Processes, one input file each.")
+  beam_flags.define_flags()
   flags.mark_flags_as_required(["input_file", "output_file"])
 
 
-def main(_) -> None:
-  with script_errors.user_errors():  # a bad flag or file: one line, no traceback
-    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers)
+def main(argv: Sequence[str]) -> None:
+  # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
+  with script_errors.user_errors(None if FLAGS.runner else argv):
+    beam_options = beam_flags.pipeline_options(argv)
+    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers,
+                         beam_options)
     logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
 
 

@@ -28,7 +28,9 @@ part files remain, finished windows. The metadata lists each shard's record coun
 ("record_counts"), which lets a resumed training run skip whole files without reading them
 (bert_tf.data.pipeline). For speed, the instances of a window and dupe pass are masked together
 with NumPy (its own generator, seeded the same way) and encoded straight to the tf.Example wire
-format, not through protobuf objects.
+format, not through protobuf objects. With --runner (e.g. DataflowRunner; Beam's options after
+`--`), Apache Beam pipelines run these same steps and write the same shards and metadata
+(bert_tf.beam_pipelines).
 """
 
 import collections
@@ -46,7 +48,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import app, flags, logging
 
-from bert_tf import clean_text, io_utils, script_errors, tokenization
+from bert_tf import beam_flags, clean_text, io_utils, script_errors, tokenization
 from bert_tf.data import records
 
 gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
@@ -566,12 +568,23 @@ def _windows(files: Sequence[str], clean: str, size: int) -> Iterator[List[List[
     yield window
 
 
-def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[str, Any]:
-  """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata."""
+def create_pretraining_data(config: DataConfig, num_workers: int = 1,
+                            beam_options: Optional[Any] = None) -> Dict[str, Any]:
+  """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata.
+
+  With `beam_options` (apache_beam PipelineOptions, see bert_tf.beam_pipelines), the documents
+  are counted and the windows and shards made by Beam pipelines instead of local processes; the
+  output is the same.
+  """
   config.check()
   tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
   files = io_utils.list_files(config.input_file)
-  num_documents = sum(1 for _ in read_documents(files, config.clean))
+  beam = None
+  if beam_options is not None:
+    from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+    beam = beam_pipelines.PretrainingRun(config, files, beam_options)
+  num_documents = (beam.count_documents() if beam else
+                   sum(1 for _ in read_documents(files, config.clean)))
   if not num_documents:
     raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
                      "line between documents.")
@@ -583,7 +596,7 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1) -> Dict[st
                 "num_shards": num_shards, "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
   metadata = records.cached_records(_metadata_path(config.output_file), run_config,
                                     lambda: _make_shards(config, run_config, files,
-                                                         num_documents, num_workers))
+                                                         num_documents, num_workers, beam))
   report_structure(config, metadata["counts"])
   return metadata
 
@@ -630,28 +643,39 @@ def report_structure(config: DataConfig, counts: Dict[str, int]) -> None:
     logging.warning("%s: %s", config.input_file, warning)
 
 
+def init_worker(config: DataConfig, num_shards: int) -> None:
+  """Sets up this process to make windows (_make_window); forked workers inherit it."""
+  _WORKER.update(config=config, num_shards=num_shards,
+                 tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
+
+
 def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence[str],
-                 num_documents: int, num_workers: int) -> Dict[str, Any]:
+                 num_documents: int, num_workers: int, beam: Optional[Any] = None
+                 ) -> Dict[str, Any]:
   """Makes the windows' part files, then the shards, skipping what OUTPUT_FILE.progress/ records
-  as done; removes the part files once every shard is written; returns the counts."""
+  as done; removes the part files once every shard is written; returns the counts. With `beam`
+  (a beam_pipelines.PretrainingRun), one Beam pipeline makes the windows and the shards."""
   per_shard, num_shards = run_config["documents_per_shard"], run_config["num_shards"]
   _check_resumable(config, run_config)
   output = config.output_file
-  _WORKER.update(config=config, num_shards=num_shards,
-                 tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
+  init_worker(config, num_shards)
   todo_shards = [i for i in range(num_shards) if not gfile.exists(_shard_progress(output, i))]
   done = {i for i in range(num_shards) if gfile.exists(_window_progress(output, i))
           and (not todo_shards or gfile.exists(_part_path(output, i)))}
   logging.info("%d documents -> %d window(s) of up to %d documents, each spread over %d "
                "shard(s); %d window(s) and %d shard(s) already done.", num_documents, num_shards,
                per_shard, num_shards, len(done), num_shards - len(todo_shards))
-  todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, per_shard))
-          if i not in done)
-  if num_workers <= 1:
-    for index, window in todo:
-      _make_window(index, window)
+  if beam is not None:
+    beam.make_shards(per_shard, num_shards, done, todo_shards)
+    todo_shards = []  # written by the pipeline (none when no window made an instance)
   else:
-    _run_parallel(todo, num_workers)
+    todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, per_shard))
+            if i not in done)
+    if num_workers <= 1:
+      for index, window in todo:
+        _make_window(index, window)
+    else:
+      _run_parallel(todo, num_workers)
   windows = [io_utils.read_json(_window_progress(output, i)) for i in range(num_shards)]
   totals: Dict[str, int] = collections.Counter()
   for window in windows:
@@ -716,13 +740,16 @@ def define_flags() -> None:
   flags.DEFINE_integer("documents_per_shard", 2000, "(bert_tf) Documents per shard when "
                        "--num_output_shards is not set; bounds memory per worker.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "(bert_tf) Worker processes.")
+  beam_flags.define_flags()
   flags.DEFINE_enum("clean", "none", ["none", *clean_text.RECIPES], "(bert_tf) Clean each line "
                     "first (see bert_tf.clean_text; duplicates are not removed here).")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
 
 
-def main(_) -> None:
-  with script_errors.user_errors():  # a bad flag or file: one line, no traceback
+def main(argv: Sequence[str]) -> None:
+  # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
+  with script_errors.user_errors(None if FLAGS.runner else argv):
+    beam_options = beam_flags.pipeline_options(argv)
     given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
     config = DataConfig(
         input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
@@ -732,7 +759,7 @@ def main(_) -> None:
         dupe_factor=FLAGS.dupe_factor, masked_lm_prob=FLAGS.masked_lm_prob,
         short_seq_prob=FLAGS.short_seq_prob, num_output_shards=FLAGS.num_output_shards,
         documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean)
-    create_pretraining_data(config, FLAGS.num_workers)
+    create_pretraining_data(config, FLAGS.num_workers, beam_options)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,21 @@
+"""Packages bert_tf so that Beam workers can import it (DataflowRunner: --setup_file=./setup.py).
+
+The tools themselves run from the repository (`python -m bert_tf.<tool>`); this file exists for
+the Beam runners that ship the code to remote workers, which install it with its requirements.
+"""
+
+import pathlib
+
+import setuptools
+
+ROOT = pathlib.Path(__file__).resolve().parent
+REQUIREMENTS = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+
+setuptools.setup(
+    name="bert_tf",
+    version="0.1.0",
+    packages=setuptools.find_packages(include=["bert_tf", "bert_tf.*"]),
+    install_requires=REQUIREMENTS,
+    python_requires=">=3.10",
+)
