@@ -7,11 +7,13 @@ own (torch must not enter the project's; transformers is there for tokenizer tes
 made by `hf_python` when missing.
 """
 
+import cProfile
 import datetime
 import fcntl
 import os
 import pathlib
 import platform
+import pstats
 import statistics
 import subprocess
 import sys
@@ -129,3 +131,18 @@ def data_missing(paths: Sequence[str]) -> Optional[str]:
     if not os.path.exists(path):
       return f"{path} is missing (needs ../shared/data)"
   return None
+
+
+def profile_shares(run: Callable[[], Any], top: int = 10) -> Dict[str, Any]:
+  """Where `run`'s time goes: cProfile's seconds and the `top` functions by own time (tottime),
+  each with its share of the profiled total. Profiling slows Python code more than C calls, so
+  the shares are indicative, not exact."""
+  profile = cProfile.Profile()
+  profile.runcall(run)
+  stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, _, tottime, cumtime, _)
+  total = sum(entry[2] for entry in stats.values())
+  rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+  return dict(profiled_seconds=round(total, 3), top_own_time={
+      f"{os.path.relpath(path, ROOT) if path.startswith(str(ROOT)) else os.path.basename(path)}"
+      f":{line}({name})": f"{entry[2] / total:.0%} ({entry[0]} calls)"
+      for (path, line, name), entry in rows})

@@ -184,7 +184,7 @@ def check_vocab(vocab_file: str, required: Sequence[str] = SPECIAL_TOKENS) -> No
 
 def convert_by_vocab(vocab: Mapping, items: Iterable) -> List:
   """Maps each item through `vocab` (tokens to ids or ids to tokens); KeyError if one is missing."""
-  return [vocab[item] for item in items]
+  return list(map(vocab.__getitem__, items))
 
 
 def whitespace_tokenize(text: str) -> List[str]:

@@ -29,7 +29,7 @@ FIXTURE_TOKENS = SPECIALS + [
     "ab", "##d", "st", "##ra", "##ße", "##sse", "ß", "ss", "fi", "r", "ς", "σ", "##ς", "##σ",
     "α", "##α",
     "한국어", "한", "##국", "##어", "ᄒ", "##ᅡ", "##ᆫ", "中", "文", "㐀", "鿿", "豈", "𠀀",
-    "😀", "##😀", "𝐀", "##𝐀", "ℝ", "ﬁ", "ǅ", "ひらがな", "カタカナ", "€", "©", "##€",
+    "😀", "##😀", "𝐀", "##𝐀", "ℝ", "ﬁ", "ǅ", "ひらがな", "カタカナ", "€", "©", "##€", "##한",
 ] + list(string.punctuation) + ["¿", "«", "»", "—", "…", "·", "、", "。", "，"]
 
 # One or more strings for each rule of google-research's tokenization.
@@ -54,6 +54,13 @@ TRICKY = [
     "[CLS] hello [SEP] [unused0]",
     # WordPiece: pieces, unknown words, the 200-character limit.
     "unaffable", "xxxx", "xy", "ab abc abd", "x" * 200, "x" * 201, "𝐀" * 200, "한" * 201,
+    # Korean: words over 100 characters (tf.text's byte limit) and at the 200-character limit,
+    # controls and zero-width characters inside words, accents on syllables (lowercasing
+    # decomposes syllables into jamo), compatibility and conjoining jamo, CJK and fullwidth
+    # punctuation beside Hangul.
+    "한국어" * 40, "한국어" * 66 + "한한", "한국어" * 67, "한\x0b국어 한\u200b국어 한\ufeff국어\x00",
+    "한\u0301국어 한국어\u0327 Ｈ한국어！", "ㅋㅋㅋ ㅠㅠ \u1112\u1161\u11ab \u1112\u1161\u11ab국어",
+    "「한국어」、『中文』。 한국어中文한국어 (한국어)… 한국어·中",
     "", "   ", "\t\n",
 ]
 
@@ -132,6 +139,12 @@ def test_rules_give_google_research_tokens(vocab_file):
   assert cased.tokenize("x" * 201) == ["[UNK]"]
   assert cased.tokenize("𝐀" * 200) == ["𝐀"] + ["##𝐀"] * 199
   assert cased.tokenize("xq") == ["[UNK]"]  # One unmatched position makes the whole word [UNK].
+  # A Korean word of 120 characters (360 UTF-8 bytes) is split; one of 201 characters is [UNK].
+  assert cased.tokenize("한국어" * 40) == ["한국어"] + ["##한", "##국", "##어"] * 39
+  assert cased.tokenize("한국어" * 67) == ["[UNK]"]
+  assert cased.tokenize("한\x0b국어 한\u200b국어") == ["한국어", "한국어"]  # Controls deleted.
+  assert cased.tokenize("한\u0301국어") == ["[UNK]"]  # The accent stays when not lowercasing,
+  assert uncased.tokenize("한\u0301") == ["ᄒ", "##ᅡ", "##ᆫ"]  # and goes with the syllable's NFD.
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])

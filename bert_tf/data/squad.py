@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import gc
 import heapq
+import itertools
 import json
 import math
 import multiprocessing
@@ -357,12 +358,18 @@ class _Converter:
       last_words, last_doc = self._last_doc
       if last_words is doc_tokens or last_words == doc_tokens:
         return last_doc
-    tokens, tok_to_orig_index, orig_to_tok_index = [], [], []
-    for word_index, word in enumerate(doc_tokens):
-      orig_to_tok_index.append(len(tokens))
-      pieces = self._tokenize_word(word)
-      tokens.extend(pieces)
-      tok_to_orig_index.extend([word_index] * len(pieces))
+    # Known words are looked up, and the maps built, in C (map, chain, accumulate): a paragraph
+    # of a hundred words costs a few calls rather than a few hundred.
+    word_pieces = list(map(self._word_tokens.get, doc_tokens))
+    if None in word_pieces:
+      for index, pieces in enumerate(word_pieces):
+        if pieces is None:
+          word_pieces[index] = self._tokenize_word(doc_tokens[index])
+    lengths = list(map(len, word_pieces))
+    tokens = list(itertools.chain.from_iterable(word_pieces))
+    tok_to_orig_index = list(itertools.chain.from_iterable(
+        map(itertools.repeat, range(len(doc_tokens)), lengths)))
+    orig_to_tok_index = list(itertools.accumulate(lengths[:-1], initial=0)) if lengths else []
     doc = _TokenizedDoc(tokens, self._tokenizer.convert_tokens_to_ids(tokens), tok_to_orig_index,
                         orig_to_tok_index)
     self._last_doc = (doc_tokens, doc)
@@ -396,8 +403,9 @@ class _Converter:
     doc, query_tokens, query_ids, answer_span = tokenized
     doc_offset = len(query_tokens) + 2
     features = []
-    for span_index, (start, length, is_max_context) in enumerate(
-        _windows(len(doc.tokens), self._max_seq_length - doc_offset - 1, self._doc_stride)):
+    windows = _windows(len(doc.tokens), self._max_seq_length - doc_offset - 1, self._doc_stride)
+    single_window = len(windows) == 1  # Every token has its max context there.
+    for span_index, (start, length, is_max_context) in enumerate(windows):
       num_real = doc_offset + length + 1
       padding = [0] * (self._max_seq_length - num_real)
       positions = range(doc_offset, doc_offset + length)
@@ -407,7 +415,8 @@ class _Converter:
           doc_span_index=span_index,
           tokens=["[CLS]", *query_tokens, "[SEP]", *doc.tokens[start:start + length], "[SEP]"],
           token_to_orig_map=dict(zip(positions, doc.tok_to_orig_index[start:start + length])),
-          token_is_max_context=dict(zip(positions, is_max_context)),
+          token_is_max_context=(dict.fromkeys(positions, True) if single_window else
+                                dict(zip(positions, is_max_context))),
           input_ids=[self._cls_id, *query_ids, self._sep_id, *doc.ids[start:start + length],
                      self._sep_id, *padding],
           input_mask=[1] * num_real + padding,
