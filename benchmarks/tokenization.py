@@ -19,8 +19,9 @@ Before the timing the collector's objects are frozen (gc.freeze): otherwise a fu
 that rescans TensorFlow's and tf-models' ~450k import-time objects (0.1-0.35 s here) lands in one
 run or another at random. A command-line tool that tokenizes imports no TensorFlow, so this is
 what it sees; the Python tokenizers are all timed so.
-Throughput is the exact path's token count over the median seconds of each tokenizer.
-Merged into benchmarks/results.json under "tokenization".
+Throughput is the exact path's token count over the median seconds of each tokenizer; "profile_exact"
+is where a fresh exact tokenizer's time goes (cProfile, untimed run). Merged into
+benchmarks/results.json under "tokenization".
 """
 
 import argparse
@@ -108,6 +109,9 @@ def measure_corpus(texts: List[str], vocab: str, lowercase: bool, repeats: int
     raise AssertionError("bert_tf FullTokenizer and tf-models tokenization disagree.")
   if outputs[IN_GRAPH].to_list() != outputs[EXACT]:
     raise AssertionError("bert_tf InGraphTokenizer and FullTokenizer disagree.")
+  fresh_tokenizer = tokenization.FullTokenizer(vocab, do_lower_case=lowercase)
+  profile = common.profile_shares(lambda: [
+      fresh_tokenizer.convert_tokens_to_ids(fresh_tokenizer.tokenize(text)) for text in texts])
   hf = hugging_face(texts, vocab, lowercase, repeats)
   seconds.update(hf["seconds"])
   tokens = sum(map(len, exact_tokens))
@@ -117,7 +121,7 @@ def measure_corpus(texts: List[str], vocab: str, lowercase: bool, repeats: int
               tokens_per_sec={name: round(tokens / s) for name, s in seconds.items()},
               identical_to_google_research=[EXACT, IN_GRAPH],
               texts_identical_hf_vs_google_research=f"{same_as_hf}/{len(texts)}",
-              hf_threads=hf["threads"], hf_versions=hf["versions"])
+              hf_threads=hf["threads"], hf_versions=hf["versions"], profile_exact=profile)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
