@@ -35,7 +35,7 @@ MODES = {"static": dict(masking="static"), "dynamic": dict(masking="dynamic"),
 
 def _task(pattern: str, output_dir: str) -> pretraining_task.PretrainingTask:
   training = trainer.TrainConfig(output_dir=output_dir, train_batch_size=BATCH_SIZE,
-                                 num_train_steps=1)
+                                 num_train_steps=1, learning_rate=1e-4)
   config = pretraining_task.PretrainingConfig(training=training, input_file=pattern,
                                               max_seq_length=SEQ,
                                               max_predictions_per_seq=PREDICTIONS, do_train=True)

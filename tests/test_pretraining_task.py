@@ -363,3 +363,18 @@ def test_data_format_and_flags_must_agree(tmp_path):
   os.remove(tmp_path / "dynamic" / "data" / "train.metadata.json")
   with pytest.raises(ValueError, match=r"unmasked records .* no create_pretraining_data metadata"):
     pretraining_task.check_data_shapes(dynamic, SEQ, PREDICTIONS)
+
+
+def test_interrupted_dynamic_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+  """20 steps in one go, or 10 then a resume (5 epochs of ~4 batches: the resume starts mid
+  epoch 2, and each epoch masks afresh): the same weights, so the same masks were trained on."""
+  pattern = _repetitive_data(tmp_path, next_sentence_prediction=False)
+  straight = _pretraining(tmp_path / "straight", pattern, 20).make_trainer()
+  straight.train()
+  _pretraining(tmp_path / "resumed", pattern, 20).make_trainer().train(stop_at_step=10)
+  resumed = _pretraining(tmp_path / "resumed", pattern, 20).make_trainer()
+  assert resumed.step == 10
+  resumed.train()
+  assert len(resumed.model.weights) == len(straight.model.weights) > 10
+  for got, want in zip(resumed.model.weights, straight.model.weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.name)
