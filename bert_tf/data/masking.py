@@ -110,20 +110,35 @@ class DynamicMasker:
     keys = tf.where(exists, tf.random.stateless_uniform(tf.shape(word_lengths), seed), 2.0)
     order = tf.argsort(keys, axis=1, stable=True)  # a uniform random order of the words
     lengths_in_order = tf.gather(word_lengths, order, batch_dims=1)
+    num_words = tf.reduce_sum(tf.cast(exists, tf.int32), axis=1)
     if self.do_whole_word_mask:
-      # google-research's loop: a word is taken when it fits in what is left, else skipped.
-      def take(total, length):
-        return total + tf.where(total + length <= num_to_predict, length, 0)
-      totals = tf.scan(take, tf.transpose(lengths_in_order),
-                       initializer=tf.zeros_like(num_to_predict))
-      before = tf.transpose(tf.concat([tf.zeros_like(totals[:1]), totals[:-1]], axis=0))
-      taken_in_order = before + lengths_in_order <= num_to_predict[:, None]
+      taken_in_order = _fitting_words(lengths_in_order, num_words, num_to_predict, width)
     else:  # one-token words: the first num_to_predict of the random order
-      taken_in_order = tf.range(width)[None] < num_to_predict[:, None]
-    taken_in_order &= tf.gather(exists, order, batch_dims=1)
+      taken_in_order = tf.range(width)[None] < tf.minimum(num_to_predict, num_words)[:, None]
     taken = tf.gather(taken_in_order, tf.argsort(order, axis=1), batch_dims=1)
     taken = tf.pad(taken, [[0, 0], [0, 1]])  # the non-candidates' slot is never taken
     return tf.gather(taken, word, batch_dims=1)
+
+
+def _fitting_words(lengths: tf.Tensor, num_words: tf.Tensor, num_to_predict: tf.Tensor,
+                   width: int) -> tf.Tensor:
+  """google-research's loop over the words in order (`lengths` [batch, width], the first
+  num_words real): a word is taken when it fits in what is left of num_to_predict, else skipped.
+  Vectorised over the rows; the loop ends once every row is full or out of words (about
+  num_to_predict words in, not max_seq_length)."""
+  columns = tf.range(width)[None]
+
+  def unfinished(j, total, _):
+    return (j < width) & tf.reduce_any((total < num_to_predict) & (j < num_words))
+
+  def step(j, total, taken):
+    length = lengths[:, j]
+    take = (j < num_words) & (total + length <= num_to_predict)
+    return j + 1, total + tf.where(take, length, 0), taken | ((columns == j) & take[:, None])
+
+  _, _, taken = tf.while_loop(unfinished, step, (tf.constant(0), tf.zeros_like(num_to_predict),
+                                                 tf.zeros_like(lengths, tf.bool)))
+  return taken
 
 
 def batch_seeds(seed: int, stream: int) -> Callable[[tf.Tensor], tf.Tensor]:
