@@ -12,7 +12,6 @@ of the static pipeline's. Merged into benchmarks/results.json under "dynamic_mas
 
 import argparse
 import os
-import pathlib
 import tempfile
 import time
 from typing import Any, Dict

@@ -347,8 +347,8 @@ def test_data_format_and_flags_must_agree(tmp_path):
   dynamic = _repetitive_data(tmp_path / "dynamic")
   static = _repetitive_data(tmp_path / "static", masking="static", next_sentence_prediction=False)
   with pytest.raises(ValueError, match=r"holds dynamically masked records with next-sentence "
-                                       r"labels, but --next_sentence_prediction asks for a model "
-                                       r"without"):
+                     r"labels \(masked_lm_prob=0.15, do_whole_word_mask=False\), but "
+                     r"--next_sentence_prediction asks for a model without"):
     _pretraining(tmp_path / "a", dynamic, 1, next_sentence_prediction=False).check()
   with pytest.raises(ValueError, match=r"statically masked records without next-sentence labels"
                                        r".*but .* holds dynamically masked records with"):

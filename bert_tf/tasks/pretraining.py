@@ -44,8 +44,11 @@ class DataFormat:
   do_whole_word_mask: Optional[bool] = None
 
   def describe(self) -> str:
+    masking_flags = (f" (masked_lm_prob={self.masked_lm_prob}, "
+                     f"do_whole_word_mask={self.do_whole_word_mask})" if self.dynamic else "")
     return (f"{'dynamically' if self.dynamic else 'statically'} masked records "
-            f"{'with' if self.next_sentence_prediction else 'without'} next-sentence labels")
+            f"{'with' if self.next_sentence_prediction else 'without'} next-sentence labels"
+            + masking_flags)
 
 
 def feature_spec(max_seq_length: int, max_predictions_per_seq: int,
