@@ -211,31 +211,34 @@ class ExampleEncoder:
   def encode_batch(self, batch: MaskedBatch) -> List[bytes]:
     """One serialized tf.Example per row of `batch`."""
     ids, id_at = varint_rows(batch.input_ids)
+    count = len(batch.lengths)
+    if batch.positions is None:  # unmasked: the masked_lm_* entries are empty
+      positions = labels = b""
+      position_at = label_at = [0] * (count + 1)
+      positions_prefixes = labels_prefixes = [b""] * count
+      weights, num_masked = [b""], [0] * count
+    else:
+      positions, position_at = varint_rows(batch.positions)
+      labels, label_at = varint_rows(batch.labels)
+      positions_prefixes = self._prefixes_of(b"masked_lm_positions", position_at)
+      labels_prefixes = self._prefixes_of(b"masked_lm_ids", label_at)
+      weights, num_masked = self._weights, batch.num_masked.tolist()
     v, records = self.varints, []
-    rows = zip(self._prefixes_of(b"input_ids", id_at), batch.lengths.tolist(),
-               batch.num_a.tolist(), batch.is_random_next.tolist(), self._masked_lm(batch))
-    for i, (ids_prefix, length, num_a, is_random_next, masked_lm) in enumerate(rows):
+    rows = zip(self._prefixes_of(b"input_ids", id_at), positions_prefixes, labels_prefixes,
+               batch.lengths.tolist(), batch.num_a.tolist(), num_masked,
+               batch.is_random_next.tolist())
+    for i, (ids_prefix, positions_prefix, labels_prefix, length, num_a, masked,
+            is_random_next) in enumerate(rows):
       features = b"".join((
           ids_prefix, ids[id_at[i]:id_at[i + 1]],
           self._masks[length],
           self._segment_entry(num_a, length),
-          masked_lm,
+          positions_prefix, positions[position_at[i]:position_at[i + 1]],
+          labels_prefix, labels[label_at[i]:label_at[i + 1]],
+          weights[masked],
           self._labels[is_random_next]))
       records.append(b"\x0a" + v[len(features)] + features)
     return records
-
-  def _masked_lm(self, batch: MaskedBatch) -> List[bytes]:
-    """The masked_lm_* entries of each row (none for an unmasked batch)."""
-    if batch.positions is None:
-      return [b""] * len(batch.lengths)
-    positions, position_at = varint_rows(batch.positions)
-    labels, label_at = varint_rows(batch.labels)
-    rows = zip(self._prefixes_of(b"masked_lm_positions", position_at),
-               self._prefixes_of(b"masked_lm_ids", label_at), batch.num_masked.tolist())
-    return [b"".join((positions_prefix, positions[position_at[i]:position_at[i + 1]],
-                      labels_prefix, labels[label_at[i]:label_at[i + 1]],
-                      self._weights[num_masked]))
-            for i, (positions_prefix, labels_prefix, num_masked) in enumerate(rows)]
 
   def _prefixes_of(self, name: bytes, offsets: List[int]) -> List[bytes]:
     """The entry prefix of each row of an int64 field, given the rows' byte offsets."""
