@@ -12,6 +12,11 @@ over those steps) and the lowest-loss one is kept in OUTPUT_DIR/best/. With --vo
 final (or best) model is exported to OUTPUT_DIR/export/{tf1,tf2,hf} (Google TF1 names, bert_tf,
 Hugging Face) for run_squad, run_classifier and Hugging Face.
 
+The data says how it is masked: records made with create_pretraining_data --masking=dynamic are
+masked afresh every epoch in the input pipeline (with the masking flags the data was made with;
+--vocab_file is then required), and records made with --next_sentence_prediction=false train the
+masked LM alone (no next-sentence head, loss or metrics; the exports hold the MLM head only).
+
   python run_pretraining.py --demo   # clean -> vocab -> data -> pretraining on bundled text, CPU
 """
 
@@ -50,6 +55,9 @@ flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 flags.DEFINE_string("eval_input_file", None, "(bert_tf) Records to evaluate on; default "
                     "--input_file, as google-research does.")
+flags.DEFINE_bool("next_sentence_prediction", None, "(bert_tf) Train the next-sentence head: "
+                  "by default when the data has next_sentence_labels; a value the data "
+                  "contradicts is an error.")
 flags.DEFINE_bool("keep_best_by_loss", False, "(bert_tf) Keep the lowest-loss model in "
                   "OUTPUT_DIR/best/ (scored every save_checkpoints_steps), as KcBERT did.")
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run of the whole pipeline on bundled Korean "

@@ -31,6 +31,16 @@ with NumPy (its own generator, seeded the same way) and encoded straight to the 
 format, not through protobuf objects. With --runner (e.g. DataflowRunner; Beam's options after
 `--`), Apache Beam pipelines run these same steps and write the same shards and metadata
 (bert_tf.beam_pipelines).
+
+Two options go beyond google-research (both recorded in the metadata, which run_pretraining
+reads): --masking=dynamic writes the instances unmasked (input_ids, input_mask, segment_ids and
+next_sentence_labels, no masked_lm_* features), and training masks every batch afresh with the
+same semantics (bert_tf.data.masking), so each epoch sees new masks; --dupe_factor then only
+repeats the documents with other cuts and other random next segments, and 1 is enough.
+--next_sentence_prediction=false makes masked-LM-only instances without next_sentence_labels:
+whole consecutive sentences of one document packed up to the target length in one segment
+(RoBERTa's DOC-SENTENCES; InstanceMaker.full_sentences), and run_pretraining trains the
+masked LM alone.
 """
 
 import collections
@@ -54,6 +64,7 @@ from bert_tf.data import records
 gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
 
 Document = List[List[int]]  # segments (sentences) of token ids
+MASKING_MODES = ("static", "dynamic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +84,8 @@ class DataConfig:
   num_output_shards: Optional[int] = None
   documents_per_shard: int = 2000
   clean: str = "none"
+  masking: str = "static"  # or "dynamic": unmasked records, masked in training (data.masking)
+  next_sentence_prediction: bool = True  # False: one-segment full-sentence instances, MLM only
 
   def check(self) -> None:
     """Fails early on values that would break or silently corrupt the output."""
@@ -92,6 +105,8 @@ class DataConfig:
       raise ValueError(f"--num_output_shards={self.num_output_shards} must be at least 1.")
     if self.clean not in ("none", *clean_text.RECIPES):
       raise ValueError(f"--clean={self.clean}: use none or one of {clean_text.RECIPES}.")
+    if self.masking not in MASKING_MODES:
+      raise ValueError(f"--masking={self.masking}: use one of {', '.join(MASKING_MODES)}.")
 
 
 def _varint(value: int) -> bytes:
@@ -110,13 +125,14 @@ def _below(n: int, rng: random.Random) -> int:
 
 @dataclasses.dataclass
 class MaskedBatch:
-  """Masked instances of one window and dupe pass, padded into arrays (one row an instance)."""
+  """Instances of one window and dupe pass, padded into arrays (one row an instance); masked,
+  or unmasked (positions, labels and num_masked None) for dynamic masking."""
   input_ids: np.ndarray  # [n, max_seq_length], 0 after each length
   lengths: np.ndarray  # [n]
-  num_a: np.ndarray  # [n]: [CLS], segment A and its [SEP] (segment_ids 0)
-  positions: np.ndarray  # [n, max_predictions_per_seq], sorted, 0 after num_masked
-  labels: np.ndarray  # [n, max_predictions_per_seq]: the original ids, 0 after num_masked
-  num_masked: np.ndarray  # [n]
+  num_a: np.ndarray  # [n]: [CLS], segment A and its [SEP] (segment_ids 0); all of it for one
+  positions: Optional[np.ndarray]  # [n, max_predictions_per_seq], sorted, 0 after num_masked
+  labels: Optional[np.ndarray]  # [n, max_predictions_per_seq]: original ids, 0 after num_masked
+  num_masked: Optional[np.ndarray]  # [n]
   is_random_next: np.ndarray  # [n]
 
 
@@ -141,12 +157,15 @@ class ExampleEncoder:
 
   Features hold packed Int64List/FloatList values; the id fields of a whole batch are
   varint-encoded at once with NumPy, and the fields that depend only on the lengths (input_mask,
-  segment_ids, masked_lm_weights, next_sentence_labels) are encoded once and reused.
+  segment_ids, masked_lm_weights, next_sentence_labels) are encoded once and reused. Unmasked
+  batches (dynamic masking) get no masked_lm_* features; without next_sentence_prediction there
+  is no next_sentence_labels.
   """
 
   _INTS, _FLOATS = 0x1a, 0x12  # tags of Feature.int64_list and Feature.float_list
 
-  def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int):
+  def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int,
+               next_sentence_prediction: bool = True):
     if vocab_size > MAX_VOCAB_SIZE:
       raise ValueError(f"The vocab has {vocab_size} tokens; at most {MAX_VOCAB_SIZE} are "
                        "supported.")
@@ -163,7 +182,7 @@ class ExampleEncoder:
                                  one * n + zero * (max_predictions_per_seq - n))
                      for n in range(max_predictions_per_seq + 1)]
     self._labels = [self._entry(b"next_sentence_labels", self._INTS, bytes([label]))
-                    for label in (0, 1)]
+                    if next_sentence_prediction else b"" for label in (0, 1)]
     self._segments: Dict[Tuple[int, int], bytes] = {}
 
   def _entry(self, name: bytes, kind: int, packed: bytes) -> bytes:
@@ -195,14 +214,23 @@ class ExampleEncoder:
   def encode_batch(self, batch: MaskedBatch) -> List[bytes]:
     """One serialized tf.Example per row of `batch`."""
     ids, id_at = varint_rows(batch.input_ids)
-    positions, position_at = varint_rows(batch.positions)
-    labels, label_at = varint_rows(batch.labels)
+    count = len(batch.lengths)
+    if batch.positions is None:  # unmasked: the masked_lm_* entries are empty
+      positions = labels = b""
+      position_at = label_at = [0] * (count + 1)
+      positions_prefixes = labels_prefixes = [b""] * count
+      weights, num_masked = [b""], [0] * count
+    else:
+      positions, position_at = varint_rows(batch.positions)
+      labels, label_at = varint_rows(batch.labels)
+      positions_prefixes = self._prefixes_of(b"masked_lm_positions", position_at)
+      labels_prefixes = self._prefixes_of(b"masked_lm_ids", label_at)
+      weights, num_masked = self._weights, batch.num_masked.tolist()
     v, records = self.varints, []
-    rows = zip(self._prefixes_of(b"input_ids", id_at), self._prefixes_of(b"masked_lm_positions",
-                                                                         position_at),
-               self._prefixes_of(b"masked_lm_ids", label_at), batch.lengths.tolist(),
-               batch.num_a.tolist(), batch.num_masked.tolist(), batch.is_random_next.tolist())
-    for i, (ids_prefix, positions_prefix, labels_prefix, length, num_a, num_masked,
+    rows = zip(self._prefixes_of(b"input_ids", id_at), positions_prefixes, labels_prefixes,
+               batch.lengths.tolist(), batch.num_a.tolist(), num_masked,
+               batch.is_random_next.tolist())
+    for i, (ids_prefix, positions_prefix, labels_prefix, length, num_a, masked,
             is_random_next) in enumerate(rows):
       features = b"".join((
           ids_prefix, ids[id_at[i]:id_at[i + 1]],
@@ -210,7 +238,7 @@ class ExampleEncoder:
           self._segment_entry(num_a, length),
           positions_prefix, positions[position_at[i]:position_at[i + 1]],
           labels_prefix, labels[label_at[i]:label_at[i + 1]],
-          self._weights[num_masked],
+          weights[masked],
           self._labels[is_random_next]))
       records.append(b"\x0a" + v[len(features)] + features)
     return records
@@ -297,23 +325,65 @@ class InstanceMaker:
       i += 1
     return instances
 
+  def full_sentences(self, document: Document, rng: random.Random
+                     ) -> List[Tuple[List[int], int, bool]]:
+    """Masked-LM-only instances (--next_sentence_prediction=false) from one document: RoBERTa's
+    DOC-SENTENCES, [CLS] whole sentences [SEP] in one segment.
+
+    Consecutive sentences of the document are packed while they fit in the target length
+    (max_seq_length - 2, or with short_seq_prob a shorter one drawn as google-research draws
+    it); an instance never crosses a document boundary, so it needs no separator inside and a
+    window's instances do not depend on the order of its documents. A sentence longer than
+    max_seq_length - 2 is cut from random ends, as google-research cuts pairs.
+    """
+    max_num_tokens = self.config.max_seq_length - 2
+    target_length = max_num_tokens
+    if rng.random() < self.config.short_seq_prob:
+      target_length = 2 + _below(max_num_tokens - 1, rng)
+    instances = []
+    chunk: List[int] = []
+    for segment in [*document, None]:
+      if chunk and (segment is None or len(chunk) + len(segment) > target_length):
+        tokens, _ = truncate_pair(chunk, [], max_num_tokens, rng)
+        instances.append(([self.cls_id, *tokens, self.sep_id], len(tokens) + 2, False))
+        chunk = []
+      if segment is not None:
+        chunk.extend(segment)
+    return instances
+
+  def instances(self, documents: List[Document], index: int, rng: random.Random
+                ) -> List[Tuple[List[int], int, bool]]:
+    """The instances of document `index`: sentence pairs with next-sentence labels, or full
+    sentences without (config.next_sentence_prediction)."""
+    if self.config.next_sentence_prediction:
+      return self.from_document(documents, index, rng)
+    return self.full_sentences(documents[index], rng)
+
+  def pad_batch(self, instances: List[Tuple[List[int], int, bool]]) -> MaskedBatch:
+    """(tokens, num_a, is_random_next) instances, unmasked, padded into arrays."""
+    width = self.config.max_seq_length
+    lengths = np.array([len(tokens) for tokens, _, _ in instances])
+    ids = np.zeros((len(instances), width), np.int64)
+    ids[np.arange(width) < lengths[:, None]] = np.fromiter(
+        itertools.chain.from_iterable(tokens for tokens, _, _ in instances), np.int64,
+        int(lengths.sum()))
+    return MaskedBatch(ids, lengths, np.array([a for _, a, _ in instances]), None, None, None,
+                       np.array([random_next for _, _, random_next in instances], np.int64))
+
   def mask_batch(self, instances: List[Tuple[List[int], int, bool]], rng: random.Random,
                  np_rng: np.random.Generator) -> MaskedBatch:
     """google-research's masking of (tokens, num_a, is_random_next) instances, all at once.
 
-    Candidates are all tokens but [CLS] and the two [SEP]s (the first [SEP] is at num_a - 1);
-    num_to_predict of them are chosen (a uniform random subset, or whole words), then 80% become
-    [MASK], 10% stay and 10% become a random token.
+    Candidates are all tokens but [CLS] and the two [SEP]s (the first [SEP] is at num_a - 1;
+    with one segment, num_a is the length); num_to_predict of them are chosen (a uniform random
+    subset, or whole words), then 80% become [MASK], 10% stay and 10% become a random token.
+    data.masking draws the same masks in the training pipeline (dynamic masking).
     """
     config = self.config
     width, most = config.max_seq_length, config.max_predictions_per_seq
-    lengths = np.array([len(tokens) for tokens, _, _ in instances])
-    num_a = np.array([a for _, a, _ in instances])
+    batch = self.pad_batch(instances)
+    ids, lengths, num_a = batch.input_ids, batch.lengths, batch.num_a
     columns = np.arange(width)
-    ids = np.zeros((len(instances), width), np.int64)
-    ids[columns < lengths[:, None]] = np.fromiter(
-        itertools.chain.from_iterable(tokens for tokens, _, _ in instances), np.int64,
-        int(lengths.sum()))
     candidates = (columns >= 1) & (columns < lengths[:, None] - 1) & (columns != num_a[:, None] - 1)
     if config.do_whole_word_mask:
       chosen = np.full((len(instances), most), width)
@@ -342,8 +412,7 @@ class InstanceMaker:
     stats["masked_as_mask"] += int((masked & (draws < 0.8)).sum())
     stats["masked_kept"] += int((masked & (draws >= 0.8) & (draws < 0.9)).sum())
     stats["masked_random"] += int((masked & (draws >= 0.9)).sum())
-    return MaskedBatch(ids, lengths, num_a, positions, labels, num_masked,
-                       np.array([random_next for _, _, random_next in instances], np.int64))
+    return dataclasses.replace(batch, positions=positions, labels=labels, num_masked=num_masked)
 
   def _whole_words(self, tokens: List[int], candidates: List[int], rng: random.Random,
                    num_to_predict: int) -> List[int]:
@@ -416,7 +485,8 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
   num_shards = _WORKER["num_shards"]
   vocab = tokenizer.vocab
   maker = InstanceMaker(config, vocab)
-  encoder = ExampleEncoder(len(vocab), config.max_seq_length, config.max_predictions_per_seq)
+  encoder = ExampleEncoder(len(vocab), config.max_seq_length, config.max_predictions_per_seq,
+                           config.next_sentence_prediction)
   documents: List[Document] = []
   for lines in raw_documents:
     segments = [[vocab[t] for t in tokenizer.tokenize(line)] for line in lines]
@@ -436,11 +506,14 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
     for _ in range(config.dupe_factor if documents else 0):
       instances = []
       for document_index in range(len(documents)):
-        instances.extend(maker.from_document(documents, document_index, rng))
+        instances.extend(maker.instances(documents, document_index, rng))
       if not instances:
         continue
       rng.shuffle(instances)
-      batch = maker.mask_batch(instances, rng, np_rng)
+      if config.masking == "dynamic":
+        batch = maker.pad_batch(instances)
+      else:
+        batch = maker.mask_batch(instances, rng, np_rng)
       encoded = encoder.encode_batch(batch)
       by_shard: List[List[bytes]] = [[] for _ in range(num_shards)]
       for j, record in enumerate(encoded, start=stats["instances"] + index):
@@ -457,7 +530,8 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
       stats["instances"] += len(instances)
       stats["random_next"] += int(batch.is_random_next.sum())
       stats["tokens"] += int(batch.lengths.sum())
-      stats["masked"] += int(batch.num_masked.sum())
+      if batch.num_masked is not None:
+        stats["masked"] += int(batch.num_masked.sum())
   window = {"counts": dict(stats), "segments": segments, "records_by_shard": records_by_shard}
   io_utils.write_json_atomic(_window_progress(config.output_file, index), window)
   return window
@@ -743,6 +817,12 @@ def define_flags() -> None:
   beam_flags.define_flags()
   flags.DEFINE_enum("clean", "none", ["none", *clean_text.RECIPES], "(bert_tf) Clean each line "
                     "first (see bert_tf.clean_text; duplicates are not removed here).")
+  flags.DEFINE_enum("masking", "static", list(MASKING_MODES), "(bert_tf) static: masks drawn "
+                    "here, a new one for each of the --dupe_factor copies (google-research); "
+                    "dynamic: unmasked records, masked afresh every epoch by run_pretraining.")
+  flags.DEFINE_bool("next_sentence_prediction", True, "(bert_tf) false: one-segment instances of "
+                    "whole sentences of a document, no next_sentence_labels; run_pretraining "
+                    "then trains the masked LM only.")
   flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
 
 
@@ -758,7 +838,8 @@ def main(argv: Sequence[str]) -> None:
         max_predictions_per_seq=FLAGS.max_predictions_per_seq, random_seed=FLAGS.random_seed,
         dupe_factor=FLAGS.dupe_factor, masked_lm_prob=FLAGS.masked_lm_prob,
         short_seq_prob=FLAGS.short_seq_prob, num_output_shards=FLAGS.num_output_shards,
-        documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean)
+        documents_per_shard=FLAGS.documents_per_shard, clean=FLAGS.clean, masking=FLAGS.masking,
+        next_sentence_prediction=FLAGS.next_sentence_prediction)
     create_pretraining_data(config, FLAGS.num_workers, beam_options)
 
 

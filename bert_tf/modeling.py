@@ -87,9 +87,10 @@ class BertModel(tf_keras.Model):
 
 
 class BertPretrainer(tf_keras.Model):
-  """Encoder + masked-LM head (tied to word embeddings) + next-sentence head."""
+  """Encoder + masked-LM head (tied to word embeddings) + next-sentence head (unless
+  next_sentence_prediction is false: masked LM only, no nsp_logits)."""
 
-  def __init__(self, config: BertConfig, **kwargs):
+  def __init__(self, config: BertConfig, next_sentence_prediction: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.config = config
     self.encoder = build_encoder(config)
@@ -99,15 +100,17 @@ class BertPretrainer(tf_keras.Model):
         initializer=_initializer(config),
         name="cls/predictions")
     self.next_sentence = tf_keras.layers.Dense(
-        2, kernel_initializer=_initializer(config), name="cls/seq_relationship")
+        2, kernel_initializer=_initializer(config),
+        name="cls/seq_relationship") if next_sentence_prediction else None
 
   def call(self, features: Features, training: bool = False) -> Dict[str, tf.Tensor]:
     outputs = self.encoder(encoder_inputs(features), training=training)
     mlm_logits = self.masked_lm(outputs["sequence_output"],
                                 masked_positions=features["masked_lm_positions"])
-    nsp_logits = self.next_sentence(outputs["pooled_output"])
-    return dict(mlm_logits=tf.cast(mlm_logits, tf.float32),
-                nsp_logits=tf.cast(nsp_logits, tf.float32))
+    logits = dict(mlm_logits=tf.cast(mlm_logits, tf.float32))
+    if self.next_sentence is not None:
+      logits["nsp_logits"] = tf.cast(self.next_sentence(outputs["pooled_output"]), tf.float32)
+    return logits
 
 
 class BertSpanLabeler(tf_keras.Model):

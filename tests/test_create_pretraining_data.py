@@ -19,6 +19,7 @@ from benchmarks.pretraining_data import write_korean_corpus
 from bert_tf import create_pretraining_data as cpd
 from bert_tf import tokenization
 from bert_tf.data import pipeline, records
+from bert_tf.tasks import pretraining as pretraining_task
 from tests import processes
 from tests.conftest import shared_path
 
@@ -410,3 +411,88 @@ def test_command_line_on_local_files_does_not_import_tensorflow(english, tmp_pat
         writer.write(record)
     assert pathlib.Path(shard).read_bytes() == pathlib.Path(rewritten).read_bytes()
   assert not imported, f"imported {imported[:3]}..."
+
+
+def test_dynamic_data_holds_the_static_instances_unmasked(english, tmp_path):
+  """Without whole-word masking the masks draw from their own generator, so the same seed gives
+  the same instances in both modes: the dynamic records are the static ones with the masked
+  tokens put back, and without masked_lm_* features."""
+  static = cpd.create_pretraining_data(english)
+  dynamic = cpd.create_pretraining_data(dataclasses.replace(
+      english, output_file=str(tmp_path / "dynamic" / "data"), masking="dynamic"))
+  assert dynamic["masking"] == "dynamic" and dynamic["counts"]["instances"] == static["counts"][
+      "instances"]
+  record = next(iter(tf.data.TFRecordDataset(shard_files(dynamic)[0])))
+  assert sorted(tf.train.Example.FromString(record.numpy()).features.feature) == [
+      "input_ids", "input_mask", "next_sentence_labels", "segment_ids"]
+  masked = read(static["file_pattern"], SEQ, PREDICTIONS)
+  spec = {name: tf.io.FixedLenFeature([SEQ], tf.int64)
+          for name in ("input_ids", "input_mask", "segment_ids")}
+  spec["next_sentence_labels"] = tf.io.FixedLenFeature([1], tf.int64)
+  unmasked = {k: np.concatenate([b[k].numpy() for b in tf.data.TFRecordDataset(
+      shard_files(dynamic)).batch(10000).map(lambda s: tf.io.parse_example(s, spec))])
+      for k in spec}
+  restored = masked["input_ids"].copy()
+  rows, slots = np.nonzero(masked["masked_lm_weights"])
+  restored[rows, masked["masked_lm_positions"][rows, slots]] = masked["masked_lm_ids"][rows, slots]
+  for name in ("input_mask", "segment_ids", "next_sentence_labels"):
+    np.testing.assert_array_equal(unmasked[name], masked[name])
+  np.testing.assert_array_equal(unmasked["input_ids"], restored)
+  assert not (unmasked["input_ids"] == tokenization.load_vocab(english.vocab_file)["[MASK]"]).any()
+
+
+def test_full_sentences_pack_whole_sentences_of_one_document(english):
+  config = dataclasses.replace(english, short_seq_prob=0.0, next_sentence_prediction=False)
+  maker = cpd.InstanceMaker(config, tokenization.load_vocab(config.vocab_file))
+  document = [[5] * 10, [6] * 20, [7] * 30, [8] * 70, [9] * 5, [10] * 3]
+  instances = maker.full_sentences(document, random.Random(0))
+  cls, sep = maker.cls_id, maker.sep_id
+  # SEQ - 2 = 62 tokens: 10 + 20 + 30 fit, the 70 are cut to 62 alone, then 5 + 3.
+  assert [(tokens, num_a, random_next) for tokens, num_a, random_next in instances] == [
+      ([cls, *[5] * 10, *[6] * 20, *[7] * 30, sep], 62, False), ([cls, *[8] * 62, sep], 64, False),
+      ([cls, *[9] * 5, *[10] * 3, sep], 10, False)]
+
+
+def test_mlm_only_data_has_one_segment_and_no_next_sentence_labels(english):
+  config = dataclasses.replace(english, next_sentence_prediction=False)
+  metadata = cpd.create_pretraining_data(config)
+  assert metadata["next_sentence_prediction"] is False and metadata["counts"]["random_next"] == 0
+  record = next(iter(tf.data.TFRecordDataset(shard_files(metadata)[0])))
+  assert "next_sentence_labels" not in tf.train.Example.FromString(record.numpy()).features.feature
+  spec = pretraining_task.feature_spec(SEQ, PREDICTIONS, pretraining_task.DataFormat(
+      next_sentence_prediction=False))
+  data = {k: v.numpy() for k, v in tf.io.parse_example(
+      next(iter(tf.data.TFRecordDataset(shard_files(metadata)).batch(10000))), spec).items()}
+  vocab = tokenization.load_vocab(english.vocab_file)
+  lengths = data["input_mask"].sum(axis=1)
+  ids = data["input_ids"].copy()  # unmasked (a random replacement may be any token)
+  rows, slots = np.nonzero(data["masked_lm_weights"])
+  ids[rows, data["masked_lm_positions"][rows, slots]] = data["masked_lm_ids"][rows, slots]
+  assert not data["segment_ids"].any()
+  assert (ids[:, 0] == vocab["[CLS]"]).all()
+  assert (ids[np.arange(len(lengths)), lengths - 1] == vocab["[SEP]"]).all()
+  assert ((ids == vocab["[SEP]"]).sum(axis=1) == 1).all()
+  # Sentences end with "." and are packed whole: every instance ends with one.
+  assert (ids[np.arange(len(lengths)), lengths - 2] == vocab["."]).all()
+  counts = data["masked_lm_weights"].sum(axis=1)
+  np.testing.assert_array_equal(counts, np.minimum(PREDICTIONS, np.maximum(
+      1, np.round(lengths * 0.15))))
+  assert (data["masked_lm_positions"] < lengths[:, None] - 1).all()
+  assert (data["masked_lm_positions"][counts > 0, 0] >= 1).all()
+
+
+def test_encoder_writes_unmasked_and_label_free_examples():
+  encoder = cpd.ExampleEncoder(30000, 6, 2, next_sentence_prediction=False)
+  batch = cpd.MaskedBatch(input_ids=np.array([[2, 300, 5, 3, 0, 0]]), lengths=np.array([4]),
+                          num_a=np.array([4]), positions=None, labels=None, num_masked=None,
+                          is_random_next=np.array([0]))
+  feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
+  assert tf.train.Example.FromString(encoder.encode_batch(batch)[0]) == tf.train.Example(
+      features=tf.train.Features(feature={
+          "input_ids": feature([2, 300, 5, 3, 0, 0]), "input_mask": feature([1] * 4 + [0] * 2),
+          "segment_ids": feature([0] * 6)}))
+
+
+def test_unknown_masking_mode_is_an_error(english):
+  with pytest.raises(ValueError, match="--masking=random: use one of static, dynamic"):
+    dataclasses.replace(english, masking="random").check()

@@ -256,3 +256,21 @@ def test_missing_input_is_reported_before_any_work(tmp_path):
   assert result.returncode != 0
   assert f"--input_file={tmp_path}/none-*.tfrecord" in result.stderr
   assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_next_sentence_flag_the_data_contradicts_stops_the_script_with_one_line(tmp_path):
+  config = cpd.DataConfig(input_file=str(SAMPLE / "pretraining" / "raw_comments.txt"),
+                          output_file=str(tmp_path / "data" / "train"),
+                          vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
+                          max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1,
+                          masking="dynamic", next_sentence_prediction=False)
+  pattern = cpd.create_pretraining_data(config)["file_pattern"]
+  result = _run(f"--input_file={pattern}", f"--output_dir={tmp_path / 'out'}", "--do_train=True",
+                f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
+                f"--max_predictions_per_seq={PREDICTIONS}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
+                "--next_sentence_prediction=true")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert "holds dynamically masked records without next-sentence labels" in errors[0]
+  assert "--next_sentence_prediction asks for a model with the next-sentence head" in errors[0]
