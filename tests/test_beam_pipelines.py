@@ -47,10 +47,15 @@ def _files(directory: pathlib.Path):
 
 # Worker processes (multi_processing) check that each worker sets itself up; they take ~40 s a
 # pipeline on 2 busy cores (each imports TensorFlow), so one case uses them.
-@pytest.mark.parametrize("whole_word, mode", [(False, "multi_threading"),
-                                              (True, "multi_processing")])
-def test_pretraining_shards_and_metadata_are_the_local_ones(corpus, whole_word, mode):
-  local_config = dataclasses.replace(corpus, do_whole_word_mask=whole_word)
+# The dynamic-masking and masked-LM-only cases check that Beam's workers make the same windows
+# of the other instance formats (threads: the setup is the same as the processes').
+@pytest.mark.parametrize("whole_word, mode, formats", [
+    (False, "multi_threading", {}),
+    (True, "multi_processing", {}),
+    (True, "multi_threading", {"masking": "dynamic"}),
+    (False, "multi_threading", {"masking": "dynamic", "next_sentence_prediction": False})])
+def test_pretraining_shards_and_metadata_are_the_local_ones(corpus, whole_word, mode, formats):
+  local_config = dataclasses.replace(corpus, do_whole_word_mask=whole_word, **formats)
   local = cpd.create_pretraining_data(local_config, num_workers=1)
   beam_config = dataclasses.replace(local_config, output_file=local_config.output_file.replace(
       "local", "beam"))
