@@ -1,13 +1,16 @@
 """Helpers for tests that run a training script as a real process and interrupt it."""
 
+import json
+import os
 import pathlib
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -69,6 +72,31 @@ def stop(process: subprocess.Popen) -> None:
   if process.poll() is None:
     process.kill()
     process.wait(timeout=60)
+
+
+def run_workers(args: Sequence[str], cwd: pathlib.Path, count: int = 2, timeout: float = 240
+                ) -> List[Tuple[int, str, str]]:
+  """Runs `count` copies of `python args` as the workers of one localhost TF_CONFIG cluster;
+  returns each one's (exit code, stdout, stderr), the chief's first."""
+  ports = []
+  for _ in range(count):
+    with socket.socket() as s:
+      s.bind(("localhost", 0))
+      ports.append(s.getsockname()[1])
+  cluster = {"worker": [f"localhost:{port}" for port in ports]}
+  workers = []
+  for index in range(count):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                  "index": index}}))
+    workers.append(subprocess.Popen([sys.executable, *args], cwd=cwd, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outputs = [worker.communicate(timeout=timeout) for worker in workers]
+  finally:
+    for worker in workers:
+      stop(worker)
+  return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
 
 
 def model_weights(checkpoint: str) -> Dict[str, np.ndarray]:

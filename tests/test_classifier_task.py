@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import task
 from bert_tf.training import best_checkpoint, history, trainer
 from conftest import PROJECT_ROOT
+from tests import processes
 
 SAMPLE = PROJECT_ROOT / "sample_data" / "classifier"
 VOCAB = str(SAMPLE / "vocab.txt")
@@ -306,30 +306,13 @@ def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
   """
   data, out = tmp_path / "data", tmp_path / "out"
   _write_tsv_task(data)
-  ports = []
-  for _ in range(2):
-    with socket.socket() as s:
-      s.bind(("localhost", 0))
-      ports.append(s.getsockname()[1])
-  cluster = {"worker": [f"localhost:{port}" for port in ports]}
-  workers = []
-  for index in range(2):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                  "index": index}}))
-    workers.append(subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "run_classifier.py"), *TSV_FLAGS,
-         f"--data_dir={data}", f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict",
-         "--keep_best_by=loss", "--distribution_strategy=multi_worker_mirrored"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  try:
-    outputs = [worker.communicate(timeout=240) for worker in workers]
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
-  for worker, (_, stderr) in zip(workers, outputs):
-    assert worker.returncode == 0, stderr[-3000:]
+  results = processes.run_workers(
+      [str(PROJECT_ROOT / "run_classifier.py"), *TSV_FLAGS, f"--data_dir={data}",
+       f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict", "--keep_best_by=loss",
+       "--distribution_strategy=multi_worker_mirrored"], cwd=PROJECT_ROOT)
+  for returncode, _, stderr in results:
+    assert returncode == 0, stderr[-3000:]
+  outputs = [(stdout, stderr) for _, stdout, stderr in results]
   # Both evaluated every dev example once (each worker a share, gathered).
   assert all("Dev: 10 examples" in stdout for stdout, _ in outputs)
   (_, chief_log), (_, other_log) = outputs

@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import random
-import socket
 import subprocess
 import sys
 
@@ -109,15 +108,6 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
 
 
-def _free_ports(count):
-  ports = []
-  for _ in range(count):
-    with socket.socket() as s:
-      s.bind(("localhost", 0))
-      ports.append(s.getsockname()[1])
-  return ports
-
-
 def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   """run_pretraining.py under MultiWorkerMirroredStrategy, --keep_best_by_loss --do_eval.
 
@@ -127,29 +117,17 @@ def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   """
   pattern = write_data(tmp_path)
   out = tmp_path / "out"
-  cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-  workers = []
-  for index in range(2):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                  "index": index}}))
-    workers.append(subprocess.Popen(
-        [sys.executable, str(ROOT / "run_pretraining.py"), f"--input_file={pattern}",
-         f"--output_dir={out}", f"--bert_config_file={SAMPLE / 'bert_config.json'}",
-         f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
-         "--do_train=True", "--do_eval=True", "--keep_best_by_loss=True",
-         "--train_batch_size=16", "--eval_batch_size=16", "--learning_rate=2e-3",
-         "--num_train_steps=30", "--num_warmup_steps=3", "--save_checkpoints_steps=10",
-         "--iterations_per_loop=10", "--max_eval_steps=3",
-         "--distribution_strategy=multi_worker_mirrored"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  try:
-    outputs = [worker.communicate(timeout=240) for worker in workers]
-  finally:
-    for worker in workers:
-      processes.stop(worker)
-  for worker, (_, stderr) in zip(workers, outputs):
-    assert worker.returncode == 0, stderr[-3000:]
+  results = processes.run_workers(
+      [str(ROOT / "run_pretraining.py"), f"--input_file={pattern}", f"--output_dir={out}",
+       f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
+       f"--max_predictions_per_seq={PREDICTIONS}", "--do_train=True", "--do_eval=True",
+       "--keep_best_by_loss=True", "--train_batch_size=16", "--eval_batch_size=16",
+       "--learning_rate=2e-3", "--num_train_steps=30", "--num_warmup_steps=3",
+       "--save_checkpoints_steps=10", "--iterations_per_loop=10", "--max_eval_steps=3",
+       "--distribution_strategy=multi_worker_mirrored"], cwd=ROOT)
+  for returncode, _, stderr in results:
+    assert returncode == 0, stderr[-3000:]
+  outputs = [(stdout, stderr) for _, stdout, stderr in results]
   (chief_out, chief_log), (other_out, other_log) = outputs
   # Scored at steps 10, 20 and 30 (one row each in the chief's history); the lowest loss kept.
   with open(out / "training_stats.csv", encoding="utf-8") as f:
