@@ -13,7 +13,7 @@ The kcbert recipe, applied to each line in this order:
      letters, and here it applies to every character; runs of whitespace become one space;
   5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
      occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
-     byte a line plus a fixed ~10 MB up to 67M lines, see first_occurrences).
+     bit a line plus a fixed ~10 MB up to 67M lines, see first_occurrences).
 Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
 become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
 task, then merged in input order with the duplicate filter; the output is written atomically.
@@ -133,11 +133,13 @@ def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
 
 
 def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
-  """For each non-blank line of `paths`, whether no line before it is the same.
+  """For each non-blank line of `paths`, whether no line before it is the same, as packed bits
+  (np.packbits' order: line i is bit 7 - i % 8 of byte i // 8; see unpack_flags).
 
   Lines are compared by 8-byte hashes, spilled to local bucket files by hash (as many buckets as
-  `expected_lines` needs, up to MAX_BUCKETS) and sorted a bucket at a time: memory is 1 byte a
-  line plus a bucket of LINES_PER_BUCKET lines and its sort, and a chunk of hashes being read.
+  `expected_lines` needs, up to MAX_BUCKETS) and sorted a bucket at a time: memory is 1 bit a
+  line (11 MB for KcBERT's 89M lines) plus a bucket of LINES_PER_BUCKET lines and its sort, and
+  a chunk of hashes being read.
   """
   num_buckets = min(MAX_BUCKETS, max(1, -(-expected_lines // LINES_PER_BUCKET)))
   entry = np.dtype([("hash", "<u8"), ("line", "<u8")])
@@ -157,13 +159,21 @@ def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
         entries[begin:end].tofile(f)
     for f in buckets:
       f.close()
-    first = np.ones(start, bool)
+    first = np.full(-(-start // 8), 0xFF, np.uint8)
     for f in buckets:
       entries = np.fromfile(f.name, entry)
       order = np.argsort(entries["hash"], kind="stable")  # line order within equal hashes
       hashes = entries["hash"][order]
-      first[entries["line"][order[1:][hashes[1:] == hashes[:-1]]]] = False
+      repeats = entries["line"][order[1:][hashes[1:] == hashes[:-1]]]
+      np.bitwise_and.at(first, repeats >> 3, ~(0x80 >> (repeats & 7)).astype(np.uint8))
   return first
+
+
+def unpack_flags(packed: np.ndarray, chunk: int = HASHES_PER_CHUNK) -> Iterator[bool]:
+  """The flags of first_occurrences' packed bits in line order (then its padding bits), a
+  chunk at a time so that they never take a byte a line."""
+  for begin in range(0, len(packed), chunk // 8):
+    yield from np.unpackbits(packed[begin:begin + chunk // 8]).astype(bool).tolist()
 
 
 def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int]) -> None:
@@ -179,8 +189,9 @@ def merge_unique(paths: Sequence[str], output_file: str, counts: Dict[str, int])
 def write_merged(paths: Sequence[str], output_file: str, counts: Dict[str, int],
                  first: Optional[np.ndarray] = None) -> None:
   """Concatenates cleaned files in order into `output_file` (atomically), dropping repeated
-  blank lines and, with `first` (one flag a non-blank line), the lines it does not flag."""
-  line_number = 0
+  blank lines and, with `first` (first_occurrences' bits, one a non-blank line), the lines it
+  does not flag."""
+  keep = None if first is None else unpack_flags(first)
   with io_utils.atomic_output(output_file) as tmp, gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
     for path in paths:
@@ -190,8 +201,7 @@ def write_merged(paths: Sequence[str], output_file: str, counts: Dict[str, int],
             out.write("\n")
           last_blank = True
           continue
-        line_number += 1
-        if first is not None and not first[line_number - 1]:
+        if keep is not None and not next(keep):
           counts["dropped_duplicate"] += 1
           continue
         counts["kept"] += 1

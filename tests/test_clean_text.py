@@ -3,6 +3,7 @@
 import collections
 import random
 
+import numpy as np
 from hypothesis import given, settings, strategies as st
 import pytest
 
@@ -91,7 +92,9 @@ def test_duplicates_found_in_buckets_keep_each_first_occurrence(tmp_path, monkey
   first = clean_text.first_occurrences(paths, len(lines))
   seen = set()
   expected = [not (line in seen or seen.add(line)) for line in lines]
-  assert first.tolist() == expected and sum(expected) == 40
+  assert first.dtype == np.uint8 and len(first) == -(-len(lines) // 8)
+  assert list(clean_text.unpack_flags(first, chunk=16))[:len(lines)] == expected
+  assert sum(expected) == 40
   counts = collections.Counter(lines_in=300)
   clean_text.merge_unique(paths, str(tmp_path / "out.txt"), counts)
   assert (tmp_path / "out.txt").read_text().splitlines() == list(dict.fromkeys(lines))
