@@ -73,8 +73,9 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
                      "variable but LayerNorm and biases), google-research's 0.01.")
   flags.DEFINE_float("max_grad_norm", 1.0, "(bert_tf) Clip gradients to this global norm "
                      "(google-research's 1.0); 0 turns clipping off.")
-  flags.DEFINE_bool("adam_bias_correction", False, "(bert_tf) With --optimizer=adamw, Keras' "
-                    "bias-corrected Adam instead of google-research's AdamW, which has none.")
+  flags.DEFINE_bool("adam_bias_correction", False, "(bert_tf) With --optimizer=adamw, the "
+                    "standard bias-corrected AdamW (torch's and Hugging Face's) instead of "
+                    "google-research's, which has no bias correction.")
   flags.DEFINE_integer("gradient_accumulation_steps", 1, "(bert_tf) Split each step's "
                        "--train_batch_size into this many micro-batches and sum their gradients "
                        "before the update: the same training in less memory.", lower_bound=1)
