@@ -228,11 +228,14 @@ def test_sigterm_and_resume_with_accumulation_match_uninterrupted_run(tmp_path, 
   monkeypatch.setattr(trainer.Progress, "update", update_then_sigterm)
   first = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2,
                         save_checkpoints_steps=6)
-  with pytest.raises(trainer.TrainingPreempted, match=r"SIGTERM at step 3 .*ckpt-3"):
+  # The first update at or after step 3 (loops are time-bounded: under load one may end later).
+  with pytest.raises(trainer.TrainingPreempted) as preempted:
     first.train()
+  assert f"SIGTERM at step {signalled[0]} " in str(preempted.value)
+  assert f"ckpt-{signalled[0]}" in str(preempted.value) and signalled[0] < 6
   monkeypatch.setattr(trainer.Progress, "update", update)
   second = _make_trainer(strategy, tmp_path / "resumed", records, gradient_accumulation_steps=2)
-  assert second.step == signalled[0] == 3
+  assert second.step == signalled[0]
   second.train()
   for a, b in zip(_weights(straight.model), _weights(second.model)):
     np.testing.assert_allclose(b, a, atol=1e-6)
