@@ -162,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                  for k in ("speed_per_cpu_second", "peak_rss")),
       resume=resume_figure(),
       note="seconds: main() only, after imports; peak RSS: the largest single process "
-           "(TensorFlow's own footprint included)",
+           "(the data tools load no TensorFlow)",
       load_average_1min_before=load_before, machine=common.machine_info())
   common.merge_results("pretraining_scale", entry)
   print(json.dumps({k: entry[k] for k in ("ratio_largest_vs_smallest",
