@@ -692,10 +692,12 @@ def structure_warnings(config: DataConfig, counts: Dict[str, int]) -> List[str]:
         "shard holds whole documents, and a document ends at a blank line. Put a blank line "
         "between documents (a text without blank lines is one document).")
   if sentences and sentences / documents < _MIN_SENTENCES_PER_DOCUMENT:
+    cost = ("next-sentence pairs cannot come from it" if config.next_sentence_prediction else
+            "an instance (whole sentences of one document) holds one sentence")
     warnings.append(
         f"{sentences / documents:.2f} sentences per document: with a blank line after (nearly) "
-        "every line, each document is one sentence and next-sentence pairs cannot come from "
-        "it. Put one sentence a line and blank lines only between documents"
+        f"every line, each document is one sentence and {cost}. Put one sentence a line and "
+        "blank lines only between documents"
         + (" (--clean also ends a document where it drops a line)." if config.clean != "none"
            else "."))
   share = counts["random_next"] / counts["instances"] if counts["instances"] else 0.0

@@ -496,3 +496,14 @@ def test_encoder_writes_unmasked_and_label_free_examples():
 def test_unknown_masking_mode_is_an_error(english):
   with pytest.raises(ValueError, match="--masking=random: use one of static, dynamic"):
     dataclasses.replace(english, masking="random").check()
+
+
+@pytest.mark.parametrize("next_sentence_prediction, consequence", [
+    (True, "next-sentence pairs cannot come from it"),
+    (False, "an instance (whole sentences of one document) holds one sentence")])
+def test_one_sentence_documents_warning_names_what_the_mode_loses(english, next_sentence_prediction,
+                                                                  consequence):
+  config = dataclasses.replace(english, next_sentence_prediction=next_sentence_prediction)
+  counts = {"documents": 40, "sentences": 41, "random_next": 0, "instances": 40}
+  [warning] = cpd.structure_warnings(config, counts)
+  assert "1.02 sentences per document" in warning and consequence in warning
