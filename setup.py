@@ -12,10 +12,16 @@ ROOT = pathlib.Path(__file__).resolve().parent
 REQUIREMENTS = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
 
+# google-research's tokenization in C (bert_tf/tokenization.py falls back to Python without it).
+# `make install` builds it in place: python setup.py build_ext --inplace.
+WORDPIECE = setuptools.Extension("bert_tf._wordpiece", ["bert_tf/_wordpiece.c"],
+                                 extra_compile_args=["-O3"], optional=True)
+
 setuptools.setup(
     name="bert_tf",
     version="0.1.0",
     packages=setuptools.find_packages(include=["bert_tf", "bert_tf.*"]),
+    ext_modules=[WORDPIECE],
     install_requires=REQUIREMENTS,
     python_requires=">=3.10",
 )

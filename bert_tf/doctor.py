@@ -32,6 +32,7 @@ import requests
 import tensorflow as tf
 
 from bert_tf import gcs
+from bert_tf import tokenization
 from bert_tf.training import distribution
 
 # The variables that change what TensorFlow finds: TPU address and library loading (the PJRT
@@ -88,6 +89,7 @@ class Machine:
   tpu_error: Optional[str] = None
   credentials: Optional[str] = None
   devices_checked: bool = True
+  tokenizer_compiled: bool = True
 
 
 def version(package: str) -> Optional[str]:
@@ -203,7 +205,7 @@ def inspect_machine(check_devices: bool = True) -> Machine:
       env={name: os.environ[name] for name in ENV_VARS if os.environ.get(name)},
       tpu_device_files=sorted(f for pattern in _TPU_DEVICE_GLOBS for f in glob.glob(pattern)),
       nvidia_device_files=sorted(glob.glob(_NVIDIA_DEVICE_GLOB)), cpus=os.cpu_count() or 1,
-      devices_checked=check_devices)
+      devices_checked=check_devices, tokenizer_compiled=tokenization._wordpiece is not None)
   if check_devices:
     machine.gpus = _gpus()
     if tpu_machine(machine) and (machine.tpu_support or not local_tpu(machine)):
@@ -301,6 +303,11 @@ def _gpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
 def find_problems(machine: Machine, expect: Optional[str] = None) -> List[Problem]:
   """Every contradiction between this machine, its installation and its environment."""
   problems = _tpu_problems(machine, expect) + _gpu_problems(machine, expect)
+  if not machine.tokenizer_compiled:
+    problems.append(Problem(
+        "bert_tf's C tokenizer (bert_tf/_wordpiece.c) is not built: tokenization runs in "
+        "Python, with the same tokens, 3-4x slower.",
+        "make tokenizer (needs a C compiler and the Python headers)", is_error=False))
   if "TF_CONFIG" in machine.env:
     problem = _tf_config_problem(machine.env["TF_CONFIG"])
     problems += [problem] if problem else []
@@ -370,6 +377,8 @@ def render(machine: Machine, problems: List[Problem], probe: Optional[str] = Non
                      for name, cc in machine.gpus) or "none"
     lines.append(f"Devices         {machine.cpus} CPU cores; GPUs: {gpus}; "
                  f"TPU: {_tpu_text(machine)}")
+  lines.append("Tokenizer       " + ("C (bert_tf/_wordpiece.c)" if machine.tokenizer_compiled
+                                       else "Python (the C module is not built)"))
   env = " ".join(f"{name}={value}" for name, value in machine.env.items())
   lines.append(f"Environment     {env or 'none of ' + ', '.join(ENV_VARS) + ' is set'}")
   if machine.devices_checked:

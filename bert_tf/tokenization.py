@@ -36,6 +36,11 @@ from absl import logging
 
 from bert_tf import io_utils
 
+try:  # Built by `make install` (setup.py build_ext --inplace); the Python below is the fallback.
+  from bert_tf import _wordpiece
+except ImportError:  # pragma: no cover (CI builds it; tests/test_tokenization.py checks that)
+  _wordpiece = None
+
 # What str.translate accepts as a replacement: None deletes, an int or a str replaces.
 _Replacement = Union[None, int, str]
 
@@ -95,6 +100,21 @@ def _clean_split_punctuation(cp: int) -> _Replacement:
   """The single pass when not lowercasing: `_clean` then `_split_punctuation`."""
   cleaned = _clean(cp)
   return _split_punctuation(cp) if cleaned == cp else cleaned
+
+
+def _compiled_flags(cp: int) -> int:
+  """The class `_wordpiece` gives a character: deleted, a word boundary, its own word, or none.
+
+  A boundary is google-research's whitespace or anything else `str.split` splits on that its
+  cleaning keeps (U+2028, U+2029), since it splits the cleaned text with `str.split`.
+  """
+  if _is_dropped(cp):
+    return _wordpiece.DROP
+  if _is_whitespace(cp) or chr(cp).isspace():
+    return _wordpiece.SPACE
+  if _is_cjk(cp) or _is_punctuation(cp):
+    return _wordpiece.SPLIT
+  return 0
 
 
 class _CharTable(dict):
@@ -319,23 +339,41 @@ _SPLIT_BUT_DROPPED = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 class FullTokenizer:
   """Text to WordPiece tokens: `BasicTokenizer` then `WordpieceTokenizer`, plus id conversion.
 
-  Remembers the tokens of up to `_WORD_CACHE_SIZE` distinct words, and as many distinct
-  whitespace-separated chunks of text, since both repeat.
+  Tokenizes in C (bert_tf/_wordpiece.c) when that module was built and `compiled` is true, in
+  Python otherwise; both give google-research's tokens. Either remembers the tokens of up to
+  `_WORD_CACHE_SIZE` distinct words, and as many distinct chunks of text, since both repeat.
   """
 
   _WORD_CACHE_SIZE = 1 << 18
 
-  def __init__(self, vocab_file: str, do_lower_case: bool = True):
+  def __init__(self, vocab_file: str, do_lower_case: bool = True, compiled: bool = True):
     self.vocab = load_vocab(vocab_file)
     self.inv_vocab = {index: token for token, index in self.vocab.items()}
     self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
     self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
     self._word_pieces = _Memo(self.wordpiece_tokenizer.word_pieces, self._WORD_CACHE_SIZE)
     self._chunk_pieces: Dict[str, Tuple[str, ...]] = {}
+    self._compiled = self._compiled_tokenizer() if compiled else None
+
+  def _compiled_tokenizer(self) -> Optional["_wordpiece.Tokenizer"]:
+    """The C tokenizer for this vocab, or None without the module or an [UNK] token to give."""
+    unk_token = self.wordpiece_tokenizer.unk_token
+    if _wordpiece is None or unk_token not in self.vocab:
+      return None
+    return _wordpiece.Tokenizer(
+        self.vocab, unk_token, self.wordpiece_tokenizer.max_input_chars_per_word,
+        self.basic_tokenizer.do_lower_case, _compiled_flags, self.basic_tokenizer.tokenize)
+
+  @property
+  def compiled(self) -> bool:
+    """Whether this tokenizer runs in C."""
+    return self._compiled is not None
 
   def tokenize(self, text: Union[str, bytes]) -> List[str]:
     """Returns the WordPiece tokens of `text`."""
     text = convert_to_unicode(text)
+    if self._compiled is not None:
+      return self._compiled.tokenize(text)
     word_pieces = self._word_pieces
     if not text.isprintable() and _SPLIT_BUT_DROPPED.search(text):
       # Deleting these joins the chunks either side of them into one word: whole text at once.

@@ -61,8 +61,17 @@ def test_the_doctor_on_this_cpu_machine_says_cpu_and_exits_0(
   assert lines[0].startswith(f"TensorFlow      {tf.__version__} from ")
   assert f"tf_keras {doctor.version('tf-keras')}" in lines[1]
   assert "Flags           nothing for the strategy (the default strategy on CPU)" in lines
+  assert "Tokenizer       C (bert_tf/_wordpiece.c)" in lines
   assert not [line for line in lines if line.startswith("error:")]
   assert lines[-1] == "OK: nothing contradicts."
+
+
+def test_a_tokenizer_left_in_python_is_a_warning_naming_make_tokenizer() -> None:
+  problems = doctor.find_problems(cpu_machine(tokenizer_compiled=False))
+  assert not errors(problems) and [p.fix for p in problems] == [
+      "make tokenizer (needs a C compiler and the Python headers)"]
+  assert "Tokenizer       Python (the C module is not built)" in doctor.render(
+      cpu_machine(tokenizer_compiled=False), problems).splitlines()
 
 
 def test_the_owner_of_tensorflow_is_the_wheel_whose_library_is_in_place() -> None:
@@ -293,18 +302,26 @@ def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
   def recipe(target: str) -> List[str]:
     done = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/venv"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, check=True)
-    return [line for line in done.stdout.splitlines() if "pip install" in line or "doctor" in line]
+    return [line for line in done.stdout.splitlines()
+            if "pip install" in line or "doctor" in line or "build_ext" in line]
 
   tpu = recipe("install-tpu")
-  assert [line.split(" -m ", 1)[1] for line in tpu] == [
+  def command(line: str) -> str:  # What the venv's python runs: a module or setup.py.
+    return line.split("/bin/python ", 1)[1].removeprefix("-m ")
+
+  assert list(map(command, tpu)) == [
       "pip install -q --upgrade pip", "pip install -q -r requirements.txt",
       "pip install -q --no-deps --force-reinstall -r requirements-tpu.txt",
-      "bert_tf.doctor --expect=tpu"]
-  assert tpu[-1].startswith("TPU_LOAD_LIBRARY=0 ")
+      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=tpu",
+      "setup.py -q build_ext --inplace"]  # Again from `tokenizer`, to rebuild an edited .c.
+  assert tpu[-2].startswith("TPU_LOAD_LIBRARY=0 ")
   gpu = recipe("install-gpu")
-  assert [line.split(" -m ", 1)[1] for line in gpu][1:] == [
-      "pip install -q -r requirements.txt -r requirements-gpu.txt", "bert_tf.doctor --expect=gpu"]
+  assert list(map(command, gpu))[1:] == [
+      "pip install -q -r requirements.txt -r requirements-gpu.txt",
+      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=gpu",
+      "setup.py -q build_ext --inplace"]
   assert not [line for line in recipe("install") if "tpu" in line or "gpu" in line]
+  assert recipe("install")[-1].endswith("setup.py -q build_ext --inplace")  # The C tokenizer.
   # The README gives the same installs as plain pip commands.
   readme = (PROJECT_ROOT / "README.md").read_text()
   for command in ("pip install -r requirements.txt -r requirements-gpu.txt",

@@ -4,6 +4,7 @@ The reference for google-research/bert's tokenization is tf-models-official's po
 (official.nlp.tools.tokenization), with its word limit set back to google-research's 200.
 """
 
+import concurrent.futures
 import csv
 import json
 import logging
@@ -107,11 +108,24 @@ def korean_lines(limit: int) -> List[str]:
 
 
 # google-research parity -----------------------------------------------------------------------
+# Each parity test runs the C tokenizer (bert_tf/_wordpiece.c) and the Python one.
+
+
+@pytest.fixture(params=[True, False], ids=["c", "python"])
+def compiled(request) -> bool:
+  return request.param
+
+
+def test_the_c_tokenizer_is_built(vocab_file):
+  """`make install` builds it; without it every "c" case below would quietly test Python."""
+  assert tokenization._wordpiece is not None, "bert_tf/_wordpiece.c is not built: make tokenizer"
+  assert tokenization.FullTokenizer(vocab_file).compiled
+  assert not tokenization.FullTokenizer(vocab_file, compiled=False).compiled
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
-def test_full_tokenizer_matches_reference_on_every_rule(vocab_file, do_lower_case):
-  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+def test_full_tokenizer_matches_reference_on_every_rule(vocab_file, do_lower_case, compiled):
+  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case, compiled=compiled)
   ref = reference_tokenizer(vocab_file, do_lower_case)
   for text in TRICKY:
     assert ours.tokenize(text) == ref.tokenize(text), repr(text)
@@ -121,10 +135,10 @@ def test_full_tokenizer_matches_reference_on_every_rule(vocab_file, do_lower_cas
       "caf\xc3\xa9 \xff!".encode("latin-1"))
 
 
-def test_rules_give_google_research_tokens(vocab_file):
+def test_rules_give_google_research_tokens(vocab_file, compiled):
   """A few outputs spelled out, so the rules stay readable here and not only in the reference."""
-  uncased = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-  cased = tokenization.FullTokenizer(vocab_file, do_lower_case=False)
+  uncased = tokenization.FullTokenizer(vocab_file, do_lower_case=True, compiled=compiled)
+  cased = tokenization.FullTokenizer(vocab_file, do_lower_case=False, compiled=compiled)
   assert uncased.tokenize("UNAFFABLE") == ["un", "##aff", "##able"]
   assert uncased.tokenize("a\x0bb\u200bc") == ["ab", "##c"]  # Controls are deleted.
   assert uncased.tokenize("a\tb\u3000c") == ["a", "b", "c"]
@@ -148,7 +162,7 @@ def test_rules_give_google_research_tokens(vocab_file):
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
-def test_chunk_path_and_whole_text_path_match_reference(vocab_file, do_lower_case):
+def test_chunk_path_and_whole_text_path_match_reference(vocab_file, do_lower_case, compiled):
   """FullTokenizer caches the tokens of each whitespace-separated chunk, except in text with a
   control that `str.split` splits on but google-research deletes, which it takes whole."""
   isspace_dropped = "".join(
@@ -156,7 +170,7 @@ def test_chunk_path_and_whole_text_path_match_reference(vocab_file, do_lower_cas
       reference.BasicTokenizer()._clean_text(chr(cp)) == "")
   assert isspace_dropped == "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
   assert all(tokenization._SPLIT_BUT_DROPPED.fullmatch(c) for c in isspace_dropped)
-  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case, compiled=compiled)
   ref = reference_tokenizer(vocab_file, do_lower_case)
   chunks = ["한국어", "Café!", "a\u200bb", "a\ufffdb", "(한)", "¿Qué?", "«oui»", "a_b", "x-y", "5€",
             "$5.00", "中文b", "a中", "ΑΣ.", "ΟΔΟΣ", "e\u0301", "[CLS]", "unaffable", "xq", "👍🏽"]
@@ -186,7 +200,7 @@ def test_wordpiece_tokenizer_matches_reference(vocab_file):
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
-def test_random_unicode_matches_reference(tmp_path, do_lower_case):
+def test_random_unicode_matches_reference(tmp_path, do_lower_case, compiled):
   rng = random.Random(1234)
   notable = [0, 0x9, 0xB, 0x20, 0x85, 0xA0, 0xAD, 0x130, 0x3A3, 0x301, 0x37E, 0x1FEF, 0x2028,
              0x200B, 0x3000, 0xFFFD, 0x4E00, 0xF900, 0x2F800, 0xAC00, 0x1100, 0x1F600, 0xE0001]
@@ -205,7 +219,7 @@ def test_random_unicode_matches_reference(tmp_path, do_lower_case):
   words = sorted({word for _ in range(2000) for word in
                   reference.BasicTokenizer(do_lower_case).tokenize(random_char() * 2)})
   vocab_file = write_vocab(tmp_path, SPECIALS + words[::2] + ["##" + w for w in words[::3]])
-  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case, compiled=compiled)
   ref = reference_tokenizer(vocab_file, do_lower_case)
   for _ in range(3000):
     text = "".join(random_char() for _ in range(rng.randrange(0, 30)))
@@ -217,16 +231,47 @@ def test_random_unicode_matches_reference(tmp_path, do_lower_case):
     ("bert-base-cased-vocab.txt", False),
     ("kcbert-base-vocab.txt", False),
 ])
-def test_real_text_matches_reference(vocab_name, do_lower_case):
+def test_real_text_matches_reference(vocab_name, do_lower_case, compiled):
   vocab_file = str(shared_path("vocabs", vocab_name))
   texts = squad_contexts(400) + korean_lines(2000)
-  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  ours = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case, compiled=compiled)
   ref = reference_tokenizer(vocab_file, do_lower_case)
   for text in texts:
     assert ours.tokenize(text) == ref.tokenize(text), repr(text)
   in_graph = tokenization.InGraphTokenizer(vocab_file, do_lower_case=do_lower_case)
   assert in_graph.tokenize(tf.constant(texts)).to_list() == [
       ours.convert_tokens_to_ids(ours.tokenize(text)) for text in texts]
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_c_tokenizer_stays_exact_when_its_caches_fill(vocab_file, do_lower_case):
+  """More distinct words (and lowercased non-ASCII chunks) than the caches hold (1 << 18)."""
+  rng = random.Random(3)
+  words = ["".join(rng.choice("abcdexÉé") for _ in range(rng.randrange(6, 10)))
+           for _ in range(300_000)]
+  text = " ".join(words + words[:1000])  # The first words again, after the caches were emptied.
+  c = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  python = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case, compiled=False)
+  assert c.compiled and c.tokenize(text) == python.tokenize(text)
+  assert c.tokenize(text[:5000]) == python.tokenize(text[:5000])
+
+
+def test_tokenizer_without_unk_in_its_vocab_runs_in_python(tmp_path):
+  no_unk = write_vocab(tmp_path, ["[CLS]", "[SEP]", "a", "##b"], "no_unk.txt")
+  tokenizer = tokenization.FullTokenizer(no_unk, do_lower_case=True)
+  assert not tokenizer.compiled  # Its "[UNK]" token has no id to give; Python gives the string.
+  assert tokenizer.tokenize("ab xy") == reference_tokenizer(no_unk, True).tokenize("ab xy")
+
+
+def test_c_tokenizer_is_exact_from_several_threads(vocab_file):
+  """Lowercased non-ASCII chunks call back into Python, where another thread may run."""
+  texts = [f"Café{i} ΟΔΟΣ{i % 7} 한국어{i % 13} x{i}" for i in range(2000)]
+  expected = [reference_tokenizer(vocab_file, True).tokenize(text) for text in texts]
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(lambda shard: [tokenizer.tokenize(t) for t in texts[shard::4]],
+                            range(4)))
+  assert [results[i % 4][i // 4] for i in range(len(texts))] == expected
 
 
 # Vocab and id conversion ---------------------------------------------------------------------
