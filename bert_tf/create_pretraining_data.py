@@ -489,7 +489,7 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
                            config.next_sentence_prediction)
   documents: List[Document] = []
   for lines in raw_documents:
-    segments = [[vocab[t] for t in tokenizer.tokenize(line)] for line in lines]
+    segments = [tokenizer.tokenize_to_ids(line) for line in lines]
     segments = [s for s in segments if s]
     if segments:
       documents.append(segments)

@@ -409,6 +409,13 @@ class FullTokenizer:
       tokens += pieces
     return tokens
 
+  def tokenize_to_ids(self, text: Union[str, bytes]) -> List[int]:
+    """The vocab ids of `tokenize(text)`, in one call (no token strings in between, in C)."""
+    text = convert_to_unicode(text)
+    if self._compiled is not None:
+      return self._compiled.tokenize_to_ids(text)
+    return self.convert_tokens_to_ids(self.tokenize(text))
+
   def convert_tokens_to_ids(self, tokens: Iterable[str]) -> List[int]:
     """Maps tokens to vocab ids."""
     return convert_by_vocab(self.vocab, tokens)

@@ -129,6 +129,7 @@ def test_full_tokenizer_matches_reference_on_every_rule(vocab_file, do_lower_cas
   ref = reference_tokenizer(vocab_file, do_lower_case)
   for text in TRICKY:
     assert ours.tokenize(text) == ref.tokenize(text), repr(text)
+    assert ours.tokenize_to_ids(text) == ref.convert_tokens_to_ids(ref.tokenize(text)), repr(text)
     assert ours.basic_tokenizer.tokenize(text) == ref.basic_tokenizer.tokenize(text), repr(text)
   assert ours.tokenize(" ".join(TRICKY)) == ref.tokenize(" ".join(TRICKY))
   assert ours.tokenize("caf\xc3\xa9 \xff!".encode("latin-1")) == ref.tokenize(
@@ -238,6 +239,8 @@ def test_real_text_matches_reference(vocab_name, do_lower_case, compiled):
   ref = reference_tokenizer(vocab_file, do_lower_case)
   for text in texts:
     assert ours.tokenize(text) == ref.tokenize(text), repr(text)
+  assert [ours.tokenize_to_ids(text) for text in texts[::7]] == [
+      ref.convert_tokens_to_ids(ref.tokenize(text)) for text in texts[::7]]
   in_graph = tokenization.InGraphTokenizer(vocab_file, do_lower_case=do_lower_case)
   assert in_graph.tokenize(tf.constant(texts)).to_list() == [
       ours.convert_tokens_to_ids(ours.tokenize(text)) for text in texts]
