@@ -5,9 +5,11 @@
 Two corpora from ../shared/data: the English contexts of SQuAD 1.1 dev (bert-base-uncased vocab,
 lowercased) and Korean sentences of corpus_ko (KcBERT vocab, cased). Every tokenizer turns each
 text into a list of ids. On each corpus, in this run:
-- bert_tf FullTokenizer, the exact path (tokenize, convert_tokens_to_ids): a fresh tokenizer each
-  repeat (its caches start empty), built before the timing as google-research's is, asserted
-  token for token equal to tf-models-official's tokenization module;
+- bert_tf FullTokenizer, the exact path (tokenize_to_ids, in C: bert_tf/_wordpiece.c): a fresh
+  tokenizer each repeat (its caches start empty), built before the timing as google-research's
+  is, asserted token for token and id for id equal to tf-models-official's tokenization module;
+- the same with compiled=False, the pure-Python fallback for machines that cannot build the C
+  module (the same calls; asserted equal too);
 - bert_tf InGraphTokenizer, TensorFlow Text ops on the whole batch, asserted id for id equal;
 - tf-models-official's tokenization module (google-research's pure Python, ported), the same calls;
 - Hugging Face tokenizers' BertWordPieceTokenizer (encode_batch and encode_batch_fast) and
@@ -46,6 +48,7 @@ SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"
 ENGLISH_VOCAB = common.DATA / "vocabs" / "bert-base-uncased-vocab.txt"
 KOREAN_VOCAB = common.DATA / "vocabs" / "kcbert-base-vocab.txt"
 EXACT = "bert_tf FullTokenizer (exact)"
+EXACT_PYTHON = "bert_tf FullTokenizer (exact, Python fallback)"
 IN_GRAPH = "bert_tf InGraphTokenizer (tf.text)"
 GOOGLE = "tf-models tokenization (google-research)"
 
@@ -83,15 +86,20 @@ def measure_corpus(texts: List[str], vocab: str, lowercase: bool, repeats: int
   in_graph = tokenization.InGraphTokenizer(vocab, do_lower_case=lowercase)
   batch = tf.constant(texts)
   in_graph.tokenize(batch[:8])  # Builds the ops once, outside the timing.
-  fresh = [tokenization.FullTokenizer(vocab, do_lower_case=lowercase) for _ in range(repeats)]
+  fresh = {name: [tokenization.FullTokenizer(vocab, do_lower_case=lowercase,
+                                             compiled=name == EXACT) for _ in range(repeats)]
+           for name in (EXACT, EXACT_PYTHON)}
+  if not fresh[EXACT][0].compiled:
+    raise SystemExit("bert_tf/_wordpiece.c is not built: make tokenizer")
   outputs: Dict[str, Any] = {}
 
-  def exact() -> None:
-    ours = fresh.pop()
-    outputs[EXACT] = [ours.convert_tokens_to_ids(ours.tokenize(text)) for text in texts]
+  def exact(name: str) -> None:
+    ours = fresh[name].pop()
+    outputs[name] = list(map(ours.tokenize_to_ids, texts))
 
   runs = {
-      EXACT: exact,
+      EXACT: lambda: exact(EXACT),
+      EXACT_PYTHON: lambda: exact(EXACT_PYTHON),
       IN_GRAPH: lambda: outputs.__setitem__(IN_GRAPH, in_graph.tokenize(batch)),
       GOOGLE: lambda: outputs.__setitem__(GOOGLE, [
           theirs.convert_tokens_to_ids(theirs.tokenize(text)) for text in texts]),
@@ -105,13 +113,12 @@ def measure_corpus(texts: List[str], vocab: str, lowercase: bool, repeats: int
   ours = tokenization.FullTokenizer(vocab, do_lower_case=lowercase)
   exact_tokens = [ours.tokenize(text) for text in texts]
   if exact_tokens != [theirs.tokenize(text) for text in texts] or (
-      outputs[EXACT] != outputs[GOOGLE]):
+      outputs[EXACT] != outputs[GOOGLE] or outputs[EXACT_PYTHON] != outputs[GOOGLE]):
     raise AssertionError("bert_tf FullTokenizer and tf-models tokenization disagree.")
   if outputs[IN_GRAPH].to_list() != outputs[EXACT]:
     raise AssertionError("bert_tf InGraphTokenizer and FullTokenizer disagree.")
   fresh_tokenizer = tokenization.FullTokenizer(vocab, do_lower_case=lowercase)
-  profile = common.profile_shares(lambda: [
-      fresh_tokenizer.convert_tokens_to_ids(fresh_tokenizer.tokenize(text)) for text in texts])
+  profile = common.profile_shares(lambda: list(map(fresh_tokenizer.tokenize_to_ids, texts)))
   hf = hugging_face(texts, vocab, lowercase, repeats)
   seconds.update(hf["seconds"])
   tokens = sum(map(len, exact_tokens))
@@ -119,7 +126,7 @@ def measure_corpus(texts: List[str], vocab: str, lowercase: bool, repeats: int
   return dict(texts=len(texts), characters=sum(map(len, texts)), tokens=tokens,
               do_lower_case=lowercase, vocab=os.path.basename(vocab), median_seconds=seconds,
               tokens_per_sec={name: round(tokens / s) for name, s in seconds.items()},
-              identical_to_google_research=[EXACT, IN_GRAPH],
+              identical_to_google_research=[EXACT, EXACT_PYTHON, IN_GRAPH],
               texts_identical_hf_vs_google_research=f"{same_as_hf}/{len(texts)}",
               hf_threads=hf["threads"], hf_versions=hf["versions"], profile_exact=profile)
 

@@ -396,6 +396,34 @@ static PyObject *Tokenizer_tokenize_to_ids(Tokenizer *self, PyObject *text) {
   return Tokenizer_convert(self, text, self->ids);
 }
 
+/* (tokens, ids, counts) of a sequence of str: every word's tokens, joined, and how many each
+ * word gave. One call for the whitespace-separated words of a SQuAD paragraph. */
+static PyObject *Tokenizer_tokenize_words(Tokenizer *self, PyObject *words) {
+  PyObject *sequence = PySequence_Fast(words, "tokenize_words takes a sequence of str");
+  if (!sequence) return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+  Buffer ids = {0};
+  PyObject *counts = PyList_New(n), *result = NULL;
+  if (!counts) goto done;
+  for (Py_ssize_t i = 0; i < n; i++) {
+    size_t before = ids.len;
+    if (text_ids(self, PySequence_Fast_GET_ITEM(sequence, i), &ids) < 0) goto done;
+    PyObject *count = PyLong_FromSize_t(ids.len - before);
+    if (!count) goto done;
+    PyList_SET_ITEM(counts, i, count);
+  }
+  PyObject *tokens = ids_to_list(&ids, self->tokens);
+  PyObject *id_list = tokens ? ids_to_list(&ids, self->ids) : NULL;
+  if (id_list) result = PyTuple_Pack(3, tokens, id_list, counts);
+  Py_XDECREF(tokens);
+  Py_XDECREF(id_list);
+done:
+  Py_XDECREF(counts);
+  Py_DECREF(sequence);
+  buffer_free(&ids);
+  return result;
+}
+
 static void set_longest(uint16_t *bmp, size_t *other, const uint32_t *piece, size_t n) {
   if (n == 0) return;
   if (piece[0] >= BMP) {
@@ -529,6 +557,9 @@ static PyMethodDef Tokenizer_methods[] = {
     {"tokenize", (PyCFunction)Tokenizer_tokenize, METH_O, "The WordPiece tokens of a str."},
     {"tokenize_to_ids", (PyCFunction)Tokenizer_tokenize_to_ids, METH_O,
      "The vocab ids of the WordPiece tokens of a str."},
+    {"tokenize_words", (PyCFunction)Tokenizer_tokenize_words, METH_O,
+     "(tokens, ids, counts): the tokens of each str of a sequence, joined, their ids, and how "
+     "many each str gave."},
     {NULL, NULL, 0, NULL},
 };
 

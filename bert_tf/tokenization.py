@@ -416,6 +416,17 @@ class FullTokenizer:
       return self._compiled.tokenize_to_ids(text)
     return self.convert_tokens_to_ids(self.tokenize(text))
 
+  def tokenize_words(self, words: Sequence[str]) -> Tuple[List[str], List[int], List[int]]:
+    """`tokenize` of each of `words`, joined: (tokens, their ids, how many each word gave).
+
+    What SQuAD features need of a paragraph's whitespace-separated words, in one call.
+    """
+    if self._compiled is not None:
+      return self._compiled.tokenize_words(words)
+    pieces = list(map(self.tokenize, words))
+    tokens = list(itertools.chain.from_iterable(pieces))
+    return tokens, self.convert_tokens_to_ids(tokens), list(map(len, pieces))
+
   def convert_tokens_to_ids(self, tokens: Iterable[str]) -> List[int]:
     """Maps tokens to vocab ids."""
     return convert_by_vocab(self.vocab, tokens)

@@ -411,12 +411,12 @@ def test_fuzz_squad_shaped_file_reads_or_names_itself(fuzz_file: pathlib.Path, t
 def test_features_match_tf_models(files: Dict[str, str], is_training: bool, max_seq_length: int,
                                   doc_stride: int, max_query_length: int) -> None:
   examples = squad.read_squad_examples(files["data"], is_training, version_2_with_negative=True)
-  # The same tokenizer for both, so that only the conversion is compared.
+  # Each side with its own tokenizer (ours is compared token for token in test_tokenization).
   reference_tokenizer = squad_lib.tokenization.FullTokenizer(files["vocab"], do_lower_case=True)
   theirs = reference_features(examples, reference_tokenizer, max_seq_length, doc_stride,
                               max_query_length, is_training)
-  ours = our_features(examples, reference_tokenizer, max_seq_length, doc_stride,
-                      max_query_length, is_training)
+  ours = our_features(examples, tokenization.FullTokenizer(files["vocab"], do_lower_case=True),
+                      max_seq_length, doc_stride, max_query_length, is_training)
   assert_same_features(ours, theirs, examples, is_training)
   if max_seq_length == 32:
     assert max(f.doc_span_index for f in ours) >= 10  # Many windows: edges and max context.

@@ -132,6 +132,10 @@ def test_full_tokenizer_matches_reference_on_every_rule(vocab_file, do_lower_cas
     assert ours.tokenize_to_ids(text) == ref.convert_tokens_to_ids(ref.tokenize(text)), repr(text)
     assert ours.basic_tokenizer.tokenize(text) == ref.basic_tokenizer.tokenize(text), repr(text)
   assert ours.tokenize(" ".join(TRICKY)) == ref.tokenize(" ".join(TRICKY))
+  pieces = [ref.tokenize(text) for text in TRICKY]
+  tokens = [token for word_tokens in pieces for token in word_tokens]
+  assert ours.tokenize_words(TRICKY) == (tokens, ref.convert_tokens_to_ids(tokens),
+                                         list(map(len, pieces)))
   assert ours.tokenize("caf\xc3\xa9 \xff!".encode("latin-1")) == ref.tokenize(
       "caf\xc3\xa9 \xff!".encode("latin-1"))
 

@@ -328,9 +328,9 @@ class _Converter:
   """Turns examples into features (without unique_id / example_index, which the caller assigns).
 
   Two stages: `tokenize` (the costly part, which worker processes can run) and `assemble`. It
-  keeps the last paragraph's tokens and every word's tokens, so each paragraph is tokenized once
-  for all its questions. Assumes `tokenizer.tokenize` depends on its input only (true of
-  WordPiece), which makes both caches exact.
+  keeps the last paragraph's tokens, so each paragraph is tokenized once for all its questions
+  (the tokenizer itself remembers words). Assumes tokenizing depends on the input only (true of
+  WordPiece), which makes that cache exact. `tokenizer` is a bert_tf FullTokenizer.
   """
 
   def __init__(self, tokenizer: Any, max_seq_length: int, doc_stride: int, max_query_length: int,
@@ -344,34 +344,20 @@ class _Converter:
       self._cls_id, self._sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     except KeyError as e:
       raise ValueError(f"The vocab has no {e} token, which SQuAD features need.") from None
-    self._word_tokens: Dict[str, List[str]] = {}
     self._last_doc: Optional[Tuple[List[str], _TokenizedDoc]] = None
-
-  def _tokenize_word(self, word: str) -> List[str]:
-    pieces = self._word_tokens.get(word)
-    if pieces is None:
-      pieces = self._word_tokens[word] = self._tokenizer.tokenize(word)
-    return pieces
 
   def _tokenize_doc(self, doc_tokens: List[str]) -> _TokenizedDoc:
     if self._last_doc is not None:
       last_words, last_doc = self._last_doc
       if last_words is doc_tokens or last_words == doc_tokens:
         return last_doc
-    # Known words are looked up, and the maps built, in C (map, chain, accumulate): a paragraph
-    # of a hundred words costs a few calls rather than a few hundred.
-    word_pieces = list(map(self._word_tokens.get, doc_tokens))
-    if None in word_pieces:
-      for index, pieces in enumerate(word_pieces):
-        if pieces is None:
-          word_pieces[index] = self._tokenize_word(doc_tokens[index])
-    lengths = list(map(len, word_pieces))
-    tokens = list(itertools.chain.from_iterable(word_pieces))
+    # One tokenizer call for the paragraph's words, and the maps built in C (chain, repeat,
+    # accumulate): a paragraph of a hundred words costs a few calls rather than a few hundred.
+    tokens, ids, lengths = self._tokenizer.tokenize_words(doc_tokens)
     tok_to_orig_index = list(itertools.chain.from_iterable(
         map(itertools.repeat, range(len(doc_tokens)), lengths)))
     orig_to_tok_index = list(itertools.accumulate(lengths[:-1], initial=0)) if lengths else []
-    doc = _TokenizedDoc(tokens, self._tokenizer.convert_tokens_to_ids(tokens), tok_to_orig_index,
-                        orig_to_tok_index)
+    doc = _TokenizedDoc(tokens, ids, tok_to_orig_index, orig_to_tok_index)
     self._last_doc = (doc_tokens, doc)
     return doc
 
@@ -544,8 +530,8 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: An
   """Calls `output_fn` on each feature of `examples`, in order; returns how many there were.
 
   The features are those of google-research's run_squad.py, byte for byte, with unique_ids counting
-  up from 1000000000 in the same order. `tokenizer` is a FullTokenizer (tokenize,
-  convert_tokens_to_ids). With `num_workers` > 0, that many forked processes tokenize while this
+  up from 1000000000 in the same order. `tokenizer` is a bert_tf FullTokenizer (tokenize,
+  tokenize_words, convert_tokens_to_ids). With `num_workers` > 0, that many forked processes tokenize while this
   one assembles the features and calls `output_fn`. That pays off only when tokenizing dominates
   (a slow tokenizer) and cores are idle: with bert_tf's tokenizer on SQuAD dev, 2 shared cores,
   one worker measured no faster than none (benchmarks/squad_features.py), hence the default 0.
