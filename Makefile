@@ -18,7 +18,7 @@ $(VENV)/installed: requirements.txt requirements-dev.txt
 install: $(VENV)/installed tokenizer
 
 # google-research's tokenization in C (bert_tf/_wordpiece.c), built in place. Without a C compiler
-# the build only warns, and bert_tf tokenizes in Python: the same tokens, 3-4x slower.
+# the build only warns, and bert_tf tokenizes in Python: the same tokens, several times slower.
 BUILD_TOKENIZER = $(PY) setup.py -q build_ext --inplace
 tokenizer:
 	$(BUILD_TOKENIZER)

@@ -306,7 +306,7 @@ def find_problems(machine: Machine, expect: Optional[str] = None) -> List[Proble
   if not machine.tokenizer_compiled:
     problems.append(Problem(
         "bert_tf's C tokenizer (bert_tf/_wordpiece.c) is not built: tokenization runs in "
-        "Python, with the same tokens, 3-4x slower.",
+        "Python, with the same tokens, several times slower.",
         "make tokenizer (needs a C compiler and the Python headers)", is_error=False))
   if "TF_CONFIG" in machine.env:
     problem = _tf_config_problem(machine.env["TF_CONFIG"])
