@@ -29,7 +29,7 @@
 #define UNBOUNDED 0xFFFF
 #define EMPTY UINT32_MAX
 #define CACHE_ENTRIES (1 << 18)
-#define CACHE_POOL_LIMIT (1u << 30)
+#define CACHE_POOL_LIMIT (1u << 24) /* code points (or ids) a cache holds: 64 MB */
 
 /* Code point -> flags | KNOWN; 0 until `classify` has seen it. Shared by every tokenizer. */
 static uint8_t *char_flags;
@@ -260,6 +260,7 @@ static int remember(Table *t, const uint32_t *key, size_t n, uint64_t h, const B
 
 static int add_word(Tokenizer *self, const uint32_t *word, size_t n, Buffer *out) {
   if (n == 0) return 0;
+  if (n > self->max_chars) return buffer_push(out, self->unk_id); /* not worth a cache entry */
   uint64_t h = hash_code_points(word, n);
   int hit = cached(&self->words, word, n, h, out);
   if (hit) return hit < 0 ? -1 : 0;
