@@ -662,10 +662,7 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1,
   if not num_documents:
     raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
                      "line between documents.")
-  per_shard = config.documents_per_shard
-  if config.num_output_shards:
-    per_shard = math.ceil(num_documents / config.num_output_shards)
-  num_shards = math.ceil(num_documents / per_shard)
+  per_shard, num_shards = shard_layout(config, num_documents)
   run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
                 "num_shards": num_shards, "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
   metadata = records.cached_records(_metadata_path(config.output_file), run_config,
@@ -673,6 +670,14 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1,
                                                          num_documents, num_workers, beam))
   report_structure(config, metadata["counts"])
   return metadata
+
+
+def shard_layout(config: DataConfig, num_documents: int) -> Tuple[int, int]:
+  """(whole documents a shard holds, number of shards) for a corpus of `num_documents`."""
+  per_shard = config.documents_per_shard
+  if config.num_output_shards:
+    per_shard = math.ceil(num_documents / config.num_output_shards)
+  return per_shard, math.ceil(num_documents / per_shard)
 
 
 # Below these, the input's structure is probably wrong: google-research's data has documents of
@@ -691,6 +696,13 @@ def structure_warnings(config: DataConfig, counts: Dict[str, int]) -> List[str]:
         f"only {documents} document(s) for --num_output_shards={config.num_output_shards}: a "
         "shard holds whole documents, and a document ends at a blank line. Put a blank line "
         "between documents (a text without blank lines is one document).")
+  elif config.num_output_shards:
+    per_shard, num_shards = shard_layout(config, documents)
+    if num_shards != config.num_output_shards:
+      warnings.append(
+          f"--num_output_shards={config.num_output_shards} made {num_shards} shards: a shard "
+          f"holds {per_shard} whole documents of the {documents}. Pick a number of shards that "
+          "the document count divides more evenly, or leave the flag out.")
   if sentences and sentences / documents < _MIN_SENTENCES_PER_DOCUMENT:
     cost = ("next-sentence pairs cannot come from it" if config.next_sentence_prediction else
             "an instance (whole sentences of one document) holds one sentence")

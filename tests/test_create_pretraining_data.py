@@ -316,6 +316,8 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("layout, shards, expected", [
     ("no blank lines", 8, "only 1 document(s) for --num_output_shards=8"),
+    ("documents of many sentences", 4, "--num_output_shards=4 made 3 shards"),
+    ("documents of many sentences", 5, None),
     ("a blank line after every line", None, "sentences per document"),
     ("documents of many sentences", None, None)])
 def test_structure_of_the_input_is_reported_and_mistakes_warned(english, tmp_path, caplog,
