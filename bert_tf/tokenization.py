@@ -1,11 +1,14 @@
 """WordPiece tokenization with google-research/bert's exact output, but faster.
 
 `FullTokenizer`, `BasicTokenizer` and `WordpieceTokenizer` take the same arguments and give the
-same tokens as google-research/bert's tokenization.py for any Unicode text. The speed comes from
-doing each pass over the whole text in C (`str.translate`, `str.lower`, `unicodedata.normalize`,
-`str.split`) with character classes decided once per code point and cached, a WordPiece search
-that tries no piece longer than the vocab's longest one with the same first character, and
-per-word and per-chunk (text between whitespace) caches in `FullTokenizer`.
+same tokens as google-research/bert's tokenization.py for any Unicode text. `FullTokenizer` runs
+in C (bert_tf/_wordpiece.c, built by `make install`) when that module is built: one pass over
+the text applying the character classes of `_compiled_flags`, which are decided here, in
+Python, once per code point. Without it, and in `BasicTokenizer` and `WordpieceTokenizer`, the
+Python below is fast another way: each pass over the whole text runs in C (`str.translate`,
+`str.lower`, `unicodedata.normalize`, `str.split`) with character classes cached per code point,
+the WordPiece search tries no piece longer than the vocab's longest one with the same first
+character, and `FullTokenizer` caches words and chunks (text between whitespace).
 
 Why whole-text passes give the same tokens as google-research's per-token ones: every rule it
 applies per character (cleaning, CJK spacing, punctuation splitting, accent dropping) is context
