@@ -74,10 +74,11 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def run_workers(args: Sequence[str], cwd: pathlib.Path, count: int = 2, timeout: float = 240
+def run_workers(args: Sequence[str], cwd: pathlib.Path, count: int = 2, timeout: float = 600
                 ) -> List[Tuple[int, str, str]]:
   """Runs `count` copies of `python args` as the workers of one localhost TF_CONFIG cluster;
-  returns each one's (exit code, stdout, stderr), the chief's first."""
+  returns each one's (exit code, stdout, stderr), the chief's first. The timeout is generous:
+  two TensorFlow processes on 2 cores beside other load took more than 240 s once."""
   ports = []
   for _ in range(count):
     with socket.socket() as s:
