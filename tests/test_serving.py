@@ -138,7 +138,7 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("settings,rounded", zip(SETTINGS, [True, False, True, False]))
+@pytest.mark.parametrize("settings,rounded", list(zip(SETTINGS, [True, False, True, False])))
 @pytest.mark.parametrize("vocab_file,do_lower_case", VOCAB_CASES)
 def test_answers_equal_write_predictions(tmp_path, vocab_file, do_lower_case, settings, rounded):
   settings = dict(settings)  # None: the median null odds, filled in below
