@@ -108,12 +108,13 @@ def _clean_split_punctuation(cp: int) -> _Replacement:
 def _compiled_flags(cp: int) -> int:
   """The class `_wordpiece` gives a character: deleted, a word boundary, its own word, or none.
 
-  A boundary is google-research's whitespace or anything else `str.split` splits on that its
-  cleaning keeps (U+2028, U+2029), since it splits the cleaned text with `str.split`.
+  A boundary is anything `str.split` splits on that google-research's cleaning keeps: its own
+  whitespace (all of which `str.isspace`) and also U+2028 and U+2029, since it splits the
+  cleaned text with `str.split`.
   """
   if _is_dropped(cp):
     return _wordpiece.DROP
-  if _is_whitespace(cp) or chr(cp).isspace():
+  if chr(cp).isspace():
     return _wordpiece.SPACE
   if _is_cjk(cp) or _is_punctuation(cp):
     return _wordpiece.SPLIT
