@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-gpu install-tpu tokenizer demo demo-pretraining test
+.PHONY: install install-gpu install-tpu tokenizer sanitize-tokenizer demo demo-pretraining test
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ install: $(VENV)/installed tokenizer
 BUILD_TOKENIZER = $(PY) setup.py -q build_ext --inplace
 tokenizer:
 	$(BUILD_TOKENIZER)
+
+# The C tokenizer built with AddressSanitizer and UndefinedBehaviorSanitizer and fuzzed against
+# the Python one for FUZZ_SECONDS (tests/wordpiece_fuzz.py); CI runs a short fuzz in the tests.
+FUZZ_SECONDS ?= 600
+sanitize-tokenizer: install
+	$(PY) tests/wordpiece_fuzz.py --sanitize --seconds $(FUZZ_SECONDS)
 
 # The CUDA 12.5 / cuDNN 9.3 wheels of tensorflow 2.20.0, resolved with the common requirements.
 $(VENV)/installed-gpu: requirements.txt requirements-gpu.txt
