@@ -62,6 +62,9 @@ static int buffer_push(Buffer *b, uint32_t value) {
 }
 
 static int buffer_extend(Buffer *b, const uint32_t *values, size_t n) {
+  /* memcpy's pointers must not be NULL even for no bytes: an empty buffer's data is NULL
+   * (a lowercased chunk of marks alone has no words; UBSan found it). */
+  if (n == 0) return 0;
   if (buffer_reserve(b, n) < 0) return -1;
   memcpy(b->data + b->len, values, n * sizeof(uint32_t));
   b->len += n;
