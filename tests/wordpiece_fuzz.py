@@ -176,11 +176,13 @@ def fuzz(seconds: float, seed: int, threads: int) -> Tuple[int, int]:
           break
       compare_joined(c, python, texts)  # One large text.
       compare_words(c, python, texts[:50] + [""])
-      if round_ % 5 == 0 and time.monotonic() < deadline:  # Many distinct words: the caches empty themselves, then refill.
+      # Many distinct words: the caches empty themselves, then refill.
+      if round_ % 5 == 0 and time.monotonic() < deadline:
         many = [f"{rng.choice(alphabet)}{i}{random_char(rng)}" for i in range(CACHE_FILL)]
         compare_joined(c, python, many)
         compare_joined(c, python, many[:1000])
-      if round_ % 3 == 0 and time.monotonic() < deadline:  # One tokenizer from several threads (callbacks release the GIL).
+      # One tokenizer from several threads (callbacks release the GIL).
+      if round_ % 3 == 0 and time.monotonic() < deadline:
         shared = make(True)
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
           results = list(pool.map(shared.tokenize, texts))
