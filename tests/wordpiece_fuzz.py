@@ -5,9 +5,10 @@ With --sanitize it first builds the extension with AddressSanitizer and Undefine
 undefined behaviour in the C code aborts with the sanitizer's report. `make sanitize-tokenizer`
 runs it for 10 minutes, tests/test_wordpiece_sanitizers.py for a short budget in CI. Any
 difference from the Python tokenizer (itself checked against google-research's in
-tests/test_tokenization.py) exits 1 with the input that shows it. Cases: random vocabs, random Unicode (lone surrogates,
-controls, combining marks, astral planes), long words, empty and whitespace-only strings, texts
-of megabytes, caches filled past their limits, and one tokenizer shared by several threads.
+tests/test_tokenization.py) exits 1 with the input that shows it. Cases: random vocabs, random
+Unicode (lone surrogates, controls, combining marks, astral planes), long words, empty and
+whitespace-only strings, texts of megabytes, caches filled past their limits, and one tokenizer
+shared by several threads.
 
   python tests/wordpiece_fuzz.py --sanitize --seconds 60
 """
