@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import urllib.parse
 import uuid
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
@@ -39,11 +40,27 @@ CHUNK_SIZE = 8 * 1024 * 1024
 _CHUNK_QUANTUM = 256 * 1024
 _MAX_ATTEMPTS = 5
 _TIMEOUT_S = 120
+# Answers that Cloud Storage documents as transient ("Retry strategy": 408, 429, 5xx): a
+# resumable upload asks the server what it holds and resumes after a growing pause.
+RETRIABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
+BACKOFF_S = 1.0  # the first pause; doubled each attempt
 _GLOB_CHARS = "*?["
 
 
 class PreflightError(ValueError):
   """An input that cannot be read or an output directory that cannot be written."""
+
+
+class _TransientError(IOError):
+  """An answer worth retrying (RETRIABLE_STATUSES)."""
+
+
+def _check_status(response: requests.Response, what: str, ok: Tuple[int, ...]) -> None:
+  """Raises _TransientError for a retriable status, IOError for any other unexpected one."""
+  if response.status_code in ok:
+    return
+  error = _TransientError if response.status_code in RETRIABLE_STATUSES else IOError
+  raise error(f"{what} failed: {describe_response(response)}")
 
 
 def split_gcs_path(path: str) -> Tuple[str, str]:
@@ -168,7 +185,7 @@ def _server_offset(http: requests.Session, url: str, size: int) -> Optional[int]
     return int(received.rsplit("-", 1)[1]) + 1 if received else 0
   if response.status_code in (404, 410):
     return None
-  raise IOError(f"Querying an upload session failed: {describe_response(response)}")
+  _check_status(response, "Querying an upload session", ())
 
 
 def upload_file(client: storage.Client, local_path: str, gcs_path: str,
@@ -196,8 +213,14 @@ def upload_file(client: storage.Client, local_path: str, gcs_path: str,
   if os.path.exists(state):
     with open(state, encoding="utf-8") as f:
       url = json.load(f)["url"]
-  for _ in range(_MAX_ATTEMPTS):
-    offset = _server_offset(http, url, size) if url else None
+  for attempt in range(_MAX_ATTEMPTS):
+    if attempt:
+      time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+    try:
+      offset = _server_offset(http, url, size) if url else None
+    except (_TransientError, requests.ConnectionError) as e:
+      logging.warning("Upload of %s to %s: %s; retrying.", local_path, gcs_path, e)
+      continue
     if offset is None:
       blob = client.bucket(bucket_name).blob(name)
       blob.crc32c = crc32c
@@ -216,14 +239,12 @@ def upload_file(client: storage.Client, local_path: str, gcs_path: str,
           end = offset + len(chunk) - 1
           response = http.put(url, data=chunk, timeout=_TIMEOUT_S,
                               headers={"Content-Range": f"bytes {offset}-{end}/{size}"})
-          if response.status_code not in (200, 201, 308):
-            raise IOError(f"Uploading {local_path} to {gcs_path} failed: "
-                          f"{describe_response(response)}")
+          _check_status(response, f"Uploading {local_path} to {gcs_path}", (200, 201, 308))
           offset = end + 1
       break
-    except requests.ConnectionError as e:
+    except (_TransientError, requests.ConnectionError) as e:
       logging.warning("Upload of %s to %s interrupted (%s); resuming.", local_path, gcs_path,
-                      type(e).__name__)
+                      e if isinstance(e, _TransientError) else type(e).__name__)
   else:
     raise IOError(f"Uploading {local_path} to {gcs_path} failed {_MAX_ATTEMPTS} times; run "
                   "again to resume where it stopped.")
