@@ -213,7 +213,8 @@ def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monk
   pretraining_task.export_model(output_dir, first, *files)  # current: kept as it is
   assert record.stat().st_mtime_ns == written
   pretraining_task.export_model(output_dir, second, *files)  # newer: replaced
-  assert io_utils.read_json(str(record)) == {"checkpoint": second}
+  recorded = io_utils.read_json(str(record))  # outside output_dir: the path as given
+  assert recorded["checkpoint"] == second and len(recorded["index_sha256"]) == 64
   assert tf.train.load_variable(exported["tf1"] + "/bert_model.ckpt",
                                 "bert/pooler/dense/bias").shape == (TINY.hidden_size,)
 
