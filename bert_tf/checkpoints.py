@@ -367,8 +367,8 @@ def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[
   """(TF1, TF2 or HF, the prefix or directory to read) for an --init_checkpoint value.
 
   Accepts a checkpoint prefix (or its .index/.data file), a directory holding checkpoints (a
-  run's best model, else the latest), a Hugging Face directory or its weights file; local or gs://. `flag` is the
-  command-line flag errors name (convert_checkpoint's is --input).
+  run's best model, else the latest), a Hugging Face directory or its weights file; local or
+  gs://. `flag` is the command-line flag errors name (convert_checkpoint's is --input).
   """
   path = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint.rstrip("/"))
   if os.path.basename(path) in HF_WEIGHT_FILES:

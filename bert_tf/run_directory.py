@@ -225,22 +225,27 @@ def _read_sources(output_dir: str) -> Dict[str, Dict[str, Any]]:
 def set_aside_outputs(output_dir: str, source: Dict[str, Any]) -> List[str]:
   """Moves each output an earlier run wrote from other weights than `source` to
   previous_outputs/CHECKPOINT/, with a warning naming both checkpoints; returns the moved names."""
-  moved: Dict[str, List[str]] = {}  # old checkpoint -> names
+  moved: Dict[str, List[str]] = {}  # the earlier checkpoint -> the names moved
   for name, old in sorted(_read_sources(output_dir).items()):
     path = os.path.join(output_dir, name)
     if old == source or not tf.io.gfile.exists(path):
       continue
     checkpoint = str(old.get("checkpoint"))
-    where = os.path.join(output_dir, PREVIOUS_OUTPUTS_DIR, checkpoint.strip("/").replace("/", "_"))
-    tf.io.gfile.makedirs(where)
-    tf.io.gfile.rename(path, os.path.join(where, name), overwrite=True)
+    tf.io.gfile.makedirs(_previous_outputs(output_dir, checkpoint))
+    tf.io.gfile.rename(path, os.path.join(_previous_outputs(output_dir, checkpoint), name),
+                       overwrite=True)
     moved.setdefault(checkpoint, []).append(name)
   for checkpoint, names in moved.items():
     logging.warning("%s in %s came from %s; this run uses %s, so they are moved to %s, not "
                     "overwritten.", ", ".join(names), output_dir, checkpoint,
-                    source.get("checkpoint"), os.path.join(output_dir, PREVIOUS_OUTPUTS_DIR,
-                    checkpoint.strip("/").replace("/", "_")))
+                    source.get("checkpoint"), _previous_outputs(output_dir, checkpoint))
   return [name for names in moved.values() for name in names]
+
+
+def _previous_outputs(output_dir: str, checkpoint: str) -> str:
+  """Where the outputs of `checkpoint` go when other weights replace them."""
+  return os.path.join(output_dir, PREVIOUS_OUTPUTS_DIR,
+                      checkpoint.strip("/").replace("/", "_").replace(":", "_"))
 
 
 def record_outputs(output_dir: str, names: Sequence[str], source: Dict[str, Any]) -> None:

@@ -707,7 +707,7 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
   The metadata ({train,eval}_meta.json) records the flags, the SHA-256 of the input and the vocab,
   the tokenizer's casing, the files and the counts (num_examples, num_features); its
   `file_pattern` (recorded relative to `output_dir`, returned joined to it) is what make_dataset
-  reads. A later call with the same inputs reuses the files;
+  reads. A later call with the same inputs reuses the files, also from a copy of `output_dir`;
   any difference rebuilds them. The metadata is written last, so an interrupted build is redone.
 
   For evaluation, write_predictions also needs the examples and each feature's tokens and maps.
