@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -73,7 +74,7 @@ def _read_csv(path):
     return list(csv.DictReader(f))
 
 
-def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
+def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer, caplog):
   out = tmp_path / "out"
   results = _run(_config(data_dir, out, keep_best_by="loss"), tokenizer)
 
@@ -121,6 +122,11 @@ def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
     assert again["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
   assert json.loads((out / "eval_results.json").read_text())["global_step"] == best_row["step"]
   assert not (out / "previous_outputs").exists()  # the same weights: rewritten in place
+  # A training rerun without --keep_best_by (already trained) also uses best/, and says so.
+  caplog.set_level(logging.WARNING)
+  retrained = _run(_config(data_dir, out, do_predict=False), tokenizer)
+  assert retrained["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  assert "which this run (without the flag) does not update" in caplog.text
 
   # A copy of the directory evaluates its own best model, even when the original's changes.
   shutil.copytree(out, tmp_path / "copy")

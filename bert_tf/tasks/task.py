@@ -9,8 +9,9 @@ same steps for every task:
             training_stats.csv and training_curves.png, TensorBoard scalars under OUTPUT_DIR/eval,
             with --keep_best_by the best model in OUTPUT_DIR/best/ and with
             --early_stopping_patience a stop once it no longer improves;
-  run       trains (or restores the model to use), evaluates and predicts with the best model
-            (or the last), and writes the outputs.
+  run       trains (or restores the model to use), evaluates and predicts with the model the
+            output_dir means (run_directory.model_checkpoint: the best, else the last), and
+            writes the outputs; earlier outputs of other weights are moved aside first.
 The history of a run is kept in OUTPUT_DIR/training_state.json (training/history.py) after
 every segment, so an interrupted run resumes from its last checkpoint with its history, best
 model and patience. Subclasses say what differs: the model, loss and data, the metrics and the
