@@ -167,3 +167,21 @@ def test_outputs_of_other_weights_are_set_aside_not_overwritten(tmp_path, caplog
   # A retrained checkpoint of the same name is other weights too.
   tf.train.Checkpoint(model=_classifier(9)).write(os.path.join(out, "ckpt-3"))
   assert run_directory.weights_source(out, os.path.join(out, "ckpt-3")) != last
+
+
+def test_a_copied_run_with_an_absolute_state_file_resumes_from_its_own_checkpoint(tmp_path):
+  from tests.test_trainer import _make_trainer, _write_records  # pylint: disable=import-outside-toplevel
+  records = tmp_path / "train.tfrecord"
+  _write_records(records)
+  original = tmp_path / "original"
+  run = _make_trainer(STRATEGY, original, records)
+  run.train(stop_at_step=2)
+  weights = [v.numpy() for v in run.model.trainable_variables]
+  state = (original / "checkpoint").read_text()
+  (original / "checkpoint").write_text(state.replace('"ckpt-2"', f'"{original}/ckpt-2"'))
+  shutil.copytree(original, tmp_path / "copy")
+  original.rename(tmp_path / "gone")
+  resumed = _make_trainer(STRATEGY, tmp_path / "copy", records)
+  assert resumed.step == 2 and resumed.manager.checkpoints == [str(tmp_path / "copy" / "ckpt-2")]
+  for got, want in zip(resumed.model.trainable_variables, weights):
+    np.testing.assert_array_equal(got.numpy(), want)
