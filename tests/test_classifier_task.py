@@ -134,6 +134,10 @@ def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer, c
       str(out / "best" / f"ckpt-{best_row['step']}"))
   copied = _run(_config(data_dir, tmp_path / "copy", do_train=False, do_predict=False), tokenizer)
   assert copied["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  # best/ copied alone is a whole model: its checkpoint, config and vocab.
+  shutil.copytree(tmp_path / "copy" / "best", tmp_path / "best_alone")
+  alone = model_files.resolve(str(tmp_path / "best_alone"), None, None, None)
+  assert (alone.vocab_file, alone.config) == (str(tmp_path / "best_alone" / "vocab.txt"), TINY)
 
   # Without best/ the directory means its latest checkpoint: the best model's outputs are moved
   # to previous_outputs/, not overwritten.

@@ -152,8 +152,8 @@ def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
 
 def test_a_run_directory_means_its_best_model_to_every_later_run(tmp_path):
   """After --keep_best_by, a prediction-only rerun on the same --output_dir predicts with the
-  best model (and says so), and OUTPUT_DIR/best alone is an --init_checkpoint (its vocab and
-  config are the run's, in the directory above)."""
+  best model (and says so), and OUTPUT_DIR/best alone is an --init_checkpoint (with the run's
+  vocab and config, copied beside the best checkpoint)."""
   out = tmp_path / "out"
   _run_squad(*FAST, "--keep_best_by=f1", f"--output_dir={out}")
   best = json.loads((out / "best" / "best.json").read_text())
@@ -164,6 +164,6 @@ def test_a_run_directory_means_its_best_model_to_every_later_run(tmp_path):
   assert json.loads((out / "eval_results.json").read_text())["global_step"] == best["step"]
   alone = _run_squad(*FAST, f"--output_dir={tmp_path / 'other'}", "--do_train=False",
                      f"--init_checkpoint={out / 'best'}", "--vocab_file=", "--bert_config_file=")
-  assert f"using {out / 'vocab.txt'}" in alone.stderr
+  assert f"using {out / 'best' / 'vocab.txt'}" in alone.stderr
   assert ((tmp_path / "other" / "predictions.json").read_text(encoding="utf-8") ==
           (out / "predictions.json").read_text(encoding="utf-8"))

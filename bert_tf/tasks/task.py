@@ -222,11 +222,7 @@ class Task:
                                self.files.config.to_json_string())
     vocab = os.path.join(output_dir, VOCAB_FILE)
     if self.files.vocab_file and os.path.abspath(self.files.vocab_file) != os.path.abspath(vocab):
-      with tf.io.gfile.GFile(self.files.vocab_file, "rb") as f:
-        data = f.read()
-      with io_utils.atomic_output(vocab) as temporary:
-        with tf.io.gfile.GFile(temporary, "wb") as f:
-          f.write(data)
+      io_utils.copy_atomic(self.files.vocab_file, vocab)
 
   def _train_config(self) -> trainer.TrainConfig:
     training = self.config.training
@@ -270,7 +266,8 @@ class Task:
     if not metric:
       return None
     return best_checkpoint.BestCheckpointKeeper(self.strategy, self.config.output_dir, metric,
-                                                metric in self.higher_is_better)
+                                                metric in self.higher_is_better,
+                                                (CONFIG_FILE, VOCAB_FILE))
 
   def _evaluations_without_improvement(self, keeper: best_checkpoint.BestCheckpointKeeper
                                        ) -> int:
