@@ -4,7 +4,8 @@
   * a Google TF1 checkpoint (`.../bert_model.ckpt`, or the directory that holds it), with
     Google's variable names, from pre-training, run_classifier or run_squad;
   * a bert_tf TF2 checkpoint (`tf.train.Checkpoint(model=...)`, as the trainer writes) or an
-    output directory holding some (the latest is used);
+    output directory holding some (its best model when it has one, else the latest: the rule
+    of run_directory.model_checkpoint), or a run's best/;
   * a Hugging Face BERT directory (config.json + model.safetensors or pytorch_model.bin), with
     or without the `bert.` prefix.
 It fails loudly when an encoder variable would keep its random initial value or a shape
@@ -39,7 +40,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import io_utils, modeling, tokenization
+from bert_tf import io_utils, modeling, run_directory, tokenization
 from bert_tf.configs import BertConfig
 
 TF1 = "tf1"
@@ -348,11 +349,12 @@ def _is_hf_directory(path: str) -> bool:
 
 
 def _checkpoint_prefix(path: str, flag: str) -> Optional[str]:
-  """The TF checkpoint prefix at `path`: itself, or the latest (or only) one in a directory."""
+  """The TF checkpoint prefix at `path`: itself, or in a directory the one it means (a run's
+  best model, else its latest: run_directory.model_checkpoint), else its only one."""
   if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest:
-      return latest
+    chosen = run_directory.model_checkpoint(path)
+    if chosen:
+      return chosen.prefix
     prefixes = sorted(p[:-len(".index")] for p in tf.io.gfile.glob(os.path.join(path, "*.index")))
     if len(prefixes) > 1:
       raise ValueError(f"{path} holds several checkpoints and no 'checkpoint' file saying which "
@@ -364,9 +366,9 @@ def _checkpoint_prefix(path: str, flag: str) -> Optional[str]:
 def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[str, str]:
   """(TF1, TF2 or HF, the prefix or directory to read) for an --init_checkpoint value.
 
-  Accepts a checkpoint prefix (or its .index/.data file), a directory holding checkpoints (the
-  latest is used), a Hugging Face directory or its weights file; local or gs://. `flag` is the
-  command-line flag errors name (convert_checkpoint's is --input).
+  Accepts a checkpoint prefix (or its .index/.data file), a directory holding checkpoints (a
+  run's best model, else the latest), a Hugging Face directory or its weights file; local or
+  gs://. `flag` is the command-line flag errors name (convert_checkpoint's is --input).
   """
   path = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint.rstrip("/"))
   if os.path.basename(path) in HF_WEIGHT_FILES:
@@ -576,6 +578,23 @@ def write_safetensors(arrays: Dict[str, np.ndarray], path: str) -> None:
     f.write(data)
 
 
+def checkpoint_directory(init_checkpoint: str, flag: str = "init_checkpoint") -> str:
+  """The directory of a checkpoint: a Hugging Face directory itself, else the prefix's folder."""
+  _, path = detect_format(init_checkpoint, flag)
+  return path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+
+
+def file_beside(directory: str, names: Sequence[str]) -> Optional[str]:
+  """The first of `names` in a checkpoint's `directory` (for a run's best/, also in the run
+  directory above it), or None."""
+  for where in run_directory.model_file_directories(directory):
+    for name in names:
+      path = os.path.join(where, name)
+      if tf.io.gfile.exists(path):
+        return path
+  return None
+
+
 def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str],
                         bert_config_file: Optional[str], flag: str = "init_checkpoint"
                         ) -> Tuple[str, str]:
@@ -584,8 +603,7 @@ def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str
   given. Raises ValueError naming the flag to pass when one cannot be found."""
   directory = None
   if init_checkpoint and not (vocab_file and bert_config_file):
-    _, path = detect_format(init_checkpoint, flag)
-    directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    directory = checkpoint_directory(init_checkpoint, flag)
 
   def find(file_flag: str, given: Optional[str], names: Sequence[str]) -> str:
     if given:
@@ -593,11 +611,10 @@ def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str
     if directory is None:
       raise ValueError(f"--{file_flag} is required: there is no --{flag} to find "
                        f"{names[0]} beside.")
-    for name in names:
-      path = os.path.join(directory, name)
-      if tf.io.gfile.exists(path):
-        logging.info("--%s not given: using %s.", file_flag, path)
-        return path
+    path = file_beside(directory, names)
+    if path:
+      logging.info("--%s not given: using %s.", file_flag, path)
+      return path
     raise ValueError(f"--{file_flag} was not given and {directory} (from --{flag}="
                      f"{init_checkpoint}) has no {' or '.join(names)}; pass --{file_flag}=PATH.")
 

@@ -29,9 +29,9 @@ from absl import app, flags
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import checkpoints, io_utils, modeling, serving, tokenization
+from bert_tf import checkpoints, io_utils, modeling, run_directory, serving, tokenization
 from bert_tf.configs import BertConfig
-from bert_tf.training import best_checkpoint, history
+from bert_tf.training import history
 
 INPUT_NAMES = serving.INPUT_NAMES
 TASKS = ("classifier", "squad")
@@ -173,27 +173,15 @@ def _run_file(model_dir: str, name: str, given: Optional[str], flag: str) -> str
 
 
 def _checkpoint(model_dir: str, given: Optional[str]) -> str:
-  """--checkpoint, else the one best/best.json names, else the latest in `model_dir`."""
+  """--checkpoint, else the one the run directory means (its best model, else its latest)."""
   if given:
     return given
-  best_file = os.path.join(model_dir, best_checkpoint.BEST_DIR, best_checkpoint.BEST_FILE)
-  best = best_checkpoint.read_best(model_dir)
-  if best is not None:
-    path = best.get("checkpoint") if isinstance(best, dict) else None
-    if not path:
-      raise ValueError(f"{best_file} names no checkpoint: pass --checkpoint.")
-    # The recorded prefix, or the same file name in best/ when the run's directory was moved.
-    moved = os.path.join(model_dir, best_checkpoint.BEST_DIR, os.path.basename(path))
-    for candidate in (path, moved):
-      if tf.io.gfile.exists(candidate + ".index"):
-        return candidate
-    raise FileNotFoundError(f"{best_file} names {path}, which does not exist: pass "
+  chosen = run_directory.model_checkpoint(model_dir)
+  if chosen is None:
+    raise FileNotFoundError(f"{model_dir} holds no checkpoint (nor "
+                            f"{run_directory.BEST_DIR}/{run_directory.BEST_FILE}): pass "
                             "--checkpoint.")
-  latest = tf.train.latest_checkpoint(model_dir)
-  if not latest:
-    raise FileNotFoundError(f"{model_dir} holds no checkpoint (nor {best_file}): pass "
-                            "--checkpoint.")
-  return latest
+  return chosen.prefix
 
 
 def read_run(model_dir: str, overrides: Optional[Dict[str, Any]] = None) -> RunFiles:
@@ -281,8 +269,8 @@ def define_flags() -> None:
   flags.DEFINE_string("model_dir", None, "The training run's --output_dir.")
   flags.DEFINE_string("output_dir", None, "The SavedModel directory to write (must not exist).")
   flags.DEFINE_enum("task", None, list(TASKS), "Default: from run_flags.json.")
-  flags.DEFINE_string("checkpoint", None, "Checkpoint prefix. Default: best/best.json's, else "
-                      "the latest in --model_dir.")
+  flags.DEFINE_string("checkpoint", None, "Checkpoint prefix. Default: the one --model_dir "
+                      "means: its best model (best/best.json), else its latest checkpoint.")
   flags.DEFINE_string("vocab_file", None, "Default: MODEL_DIR/vocab.txt.")
   flags.DEFINE_string("bert_config_file", None, "Default: MODEL_DIR/bert_config.json.")
   flags.DEFINE_bool("do_lower_case", None, "Default: run_flags.json's, else from the vocab.")

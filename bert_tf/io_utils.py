@@ -157,6 +157,15 @@ def atomic_output(path: str) -> Iterator[str]:
       gfile.remove(tmp)
 
 
+def copy_atomic(source: str, target: str) -> None:
+  """Copies `source` to `target` (local or gs://, either way) atomically."""
+  with gfile.GFile(source, "rb") as f:
+    data = f.read()
+  with atomic_output(target) as tmp:
+    with gfile.GFile(tmp, "wb") as f:
+      f.write(data)
+
+
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically."""
   with atomic_output(path) as tmp:

@@ -6,10 +6,8 @@ checked against each other before any data is converted or model built.
 """
 
 import dataclasses
-import os
 from typing import Any, Dict, Optional, Sequence
 
-import tensorflow as tf
 
 from bert_tf import checkpoints, io_utils, tokenization
 from bert_tf.configs import BertConfig
@@ -40,10 +38,7 @@ class ModelFiles:
 
 def _vocab_beside(init_checkpoint: str) -> Optional[str]:
   """The vocab.txt in the directory of a checkpoint, if there is one."""
-  _, path = checkpoints.detect_format(init_checkpoint)
-  directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
-  vocab = os.path.join(directory, "vocab.txt")
-  return vocab if tf.io.gfile.exists(vocab) else None
+  return checkpoints.file_beside(checkpoints.checkpoint_directory(init_checkpoint), ["vocab.txt"])
 
 
 def check_vocab_belongs_to_checkpoint(vocab_file: str, config: BertConfig,

@@ -37,6 +37,9 @@ def test_keeps_the_best_value_in_the_metrics_direction(tmp_path, higher, values,
   assert best == dict(metric="m", value=values[best_step - 1], step=best_step,
                       checkpoint=str(tmp_path / "best" / f"ckpt-{best_step}"))
   np.testing.assert_array_equal(_kernel(best["checkpoint"]), np.full((3, 2), best_step))
+  # Recorded relative to the run directory, so a copy of it means its own checkpoint.
+  recorded = json.loads((tmp_path / "best" / "best.json").read_text())["checkpoint"]
+  assert recorded == f"best/ckpt-{best_step}"
   assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
       "best.json", f"ckpt-{best_step}.data-00000-of-00001", f"ckpt-{best_step}.index"]
 

@@ -3,8 +3,10 @@
 import csv
 import dataclasses
 import json
+import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -72,7 +74,7 @@ def _read_csv(path):
     return list(csv.DictReader(f))
 
 
-def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
+def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer, caplog):
   out = tmp_path / "out"
   results = _run(_config(data_dir, out, keep_best_by="loss"), tokenizer)
 
@@ -113,13 +115,40 @@ def test_train_eval_predict_writes_every_output(tmp_path, data_dir, tokenizer):
   assert "val_mcc" in history.stats_table(results["history"],
                                           ["loss", "accuracy", "mcc"]).splitlines()[0]
 
-  # Evaluation alone, later: the best checkpoint with --keep_best_by, else the latest.
-  again = _run(_config(data_dir, out, do_train=False, do_predict=False, keep_best_by="loss"),
-               tokenizer)
-  assert again["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  # Evaluation alone, later: the run directory's best model, with or without --keep_best_by.
+  for keep_best_by in ("loss", None):
+    again = _run(_config(data_dir, out, do_train=False, do_predict=False,
+                         keep_best_by=keep_best_by), tokenizer)
+    assert again["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  assert json.loads((out / "eval_results.json").read_text())["global_step"] == best_row["step"]
+  assert not (out / "previous_outputs").exists()  # the same weights: rewritten in place
+  # A training rerun without --keep_best_by (already trained) also uses best/, and says so.
+  caplog.set_level(logging.WARNING)
+  retrained = _run(_config(data_dir, out, do_predict=False), tokenizer)
+  assert retrained["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  assert "which this run (without the flag) does not update" in caplog.text
+
+  # A copy of the directory evaluates its own best model, even when the original's changes.
+  shutil.copytree(out, tmp_path / "copy")
+  tf.train.Checkpoint(model=modeling.build_model(modeling.BertClassifier(TINY, 2))).write(
+      str(out / "best" / f"ckpt-{best_row['step']}"))
+  copied = _run(_config(data_dir, tmp_path / "copy", do_train=False, do_predict=False), tokenizer)
+  assert copied["eval"]["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+  # best/ copied alone is a whole model: its checkpoint, config and vocab.
+  shutil.copytree(tmp_path / "copy" / "best", tmp_path / "best_alone")
+  alone = model_files.resolve(str(tmp_path / "best_alone"), None, None, None)
+  assert (alone.vocab_file, alone.config) == (str(tmp_path / "best_alone" / "vocab.txt"), TINY)
+
+  # Without best/ the directory means its latest checkpoint: the best model's outputs are moved
+  # to previous_outputs/, not overwritten.
+  shutil.rmtree(out / "best")
   latest = _run(_config(data_dir, out, do_train=False, do_predict=False), tokenizer)
   assert latest["eval"]["loss"] == pytest.approx(results["history"][-1]["val_loss"], rel=1e-5)
   assert json.loads((out / "eval_results.json").read_text())["global_step"] == 18
+  kept = out / "previous_outputs" / f"best_ckpt-{best_row['step']}"
+  assert sorted(p.name for p in kept.iterdir()) == ["eval_results.json", "eval_results.txt",
+                                                    "test_metrics.json", "test_results.tsv"]
+  assert json.loads((kept / "eval_results.json").read_text())["global_step"] == best_row["step"]
 
 
 def test_padded_batches_count_every_example_once_on_two_replicas(tmp_path, data_dir, tokenizer,
@@ -211,9 +240,9 @@ def test_early_stopping_keeps_and_restores_the_best_checkpoint(tmp_path, data_di
   assert len(again["history"]) == 4
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-24")
 
-  # Evaluation alone uses the best checkpoint with --keep_best_by and the latest without.
+  # Evaluation alone uses the run directory's best model, with --keep_best_by or without.
   for overrides, expected in ((dict(), seen[1]),
-                              (dict(keep_best_by=None, early_stopping_patience=0), seen[3])):
+                              (dict(keep_best_by=None, early_stopping_patience=0), seen[1])):
     scores, seen[:] = iter([0.1]), []
     _run(dataclasses.replace(config, do_train=False, **overrides), tokenizer)
     np.testing.assert_array_equal(seen[0], expected)

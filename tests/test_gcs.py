@@ -1,11 +1,13 @@
 """Preflight on local paths, and staging/copy-back against gcp-storage-emulator on loopback."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import requests
 
@@ -212,3 +214,28 @@ def test_copy_back_refuses_names_that_escape_the_results_dir(client, tmp_path):
   with pytest.raises(ValueError, match="not a file name inside"):
     gcs.copy_back(client, f"gs://{BUCKET}/out", ["../../.bashrc"], str(tmp_path / "results"))
   assert not (tmp_path / "results").exists()
+
+
+def test_a_run_directory_synced_through_cloud_storage_means_the_same_model(client, tmp_path):
+  """Local -> gs:// -> local: every record (best.json, the checkpoint state) names files inside
+  the directory, so the synced copy means the same best model with the original gone."""
+  from bert_tf import export, run_directory  # pylint: disable=import-outside-toplevel
+  from tests.test_run_directory import _kernel, _make_run  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "out"
+  weights = _make_run(str(out))
+  remote = gcs.stage_inputs(client, {"output_dir": str(out)}, f"gs://{BUCKET}/sync")["output_dir"]
+  _, prefix = gcs.split_gcs_path(remote)
+  blobs = list(client.list_blobs(BUCKET, prefix=prefix + "/"))
+  names = [blob.name[len(prefix) + 1:] for blob in blobs]
+  assert {"best/best.json", "checkpoint", "ckpt-3.index", "best/ckpt-1.index"} <= set(names)
+  for blob in blobs:  # in the bucket, nothing names the machine the run was made on
+    if blob.name.endswith((".json", "/checkpoint")):
+      assert str(tmp_path) not in blob.download_as_bytes().decode(), blob.name
+  synced = tmp_path / "synced"
+  gcs.copy_back(client, remote, names, str(synced))
+  shutil.rmtree(out)
+  chosen = run_directory.model_checkpoint(str(synced))
+  assert chosen.prefix == str(synced / "best" / "ckpt-1") and chosen.best["step"] == 1
+  np.testing.assert_array_equal(_kernel(str(synced)), weights["best"])
+  assert export.read_run(str(synced)).checkpoint == chosen.prefix
+  assert run_directory.latest_checkpoint(str(synced)) == str(synced / "ckpt-3")

@@ -213,7 +213,8 @@ def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monk
   pretraining_task.export_model(output_dir, first, *files)  # current: kept as it is
   assert record.stat().st_mtime_ns == written
   pretraining_task.export_model(output_dir, second, *files)  # newer: replaced
-  assert io_utils.read_json(str(record)) == {"checkpoint": second}
+  recorded = io_utils.read_json(str(record))  # outside output_dir: the path as given
+  assert recorded["checkpoint"] == second and len(recorded["index_sha256"]) == 64
   assert tf.train.load_variable(exported["tf1"] + "/bert_model.ckpt",
                                 "bert/pooler/dense/bias").shape == (TINY.hidden_size,)
 
@@ -252,8 +253,9 @@ def test_best_model_is_always_complete_and_a_crashed_score_is_redone(pretrained,
   assert [row["step"] for row in results["history"]] == [10, 20, 30]
   assert [row["val_loss"] for row in results["history"]] == [3.0, 2.0, 1.0]
   assert best_checkpoint.read_best(str(tmp_path))["step"] == 30
-  assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
-      "best.json", "ckpt-30.data-00000-of-00001", "ckpt-30.index"]
+  assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [  # best/ alone is a model
+      "bert_config.json", "best.json", "ckpt-30.data-00000-of-00001", "ckpt-30.index",
+      "vocab.txt"]
 
 
 def _repetitive_data(tmp_path, masking="dynamic", next_sentence_prediction=True,

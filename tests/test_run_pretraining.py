@@ -96,7 +96,7 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   best = json.loads((out / "best" / "best.json").read_text())
   assert best["step"] in (30, 60) and metrics["global_step"] == best["step"]
   assert best["value"] == pytest.approx(metrics["loss"], rel=1e-5)
-  assert best["checkpoint"] == str(out / "best" / f"ckpt-{best['step']}")
+  assert best["checkpoint"] == f"best/ckpt-{best['step']}"  # relative: a copy means the same
   assert (out / "export" / "tf1" / "bert_model.ckpt.index").exists()
   assert (out / "export" / "tf2" / "checkpoint").exists()
   assert (out / "export" / "hf" / "model.safetensors").exists()
@@ -138,8 +138,9 @@ def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   assert best["metric"] == "loss" and best["step"] == min(losses, key=losses.get)
   assert best["value"] == pytest.approx(losses[best["step"]], rel=1e-4)
   assert best["checkpoint"] == str(out / "best" / f"ckpt-{best['step']}")
-  assert sorted(p.name for p in (out / "best").iterdir()) == [
-      "best.json", f"ckpt-{best['step']}.data-00000-of-00001", f"ckpt-{best['step']}.index"]
+  assert sorted(p.name for p in (out / "best").iterdir()) == [  # no --vocab_file, no vocab.txt
+      "bert_config.json", "best.json", f"ckpt-{best['step']}.data-00000-of-00001",
+      f"ckpt-{best['step']}.index"]
   # The kept model is the one trained to that step (the training checkpoint of the same step).
   processes.assert_same_weights(str(out / f"ckpt-{best['step']}"), best["checkpoint"])
   # The final evaluation, of the best model, written once, by the chief.

@@ -148,3 +148,22 @@ def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
   assert sorted(r.unique_id for r in results) == list(
       range(squad.FIRST_UNIQUE_ID, squad.FIRST_UNIQUE_ID + eval_meta["num_features"]))
   assert all(len(r.start_logits) == 64 for r in results)
+
+
+def test_a_run_directory_means_its_best_model_to_every_later_run(tmp_path):
+  """After --keep_best_by, a prediction-only rerun on the same --output_dir predicts with the
+  best model (and says so), and OUTPUT_DIR/best alone is an --init_checkpoint (with the run's
+  vocab and config, copied beside the best checkpoint)."""
+  out = tmp_path / "out"
+  _run_squad(*FAST, "--keep_best_by=f1", f"--output_dir={out}")
+  best = json.loads((out / "best" / "best.json").read_text())
+  assert best["checkpoint"] == f"best/ckpt-{best['step']}"  # relative: the directory is portable
+  predicted = _run_squad(*FAST, f"--output_dir={out}", "--do_train=False")
+  assert re.search(rf"{out} means the best model by f1 [\d.]+ at step {best['step']}",
+                   predicted.stderr)
+  assert json.loads((out / "eval_results.json").read_text())["global_step"] == best["step"]
+  alone = _run_squad(*FAST, f"--output_dir={tmp_path / 'other'}", "--do_train=False",
+                     f"--init_checkpoint={out / 'best'}", "--vocab_file=", "--bert_config_file=")
+  assert f"using {out / 'best' / 'vocab.txt'}" in alone.stderr
+  assert ((tmp_path / "other" / "predictions.json").read_text(encoding="utf-8") ==
+          (out / "predictions.json").read_text(encoding="utf-8"))

@@ -606,6 +606,29 @@ def test_prepare_features_reuses_and_rebuilds(tmp_path: pathlib.Path, files: Dic
   assert sorted(os.listdir(out)) == ["train.tf_record", "train_meta.json"]
 
 
+def test_a_copied_feature_cache_reads_its_own_files(tmp_path: pathlib.Path,
+                                                    files: Dict[str, str], tokenizer: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+  """The metadata names the records relative to its directory and the input by the path given
+  now: a copied or synced run directory reuses its own cache, with the original gone."""
+  data = tmp_path / "data.json"
+  shutil.copy(files["data"], data)
+  prepare(dict(files, data=str(data)), tokenizer, tmp_path / "out", is_training=False)
+  recorded = json.loads((tmp_path / "out" / "eval_meta.json").read_text())
+  assert recorded["file_pattern"] == "eval.tf_record-*-of-00002"
+  shutil.copytree(tmp_path / "out", tmp_path / "copy")
+  shutil.rmtree(tmp_path / "out")
+  data.rename(tmp_path / "moved.json")  # the input moved too (another machine)
+  moved = dict(files, data=str(tmp_path / "moved.json"))
+  monkeypatch.setattr(squad, "convert_examples_to_features",
+                      lambda *a, **k: pytest.fail("the cache was not reused"))
+  again = prepare(moved, tokenizer, tmp_path / "copy", is_training=False)
+  assert again["file_pattern"] == str(tmp_path / "copy" / "eval.tf_record-*-of-00002")
+  assert len(tf.io.gfile.glob(again["file_pattern"])) == 2
+  examples, features = squad.load_eval_data(str(tmp_path / "copy"), moved["data"])
+  assert len(features) == recorded["num_features"] and examples
+
+
 def test_prepare_eval_features_and_load_them_back(tmp_path: pathlib.Path, files: Dict[str, str],
                                                   tokenizer: Any) -> None:
   data = tmp_path / "data.json"

@@ -706,7 +706,8 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
 
   The metadata ({train,eval}_meta.json) records the flags, the SHA-256 of the input and the vocab,
   the tokenizer's casing, the files and the counts (num_examples, num_features); its
-  `file_pattern` is what make_dataset reads. A later call with the same inputs reuses the files;
+  `file_pattern` (recorded relative to `output_dir`, returned joined to it) is what make_dataset
+  reads. A later call with the same inputs reuses the files, also from a copy of `output_dir`;
   any difference rebuilds them. The metadata is written last, so an interrupted build is redone.
 
   For evaluation, write_predictions also needs the examples and each feature's tokens and maps.
@@ -754,22 +755,29 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
                      for i, name in enumerate(writer.filenames)}  # round-robin shards
     return dict(input_file=input_file, vocab_file=vocab_file, files=files,
                 num_examples=len(examples), num_features=num_features, record_counts=record_counts,
-                file_pattern=records.shard_pattern(record_file, num_shards))
+                file_pattern=records.shard_pattern(os.path.basename(record_file), num_shards))
 
-  return records.cached_records(meta_path, key, build)
+  metadata = records.cached_records(meta_path, key, build)
+  # By name in output_dir: older caches recorded the path as typed, which a copy must not follow.
+  return dict(metadata, input_file=input_file, file_pattern=os.path.join(
+      output_dir, os.path.basename(metadata["file_pattern"])))
 
 
-def load_eval_data(output_dir: str) -> Tuple[List[SquadExample], List[InputFeatures]]:
-  """The evaluation examples and features that prepare_features cached, for write_predictions."""
+def load_eval_data(output_dir: str, input_file: Optional[str] = None
+                   ) -> Tuple[List[SquadExample], List[InputFeatures]]:
+  """The evaluation examples and features that prepare_features cached, for write_predictions.
+
+  `input_file` is the predict file as given now (default: the path the cache recorded)."""
   meta_path = metadata_path(output_dir, is_training=False)
   if not tf.io.gfile.exists(meta_path):
     raise FileNotFoundError(f"{meta_path} does not exist: run prepare_features with "
                             "is_training=False first.")
   metadata = io_utils.read_json(meta_path)
-  if io_utils.file_sha256(metadata["input_file"]) != metadata["input_sha256"]:
-    raise ValueError(f"{metadata['input_file']} changed after its features were written to "
+  input_file = input_file or metadata["input_file"]
+  if io_utils.file_sha256(input_file) != metadata["input_sha256"]:
+    raise ValueError(f"{input_file} changed after its features were written to "
                      f"{output_dir}: run prepare_features again.")
-  examples = read_squad_examples(metadata["input_file"], is_training=False,
+  examples = read_squad_examples(input_file, is_training=False,
                                  version_2_with_negative=metadata["version_2_with_negative"])
   features = _read_eval_sidecar(os.path.join(output_dir, EVAL_SIDECAR))
   return examples, features

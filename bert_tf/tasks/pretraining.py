@@ -22,10 +22,10 @@ from absl import logging
 from google.protobuf import message
 
 from bert_tf import checkpoints, convert_checkpoint, create_pretraining_data, io_utils, modeling
-from bert_tf import tokenization
+from bert_tf import run_directory, tokenization
 from bert_tf.data import masking, pipeline
 from bert_tf.tasks import task
-from bert_tf.training import best_checkpoint, trainer
+from bert_tf.training import trainer
 
 MLM_METRICS = ("masked_lm_accuracy", "masked_lm_loss")
 METRICS = (*MLM_METRICS, "next_sentence_accuracy", "next_sentence_loss")
@@ -336,8 +336,7 @@ class PretrainingTask(task.Task):
       return
     if not self.chief:
       return
-    best = best_checkpoint.read_best(self.config.output_dir) if self.config.keep_best_by else None
-    source = best["checkpoint"] if best else tf.train.latest_checkpoint(self.config.output_dir)
+    source = self.model_source
     results["exported_from"] = source
     results["exports"] = export_model(self.config.output_dir, source, self.files.config_file,
                                       self.files.vocab_file, self.files.do_lower_case)
@@ -355,22 +354,27 @@ def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file
   tokenizer files (None: inferred from the vocab).
 
   Each directory appears complete or not at all (written under a temporary name, then renamed),
-  and records its source: an export of an older checkpoint is replaced, a current one is kept.
+  and records its source (relative to output_dir, with the checkpoint's fingerprint): an export
+  of other weights is replaced, a current one is kept.
   """
   written = {}
+  recorded = run_directory.weights_source(output_dir, source)
   for fmt in EXPORT_FORMATS:
     target = os.path.join(output_dir, task.EXPORT_DIR, fmt)
     record = os.path.join(target, EXPORT_SOURCE)
     written[fmt] = target
-    if tf.io.gfile.exists(record) and io_utils.read_json(record)["checkpoint"] == source:
+    if tf.io.gfile.exists(record) and io_utils.read_json(record) == recorded:
       logging.info("%s already holds %s; not exported again.", target, source)
       continue
     tmp = io_utils.temporary_path(target)
     try:
       convert_checkpoint.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file,
                                             do_lower_case)
-      io_utils.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), {"checkpoint": source})
+      io_utils.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), recorded)
       if tf.io.gfile.exists(target):
+        logging.warning("%s held an export of %s; replaced by one of %s.", target,
+                        io_utils.read_json(record).get("checkpoint") if tf.io.gfile.exists(record)
+                        else "unrecorded weights", recorded["checkpoint"])
         tf.io.gfile.rmtree(target)
       tf.io.gfile.rename(tmp, target)
     finally:

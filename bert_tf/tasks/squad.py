@@ -162,7 +162,7 @@ class SquadTask(task.Task):
     """(predictions, n-best, null odds) of `model` on the predict file."""
     config = self.config
     if self._eval_data is None:
-      self._eval_data = squad.load_eval_data(config.output_dir)
+      self._eval_data = squad.load_eval_data(config.output_dir, config.predict_file)
     examples, features = self._eval_data
     results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size)
     return squad.compute_predictions(

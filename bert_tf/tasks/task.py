@@ -9,8 +9,9 @@ same steps for every task:
             training_stats.csv and training_curves.png, TensorBoard scalars under OUTPUT_DIR/eval,
             with --keep_best_by the best model in OUTPUT_DIR/best/ and with
             --early_stopping_patience a stop once it no longer improves;
-  run       trains (or restores the model to use), evaluates and predicts with the best model
-            (or the last), and writes the outputs.
+  run       trains (or restores the model to use), evaluates and predicts with the model the
+            output_dir means (run_directory.model_checkpoint: the best, else the last), and
+            writes the outputs; earlier outputs of other weights are moved aside first.
 The history of a run is kept in OUTPUT_DIR/training_state.json (training/history.py) after
 every segment, so an interrupted run resumes from its last checkpoint with its history, best
 model and patience. Subclasses say what differs: the model, loss and data, the metrics and the
@@ -27,7 +28,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, export, io_utils, model_files, tokenization
+from bert_tf import checkpoints, export, io_utils, model_files, run_directory, tokenization
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -108,6 +109,7 @@ class Task:
     self.strategy = strategy
     self.chief = distribution.is_chief(strategy)
     self.state = history.TrainingState.load(config.output_dir)
+    self.model_source: Optional[str] = None  # the checkpoint evaluated and predicted with
     self._checked = self._prepared = False
 
   # -------------------------------------------------------------------------------------------
@@ -220,11 +222,7 @@ class Task:
                                self.files.config.to_json_string())
     vocab = os.path.join(output_dir, VOCAB_FILE)
     if self.files.vocab_file and os.path.abspath(self.files.vocab_file) != os.path.abspath(vocab):
-      with tf.io.gfile.GFile(self.files.vocab_file, "rb") as f:
-        data = f.read()
-      with io_utils.atomic_output(vocab) as temporary:
-        with tf.io.gfile.GFile(temporary, "wb") as f:
-          f.write(data)
+      io_utils.copy_atomic(self.files.vocab_file, vocab)
 
   def _train_config(self) -> trainer.TrainConfig:
     training = self.config.training
@@ -268,7 +266,8 @@ class Task:
     if not metric:
       return None
     return best_checkpoint.BestCheckpointKeeper(self.strategy, self.config.output_dir, metric,
-                                                metric in self.higher_is_better)
+                                                metric in self.higher_is_better,
+                                                (CONFIG_FILE, VOCAB_FILE))
 
   def _evaluations_without_improvement(self, keeper: best_checkpoint.BestCheckpointKeeper
                                        ) -> int:
@@ -316,11 +315,19 @@ class Task:
         if stop in done:
           continue
         self._train_segment(run, stop, steps_per_epoch, keeper, writer)
-    if keeper and keeper.best:
-      logging.info("Best %s %.4f at step %d: restoring %s.", keeper.metric, keeper.best["value"],
-                   keeper.best["step"], keeper.best["checkpoint"])
-      distribution.barrier(self.strategy)  # the chief has finished writing it
-      checkpoints.load_init_checkpoint(run.model, keeper.best["checkpoint"])
+    if keeper:
+      distribution.barrier(self.strategy)  # the chief has finished writing best.json
+    chosen = run_directory.model_checkpoint(config.output_dir)
+    if chosen and chosen.best:
+      if not keeper:
+        logging.warning("%s holds %s from a run with --keep_best_by=%s, which this run (without "
+                        "the flag) does not update; like every tool reading the directory, it "
+                        "evaluates and predicts with it. Pass --keep_best_by=%s to keep it "
+                        "current.", config.output_dir, chosen.description,
+                        chosen.best.get("metric"), chosen.best.get("metric"))
+      logging.info("Restoring %s: %s.", chosen.description, chosen.prefix)
+      checkpoints.load_init_checkpoint(run.model, chosen.prefix)
+    self.model_source = chosen.prefix if chosen else None
     return run.model
 
   def _train_segment(self, run: trainer.Trainer, stop: int, steps_per_epoch: Optional[float],
@@ -381,32 +388,31 @@ class Task:
   def restore_for_inference(self) -> tf_keras.Model:
     """The model to evaluate or predict with when this run did not train it.
 
-    The best checkpoint with --keep_best_by (if training kept one), else the latest checkpoint
-    in output_dir (google-research's choice), else --init_checkpoint.
+    The one a run directory means (run_directory.model_checkpoint: its best model when it has
+    one, else its latest checkpoint), else --init_checkpoint.
     """
     config = self.config
-    best = best_checkpoint.read_best(config.output_dir) if config.keep_best_by else None
-    if config.keep_best_by and not best:
+    chosen = run_directory.model_checkpoint(config.output_dir)
+    if config.keep_best_by and not (chosen and chosen.best):
       logging.warning("--keep_best_by=%s, but %s holds no best checkpoint (was it trained with "
                       "--keep_best_by?); using the latest checkpoint.", config.keep_best_by,
                       config.output_dir)
-    latest = tf.train.latest_checkpoint(config.output_dir)
-    if best:
-      return self._restore(best["checkpoint"], f"best by {best['metric']}")
-    if latest:
-      return self._restore(latest, "latest checkpoint")
+    if chosen:
+      self.model_source = chosen.prefix
+      return self._restore(chosen.prefix, chosen.description)
     if self.files.init_checkpoint:
+      self.model_source = self.files.init_checkpoint
       return self._restore(self.files.init_checkpoint, "--init_checkpoint")
     raise ValueError(f"Nothing to evaluate or predict with: {config.output_dir} holds no "
                      "checkpoint and --init_checkpoint is not set. Train first "
                      "(--do_train=true) or point --init_checkpoint at a fine-tuned model.")
 
   def _model_step(self) -> int:
-    """The step of the model evaluated and predicted with (the best one's with --keep_best_by)."""
-    best = best_checkpoint.read_best(self.config.output_dir) if self.config.keep_best_by else None
-    if best:
-      return best["step"]
-    return checkpoint_step(tf.train.latest_checkpoint(self.config.output_dir))
+    """The step of the model evaluated and predicted with (0 for --init_checkpoint's)."""
+    source = self.model_source
+    if not source or run_directory.relative_path(self.config.output_dir, source) is None:
+      return 0
+    return checkpoint_step(source)
 
   def run(self) -> Dict[str, Any]:
     """Trains, evaluates and predicts as the config asks; returns what it measured and wrote.
@@ -426,6 +432,10 @@ class Task:
     else:
       model = self.restore_for_inference()
     step = self._model_step()
+    source = run_directory.weights_source(config.output_dir, self.model_source or "")
+    if self.chief and (config.do_eval or config.do_predict):
+      run_directory.set_aside_outputs(config.output_dir, source)
+    trained = list(results["written"])
     if config.do_eval:
       started = time.time()
       metrics = results["eval"] = self.evaluate(model)
@@ -436,6 +446,9 @@ class Task:
         results["written"] += self.write_evaluation(metrics, step)
     if config.do_predict:
       results["written"] += self.predict(model, step, results)
+    if self.chief:
+      run_directory.record_outputs(
+          config.output_dir, [n for n in results["written"] if n not in trained], source)
     if config.export_dir and self.chief:
       results["export_dir"] = export.export_run(model, self.serving_settings(), config.export_dir,
                                                 overwrite=True)

@@ -3,27 +3,24 @@
 A candidate is written under a new prefix (best/ckpt-STEP) through the same all-workers-take-
 part save as training checkpoints, then best/best.json names it: that rename is the commit
 point, so a crash at any moment leaves best.json naming a complete checkpoint. Older bests and
-the leftovers of a crashed write are deleted after the commit (and when a run starts).
+the leftovers of a crashed write are deleted after the commit (and when a run starts). best.json
+names the checkpoint relative to the run directory (run_directory.py reads it, in every tool),
+and the model's files (config, vocab) are copied beside it, so best/ alone is a model.
 """
 
 import os
-from typing import Any, Dict, Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf import io_utils, run_directory
 from bert_tf.training import distribution, trainer
 
-BEST_DIR = "best"
-BEST_FILE = "best.json"
-
-
-def read_best(output_dir: str) -> Optional[Dict[str, Any]]:
-  """The best-so-far record in OUTPUT_DIR/best/ (metric, value, step, checkpoint), or None."""
-  path = os.path.join(output_dir, BEST_DIR, BEST_FILE)
-  return io_utils.read_json(path) if tf.io.gfile.exists(path) else None
+BEST_DIR = run_directory.BEST_DIR
+BEST_FILE = run_directory.BEST_FILE
+read_best = run_directory.read_best
 
 
 def is_better(value: float, best: Optional[float], higher_is_better: bool) -> bool:
@@ -41,8 +38,11 @@ class BestCheckpointKeeper:
   """
 
   def __init__(self, strategy: tf.distribute.Strategy, output_dir: str, metric: str,
-               higher_is_better: bool):
+               higher_is_better: bool, model_files: Sequence[str] = ()):
+    """`model_files`: names of files in output_dir (config, vocab) copied into best/ too."""
     self.strategy = strategy
+    self.output_dir = output_dir
+    self.model_files = model_files
     self.directory = os.path.join(output_dir, BEST_DIR)
     self.metric = metric
     self.higher_is_better = higher_is_better
@@ -73,7 +73,12 @@ class BestCheckpointKeeper:
     trainer.write_checkpoint(self.strategy, tf.train.Checkpoint(model=model), prefix)
     self.best = dict(metric=self.metric, value=value, step=step, checkpoint=prefix)
     if self.chief:
-      io_utils.write_json_atomic(os.path.join(self.directory, BEST_FILE), self.best)
+      for name in self.model_files:
+        source, target = os.path.join(self.output_dir, name), os.path.join(self.directory, name)
+        if tf.io.gfile.exists(source) and not tf.io.gfile.exists(target):
+          io_utils.copy_atomic(source, target)
+      io_utils.write_json_atomic(os.path.join(self.directory, BEST_FILE),
+                                 run_directory.best_record(**self.best))
       self._remove_checkpoints_but(prefix)
     logging.info("New best %s %.4f at step %d: saved to %s.", self.metric, value, step, prefix)
     return True

@@ -30,6 +30,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from bert_tf import run_directory
 from bert_tf.training import distribution, optimization
 
 Features = Dict[str, tf.Tensor]
@@ -248,6 +249,8 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                           dropout_generators=dropout_generators,
                                           loss_sum=self._loss_sum)
+    if distribution.is_chief(strategy):  # a copied run directory resumes from its own files
+      run_directory.make_checkpoint_state_relative(config.output_dir)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         step_counter=self.optimizer.iterations)
