@@ -16,8 +16,10 @@ loss, by the batch's masked-token count) is then normalised per micro-batch, as 
 per replica (and per TPU core in google-research).
 """
 
+import atexit
 import contextlib
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -520,6 +522,10 @@ class Trainer:
     """Ends the run after SIGTERM or Ctrl-C, saving the current step first unless it is saved."""
     path = self._checkpoint_path() if self._saved_step == self.step else self.save()
     writer.flush()
+    # Python's last garbage collection at exit walks TensorFlow's whole object graph: 13 of
+    # the 14 s from SIGTERM to exit of a tiny run_classifier on 2 busy cores (1.8 s without it),
+    # out of a spot TPU's 30 s. Everything is saved and flushed, so the exit skips it.
+    atexit.register(gc.freeze)
     raise TrainingPreempted(
         f"Stopped by {request.signal_name} at step {self.step} after saving {path}; run the same "
         "command again to resume from it.")
