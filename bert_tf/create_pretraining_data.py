@@ -595,10 +595,15 @@ def _shard_done(output_file: str, shard: int, num_shards: int) -> bool:
   return gfile.exists(path) and recorded in (None, gfile.stat(path).length)
 
 
-def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
-  """The metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to, if any."""
+def _shard_metadata_path(shard: str) -> Optional[str]:
+  """Where the metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to would be."""
   match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
-  path = _metadata_path(match.group(1)) if match else None
+  return _metadata_path(match.group(1)) if match else None
+
+
+def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
+  """The metadata of the data set a shard belongs to, if any."""
+  path = _shard_metadata_path(shard)
   return io_utils.read_json(path) if path and gfile.exists(path) else None
 
 
@@ -625,7 +630,7 @@ def check_shards(files: Sequence[str]) -> None:
   listed = set(metadata.get("files", []))
   names = [os.path.basename(f) for f in files
            if os.path.dirname(f) == directory and os.path.basename(f) in listed]
-  metadata_path = _metadata_path(re.fullmatch(r"(.*)-\d{5}-of-\d{5}", files[0]).group(1))
+  metadata_path = _shard_metadata_path(files[0])  # not None: it has metadata
   problem = records.damage(metadata_path, metadata, names)
   if problem:
     raise ValueError(f"{problem}; {os.path.basename(metadata_path)} records each shard as "
