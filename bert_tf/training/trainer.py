@@ -32,7 +32,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf.training import distribution, optimization
+from bert_tf.training import distribution, optimization, partial_saves
 
 Features = Dict[str, tf.Tensor]
 ModelFn = Callable[[], tf_keras.Model]
@@ -96,12 +96,17 @@ def write_checkpoint(strategy: tf.distribute.Strategy, checkpoint: tf.train.Chec
   collectives), but only the chief's may land in the output directory (TF's multi-worker guide).
   """
   if distribution.is_chief(strategy):
-    checkpoint.write(prefix)
+    with partial_saves.saving(prefix):
+      checkpoint.write(prefix)
     return
   directory, name = os.path.split(prefix)
   scratch = os.path.join(directory, f".worker_tmp_{strategy.cluster_resolver.task_id}")
-  checkpoint.write(os.path.join(scratch, name))
-  tf.io.gfile.rmtree(scratch)
+  try:
+    with partial_saves.saving(os.path.join(scratch, name)):
+      checkpoint.write(os.path.join(scratch, name))
+  finally:
+    if tf.io.gfile.exists(scratch):
+      tf.io.gfile.rmtree(scratch)
 
 
 def _compiles_update(strategy: tf.distribute.Strategy) -> bool:
@@ -321,6 +326,8 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max,
         step_counter=self.optimizer.iterations)
+    if distribution.is_chief(strategy):
+      partial_saves.remove_temporaries(config.output_dir)  # of saves a full disk or kill cut
     restored = self._restore_latest()
     if not restored and init_fn is not None:
       init_fn(self.model)
@@ -538,7 +545,8 @@ class Trainer:
     directory of their own and delete it, as TF's multi-worker guide prescribes.
     """
     if distribution.is_chief(self.strategy):
-      path = self.manager.save(checkpoint_number=self.step)
+      with partial_saves.saving(self._checkpoint_path()):
+        path = self.manager.save(checkpoint_number=self.step)
       logging.info("Saved checkpoint %s", path)
     else:
       path = self._checkpoint_path()
