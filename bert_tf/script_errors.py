@@ -29,6 +29,14 @@ def _tf_file_errors() -> tuple:
           tf.errors.FailedPreconditionError)
 
 
+class RunFault(SystemExit):
+  """A fault met mid-run that the user must fix (a full disk, a damaged file): wherever it is
+  raised, the script ends with its one `error:` line and status 1, no traceback."""
+
+  def __init__(self, message: str):
+    super().__init__(f"error: {message}")
+
+
 def _no_space(path: str) -> str:
   """The one line for a write that found its disk full."""
   directory = os.path.dirname(path) or "."

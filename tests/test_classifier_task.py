@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, model_files, modeling, tokenization
+from bert_tf import configs, model_files, modeling, script_errors, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import task
@@ -353,9 +353,9 @@ def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, mo
 
 
 def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, tokenizer):
-  """A record damaged inside (size and count intact, its checksum not) stops training with a
-  ValueError, which the scripts print as one line, naming the file, not TensorFlow's bare
-  "corrupted record at N"."""
+  """A record damaged inside (size and count intact, its checksum not) stops training with one
+  error line (a RunFault: the script's message and status 1) naming the file, not TensorFlow's
+  bare "corrupted record at N"."""
   out = tmp_path / "out"
   config = _config(data_dir, out, do_eval=False, do_predict=False)
   files = model_files.ModelFiles(VOCAB, TINY, "the tiny test config", False, None)
@@ -364,7 +364,7 @@ def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, to
   data = bytearray(path.read_bytes())
   data[len(data) // 2] ^= 0xFF
   path.write_bytes(bytes(data))
-  with pytest.raises(ValueError, match=rf"{path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
+  with pytest.raises(script_errors.RunFault, match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
                                        "Copy the file again, or remove it"):
     classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).run()
 

@@ -46,8 +46,8 @@ def test_a_save_on_a_full_disk_stops_in_one_line_and_leaves_no_temporaries(small
   _fill(small_disk, leave_bytes=8192)  # the tiny model's checkpoint is ~60 KB
   with pytest.raises(partial_saves.DiskFullError) as full:
     run.train()
-  assert str(full.value).startswith(f"No space left on device while saving ckpt-2 to {out}: "
-                                    "free 0 MB. Make room")
+  assert str(full.value).startswith(f"error: No space left on device while saving ckpt-2 to "
+                                    f"{out}: free 0 MB. Make room")
   assert "\n" not in str(full.value)
   assert not list(out.glob("*_temp")), list(out.iterdir())  # TensorFlow's ckpt-2_temp/: removed
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, export, io_utils, model_files, tokenization
+from bert_tf import checkpoints, export, io_utils, model_files, script_errors, tokenization
 from bert_tf.data import pipeline
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
@@ -331,18 +331,18 @@ class Task:
 
   @contextlib.contextmanager
   def _naming_damaged_records(self) -> Iterator[None]:
-    """Turns TensorFlow's DataLossError ("truncated record at 299435", no file named) into a
-    ValueError naming the damaged training file and the fix."""
+    """Turns TensorFlow's DataLossError ("truncated record at 299435", no file named) into one
+    error line naming the damaged training file and the fix."""
     try:
       yield
     except tf.errors.DataLossError as e:
       problem = pipeline.damaged_file(self.train_files())
       if problem is None:
         raise
-      raise ValueError(f"{problem.rstrip('.')} (TensorFlow: {e.message.splitlines()[0]}). Copy "
-                       "the file again, or remove it and rerun the command that made it "
-                       "(run_squad and run_classifier rebuild their cached features; "
-                       "create_pretraining_data, a shard).") from e
+      raise script_errors.RunFault(
+          f"{problem.rstrip('.')} (TensorFlow: {e.message.splitlines()[0]}). Copy the file "
+          "again, or remove it and rerun the command that made it (run_squad and run_classifier "
+          "rebuild their cached features; create_pretraining_data, a shard).") from e
 
   def _train_segment(self, run: trainer.Trainer, stop: int, steps_per_epoch: Optional[float],
                      keeper: Optional[best_checkpoint.BestCheckpointKeeper],

@@ -16,7 +16,7 @@ from typing import Iterator, List
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf import io_utils, script_errors
 
 # TensorFlow's temporary directory of a checkpoint prefix (checkpoint_management's "ckpt"
 # prefix, and best/'s), and the scratch directory of a non-chief worker's save.
@@ -24,9 +24,9 @@ _TEMPORARY = re.compile(r"(ckpt-\d+_temp|\.worker_tmp_\d+)")
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TensorFlow reports it too
 
 
-class DiskFullError(ValueError):
+class DiskFullError(script_errors.RunFault):
   """A save found no space left: the message names the checkpoint, the directory, the free space
-  and the fix (a ValueError, so a script prints it as its one `error:` line)."""
+  and the fix."""
 
 
 def remove_temporaries(directory: str) -> List[str]:
