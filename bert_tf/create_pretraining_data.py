@@ -580,13 +580,30 @@ def _assemble_shard(config: DataConfig, shard: int, windows: List[Dict[str, Any]
           out.write(chunk)
           start += len(chunk)
   io_utils.write_json_atomic(_shard_progress(config.output_file, shard),
-                             {"records": sum(w["records_by_shard"][shard] for w in windows)})
+                             {"records": sum(w["records_by_shard"][shard] for w in windows),
+                              "bytes": gfile.stat(path).length})
+
+
+def _shard_done(output_file: str, shard: int, num_shards: int) -> bool:
+  """Whether shard `shard` was written and is still the size it was written at (a damaged or
+  deleted shard is made again)."""
+  progress = _shard_progress(output_file, shard)
+  if not gfile.exists(progress):
+    return False
+  path = records.shard_name(output_file, shard, num_shards)
+  recorded = io_utils.read_json(progress).get("bytes")
+  return gfile.exists(path) and recorded in (None, gfile.stat(path).length)
+
+
+def _shard_metadata_path(shard: str) -> Optional[str]:
+  """Where the metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to would be."""
+  match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
+  return _metadata_path(match.group(1)) if match else None
 
 
 def read_metadata(shard: str) -> Optional[Dict[str, Any]]:
-  """The metadata of the data set a shard (OUTPUT_FILE-0000I-of-0000N) belongs to, if any."""
-  match = re.fullmatch(r"(.*)-\d{5}-of-\d{5}", shard)
-  path = _metadata_path(match.group(1)) if match else None
+  """The metadata of the data set a shard belongs to, if any."""
+  path = _shard_metadata_path(shard)
   return io_utils.read_json(path) if path and gfile.exists(path) else None
 
 
@@ -600,6 +617,25 @@ def count_instances(file_pattern: str) -> Optional[int]:
   directory = os.path.dirname(files[0])
   listed = sorted(os.path.join(directory, name) for name in metadata["files"])
   return metadata["counts"]["instances"] if listed == files else None
+
+
+def check_shards(files: Sequence[str]) -> None:
+  """Fails, naming the shard and the fix, when a shard of `files` differs from what its metadata
+  recorded when create_pretraining_data wrote it (size, record count); shards without metadata
+  pass."""
+  metadata = read_metadata(files[0])
+  if not metadata:
+    return
+  directory = os.path.dirname(files[0])
+  listed = set(metadata.get("files", []))
+  names = [os.path.basename(f) for f in files
+           if os.path.dirname(f) == directory and os.path.basename(f) in listed]
+  metadata_path = _shard_metadata_path(files[0])  # not None: it has metadata
+  problem = records.damage(metadata_path, metadata, names)
+  if problem:
+    raise ValueError(f"{problem}; {os.path.basename(metadata_path)} records each shard as "
+                     "written. Copy the shard again, or rerun create_pretraining_data with the "
+                     "same flags: it makes damaged shards again.")
 
 
 def check_data_vocab(shard: str, vocab_file: str) -> None:
@@ -747,7 +783,7 @@ def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence
   _check_resumable(config, run_config)
   output = config.output_file
   init_worker(config, num_shards)
-  todo_shards = [i for i in range(num_shards) if not gfile.exists(_shard_progress(output, i))]
+  todo_shards = [i for i in range(num_shards) if not _shard_done(output, i, num_shards)]
   done = {i for i in range(num_shards) if gfile.exists(_window_progress(output, i))
           and (not todo_shards or gfile.exists(_part_path(output, i)))}
   logging.info("%d documents -> %d window(s) of up to %d documents, each spread over %d "

@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import io_utils
-from bert_tf.training import distribution
+from bert_tf.training import distribution, partial_saves
 
 if TYPE_CHECKING:
   from google.cloud import storage
@@ -45,6 +45,11 @@ _TIMEOUT_S = 120
 RETRIABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
 BACKOFF_S = 1.0  # the first pause; doubled each attempt
 _GLOB_CHARS = "*?["
+
+
+# The output directory probe writes this much: a few tiny files fit even on a nearly full disk,
+# which then fails at the first checkpoint; a few MB do not.
+PROBE_BYTES = 4 * 2**20
 
 
 class PreflightError(ValueError):
@@ -113,7 +118,8 @@ def check_inputs_and_output(inputs: Dict[str, Optional[str]], output_dir_flag: s
     inputs: flag name -> path (file, directory, checkpoint prefix, glob, or several of these
       comma-separated, local or gs://); unset flags (None or empty) are skipped.
     output_dir_flag: the name of the output directory flag, for the message.
-    output_dir: created if needed; a probe object is written, read back and deleted.
+    output_dir: created if needed; a probe object of PROBE_BYTES is written, read back and
+      deleted.
 
   Raises:
     PreflightError: naming the flag, the path, the bucket and the likely fix.
@@ -136,14 +142,22 @@ def check_inputs_and_output(inputs: Dict[str, Optional[str]], output_dir_flag: s
     probe = os.path.join(output_dir, f".bert_tf_write_probe-{uuid.uuid4().hex[:12]}")
     try:
       tf.io.gfile.makedirs(output_dir)
-      with tf.io.gfile.GFile(probe, "w") as f:
-        f.write("probe")
-      with tf.io.gfile.GFile(probe, "r") as f:
-        if f.read() != "probe":
+      content = os.urandom(PROBE_BYTES)
+      with tf.io.gfile.GFile(probe, "wb") as f:
+        f.write(content)
+      with tf.io.gfile.GFile(probe, "rb") as f:
+        if f.read() != content:
           raise PreflightError(f"--{output_dir_flag}={output_dir}: a probe file read back "
                                "different bytes than were written.")
       tf.io.gfile.remove(probe)
     except tf.errors.OpError as e:
+      if tf.io.gfile.exists(probe):
+        tf.io.gfile.remove(probe)
+      if partial_saves.NO_SPACE in e.message:
+        raise PreflightError(f"--{output_dir_flag}={output_dir} has no room for a "
+                             f"{PROBE_BYTES // 2**20} MB probe file"
+                             f"{partial_saves.free_space(output_dir)}. Make room, or pass another "
+                             f"--{output_dir_flag}.") from e
       raise PreflightError(f"--{output_dir_flag}={output_dir} is not writable ({e.message}). "
                            + _fix_hint(output_dir, "write")) from e
 

@@ -107,6 +107,11 @@ class _Files:
 gfile = _Files()
 
 
+def free_bytes(directory: str) -> int:
+  """The bytes free for writing in local `directory`'s file system."""
+  return shutil.disk_usage(directory).free
+
+
 def list_files(file_pattern: str) -> List[str]:
   """Sorted files matching a comma-separated list of globs; an error names a pattern with no match."""
   files = []

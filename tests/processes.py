@@ -16,16 +16,19 @@ import numpy as np
 import tensorflow as tf
 
 
-def interrupt_after(process: subprocess.Popen, checkpoint: pathlib.Path, delay: float,
-                    sig: int) -> int:
-  """Sends `sig` `delay` seconds after `checkpoint` (a path) appears; returns the exit status."""
+def interrupt_after(process: subprocess.Popen, appeared: Callable[[], bool], delay: float,
+                    sig: int, timeout: float = 120) -> Tuple[int, float]:
+  """Sends `sig` `delay` seconds after `appeared()` holds (e.g. a checkpoint's file exists);
+  returns the exit status and the seconds from the signal to the exit."""
   deadline = time.time() + 240
-  while not checkpoint.exists():
-    assert process.poll() is None and time.time() < deadline, f"{checkpoint} never appeared"
+  while not appeared():
+    assert process.poll() is None and time.time() < deadline, "the run never got there"
     time.sleep(0.02)
   time.sleep(delay)
   process.send_signal(sig)
-  return process.wait(timeout=120)
+  sent = time.time()
+  status = process.wait(timeout=timeout)
+  return status, time.time() - sent
 
 
 def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
@@ -41,8 +44,8 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
     log = logs / f"{sig.name}-{step}.log"
     process = start(log)
     try:
-      returncode = interrupt_after(process, output_dir / f"ckpt-{step}.index",
-                                   rng.uniform(0, 0.3), sig)
+      returncode, seconds = interrupt_after(process, (output_dir / f"ckpt-{step}.index").exists,
+                                            rng.uniform(0, 0.3), sig)
     finally:
       stop(process)
     assert not (output_dir / f"ckpt-{final_step}.index").exists()  # it really was interrupted
@@ -52,6 +55,7 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
       assert returncode == 1 and stopped, log.read_text()[-3000:]
       assert stopped.group(2).endswith(f"ckpt-{stopped.group(1)}")
       assert (output_dir / f"ckpt-{stopped.group(1)}.index").exists()
+      print(f"{output_dir}: SIGTERM to exit {seconds:.2f} s")  # a figure, shown with -s
     else:
       assert returncode == -signal.SIGKILL
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, model_files, modeling, tokenization
+from bert_tf import configs, model_files, modeling, script_errors, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import task
@@ -379,6 +379,23 @@ def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, mo
   rebuilt = classifier_data.prepare_features(old, ["0", "1"], 8, tokenizer, output_file)
   assert rebuilt.num_examples == 2
   assert sum(1 for _ in tf.data.TFRecordDataset(output_file)) == 2
+
+
+def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, tokenizer):
+  """A record damaged inside (size and count intact, its checksum not) stops training with one
+  error line (a RunFault: the script's message and status 1) naming the file, not TensorFlow's
+  bare "corrupted record at N"."""
+  out = tmp_path / "out"
+  config = _config(data_dir, out, do_eval=False, do_predict=False)
+  files = model_files.ModelFiles(VOCAB, TINY, "the tiny test config", False, None)
+  classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).prepare()
+  path = out / "train.tf_record"
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  path.write_bytes(bytes(data))
+  with pytest.raises(script_errors.RunFault, match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
+                                       "Copy the file again, or remove it"):
+    classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).run()
 
 
 def test_test_results_keep_googles_format_and_can_name_the_labels(tmp_path):

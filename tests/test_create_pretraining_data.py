@@ -221,6 +221,22 @@ def test_resume_redoes_only_unfinished_shards(english):
     cpd.create_pretraining_data(dataclasses.replace(english, dupe_factor=2))
 
 
+def test_a_damaged_shard_is_made_again_and_named_to_training(english):
+  """A shard cut short after it was written: a rerun makes it again (the cache no longer trusts
+  it), and until then training's check names it and the fix."""
+  metadata = cpd.create_pretraining_data(english)
+  before = _shard_bytes(metadata)
+  damaged = shard_files(metadata)[1]
+  with open(damaged, "r+b") as f:
+    f.truncate(len(before[1]) - 10)
+  with pytest.raises(ValueError, match=rf"{damaged} is .* bytes, .* when it was written .*"
+                                       "rerun create_pretraining_data with the same flags"):
+    cpd.check_shards(shard_files(metadata))
+  again = cpd.create_pretraining_data(english)
+  assert _shard_bytes(again) == before
+  cpd.check_shards(shard_files(again))
+
+
 def test_bad_flags_fail_early(english):
   with pytest.raises(ValueError, match="is a list"):
     dataclasses.replace(english, output_file="a,b").check()

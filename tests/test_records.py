@@ -23,7 +23,8 @@ def _build(directory, names, calls):
 def test_reuses_a_complete_cache_and_rebuilds_on_any_change(tmp_path):
   metadata, calls = tmp_path / "meta.json", []
   first = records.cached_records(str(metadata), {"seq": 8}, _build(tmp_path, ["a", "b"], calls))
-  assert first == {"seq": 8, "files": ["a", "b"], "num_records": 2}
+  assert first == {"seq": 8, "files": ["a", "b"], "num_records": 2,
+                   "file_sizes": {"a": 1, "b": 1}}  # recorded when written
   assert json.loads(metadata.read_text()) == first
   assert records.cached_records(str(metadata), {"seq": 8},
                                 _build(tmp_path, ["a", "b"], calls)) == first
@@ -35,6 +36,55 @@ def test_reuses_a_complete_cache_and_rebuilds_on_any_change(tmp_path):
   again = records.cached_records(str(metadata), {"seq": 16}, _build(tmp_path, ["c"], calls))
   assert again["files"] == ["c"] and len(calls) == 3
   assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "meta.json"]
+
+
+def _build_records(directory, counts, calls):
+  """A build that writes TFRecord files of `counts` records and publishes their record counts."""
+  def build():
+    calls.append(counts)
+    for name, count in counts.items():
+      with records.TFRecordWriter(str(directory / name)) as writer:
+        for i in range(count):
+          writer.write(b"record %d" % i)
+    return {"files": list(counts), "record_counts": dict(counts)}
+  return build
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one record short", "grown"])
+def test_a_damaged_cached_file_is_rebuilt_not_reused(tmp_path, damage, caplog):
+  """A cached file that no longer has the size (or records) it was written with is rebuilt, with
+  a warning naming it; nothing trusts it until training dies on it."""
+  metadata, calls = tmp_path / "meta.json", []
+  counts = {"train.tf_record": 20, "other.tf_record": 3}
+  records.cached_records(str(metadata), {"seq": 8}, _build_records(tmp_path, counts, calls))
+  path = tmp_path / "train.tf_record"
+  data = path.read_bytes()
+  frame = len(records.frame(b"record 0"))
+  if damage == "truncated":
+    path.write_bytes(data[:-7])
+  elif damage == "one record short":  # the size matches a rewritten metadata; the count does not
+    path.write_bytes(data[:-frame])
+    meta = json.loads(metadata.read_text())
+    meta["file_sizes"]["train.tf_record"] = len(data) - frame
+    metadata.write_text(json.dumps(meta))
+  else:
+    path.write_bytes(data + data[:frame])
+  records.cached_records(str(metadata), {"seq": 8}, _build_records(tmp_path, counts, calls))
+  assert len(calls) == 2  # rebuilt
+  assert path.read_bytes() == data
+  warning = [r.getMessage() for r in caplog.records if "Rebuilding" in r.getMessage()]
+  assert warning and str(path) in warning[0], warning
+
+
+def test_count_frames_counts_records_and_names_a_truncated_file(tmp_path):
+  path = tmp_path / "x.tf_record"
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for i in range(7):
+      writer.write(b"x" * i)
+  assert records.count_frames(str(path)) == 7
+  path.write_bytes(path.read_bytes()[:-3])
+  with pytest.raises(ValueError, match=rf"{path}: the file ends inside record 6"):
+    records.count_frames(str(path))
 
 
 def test_a_build_that_fails_leaves_no_metadata_claiming_the_old_files(tmp_path):

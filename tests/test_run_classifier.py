@@ -3,6 +3,8 @@ killed and preempted, it resumes to the weights of an uninterrupted run."""
 
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
 
@@ -32,15 +34,18 @@ def test_bad_tsv_line_stops_the_script_with_one_line(tmp_path):
   assert not out.exists() or not list(out.iterdir())
 
 
-def _start_classifier(output_dir, log):
+def _start_classifier(output_dir, log, **overrides):
   """Starts a tiny fine-tuning run on the bundled NSMC sample: 6 epochs of 15 steps, dropout on,
-  a checkpoint every 5 steps and the best one by accuracy kept at each epoch's evaluation."""
+  a checkpoint every 5 steps and the best one by accuracy kept at each epoch's evaluation
+  (`overrides`: flag values that replace these; None drops the flag)."""
   command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=nsmc",
              f"--data_dir={SAMPLE / 'nsmc'}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
              f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=32",
              "--train_batch_size=16", "--eval_batch_size=16", "--learning_rate=1e-3",
              "--num_train_epochs=6", "--save_checkpoints_steps=5", "--iterations_per_loop=5",
              "--do_train", "--do_eval", "--keep_best_by=accuracy", f"--output_dir={output_dir}"]
+  command = [arg for arg in command if arg.split("=")[0][2:] not in overrides] + [
+      f"--{name}={value}" for name, value in overrides.items() if value is not None]
   with open(log, "w", encoding="utf-8") as stderr:
     return subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
                             stdout=subprocess.DEVNULL, stderr=stderr)
@@ -65,3 +70,23 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
   processes.assert_same_final_checkpoint(straight, resumed)
   # The same evaluation picked the same best checkpoint, and it is complete.
   processes.assert_same_best(straight, resumed)
+
+
+def test_sigterm_in_a_long_loop_exits_after_a_step_and_a_save(tmp_path):
+  """With 10-minute loops of up to 100,000 steps, a SIGTERM in the middle of one saves the step
+  it reached and exits (the seconds that takes are printed, shown with -s); waiting for the
+  loop's end would run past the 120 s the test waits."""
+  out, log = tmp_path / "out", tmp_path / "run.log"
+  process = _start_classifier(out, log, num_train_epochs=10000, do_eval=None, keep_best_by=None,
+                              eval_every_epoch="false", iterations_per_loop=100000,
+                              save_checkpoints_steps=100000, max_seconds_per_loop=600)
+  try:
+    status, seconds = processes.interrupt_after(
+        process, lambda: re.search(r"step 1/\d+ ", log.read_text()) is not None, 2.0,
+        signal.SIGTERM)
+  finally:
+    processes.stop(process)
+  print(f"SIGTERM to exit in a long loop: {seconds:.2f} s")
+  stopped = re.search(r"Stopped by SIGTERM at step (\d+) after saving", log.read_text())
+  assert status == 1 and stopped, log.read_text()[-3000:]
+  assert (out / f"ckpt-{stopped.group(1)}.index").exists() and int(stopped.group(1)) > 1

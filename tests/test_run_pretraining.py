@@ -215,6 +215,21 @@ def test_data_made_with_other_lengths_stops_the_script_with_one_line(tmp_path):
   assert not out.exists() or not list(out.iterdir())
 
 
+def test_a_damaged_shard_stops_the_script_with_one_line_naming_it(tmp_path):
+  """A shard cut short after create_pretraining_data wrote it is named before training starts,
+  not found by a DataLossError mid-training."""
+  pattern = write_data(tmp_path)
+  shard = pathlib.Path(sorted(tf.io.gfile.glob(pattern))[0])
+  shard.write_bytes(shard.read_bytes()[:-100])
+  error = processes.user_error(
+      str(ROOT / "run_pretraining.py"), f"--input_file={pattern}",
+      f"--output_dir={tmp_path / 'out'}", "--do_train=True",
+      f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
+      f"--max_predictions_per_seq={PREDICTIONS}", "--num_train_steps=4",
+      "--num_warmup_steps=0")
+  assert str(shard) in error and "when it was written" in error, error
+
+
 def test_demo_runs_clean_vocab_data_pretraining_and_export(tmp_path):
   result = _run("--demo", f"--output_dir={tmp_path}", "--num_train_steps=20",
                 "--num_warmup_steps=2", "--save_checkpoints_steps=10", "--iterations_per_loop=10",

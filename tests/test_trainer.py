@@ -1,7 +1,12 @@
 """Trainer tests: XLA-compiled step, 2-replica equivalence, resume equivalence, NaN stop."""
 
 import os
+import pathlib
 import signal
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import trainer
+from tests import processes
 
 SEQ_LENGTH = 16
 TINY = configs.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
@@ -456,12 +462,111 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_stops_at_once(tmp_path, reco
   assert f"Stopped by SIGINT at step {presses[0]} " in str(stopped.value)
   assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{presses[0]}")
   assert signal.getsignal(signal.SIGINT) is previous
-  # Inside a run, after the first Ctrl-C the second one is Python's KeyboardInterrupt.
-  with trainer.sigterm_requests() as request:
-    os.kill(os.getpid(), signal.SIGINT)
-    assert request.is_set() and request.signal_name == "SIGINT"
-    with pytest.raises(KeyboardInterrupt):
-      os.kill(os.getpid(), signal.SIGINT)
+
+
+def _signal_when(run, condition, sig=signal.SIGTERM):
+  """Starts a thread that sends `sig` to this process once `condition(run.step)` holds, as a
+  preemption arriving while the main thread is inside a training loop; returns the step it read
+  just before sending (in a list, filled when sent)."""
+  sent = []
+
+  def watch():
+    while not condition(run.step):
+      time.sleep(0.001)
+    sent.append(run.step)
+    os.kill(os.getpid(), sig)
+
+  threading.Thread(target=watch, daemon=True).start()
+  return sent
+
+
+@pytest.mark.parametrize("setup", ["default", "xla", "mirrored"])
+def test_signal_inside_a_long_loop_stops_it_within_a_step(tmp_path, records, mirrored_cpus,
+                                                           setup):
+  """The loop reads the stop flag before every step, so a SIGTERM arriving in the middle of a
+  400-step loop (one tf.function call) stops it after the step in flight, not at its end."""
+  strategy = mirrored_cpus if setup == "mirrored" else tf.distribute.get_strategy()
+  run = _make_trainer(strategy, tmp_path / "out", records, num_steps=400,
+                      iterations_per_loop=400, save_checkpoints_steps=400,
+                      max_seconds_per_loop=1e6, jit_compile=setup == "xla")
+  sent = _signal_when(run, lambda step: step >= 5)  # the first loop is one step, then 399
+  with pytest.raises(trainer.TrainingPreempted) as stopped:
+    run.train()
+  # It read the step, then sent: a step may end in between, and the one in flight completes.
+  assert sent and sent[0] <= run.step <= sent[0] + 2, (sent, run.step)
+  assert f"SIGTERM at step {run.step} " in str(stopped.value)
+  assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{run.step}")
+
+
+def test_signal_between_loops_runs_no_further_loop(tmp_path, records, monkeypatch):
+  """A SIGTERM during a periodic save (between two loops) stops the run at that save's step."""
+  save = trainer.Trainer.save
+  saves = []
+
+  def signal_then_save(self):
+    saves.append(self.step)
+    if len(saves) == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return save(self)
+
+  monkeypatch.setattr(trainer.Trainer, "save", signal_then_save)
+  run = _make_trainer(tf.distribute.get_strategy(), tmp_path / "out", records, num_steps=6)
+  with pytest.raises(trainer.TrainingPreempted) as stopped:
+    run.train()
+  assert saves == [2] and run.step == 2  # saved once, at the step it had reached
+  assert "SIGTERM at step 2 after saving" in str(stopped.value)
+
+
+_SLOW_SAVE_RUN = """
+import os, signal, sys, threading, time
+import tensorflow as tf
+from bert_tf.training import trainer
+from tests import test_trainer
+
+def slow_save(self):  # a save to slow storage: the second Ctrl-C arrives during it
+  print("saving", flush=True)
+  time.sleep(300)
+
+def announce_then_update(self, step, update=trainer.Progress.update):
+  if step == 1:  # the first loop (one step) ended: the run is inside its long second loop
+    print("training", flush=True)
+  return update(self, step)
+
+trainer.Trainer.save = slow_save
+trainer.Progress.update = announce_then_update
+test_trainer._write_records(sys.argv[1] + ".tfrecord")
+run = test_trainer._make_trainer(tf.distribute.get_strategy(), sys.argv[1],
+                                 sys.argv[1] + ".tfrecord", num_steps=10**6,
+                                 iterations_per_loop=10**6, save_checkpoints_steps=10**6,
+                                 max_seconds_per_loop=1e6)
+run.train()
+"""
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line(tmp_path):
+  """Ctrl-C, then Ctrl-C again while the first one's save is slow: the process ends at once,
+  with one line, no traceback and status 130 (128 + SIGINT, what a shell reports)."""
+  process = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE_RUN, str(tmp_path / "out")],
+                             cwd=pathlib.Path(__file__).parent.parent, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  deadline = threading.Timer(240, process.kill)  # a run that never gets there fails, not hangs
+  deadline.start()
+  try:
+    assert process.stdout.readline() == "training\n"
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline() == "saving\n"
+    sent = time.time()
+    process.send_signal(signal.SIGINT)
+    status = process.wait(timeout=60)  # the save sleeps 300 s: only stopping at once ends it
+    print(f"second Ctrl-C to exit: {time.time() - sent:.2f} s")
+    stderr = process.stderr.read()
+  finally:
+    deadline.cancel()
+    processes.stop(process)
+  assert status == 130 and "Traceback" not in stderr, stderr[-3000:]
+  assert stderr.splitlines()[-1].startswith("Stopped at once by a second Ctrl-C"), stderr[-3000:]
+  assert "SIGINT received: stopping after the current step" in stderr
 
 
 def test_max_grad_norm_clips_and_zero_turns_clipping_off(tmp_path, records):

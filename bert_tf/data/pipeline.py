@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import io_utils
+from bert_tf.data import records
 
 Parser = Callable[[tf.Tensor], Dict[str, tf.Tensor]]
 
@@ -61,6 +62,20 @@ def _published_counts(directory: str) -> Dict[str, int]:
 def count_records(path: str) -> int:
   """The records of one TFRecord file, by reading it (raw records, nothing parsed)."""
   return int(tf.data.TFRecordDataset(path).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def damaged_file(file_pattern: str) -> Optional[str]:
+  """Which file of `file_pattern` is damaged and how (None if none is): after a DataLossError,
+  whose message names no file. Frame headers first (a truncated file, cheap), then every
+  record's checksum."""
+  files = list_files(file_pattern)
+  for check in (records.count_frames, lambda path: sum(1 for _ in records.read_records(path))):
+    for path in files:
+      try:
+        check(path)
+      except ValueError as e:
+        return str(e)
+  return None
 
 
 def record_counts(files: Sequence[str], cache_dir: Optional[str] = None) -> List[int]:

@@ -3,10 +3,11 @@ and a TFRecord writer and reader that need no TensorFlow.
 
 Every producer of records (SQuAD and classifier features, create_pretraining_data) writes its
 files, then a metadata JSON last: the metadata is the commit point. `cached_records` reuses the
-files when the metadata describes what is wanted and every file it lists exists, and otherwise
-removes the metadata first (so nothing claims to be complete) and builds them again. Builds of
-TFRecord files return "record_counts" (file name -> records), which data.pipeline reads so that
-a resumed training run skips whole files without opening them.
+files when the metadata describes what is wanted and every file it lists is intact (`damage`:
+its size as written, its record count when listed), and otherwise removes the metadata first (so
+nothing claims to be complete) and builds them again. Builds of TFRecord files return
+"record_counts" (file name -> records), which data.pipeline reads so that a resumed training run
+skips whole files without opening them.
 """
 
 from __future__ import annotations  # tf.train.Feature in annotations: TensorFlow imported on use
@@ -98,6 +99,58 @@ def read_records(path: str) -> Iterator[bytes]:
       yield data
 
 
+def count_frames(path: str) -> int:
+  """The records of an uncompressed TFRecord file, from its frame headers alone (a 12-byte read
+  and a seek per record: cheap beside reading the data).
+
+  Raises:
+    ValueError: naming `path` for a corrupted length or a file that ends inside a record.
+  """
+  size = gfile.stat(path).length
+  count = 0
+  with gfile.GFile(path, "rb") as f:
+    position = 0
+    while position < size:
+      header = f.read(12)
+      if len(header) < 12 or _CRC.unpack(header[8:])[0] != _masked_crc(header[:8]):
+        raise ValueError(f"{path}: corrupted TFRecord length at byte {position}.")
+      position += 12 + _LENGTH.unpack(header[:8])[0] + 4
+      if position > size:
+        raise ValueError(f"{path}: the file ends inside record {count} (truncated).")
+      f.seek(position)
+      count += 1
+  return count
+
+
+def file_sizes(directory: str, names: Sequence[str]) -> Dict[str, int]:
+  """Bytes of each file (names relative to `directory`), as metadata records them at write time."""
+  return {name: gfile.stat(io_utils.join_under(directory, name)).length for name in names}
+
+
+def damage(metadata_path: str, metadata: Dict[str, Any],
+           names: Optional[Sequence[str]] = None) -> Optional[str]:
+  """What is wrong with the files `metadata` lists (or those of `names`), or None when every one
+  exists with the size recorded when it was written ("file_sizes") and, for a local TFRecord file
+  with a recorded count ("record_counts"), that many records."""
+  directory = os.path.dirname(metadata_path)
+  sizes, counts = metadata.get("file_sizes", {}), metadata.get("record_counts", {})
+  for name in metadata.get("files", []) if names is None else names:
+    path = io_utils.join_under(directory, name)
+    if not gfile.exists(path):
+      return f"{path} is missing"
+    size = gfile.stat(path).length
+    if name in sizes and size != sizes[name]:
+      return f"{path} is {size:,} bytes, {sizes[name]:,} when it was written (cut short or damaged)"
+    if name in counts and not io_utils.is_url(path):  # a read per record: slow over HTTP
+      try:
+        found = count_frames(path)
+      except ValueError as e:
+        return str(e).rstrip(".")
+      if found != counts[name]:
+        return f"{path} holds {found:,} records, {counts[name]:,} when it was written"
+  return None
+
+
 def shard_name(filename: str, index: int, num_shards: int) -> str:
   """google-research's shard name: FILENAME-0000I-of-0000N."""
   return f"{filename}-{index:05d}-of-{num_shards:05d}"
@@ -116,7 +169,7 @@ def shard_pattern(filename: str, num_shards: int) -> str:
 
 
 def _valid_metadata(path: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """The metadata at `path` if it records `key` and every file it lists exists, else None."""
+  """The metadata at `path` if it records `key` and every file it lists is intact, else None."""
   if not gfile.exists(path):
     return None
   cached = io_utils.read_json(path)
@@ -124,11 +177,9 @@ def _valid_metadata(path: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   if changed:
     logging.info("Rebuilding the records of %s: %s changed.", path, ", ".join(changed))
     return None
-  directory = os.path.dirname(path)
-  missing = [name for name in cached.get("files", [])
-             if not gfile.exists(io_utils.join_under(directory, name))]
-  if missing:
-    logging.info("Rebuilding the records of %s: %s missing.", path, ", ".join(missing))
+  problem = damage(path, cached)
+  if problem:
+    logging.warning("Rebuilding the records of %s: %s.", path, problem)
     return None
   return cached
 
@@ -139,8 +190,9 @@ def cached_records(metadata_path: str, key: Dict[str, Any],
 
   `key` holds everything the records depend on. `build` writes the files (each atomically) and
   returns what describes them, with "files": their names relative to the metadata's directory.
-  The metadata ({**key, **built}) is written last, atomically; a stale one is removed before the
-  build, and the files it listed that the new build did not write are deleted after it.
+  The metadata ({**key, **built} and the files' sizes) is written last, atomically; a stale one
+  is removed before the build, and the files it listed that the new build did not write are
+  deleted after it.
   """
   cached = _valid_metadata(metadata_path, key)
   if cached is not None:
@@ -158,6 +210,6 @@ def cached_records(metadata_path: str, key: Dict[str, Any],
     path = io_utils.join_under(directory, name)
     if gfile.exists(path):
       gfile.remove(path)
-  metadata = {**key, **built}
+  metadata = {**key, **built, "file_sizes": file_sizes(directory, built["files"])}
   io_utils.write_json_atomic(metadata_path, metadata)
   return metadata

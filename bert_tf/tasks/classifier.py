@@ -153,6 +153,9 @@ class ClassifierTask(task.Task):
   def num_train_records(self) -> int:
     return self.files_by_split["train"].num_examples
 
+  def train_files(self) -> str:
+    return self.files_by_split["train"].path
+
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
     batch = self.config.training.train_batch_size

@@ -252,9 +252,11 @@ class PretrainingTask(task.Task):
 
   def check_task(self) -> None:
     """The records were made with the flags' lengths (and vocab): one record of every file; a
-    next-sentence head is trained and evaluated on data with its labels only."""
+    next-sentence head is trained and evaluated on data with its labels only; every shard is the
+    size (and holds the records) its metadata recorded."""
     config = self.config
     for pattern in dict.fromkeys([config.input_file, self.eval_input]):
+      create_pretraining_data.check_shards(pipeline.list_files(pattern))
       data_format = self.data_format(pattern)
       wanted = config.next_sentence_prediction
       if wanted is None:
@@ -296,6 +298,9 @@ class PretrainingTask(task.Task):
   def num_train_records(self) -> Optional[int]:
     """The instances of the input, when its create_pretraining_data metadata covers it."""
     return create_pretraining_data.count_instances(self.config.input_file)
+
+  def train_files(self) -> str:
+    return self.config.input_file
 
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:

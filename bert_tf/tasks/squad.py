@@ -149,6 +149,9 @@ class SquadTask(task.Task):
   def num_train_records(self) -> int:
     return self.train_meta["num_features"]
 
+  def train_files(self) -> str:
+    return self.train_meta["file_pattern"]
+
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
     config = self.config

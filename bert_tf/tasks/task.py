@@ -18,17 +18,20 @@ model and patience. Subclasses say what differs: the model, loss and data, the m
 output files.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import checkpoints, export, io_utils, model_files, run_directory, tokenization
+from bert_tf import (checkpoints, export, io_utils, model_files, run_directory, script_errors,
+                     tokenization)
+from bert_tf.data import pipeline
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -135,6 +138,10 @@ class Task:
 
   def num_train_records(self) -> Optional[int]:
     """The training records in one epoch (None when unknown: then no epoch column)."""
+    raise NotImplementedError
+
+  def train_files(self) -> str:
+    """The file pattern of the training records (named when one turns out damaged)."""
     raise NotImplementedError
 
   def has_eval_data(self) -> bool:
@@ -306,7 +313,7 @@ class Task:
     if run.step >= train_config.num_train_steps:
       logging.info("Already trained to step %d: nothing to train.", run.step)
     # One SIGTERM handler over all segments: one arriving during an evaluation stops the next.
-    with trainer.sigterm_requests():
+    with trainer.sigterm_requests(), self._naming_damaged_records():
       for stop in stops:
         if self._stopped_early(keeper):
           logging.info("Stopped early: %s has not improved for %d evaluations; not training "
@@ -329,6 +336,21 @@ class Task:
       checkpoints.load_init_checkpoint(run.model, chosen.prefix)
     self.model_source = chosen.prefix if chosen else None
     return run.model
+
+  @contextlib.contextmanager
+  def _naming_damaged_records(self) -> Iterator[None]:
+    """Turns TensorFlow's DataLossError ("truncated record at 299435", no file named) into one
+    error line naming the damaged training file and the fix."""
+    try:
+      yield
+    except tf.errors.DataLossError as e:
+      problem = pipeline.damaged_file(self.train_files())
+      if problem is None:
+        raise
+      raise script_errors.RunFault(
+          f"{problem.rstrip('.')} (TensorFlow: {e.message.splitlines()[0]}). Copy the file "
+          "again, or remove it and rerun the command that made it (run_squad and run_classifier "
+          "rebuild their cached features; create_pretraining_data, a shard).") from e
 
   def _train_segment(self, run: trainer.Trainer, stop: int, steps_per_epoch: Optional[float],
                      keeper: Optional[best_checkpoint.BestCheckpointKeeper],

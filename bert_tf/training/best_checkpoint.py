@@ -16,7 +16,7 @@ import tf_keras
 from absl import logging
 
 from bert_tf import io_utils, run_directory
-from bert_tf.training import distribution, trainer
+from bert_tf.training import distribution, partial_saves, trainer
 
 BEST_DIR = run_directory.BEST_DIR
 BEST_FILE = run_directory.BEST_FILE
@@ -51,6 +51,7 @@ class BestCheckpointKeeper:
       raise ValueError(f"{self.directory} keeps the best model by {self.best['metric']}, not "
                        f"{metric}: use the same --keep_best_by, or a new --output_dir.")
     if distribution.is_chief(strategy) and tf.io.gfile.isdir(self.directory):
+      partial_saves.remove_temporaries(self.directory)
       self._remove_checkpoints_but(self.best["checkpoint"] if self.best else None)
 
   @property
