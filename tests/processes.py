@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import script_errors
+
 
 def interrupt_after(process: subprocess.Popen, checkpoint: pathlib.Path, delay: float,
                     sig: int) -> int:
@@ -61,9 +63,12 @@ def user_error(*args: str) -> str:
   exactly one `error:` line on stderr, no traceback. Returns that line."""
   result = subprocess.run([sys.executable, *args], cwd=pathlib.Path(__file__).parent.parent,
                           capture_output=True, text=True, timeout=180, check=False)
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  lines = result.stderr.splitlines()
+  errors = [line for line in lines if line.startswith("error:")]
   assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  message = lines[lines.index(errors[0]):]
+  assert max(len(line) for line in message) <= script_errors.MAX_LINE, message
   return errors[0]
 
 

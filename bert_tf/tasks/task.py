@@ -84,6 +84,12 @@ def evaluation_steps(num_train_steps: int, steps_per_epoch: float, eval_every_ep
   return sorted({p for p in points if 0 < p < num_train_steps} | {num_train_steps})
 
 
+def _nothing_to_restore(output_dir: str) -> ValueError:
+  return ValueError(f"Nothing to evaluate or predict with: {output_dir} holds no checkpoint and "
+                    "--init_checkpoint is not set. Train first (--do_train=true) or point "
+                    "--init_checkpoint at a fine-tuned model.")
+
+
 def checkpoint_step(checkpoint: Optional[str]) -> int:
   """The step in a checkpoint prefix ending in -STEP (0 for None)."""
   return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
@@ -177,6 +183,8 @@ class Task:
         self.scores_training_loss and metric == "loss"):
       raise ValueError(f"--keep_best_by picks among evaluations during training, which need "
                        f"evaluation data: {self.eval_data_hint}.")
+    if not config.do_train and not self._has_model_to_restore():
+      raise _nothing_to_restore(config.output_dir)
     if config.early_stopping_patience and not metric:
       raise ValueError("--early_stopping_patience counts evaluations that do not improve the "
                        "--keep_best_by metric: set --keep_best_by.")
@@ -397,9 +405,13 @@ class Task:
       return self._restore(latest, "latest checkpoint")
     if self.files.init_checkpoint:
       return self._restore(self.files.init_checkpoint, "--init_checkpoint")
-    raise ValueError(f"Nothing to evaluate or predict with: {config.output_dir} holds no "
-                     "checkpoint and --init_checkpoint is not set. Train first "
-                     "(--do_train=true) or point --init_checkpoint at a fine-tuned model.")
+    raise _nothing_to_restore(config.output_dir)
+
+  def _has_model_to_restore(self) -> bool:
+    """Whether `restore_for_inference` finds a model: checked before any data is converted."""
+    output_dir = self.config.output_dir
+    return bool(self.files.init_checkpoint or tf.train.latest_checkpoint(output_dir)
+                or best_checkpoint.read_best(output_dir))
 
   def _model_step(self) -> int:
     """The step of the model evaluated and predicted with (the best one's with --keep_best_by)."""
