@@ -215,6 +215,13 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def _utf8_name(path: str) -> str:
+  """Where the UTF-8 copy of `path` goes in the suggested iconv command: vocab.txt ->
+  vocab.utf8.txt (same directory)."""
+  root, extension = os.path.splitext(path)
+  return f"{root}.utf8{extension}"
+
+
 def utf8_error(path: str) -> ValueError:
   """A ValueError naming the first line of `path` (local or gs://) that is not valid UTF-8.
 
@@ -226,5 +233,6 @@ def utf8_error(path: str) -> ValueError:
         line.decode("utf-8")
       except UnicodeDecodeError as e:
         return ValueError(f"{path}, line {number}: not valid UTF-8 ({e.reason}). Save the file as "
-                          "UTF-8 (e.g. iconv -f CP949 -t UTF-8 for Korean text from Windows).")
+                          "UTF-8; for Korean text from Windows (CP949): `iconv -f cp949 -t utf-8 "
+                          f"{path} > {_utf8_name(path)}`, and use that file.")
   return ValueError(f"{path}: not valid UTF-8. Save the file as UTF-8.")

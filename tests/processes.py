@@ -60,7 +60,8 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
 
 def user_error(*args: str) -> str:
   """Runs `python ARGS` in the project root, which must fail as a user error: exit status 1 and
-  exactly one `error:` line on stderr, no traceback. Returns that line."""
+  exactly one `error:` line on stderr, no traceback, no line longer than
+  script_errors.MAX_LINE. Returns the message: that line and the lines that follow it."""
   result = subprocess.run([sys.executable, *args], cwd=pathlib.Path(__file__).parent.parent,
                           capture_output=True, text=True, timeout=180, check=False)
   lines = result.stderr.splitlines()
@@ -69,7 +70,7 @@ def user_error(*args: str) -> str:
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
   message = lines[lines.index(errors[0]):]
   assert max(len(line) for line in message) <= script_errors.MAX_LINE, message
-  return errors[0]
+  return "\n".join(message)
 
 
 def stop(process: subprocess.Popen) -> None:

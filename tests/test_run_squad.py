@@ -148,3 +148,23 @@ def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
   assert sorted(r.unique_id for r in results) == list(
       range(squad.FIRST_UNIQUE_ID, squad.FIRST_UNIQUE_ID + eval_meta["num_features"]))
   assert all(len(r.start_logits) == 64 for r in results)
+
+
+def _is_utf8(data: bytes) -> bool:
+  try:
+    data.decode("utf-8")
+    return True
+  except UnicodeDecodeError:
+    return False
+
+
+def test_a_cp949_vocab_names_the_file_line_and_the_iconv_fix(tmp_path):
+  tokens = (SAMPLE / "vocab.txt").read_text(encoding="utf-8").splitlines()
+  lines = [token.encode("cp949", errors="replace") for token in tokens]
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_bytes(b"\n".join(lines) + b"\n")
+  first_bad = next(number for number, line in enumerate(lines, 1) if not _is_utf8(line))
+  error = processes.user_error("run_squad.py", "--demo", f"--vocab_file={vocab}",
+                               f"--output_dir={tmp_path / 'out'}")
+  assert error.startswith(f"error: {vocab}, line {first_bad}: not valid UTF-8")
+  assert f"`iconv -f cp949 -t utf-8 {vocab} > {tmp_path / 'vocab.utf8.txt'}`" in error
