@@ -9,7 +9,7 @@ import errno
 import math
 import re
 import sys
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from absl import app, flags
 
@@ -30,6 +30,19 @@ _OS_FIXES = {
     errno.ENOSPC: "the disk is full: free space or choose an output path on another disk",
     errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
 }
+
+
+def quoted(value: Any, width: int = 40) -> str:
+  """repr(value), cut to about `width` characters (a review text where a label was expected)."""
+  text = repr(value)
+  return text if len(text) <= width else text[:width - 4] + "...'"
+
+
+def summary(values: Sequence[Any], limit: int = 5) -> str:
+  """The first `limit` values, quoted and cut, and how many there are: for messages that list
+  data, whose lists are as long as the data."""
+  shown = ", ".join(quoted(value) for value in values[:limit])
+  return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 def _shorten(line: str) -> str:

@@ -183,8 +183,6 @@ class Task:
         self.scores_training_loss and metric == "loss"):
       raise ValueError(f"--keep_best_by picks among evaluations during training, which need "
                        f"evaluation data: {self.eval_data_hint}.")
-    if not config.do_train and not self._has_model_to_restore():
-      raise _nothing_to_restore(config.output_dir)
     if config.early_stopping_patience and not metric:
       raise ValueError("--early_stopping_patience counts evaluations that do not improve the "
                        "--keep_best_by metric: set --keep_best_by.")
@@ -203,6 +201,8 @@ class Task:
     if not self._checked:
       self._check_config()
       self.check_task()
+      if not self.config.do_train and not self._has_model_to_restore():
+        raise _nothing_to_restore(self.config.output_dir)
       self._checked = True
 
   def prepare(self) -> None:
