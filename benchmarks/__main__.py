@@ -7,7 +7,7 @@ benchmarks/results.json under "summary" ("summary_partial" with --only); each fi
 are under its own name. A figure
 whose data (../shared/data) or hardware (a GPU) is missing is skipped with the reason in the
 table. --quick runs every figure on a small share of its data, for a smoke test: its ratios are
-not the benchmark's, and it writes to QUICK_RESULTS instead.
+not the benchmark's, and it writes to benchmarks/results_quick.json instead (QUICK_RESULTS).
 """
 
 import argparse
@@ -15,7 +15,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -27,8 +26,9 @@ SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"
 VOCABS = common.DATA / "vocabs"
 CORPUS = common.DATA / "corpus_ko"
 Row = Dict[str, str]
-# Where --quick runs write, so that their figures never replace the real ones.
-QUICK_RESULTS = os.path.join(tempfile.gettempdir(), "bert_tf_benchmarks_quick.json")
+# Where --quick runs write, so that their figures never replace the real ones: inside the
+# repository (git ignores it), like everything the suite keeps.
+QUICK_RESULTS = str(common.ROOT / "benchmarks" / "results_quick.json")
 
 
 def _x(value: float) -> str:
@@ -290,7 +290,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                  seconds_per_figure=seconds, rows=rows, table=table)
   common.merge_results("summary_partial" if args.only else "summary", summary, results)
   print(f"\n{command} on {summary['machine']['cpu']}, {summary['machine']['cores']} cores, "
-        f"{summary['machine']['date']}:\n{table}")
+        f"{summary['machine']['date']}:\n{table}\nResults written to {results}"
+        + (" (a smoke run: not benchmarks/results.json)." if args.quick else "."))
   return summary
 
 

@@ -69,8 +69,11 @@ def read_lines(file_pattern: str) -> List[str]:
   """All lines of the files matching a comma-separated list of globs."""
   lines = []
   for path in input_pipeline.list_files(file_pattern):
-    with tf.io.gfile.GFile(path, "r") as f:
-      lines.extend(f.read().splitlines())
+    try:
+      with tf.io.gfile.GFile(path, "r") as f:
+        lines.extend(f.read().splitlines())
+    except UnicodeDecodeError:
+      raise io_utils.utf8_error(path) from None
   return lines
 
 

@@ -32,7 +32,7 @@ import io
 import json
 import os
 import re
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import safetensors.numpy
@@ -315,8 +315,14 @@ def _safetensors_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
     except ValueError as e:
       raise ValueError(f"{path} is not a safetensors file (its header is not JSON: {e}); "
                        "download it again.") from e
-  return {name: tuple(entry["shape"]) for name, entry in header.items()
-          if name != "__metadata__"}
+  tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+  listed = 8 + length + max((entry["data_offsets"][1] for entry in tensors.values()), default=0)
+  held = tf.io.gfile.stat(path).length
+  if held < listed:
+    raise ValueError(f"{path} holds {held:,} bytes but its header lists {listed:,}: the file is "
+                     "truncated (an interrupted download or copy?). Download it again and "
+                     "compare its size with the source's.")
+  return {name: tuple(entry["shape"]) for name, entry in tensors.items()}
 
 
 def _hf_source(directory: str) -> _Source:
@@ -363,6 +369,36 @@ def _checkpoint_prefix(path: str, flag: str) -> Optional[str]:
   return path if tf.io.gfile.exists(path + ".index") else None
 
 
+def _damaged(files: str, flag: str, prefix: str, what: str) -> ValueError:
+  return ValueError(f"--{flag}={prefix}: {files} {what}: the checkpoint is truncated or damaged "
+                    "(an interrupted download or copy?). Download or copy all its files again "
+                    f"and compare their sizes with the source's (`ls -l {prefix}.*`).")
+
+
+def _checked_tf_reader(prefix: str, flag: str) -> Any:
+  """A reader of a TF checkpoint whose data files hold at least the bytes its index lists.
+
+  A truncated data file otherwise loads fine and fails at the first tensor read with
+  `IndexError: Read less bytes than requested`, naming no file; the sizes are checked from the
+  index alone (strings have no fixed size and are not counted).
+  """
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except tf.errors.OpError as e:
+    raise _damaged(f"{prefix}.index", flag, prefix, f"cannot be read ({e.message})") from e
+  shapes = reader.get_variable_to_shape_map()
+  listed = sum(int(np.prod(shapes[name])) * dtype.size
+               for name, dtype in reader.get_variable_to_dtype_map().items()
+               if dtype != tf.string)
+  data_files = tf.io.gfile.glob(prefix + ".data-*")
+  held = sum(tf.io.gfile.stat(path).length for path in data_files)
+  if held < listed:
+    names = ", ".join(os.path.basename(path) for path in data_files) or "its data file"
+    raise _damaged(names, flag, prefix, f"hold{'s' if len(data_files) == 1 else ''} {held:,} "
+                   f"bytes but its index lists {listed:,}")
+  return reader
+
+
 def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[str, str]:
   """(TF1, TF2 or HF, the prefix or directory to read) for an --init_checkpoint value.
 
@@ -382,7 +418,7 @@ def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[
         "checkpoint prefix such as .../bert_model.ckpt (with its .index file), a directory "
         "holding TF checkpoints, or a Hugging Face directory with config.json and "
         f"{' or '.join(HF_WEIGHT_FILES)}.")
-  names = [name for name, _ in tf.train.list_variables(prefix)]
+  names = list(_checked_tf_reader(prefix, flag).get_variable_to_shape_map())
   if any(name.startswith(f"model/{ENCODER}/") for name in names):
     return TF2, prefix
   if any(name.startswith("bert/") for name in names):

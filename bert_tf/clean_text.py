@@ -226,6 +226,7 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
   if recipe not in RECIPES:
     raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
   files = io_utils.list_files(file_pattern)
+  io_utils.check_writable(os.path.dirname(output_file), "output_file", output_file)
   if beam_options is not None:
     from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
     counts = beam_pipelines.clean_files(file_pattern, files, output_file, beam_options)

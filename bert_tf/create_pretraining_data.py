@@ -689,6 +689,8 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1,
   config.check()
   tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
   files = io_utils.list_files(config.input_file)
+  io_utils.check_writable(os.path.dirname(config.output_file), "output_file",
+                          config.output_file)
   beam = None
   if beam_options is not None:
     from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)

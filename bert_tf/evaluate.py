@@ -191,6 +191,38 @@ def metric_for_version(version: str) -> str:
                    f"({', '.join(METRICS)}).")
 
 
+# Contexts with at least this share of Hangul among their letters are Korean (_hangul_share).
+_KOREAN_SHARE = 0.3
+
+
+def _hangul_share(dataset: Mapping[str, Any], max_chars: int = 100_000) -> float:
+  """The share of Hangul syllables among the letters of the first contexts."""
+  text = "".join(paragraph.get("context", "") for article in dataset.get("data", [])
+                 for paragraph in article.get("paragraphs", []))[:max_chars]
+  letters = [c for c in text if c.isalpha()]
+  return sum("\uac00" <= c <= "\ud7a3" for c in letters) / len(letters) if letters else 0.0
+
+
+def choose_metric(dataset: Mapping[str, Any], metric: Optional[str] = None) -> str:
+  """`metric`, else the one of the dataset's "version"; logs which and why, with a warning when
+  the contexts are Korean but the version picks a SQuAD metric (KorQuAD's scores differently)."""
+  version = str(dataset.get("version", ""))
+  if metric:
+    logging.info("Metric %s (--metric; the dataset's version is %r).", metric, version)
+    return metric
+  metric = metric_for_version(version)
+  logging.info("Metric %s: the dataset's version is %r (--metric chooses another).", metric,
+               version)
+  share = _hangul_share(dataset)
+  if metric != "korquad1" and share >= _KOREAN_SHARE:
+    logging.warning("The contexts are Korean (%.0f%% of their letters are Hangul) but version %r "
+                    "picks the SQuAD metric %s. KorQuAD's own metric normalises and scores "
+                    "answers character by character: for KorQuAD-style data score with "
+                    "`python -m bert_tf.evaluate --metric=korquad1`.", 100 * share, version,
+                    metric)
+  return metric
+
+
 def evaluate(dataset: Mapping[str, Any], predictions: Mapping[str, str],
              metric: Optional[str] = None, na_probs: Optional[Mapping[str, float]] = None,
              na_prob_thresh: float = 1.0) -> Dict[str, Any]:
@@ -199,7 +231,7 @@ def evaluate(dataset: Mapping[str, Any], predictions: Mapping[str, str],
   `metric` defaults to the one of `dataset["version"]`. `na_probs` (question id -> no-answer
   probability or null odds) applies to squad2 only.
   """
-  metric = metric or metric_for_version(str(dataset.get("version", "")))
+  metric = choose_metric(dataset, metric)
   if metric not in METRICS:
     raise ValueError(f"Unknown metric {metric!r}; expected one of {', '.join(METRICS)}.")
   if na_probs is not None and metric != "squad2":

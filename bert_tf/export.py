@@ -29,7 +29,8 @@ from absl import app, flags
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import checkpoints, io_utils, modeling, run_directory, serving, tokenization
+from bert_tf import (checkpoints, io_utils, modeling, run_directory, script_errors, serving,
+                     tokenization)
 from bert_tf.configs import BertConfig
 from bert_tf.training import history
 
@@ -294,19 +295,17 @@ _OVERRIDES = ("task", "checkpoint", "vocab_file", "bert_config_file", "do_lower_
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
+  with script_errors.user_errors(argv):  # a bad flag or file: one line, no traceback
     if not FLAGS.model_dir or not FLAGS.output_dir:
       raise ValueError("--model_dir (the training run) and --output_dir (the export) are "
                        "required.")
     if tf.io.gfile.exists(FLAGS.output_dir):
       raise ValueError(f"--output_dir={FLAGS.output_dir} already exists: export into a new "
                        "directory.")
+    io_utils.check_writable(os.path.dirname(FLAGS.output_dir.rstrip("/")), "output_dir",
+                            FLAGS.output_dir)
     run = read_run(FLAGS.model_dir, {name: FLAGS[name].value for name in _OVERRIDES})
     export_run(load_model(run), run.settings, FLAGS.output_dir)
-  except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"error: {e}") from e
   print(f"Exported {run.checkpoint} ({run.settings.task}) to {FLAGS.output_dir}")
 
 

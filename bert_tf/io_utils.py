@@ -10,6 +10,7 @@ reader never sees half a file and a crashed run leaves nothing that looks comple
 """
 
 import contextlib
+import errno
 import glob as _glob
 import hashlib
 import io
@@ -144,6 +145,31 @@ def temporary_path(path: str) -> str:
   return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
+def check_writable(directory: str, flag: str, value: str) -> None:
+  """Fails naming --flag=value when nothing can be written in `directory` (read-only, full, not
+  this user's, under a file), before any work, creating nothing: a probe file is written and
+  deleted in its nearest existing ancestor. gs:// paths get gcs's probe (TensorFlow's errors,
+  the bucket's fix)."""
+  if is_url(directory):
+    from bert_tf import gcs  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
+    gcs.check_inputs_and_output({}, flag, directory)
+    return
+  existing = os.path.abspath(directory or ".")
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  try:
+    if not os.path.isdir(existing):
+      raise NotADirectoryError(errno.ENOTDIR, "a file, not a directory", existing)
+    probe = temporary_path(os.path.join(existing, "write-probe"))
+    with open(probe, "xb") as f:
+      f.write(b"probe")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"--{flag}={value}: nothing can be written in {existing} ({e.strerror}). Choose a "
+                     "directory this user can write to, on a disk that is writable and has "
+                     f"space (`ls -ld {existing}; df -h {existing}`).") from e
+
+
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
   """Yields a temporary path to write; renames it to `path` only if the block succeeds."""
@@ -203,6 +229,13 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def _utf8_name(path: str) -> str:
+  """Where the UTF-8 copy of `path` goes in the suggested iconv command: vocab.txt ->
+  vocab.utf8.txt (same directory)."""
+  root, extension = os.path.splitext(path)
+  return f"{root}.utf8{extension}"
+
+
 def utf8_error(path: str) -> ValueError:
   """A ValueError naming the first line of `path` (local or gs://) that is not valid UTF-8.
 
@@ -214,5 +247,6 @@ def utf8_error(path: str) -> ValueError:
         line.decode("utf-8")
       except UnicodeDecodeError as e:
         return ValueError(f"{path}, line {number}: not valid UTF-8 ({e.reason}). Save the file as "
-                          "UTF-8 (e.g. iconv -f CP949 -t UTF-8 for Korean text from Windows).")
+                          "UTF-8; for Korean text from Windows (CP949): `iconv -f cp949 -t utf-8 "
+                          f"{path} > {_utf8_name(path)}`, and use that file.")
   return ValueError(f"{path}: not valid UTF-8. Save the file as UTF-8.")

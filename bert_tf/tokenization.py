@@ -172,8 +172,11 @@ def load_vocab(vocab_file: str) -> "collections.OrderedDict[str, int]":
 
 def _vocab_tokens(vocab_file: str) -> List[str]:
   """The token of each line of a vocab file, read as `load_vocab` reads it."""
-  with io_utils.gfile.GFile(vocab_file, "r") as reader:
-    lines = convert_to_unicode(reader.read()).replace("\r", "").split("\n")
+  try:
+    with io_utils.gfile.GFile(vocab_file, "r") as reader:
+      lines = convert_to_unicode(reader.read()).replace("\r", "").split("\n")
+  except UnicodeDecodeError:
+    raise io_utils.utf8_error(vocab_file) from None
   if lines[-1] == "":
     lines.pop()  # After the final newline, or the whole of an empty file.
   return [line.strip() for line in lines]

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -43,3 +44,30 @@ def mirrored_cpus() -> tf.distribute.MirroredStrategy:
   aborts with "Shape mismatch in the collective instance"; a real run makes one strategy.
   """
   return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(NUM_LOGICAL_CPUS)])
+
+
+@pytest.fixture(params=["read-only file system", "under a regular file"])
+def unwritable_dir(request, tmp_path) -> pathlib.Path:
+  """A directory path nothing can be written under, even by root (whom chmod does not stop): a
+  read-only tmpfs mounted there (a non-root user gets a chmod 555 directory instead), or a path
+  whose parent is a regular file. The mount needs root with CAP_SYS_ADMIN; elsewhere that case
+  skips, saying so."""
+  if request.param == "under a regular file":
+    (tmp_path / "a_file").write_text("not a directory")
+    yield tmp_path / "a_file" / "out"
+    return
+  directory = tmp_path / "read_only"
+  directory.mkdir()
+  if os.geteuid() != 0:
+    directory.chmod(0o555)
+    yield directory
+    directory.chmod(0o755)
+    return
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)],
+                           capture_output=True, text=True, check=False)
+  if mounted.returncode != 0:
+    pytest.skip(f"root cannot mount a read-only tmpfs here ({mounted.stderr.strip()})")
+  try:
+    yield directory
+  finally:
+    subprocess.run(["umount", str(directory)], check=True)

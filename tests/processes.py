@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import script_errors
+
 
 def interrupt_after(process: subprocess.Popen, appeared: Callable[[], bool], delay: float,
                     sig: int, timeout: float = 120) -> Tuple[int, float]:
@@ -62,13 +64,17 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
 
 def user_error(*args: str) -> str:
   """Runs `python ARGS` in the project root, which must fail as a user error: exit status 1 and
-  exactly one `error:` line on stderr, no traceback. Returns that line."""
+  exactly one `error:` line on stderr, no traceback, no line longer than
+  script_errors.MAX_LINE. Returns the message: that line and the lines that follow it."""
   result = subprocess.run([sys.executable, *args], cwd=pathlib.Path(__file__).parent.parent,
                           capture_output=True, text=True, timeout=180, check=False)
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  lines = result.stderr.splitlines()
+  errors = [line for line in lines if line.startswith("error:")]
   assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  return errors[0]
+  message = lines[lines.index(errors[0]):]
+  assert max(len(line) for line in message) <= script_errors.MAX_LINE, message
+  return "\n".join(message)
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -1,11 +1,14 @@
 """Logic inside the benchmarks (no timings asserted): results file, GPU peaks, trainer set-up."""
 
 import dataclasses
+import importlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from benchmarks import common, gpu_squad, pretraining_scale, train_step
@@ -111,3 +114,22 @@ def test_train_step_split_times_each_part_alone(tmp_path, monkeypatch):
   # Its loss is the fixed one whatever the batch: no forward pass runs in it.
   loss = ours.update_run._train_loop(ours.update_iterator, ours.steps)  # pylint: disable=protected-access
   assert float(loss) == float(ours.fixed_loss)
+
+
+def test_quick_runs_write_inside_the_repository_and_say_where(capsys):
+  """`python -m benchmarks --quick` keeps its smoke figures apart from results.json, in a file of
+  the repository that git ignores, and its last line names that file."""
+  if tf.config.list_physical_devices("GPU"):
+    pytest.skip("gpu_squad runs on a GPU; this test needs a figure that is skipped at once")
+  suite = importlib.import_module("benchmarks.__main__")
+  summary = suite.main(["--quick", "--only", "gpu_squad"])
+  assert summary["rows"][0]["ours"] == "skipped: no GPU on this machine"
+  results = pathlib.Path(suite.QUICK_RESULTS)
+  assert results.parent == PROJECT_ROOT / "benchmarks" and results != common.RESULTS
+  assert json.loads(results.read_text())["summary_partial"]["command"] == (
+      "python -m benchmarks --quick --only gpu_squad")
+  ignored = subprocess.run(["git", "check-ignore", "-q", str(results)], cwd=PROJECT_ROOT,
+                           check=False)
+  assert ignored.returncode == 0, f"git does not ignore {results}"
+  assert capsys.readouterr().out.rstrip().endswith(
+      f"Results written to {results} (a smoke run: not benchmarks/results.json).")

@@ -89,3 +89,14 @@ def test_output_file_that_is_a_directory_is_one_error_line(tmp_path):
     build_vocab.check_files(str(tmp_path / "missing.txt"), str(tmp_path / "vocab.txt"))
   with pytest.raises(ValueError, match=r"--output_file=.*in.txt is not writable"):
     build_vocab.check_files(str(tmp_path / "in.txt"), str(tmp_path / "in.txt" / "vocab.txt"))
+
+
+def test_cp949_input_names_the_file_line_and_the_iconv_fix(tmp_path):
+  text = tmp_path / "comments.txt"
+  text.write_bytes("The first line is English.\n한국어 문장입니다.\n".encode("cp949"))
+  error = processes.user_error("-m", "bert_tf.build_vocab", f"--input_file={text}",
+                               f"--output_file={tmp_path / 'vocab.txt'}")
+  assert error.startswith(f"error: {text}, line 2: not valid UTF-8")
+  assert error.endswith(f"`iconv -f cp949 -t utf-8 {text} > {tmp_path / 'comments.utf8.txt'}`, "
+                        "and use that file.")
+  assert not (tmp_path / "vocab.txt").exists()

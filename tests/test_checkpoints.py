@@ -510,3 +510,34 @@ def test_hugging_face_directory_on_a_remote_file_system():
   expected = _values(source)
   for name, value in _values(model).items():
     np.testing.assert_array_equal(value, expected[name])
+
+
+def _truncate(path, keep=0.5):
+  os.truncate(path, int(os.path.getsize(path) * keep))
+
+
+def test_a_truncated_checkpoint_names_its_file_before_any_tensor_is_read(tmp_path):
+  values = _values(_build(modeling.BertModel))
+  prefix = _write_tf1(tmp_path / "data", values)
+  _truncate(prefix + ".data-00000-of-00001")
+  for check in (lambda: checkpoints.check_checkpoint_matches_config(prefix, TINY),
+                lambda: checkpoints.load_init_checkpoint(_build(modeling.BertModel), prefix)):
+    with pytest.raises(ValueError, match=r"--init_checkpoint=.*bert_model.ckpt: bert_model.ckpt"
+                       r"\.data-00000-of-00001 holds [\d,]+ bytes but its index lists [\d,]+: "
+                       r"the checkpoint is truncated"):
+      check()
+  prefix = _write_tf1(tmp_path / "index", values)
+  _truncate(prefix + ".index")
+  with pytest.raises(ValueError, match=r"bert_model.ckpt.index cannot be read .*truncated"):
+    checkpoints.check_checkpoint_matches_config(prefix, TINY)
+
+
+def test_a_truncated_safetensors_file_is_named(tmp_path):
+  directory = _write_hf(tmp_path, checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
+  checkpoints.check_checkpoint_matches_config(directory, TINY)  # complete: accepted
+  _truncate(tmp_path / "model.safetensors", keep=0.9)
+  for check in (lambda: checkpoints.check_checkpoint_matches_config(directory, TINY),
+                lambda: checkpoints.load_init_checkpoint(_build(modeling.BertModel), directory)):
+    with pytest.raises(ValueError, match=r"model.safetensors holds [\d,]+ bytes but its header "
+                       r"lists [\d,]+: the file is truncated"):
+      check()

@@ -120,7 +120,7 @@ def test_csv_with_quotes_commas_and_header_names(tmp_path):
                             ("two\nlines", None, "10")]
   assert processor.get_labels() == ["2", "10"]  # numeric order, not "10" < "2"
   assert _fields(processor.get_test_examples(str(tmp_path))) == [("Fine, I guess", None, None)]
-  with pytest.raises(ValueError, match=r"no column 'stars'.*review, score, extra.*label_column"):
+  with pytest.raises(ValueError, match=r"no column 'stars'.*'review', 'score', 'extra'.*label_column"):
     classifier_data.get_processor("csv", table=classifier_data.TableFormat(
         text_a_column="review", label_column="stars", has_header=True)
     ).get_train_examples(str(tmp_path))
@@ -158,6 +158,42 @@ def test_a_rare_first_label_is_not_taken_for_a_header(tmp_path):
     classifier_data.get_processor("tsv").get_dev_examples(str(tmp_path))
 
 
+@pytest.mark.parametrize("rows, label_column, values", [
+    # The text where the label should be: every value different and several words long.
+    ([f"{'좋은' if i % 2 else '나쁜'} 영화 정말 {i}번째 리뷰\t{i % 2}" for i in range(40)], "0",
+     "40 different values in 40 rows"),
+    # An id column: numbers, nearly all different.
+    ([f"{1000 + i}\treview {i}\t{i % 2}" for i in range(40)], "0",
+     "40 different values in 40 rows"),
+    # Few rows, but the labels are sentences.
+    (["1\tthe plot was thin and slow", "0\tone of the best films this year"], "1",
+     "2 different values in 2 rows"),
+])
+def test_a_label_column_that_holds_text_is_refused(tmp_path, rows, label_column, values):
+  path = _write(tmp_path / "train.tsv", rows)
+  table = classifier_data.TableFormat(text_a_column="1", label_column=label_column)
+  with pytest.raises(ValueError) as error:
+    classifier_data.get_processor("tsv", table=table).get_train_examples(str(tmp_path))
+  message = str(error.value)
+  assert message.startswith(f"{path}: --label_column={label_column} looks like text, not "
+                            f"labels: {values} (")
+  assert "Check --label_column and --text_a_column (the first row's columns are 0: " in message
+  assert message.endswith("If these really are the classes, list them in --label_list.")
+
+
+def test_many_classes_are_labels_when_rows_repeat_them_or_they_are_listed(tmp_path):
+  rows = [f"request number {i}\tintent_{i % 30}" for i in range(60)]  # 30 classes, 2 rows each
+  _write(tmp_path / "train.tsv", rows)
+  processor = classifier_data.get_processor("tsv")
+  assert len(processor.get_train_examples(str(tmp_path))) == 60
+  assert len(processor.get_labels()) == 30
+  rows = [f"request number {i}\tintent_{i}" for i in range(60)]  # one row a class: listed
+  _write(tmp_path / "train.tsv", rows)
+  table = classifier_data.TableFormat(label_list=[f"intent_{i}" for i in range(60)])
+  assert len(classifier_data.get_processor("tsv", table=table).get_train_examples(
+      str(tmp_path))) == 60
+
+
 def test_tsv_bad_line_names_file_and_line(tmp_path):
   path = _write(tmp_path / "train.tsv", ["good one\tpos", "", "bad\tone\tpos", "ok\tneg"])
   processor = classifier_data.get_processor("tsv")
@@ -179,13 +215,23 @@ def test_csv_bad_row_names_file_and_line(tmp_path):
 def test_label_outside_the_list_names_file_and_line(tmp_path):
   _write(tmp_path / "in_domain_train.tsv", ["s\t1\t\tFine.", "s\t1\t\tFine too.", "s\t2\t\tOdd."])
   with pytest.raises(ValueError, match=r"in_domain_train.tsv, line 3: label '2' is not one of "
-                                       r"the task's labels \['0', '1'\]"):
+                                       r"the task's 2 labels \('0', '1'\)"):
     classifier_data.get_processor("cola").get_train_examples(str(tmp_path))
   _write(tmp_path / "train.tsv", ["a\tpos", "b\tneg"])
   _write(tmp_path / "dev.tsv", ["c\tpos", "d\tmaybe"])
   processor = classifier_data.get_processor("tsv")
-  with pytest.raises(ValueError, match=r"dev.tsv, line 2: label 'maybe'.*\['neg', 'pos'\]"):
+  with pytest.raises(ValueError, match=r"dev.tsv, line 2: label 'maybe'.*\('neg', 'pos'\)"):
     processor.get_dev_examples(str(tmp_path))
+  labels = [f"intent_{i}" for i in range(300)]
+  _write(tmp_path / "dev.tsv", ["c\tintent_1", "d\t" + "a long review, not a label " * 20])
+  processor = classifier_data.get_processor("tsv", table=classifier_data.TableFormat(
+      label_list=labels))
+  with pytest.raises(ValueError) as error:  # the labels and the value are summarised
+    processor.get_dev_examples(str(tmp_path))
+  assert str(error.value).startswith(f"{tmp_path / 'dev.tsv'}, line 2: label 'a long review, ")
+  assert "300 labels ('intent_0', 'intent_1', 'intent_2', 'intent_3', 'intent_4', ... (300 in " \
+         "all))" in str(error.value)
+  assert len(str(error.value)) - len(str(tmp_path)) < 250  # not 300 labels and a review
 
 
 def test_undecodable_file_and_unknown_task(tmp_path):

@@ -270,8 +270,12 @@ def test_bad_settings_fail_before_any_work(tmp_path, data_dir, tokenizer, mirror
     _run(_config(data_dir, tmp_path / "out", eval_batch_size=5), tokenizer,
          mirrored_cpus)
   history.TrainingState(extras={"label_list": ["neg", "pos"]}).save(str(tmp_path / "trained"))
-  with pytest.raises(ValueError, match=r"trained with the labels \['neg', 'pos'\]"):
-    _run(_config(data_dir, tmp_path / "trained", do_train=False, do_predict=False), tokenizer)
+  with pytest.raises(ValueError, match=r"trained with the labels 'neg', 'pos', but this run "
+                     r"has '0', '1'"):
+    _run(_config(data_dir, tmp_path / "trained", do_predict=False), tokenizer)
+  with pytest.raises(ValueError, match=r"Nothing to evaluate or predict with: .*empty holds no "
+                     "checkpoint"):  # found before any data is read
+    _run(_config(tmp_path / "no_data", tmp_path / "empty", do_train=False), tokenizer)
 
 
 def _write_tsv_task(data: pathlib.Path) -> None:

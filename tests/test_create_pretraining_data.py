@@ -525,3 +525,14 @@ def test_one_sentence_documents_warning_names_what_the_mode_loses(english, next_
   counts = {"documents": 40, "sentences": 41, "random_next": 0, "instances": 40}
   [warning] = cpd.structure_warnings(config, counts)
   assert "1.02 sentences per document" in warning and consequence in warning
+
+
+def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_dir):
+  text = tmp_path / "text.txt"
+  text.write_text("한국어 문장입니다.\n\n또 다른 문서입니다.\n", encoding="utf-8")
+  output = unwritable_dir / "data.tfrecord"
+  line = processes.user_error(
+      "-m", "bert_tf.create_pretraining_data", f"--input_file={text}", f"--output_file={output}",
+      f"--vocab_file={pathlib.Path(__file__).parent.parent / 'sample_data' / 'vocab.txt'}",
+      "--num_workers=1")
+  assert line.startswith(f"error: --output_file={output}: nothing can be written in ")

@@ -1,6 +1,7 @@
 """Tests for bert_tf.evaluate: the official SQuAD 1.1 / 2.0 and KorQuAD 1.0 metrics."""
 
 import json
+import logging
 import pathlib
 import re
 from typing import Any, Dict, Sequence
@@ -214,3 +215,25 @@ def test_missing_files_are_one_error_line(tmp_path: pathlib.Path) -> None:
   assert "run_squad.py --do_predict" in error
   with pytest.raises(SystemExit, match=r"^error: the following arguments are required"):
     evaluate.main([data])
+
+
+def test_the_chosen_metric_is_logged_and_korean_data_under_a_squad_version_warned(
+    caplog: pytest.LogCaptureFixture) -> None:
+  caplog.set_level(logging.INFO)
+  korean = dataset("1.1", [("k1", ["고등어"])])
+  korean["data"][0]["paragraphs"][0]["context"] = "어부가 잡은 고등어는 시장에서 팔렸다."
+  evaluate.evaluate(korean, {"k1": "고등어"})
+  assert "Metric squad1: the dataset's version is '1.1' (--metric chooses another)." in caplog.text
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert len(warnings) == 1 and warnings[0].startswith(
+      "The contexts are Korean (100% of their letters are Hangul) but version '1.1' picks the "
+      "SQuAD metric squad1.")
+  assert "--metric=korquad1" in warnings[0]
+  caplog.clear()
+  evaluate.evaluate(korean, {"k1": "고등어"}, "korquad1")
+  assert "Metric korquad1 (--metric; the dataset's version is '1.1')." in caplog.text
+  korean["version"] = "KorQuAD_v1.0_dev"
+  evaluate.evaluate(korean, {"k1": "고등어"})
+  english = dataset("1.1", [("q", ["the cat"])])  # context "c": not Korean
+  evaluate.evaluate(english, {"q": "cat"})
+  assert not [r for r in caplog.records if r.levelno == logging.WARNING]

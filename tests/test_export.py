@@ -28,6 +28,7 @@ from bert_tf.tasks import classifier_metrics
 
 import serving_client
 from conftest import PROJECT_ROOT, shared_path
+from tests import processes
 
 TINY = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
                           num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
@@ -362,6 +363,13 @@ def test_cli_error_is_one_line(tmp_path):
   assert process.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "run_flags.json does not exist" in process.stderr
   assert not (tmp_path / "export").exists()
+
+
+def test_an_unwritable_output_dir_is_one_line_before_the_run_is_read(tmp_path, unwritable_dir):
+  export_dir = unwritable_dir / "export"
+  line = processes.user_error("-m", "bert_tf.export", f"--model_dir={tmp_path}",
+                              f"--output_dir={export_dir}")
+  assert line.startswith(f"error: --output_dir={export_dir}: nothing can be written in ")
 
 
 def test_a_pretrained_checkpoint_without_the_head_is_refused(tmp_path):

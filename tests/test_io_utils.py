@@ -105,3 +105,12 @@ def test_gfile_and_atomic_outputs_on_urls_go_through_tf_io_gfile():
   assert io_utils.read_json("ram://io_utils_test/out/results.json") == {"f1": 1.0}
   assert io_utils.list_files("ram://io_utils_test/out/*.json") == [
       "ram://io_utils_test/out/results.json"]
+
+
+def test_check_writable_creates_nothing_and_names_the_flag(tmp_path, unwritable_dir):
+  writable = tmp_path / "writable"
+  writable.mkdir()
+  io_utils.check_writable(str(writable / "new" / "deeper"), "output_dir", "VALUE")
+  assert list(writable.iterdir()) == []  # probed in `writable`, and the probe is gone
+  with pytest.raises(ValueError, match=r"^--output_file=VALUE: nothing can be written in "):
+    io_utils.check_writable(str(unwritable_dir / "sub"), "output_file", "VALUE")

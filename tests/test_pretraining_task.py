@@ -3,6 +3,7 @@
 import collections
 import csv
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -382,3 +383,18 @@ def test_interrupted_dynamic_run_ends_with_the_weights_of_an_uninterrupted_one(t
   assert len(resumed.model.weights) == len(straight.model.weights) > 10
   for got, want in zip(resumed.model.weights, straight.model.weights):
     np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.name)
+
+
+def test_the_log_says_whether_masking_is_dynamic(tmp_path, caplog):
+  for name in ("dynamic", "static"):
+    (tmp_path / name).mkdir()
+  caplog.set_level(logging.INFO)
+  dynamic = _repetitive_data(tmp_path / "dynamic")
+  _pretraining(tmp_path / "a", dynamic, 1).check()
+  assert f"{dynamic}: dynamically masked records with next-sentence labels (masked_lm_prob=0.15, " \
+         "do_whole_word_mask=False). Masking is dynamic: each record gets new masks every time " \
+         "it is read" in caplog.text
+  static = _repetitive_data(tmp_path / "static", masking="static")
+  _pretraining(tmp_path / "b", static, 1).check()
+  assert f"{static}: statically masked records with next-sentence labels. Masking is static" \
+         in caplog.text

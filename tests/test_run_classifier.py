@@ -22,8 +22,8 @@ def test_bad_tsv_line_stops_the_script_with_one_line(tmp_path):
   out = tmp_path / "out"
   command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=tsv",
              f"--data_dir={data_dir}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
-             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_eval=True",
-             "--max_seq_length=32", f"--output_dir={out}"]
+             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_train=True",
+             "--do_eval=True", "--max_seq_length=32", f"--output_dir={out}"]
   result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
                           capture_output=True, text=True, timeout=300)
   assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -31,7 +31,7 @@ def test_bad_tsv_line_stops_the_script_with_one_line(tmp_path):
   assert errors == [f"error: {data_dir / 'dev.tsv'}, line 2: expected 2 tab-separated columns, "
                     "found 3. A stray tab inside a sentence (or a missing one) shifts the "
                     "columns: fix or remove that line."], result.stderr[-2000:]
-  assert not out.exists() or not list(out.iterdir())
+  assert not list(out.glob("*.tf_record")) and not list(out.glob("ckpt-*"))
 
 
 def _start_classifier(output_dir, log, **overrides):
@@ -90,3 +90,24 @@ def test_sigterm_in_a_long_loop_exits_after_a_step_and_a_save(tmp_path):
   stopped = re.search(r"Stopped by SIGTERM at step (\d+) after saving", log.read_text())
   assert status == 1 and stopped, log.read_text()[-3000:]
   assert (out / f"ckpt-{stopped.group(1)}.index").exists() and int(stopped.group(1)) > 1
+
+
+def test_swapped_text_and_label_columns_stop_with_one_short_line(tmp_path):
+  """google-research's column order is text, label; --text_a_column=1 --label_column=0 swaps
+  them, which used to train a classifier of as many classes as reviews and exit 0."""
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  for source, name in (("ratings_train.txt", "train.tsv"), ("ratings_test.txt", "dev.tsv")):
+    rows = [line.split("\t") for line in
+            (SAMPLE / "nsmc" / source).read_text(encoding="utf-8").splitlines()[1:]]
+    (data_dir / name).write_text("".join(f"{text}\t{label}\n" for _, text, label in rows),
+                                 encoding="utf-8")
+  out = tmp_path / "out"
+  error = processes.user_error(
+      str(ROOT / "run_classifier.py"), "--task_name=tsv", f"--data_dir={data_dir}",
+      "--text_a_column=1", "--label_column=0", f"--vocab_file={SAMPLE / 'vocab.txt'}",
+      f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--do_train", "--do_eval",
+      "--max_seq_length=32", f"--output_dir={out}")
+  assert error.startswith(f"error: {data_dir / 'train.tsv'}: --label_column=0 looks like text, "
+                          "not labels: ")
+  assert not list(out.glob("*.tf_record")) and not list(out.glob("ckpt-*"))  # no work done

@@ -167,3 +167,23 @@ def test_a_run_directory_means_its_best_model_to_every_later_run(tmp_path):
   assert f"using {out / 'best' / 'vocab.txt'}" in alone.stderr
   assert ((tmp_path / "other" / "predictions.json").read_text(encoding="utf-8") ==
           (out / "predictions.json").read_text(encoding="utf-8"))
+
+
+def _is_utf8(data: bytes) -> bool:
+  try:
+    data.decode("utf-8")
+    return True
+  except UnicodeDecodeError:
+    return False
+
+
+def test_a_cp949_vocab_names_the_file_line_and_the_iconv_fix(tmp_path):
+  tokens = (SAMPLE / "vocab.txt").read_text(encoding="utf-8").splitlines()
+  lines = [token.encode("cp949", errors="replace") for token in tokens]
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_bytes(b"\n".join(lines) + b"\n")
+  first_bad = next(number for number, line in enumerate(lines, 1) if not _is_utf8(line))
+  error = processes.user_error("run_squad.py", "--demo", f"--vocab_file={vocab}",
+                               f"--output_dir={tmp_path / 'out'}")
+  assert error.startswith(f"error: {vocab}, line {first_bad}: not valid UTF-8")
+  assert f"`iconv -f cp949 -t utf-8 {vocab} > {tmp_path / 'vocab.utf8.txt'}`" in error

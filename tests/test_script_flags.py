@@ -147,9 +147,22 @@ def test_tools_without_cloud_storage_do_not_import_it():
     ("--learning_rate=-1", "--learning_rate=-1.0 must be positive"),
     ("--warmup_proportion=1.5", "--warmup_proportion=1.5 must be between 0 and 1"),
     ("--train_batch_size=0", "--train_batch_size=0 must be positive"),
-    ("--num_train_epochs=-1", "--num_train_epochs=-1.0 must be positive")])
+    ("--num_train_epochs=-1", "--num_train_epochs=-1.0 must be positive"),
+    ("--num_train_epochs=nan", "--num_train_epochs=nan: must be a finite number"),
+    ("--num_train_epochs=inf", "--num_train_epochs=inf: must be a finite number"),
+    ("--learning_rate=nan", "--learning_rate=nan: must be a finite number")])
 def test_numeric_flags_out_of_range_are_one_line_before_any_work(tmp_path, flag, message):
   out = tmp_path / "out"
   line = processes.user_error("run_squad.py", "--demo", f"--output_dir={out}", flag)
   assert line.startswith(f"error: {message}")
   assert not out.exists()
+
+
+def test_prediction_with_no_model_is_one_line_before_any_data_is_converted(tmp_path):
+  out = tmp_path / "out"
+  line = processes.user_error("run_squad.py", "--demo", "--do_train=false",
+                              f"--output_dir={out}")
+  assert line == (f"error: Nothing to evaluate or predict with: {out} holds no checkpoint and "
+                  "--init_checkpoint is not set. Train first (--do_train=true) or point "
+                  "--init_checkpoint at a fine-tuned model.")
+  assert not [p.name for p in out.iterdir() if not p.name.startswith(".")]  # no features

@@ -589,3 +589,11 @@ def test_warn_if_vocab_misfits_on_real_vocabs_and_text(vocab_name, do_lower_case
     assert coverage.lost_share > lost and len(warnings) == 1
     assert warnings[0].startswith(f"VOCAB DOES NOT FIT THE TEXT: with {vocab_file} "
                                   f"(do_lower_case={do_lower_case})") and fix in warnings[0]
+
+
+def test_a_cp949_vocab_is_refused_naming_its_line(tmp_path):
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_bytes("[PAD]\n[UNK]\n서울\n".encode("cp949"))
+  with pytest.raises(ValueError, match=r"vocab.txt, line 3: not valid UTF-8 .*`iconv -f cp949 "
+                     r"-t utf-8 .*vocab.txt > .*vocab.utf8.txt`"):
+    tokenization.load_vocab(str(vocab))

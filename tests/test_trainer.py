@@ -582,3 +582,15 @@ def test_max_grad_norm_clips_and_zero_turns_clipping_off(tmp_path, records):
   for b, c in zip(unclipped, huge):
     np.testing.assert_array_equal(b, c)  # a clip no gradient reaches is no clip
   assert any(not np.allclose(a, b) for a, b in zip(clipped, unclipped))
+
+
+def test_the_eta_says_estimating_until_a_loop_after_the_first_is_timed(monkeypatch):
+  """The first loop also compiles the step, so its pace says nothing about the rest."""
+  clock = iter([0.0, 60.0, 61.0, 62.0])  # start; a first loop of 60 s; then 1 s per 10 steps
+  monkeypatch.setattr(trainer.time, "time", lambda: next(clock))
+  progress = trainer.Progress(start_step=0, total_steps=100, batch_size=4)
+  first = progress.update(10)
+  assert trainer._format_duration(first["eta_sec"]) == "estimating"
+  assert progress.update(20)["eta_sec"] == pytest.approx(8.0)  # 80 steps at 10 steps/s
+  assert progress.update(30)["eta_sec"] == pytest.approx(7.0)
+  assert trainer._format_duration(7.0) == "0:00:07"

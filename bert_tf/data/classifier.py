@@ -33,6 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import io_utils, tokenization
+from bert_tf.script_errors import quoted, summary
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records, sentence_pairs
 
@@ -120,9 +121,9 @@ def _check_columns(row: Row, exact: int = 0, at_least: int = 0, delimiter: str =
 
 def _checked_label(row: Row, label: str, labels: Sequence[str]) -> str:
   if label not in labels:
-    raise ValueError(f"{row.where}: label {label!r} is not one of the task's labels "
-                     f"{list(labels)}. Fix the line, or for tsv/csv tasks pass every label in "
-                     "--label_list.")
+    raise ValueError(f"{row.where}: label {quoted(label)} is not one of the task's "
+                     f"{len(labels)} labels ({summary(labels)}). Fix the line, or for tsv/csv "
+                     "tasks pass every label in --label_list.")
   return label
 
 
@@ -344,6 +345,13 @@ def _header_like_label(value: str, other_labels: Sequence[str]) -> bool:
       _WORD.fullmatch(label.strip()) for label in other_labels)
 
 
+# A label column whose values are nearly all different (more than this many, and at least this
+# share of the rows), or mostly at least this many words long, holds text (_check_like_labels).
+_MAX_LABELS_ALL_DIFFERENT = 10
+_ALL_DIFFERENT_SHARE = 0.9
+_TEXT_WORDS = 4
+
+
 def _label_sort_key(label: str):
   """Numbers in numeric order ("2" before "10"), then other labels alphabetically."""
   try:
@@ -376,8 +384,9 @@ class TableProcessor(DataProcessor):
       rows = self._rows(path)
       column = self._column(rows[0], self.table.label_column, "label")
       self._check_no_header(rows, column)
-      self._labels = sorted({row.fields[column] for row in self._data(rows)},
-                            key=_label_sort_key)
+      values = [row.fields[column] for row in self._data(rows)]
+      self._labels = sorted(set(values), key=_label_sort_key)
+      self._check_like_labels(path, rows[0], values)
       logging.info("Labels of %s (sorted; pass --label_list to fix another order): %s", path,
                    self._labels)
     return self._labels
@@ -419,6 +428,23 @@ class TableProcessor(DataProcessor):
           "named, e.g. --label_column=label); if it really is an example, list every label in "
           "--label_list.")
 
+  def _check_like_labels(self, path: str, first: Row, values: Sequence[str]) -> None:
+    """Refuses a label column that holds text: values nearly all different, or most of them
+    several words long. Swapped --text_a_column and --label_column otherwise train a classifier
+    with as many classes as rows, and exit 0."""
+    distinct = sorted(set(values), key=_label_sort_key)
+    all_different = len(distinct) > _MAX_LABELS_ALL_DIFFERENT and (
+        len(distinct) >= _ALL_DIFFERENT_SHARE * len(values))
+    text = sum(len(value.split()) >= _TEXT_WORDS for value in distinct) > len(distinct) / 2
+    if not (all_different or text):
+      return
+    columns = ", ".join(f"{i}: {quoted(field, 24)}" for i, field in enumerate(first.fields))
+    raise ValueError(
+        f"{path}: --label_column={self.table.label_column} looks like text, not labels: "
+        f"{len(distinct)} different values in {len(values)} rows ({summary(distinct, 3)}). "
+        f"Check --label_column and --text_a_column (the first row's columns are {columns}). "
+        "If these really are the classes, list them in --label_list.")
+
   def _column(self, first: Row, spec: str, flag: str, required: bool = True) -> Optional[int]:
     """The index of column `spec` (an index or a header name) given the file's first row."""
     if re.fullmatch(r"\d+", spec):
@@ -437,7 +463,7 @@ class TableProcessor(DataProcessor):
     if not required:
       return None
     raise ValueError(f"{first.where}: the header has no column {spec!r} (it has "
-                     f"{', '.join(first.fields)}); fix --{flag}_column.")
+                     f"{summary(first.fields, 10)}); fix --{flag}_column.")
 
   def read_examples(self, path: str, split: str) -> List[InputExample]:
     rows = self._rows(path)

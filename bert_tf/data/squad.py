@@ -223,9 +223,10 @@ def _label_training_example(example: SquadExample, qa: Dict[str, Any], context: 
   if len(answers) != 1:
     raise ValueError(
         f"{where}: training needs exactly one answer per question, found {len(answers)}. "
-        "Files with several answers per question (dev sets) are for evaluation: read them with "
-        "is_training=False" + ("." if version_2_with_negative else
-                                ", or set version_2_with_negative for SQuAD 2.0 data."))
+        "Files with several answers per question are dev sets, for evaluation: pass this file "
+        "as --predict_file and the training set (e.g. train-v1.1.json) as --train_file"
+        + ("." if version_2_with_negative else
+           "; for SQuAD 2.0 data add --version_2_with_negative=true."))
   answer_where = f"{where}: answers[0]"
   text = _require(answers[0], "text", str, answer_where)
   answer_start = _require(answers[0], "answer_start", int, answer_where)

@@ -18,6 +18,7 @@ import tf_keras
 from absl import logging
 
 from bert_tf import export, io_utils, modeling
+from bert_tf.script_errors import summary
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import pipeline
 from bert_tf.tasks import classifier_metrics, task
@@ -133,9 +134,9 @@ class ClassifierTask(task.Task):
     self.label_list = self.processor.get_labels()
     recorded = self.state.extras.get("label_list")
     if recorded and recorded != self.label_list:
-      raise ValueError(f"{config.output_dir} holds a model trained with the labels {recorded}, "
-                       f"but this run has {self.label_list}: use another --output_dir (or the "
-                       "same --task_name and --label_list).")
+      raise ValueError(f"{config.output_dir} holds a model trained with the labels "
+                       f"{summary(recorded)}, but this run has {summary(self.label_list)}: use "
+                       "another --output_dir (or the same --task_name and --label_list).")
     tokenizer = self.files.tokenizer()
     self.files_by_split = {split: classifier_data.prepare_features(
         self.examples[split], self.label_list, config.max_seq_length, tokenizer,

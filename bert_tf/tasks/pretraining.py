@@ -275,6 +275,11 @@ class PretrainingTask(task.Task):
       if self.files.vocab_file:
         create_pretraining_data.check_data_vocab(pipeline.list_files(pattern)[0],
                                                  self.files.vocab_file)
+      logging.info("%s: %s. %s", pattern, data_format.describe(), (
+          "Masking is dynamic: each record gets new masks every time it is read, so every "
+          "epoch sees other masked words" if data_format.dynamic else
+          "Masking is static: create_pretraining_data chose the masks, the same in every "
+          "epoch (one set per --dupe_factor copy)"))
 
   def masker(self, pattern: str) -> Optional[masking.DynamicMasker]:
     """The masker of dynamically masked data (None for static data)."""

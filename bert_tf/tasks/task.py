@@ -88,6 +88,12 @@ def evaluation_steps(num_train_steps: int, steps_per_epoch: float, eval_every_ep
   return sorted({p for p in points if 0 < p < num_train_steps} | {num_train_steps})
 
 
+def _nothing_to_restore(output_dir: str) -> ValueError:
+  return ValueError(f"Nothing to evaluate or predict with: {output_dir} holds no checkpoint and "
+                    "--init_checkpoint is not set. Train first (--do_train=true) or point "
+                    "--init_checkpoint at a fine-tuned model.")
+
+
 def checkpoint_step(checkpoint: Optional[str]) -> int:
   """The step in a checkpoint prefix ending in -STEP (0 for None)."""
   return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
@@ -204,6 +210,8 @@ class Task:
     if not self._checked:
       self._check_config()
       self.check_task()
+      if not self.config.do_train and not self._has_model_to_restore():
+        raise _nothing_to_restore(self.config.output_dir)
       self._checked = True
 
   def prepare(self) -> None:
@@ -425,9 +433,13 @@ class Task:
     if self.files.init_checkpoint:
       self.model_source = self.files.init_checkpoint
       return self._restore(self.files.init_checkpoint, "--init_checkpoint")
-    raise ValueError(f"Nothing to evaluate or predict with: {config.output_dir} holds no "
-                     "checkpoint and --init_checkpoint is not set. Train first "
-                     "(--do_train=true) or point --init_checkpoint at a fine-tuned model.")
+    raise _nothing_to_restore(config.output_dir)
+
+  def _has_model_to_restore(self) -> bool:
+    """Whether `restore_for_inference` finds a model: checked before any data is converted."""
+    output_dir = self.config.output_dir
+    return bool(self.files.init_checkpoint or tf.train.latest_checkpoint(output_dir)
+                or best_checkpoint.read_best(output_dir))
 
   def _model_step(self) -> int:
     """The step of the model evaluated and predicted with (0 for --init_checkpoint's)."""

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -255,27 +255,36 @@ def sigterm_requests() -> Iterator[StopRequest]:
 
 
 class Progress:
-  """A progress line with steps/s, examples/s and ETA."""
+  """A progress line with steps/s, examples/s and ETA.
+
+  The ETA counts from the end of the first loop: that loop also traces and compiles the step
+  (seconds to minutes), so until a second loop is timed the ETA is unknown (NaN: "estimating").
+  """
 
   def __init__(self, start_step: int, total_steps: int, batch_size: int):
-    self.start_step = start_step
     self.total_steps = total_steps
     self.batch_size = batch_size
-    self.start_time = time.time()
-    self.last_time = self.start_time
+    self.last_time = time.time()
     self.last_step = start_step
+    self.timed_from: Optional[Tuple[int, float]] = None  # (step, time) at the first loop's end
 
   def update(self, step: int) -> Dict[str, float]:
     now = time.time()
     steps_per_sec = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    overall = (step - self.start_step) / max(now - self.start_time, 1e-9)
-    eta = (self.total_steps - step) / overall if overall > 0 else float("inf")
+    eta = float("nan")
+    if self.timed_from is None:
+      self.timed_from = (step, now)
+    elif step > self.timed_from[0]:
+      overall = (step - self.timed_from[0]) / max(now - self.timed_from[1], 1e-9)
+      eta = (self.total_steps - step) / overall
     self.last_time, self.last_step = now, step
     return dict(steps_per_sec=steps_per_sec, examples_per_sec=steps_per_sec * self.batch_size,
                 eta_sec=eta)
 
 
 def _format_duration(seconds: float) -> str:
+  if math.isnan(seconds):
+    return "estimating"
   if not math.isfinite(seconds):
     return "?"
   minutes, seconds = divmod(int(seconds), 60)

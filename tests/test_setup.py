@@ -1,0 +1,65 @@
+"""The package install (setup.py, `pip install -e .` in every `make install*`): bert_tf imports from
+any directory, from this checkout, with the C tokenizer built in place."""
+
+import importlib.metadata
+import pathlib
+import shutil
+import site
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+# What the import prints from another directory: where bert_tf and its C tokenizer come from.
+_WHERE = ("import bert_tf, bert_tf._wordpiece as w, bert_tf.clean_text; "
+          "print(bert_tf.__file__); print(w.__file__)")
+
+
+def test_an_editable_install_imports_from_any_directory_with_the_c_tokenizer(tmp_path):
+  """`pip install --no-deps -e .` (the Makefile's) on a copy of the package, in a new venv: then
+  `import bert_tf` and `python -m bert_tf.<tool>` work from another directory and load the copy,
+  whose C tokenizer the install built in place. The new venv sees this one's packages through a
+  .pth file, so the build needs no network (--no-build-isolation)."""
+  if shutil.which("cc") is None:
+    pytest.skip("no C compiler: the install would build no C tokenizer to check")
+  source = tmp_path / "checkout"
+  shutil.copytree(PROJECT_ROOT / "bert_tf", source / "bert_tf",
+                  ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+  for name in ("setup.py", "requirements.txt"):
+    shutil.copy(PROJECT_ROOT / name, source / name)
+  venv = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+  python = venv / "bin" / "python"
+  purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+  pathlib.Path(purelib, "outer_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+  install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps",
+                            "--no-build-isolation", "-e", str(source)],
+                           capture_output=True, text=True, timeout=600, check=False)
+  assert install.returncode == 0, install.stderr[-3000:]
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  where = subprocess.run([python, "-c", _WHERE], cwd=elsewhere, capture_output=True, text=True,
+                         timeout=120, check=False)
+  assert where.returncode == 0, where.stderr[-3000:]
+  package, extension = where.stdout.split()
+  assert pathlib.Path(package) == source / "bert_tf" / "__init__.py"
+  assert pathlib.Path(extension).parent == source / "bert_tf"  # built in place
+  tool = subprocess.run([python, "-m", "bert_tf.clean_text", "--helpfull"], cwd=elsewhere,
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert "--output_file" in tool.stdout, tool.stderr[-3000:]  # absl's help exits with 1
+
+
+def test_this_interpreter_imports_this_checkout_from_any_directory(tmp_path):
+  """After `make install`: the .venv's bert_tf is this checkout, from any working directory."""
+  try:
+    importlib.metadata.distribution("bert_tf")
+  except importlib.metadata.PackageNotFoundError:
+    pytest.skip("bert_tf is not installed in this interpreter (an environment made before "
+                "`make install` installed it): run `make install`, i.e. `pip install -e .`")
+  where = subprocess.run([sys.executable, "-c", _WHERE], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, check=False)
+  assert where.returncode == 0, where.stderr[-3000:]
+  assert pathlib.Path(where.stdout.split()[0]) == PROJECT_ROOT / "bert_tf" / "__init__.py"
