@@ -361,3 +361,18 @@ def test_test_results_keep_googles_format_and_can_name_the_labels(tmp_path):
   classifier_task.write_test_results(str(named), probabilities, ["neg", "pos"])
   assert named.read_text().splitlines() == ["neg\tpos\tprediction", "0.9\t0.1\tneg",
                                             "0.2\t0.8\tpos"]
+
+
+def test_length_buckets_give_the_padded_outputs(tmp_path, data_dir, tokenizer, mirrored_cpus):
+  """--length_buckets (the default) against 0 (google-research's padded batches): the same
+  eval_results, test_results.tsv and test_metrics.json, byte for byte, also on two replicas."""
+  out = tmp_path / "out"
+  names = ("eval_results.json", "eval_results.txt", "test_results.tsv", "test_metrics.json")
+  _run(_config(data_dir, out, max_seq_length=32, length_buckets=0, num_train_epochs=1.0),
+       tokenizer)
+  padded = {name: (out / name).read_bytes() for name in names}
+  for strategy in (None, mirrored_cpus):
+    for name in names:
+      (out / name).unlink()
+    _run(_config(data_dir, out, max_seq_length=32, do_train=False), tokenizer, strategy)
+    assert {name: (out / name).read_bytes() for name in names} == padded

@@ -28,6 +28,7 @@ import tf_keras
 from absl import logging
 
 from bert_tf import checkpoints, export, io_utils, model_files, tokenization
+from bert_tf.data import length_buckets
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -65,6 +66,9 @@ class TaskConfig:
   keep_best_by: Optional[str] = None
   early_stopping_patience: int = 0
   export_dir: Optional[str] = None  # a SavedModel that serves raw text, after training
+  # Evaluation and prediction run each example at the shortest of this many static lengths
+  # that holds it (data/length_buckets.py; identical outputs); 0: all at max_seq_length.
+  length_buckets: int = length_buckets.DEFAULT_NUM_BUCKETS
 
   @property
   def output_dir(self) -> str:
