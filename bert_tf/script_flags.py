@@ -101,6 +101,15 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
   distribution.define_flags()
 
 
+def define_packing_flags() -> None:
+  """--pack_sequences: several training examples to a row (run_classifier.py, run_squad.py)."""
+  flags.DEFINE_bool("pack_sequences", True, "(bert_tf) Train on rows of --max_seq_length that "
+                    "hold several examples each, every one with its own [CLS], positions and "
+                    "attention, --train_batch_size examples a step on average: the same model "
+                    "without computing padding. false: one example a row, padded, as "
+                    "google-research batches them. Evaluation and prediction are unchanged.")
+
+
 def define_cloud_flags() -> None:
   """--stage_to and --local_results_dir: a remote TPU driven from a machine with local files."""
   flags.DEFINE_string("stage_to", None, "(bert_tf) gs://bucket/prefix: with a remote TPU, upload "

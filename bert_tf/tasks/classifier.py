@@ -39,7 +39,8 @@ class ClassifierConfig(task.TaskConfig):
 
 def classification_loss(features: Dict[str, tf.Tensor],
                         outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """Per-example softmax cross-entropy, as google-research's create_model computes it."""
+  """Per-example softmax cross-entropy, as google-research's create_model computes it (packed
+  rows: per example slot, [rows, E])."""
   return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=features["label_ids"],
                                                         logits=outputs["logits"])
 
@@ -148,6 +149,9 @@ class ClassifierTask(task.Task):
     self.files_by_split = {split: classifier_data.prepare_features(
         self.examples[split], self.label_list, config.max_seq_length, tokenizer,
         os.path.join(config.output_dir, RECORD_FILES[split])) for split in splits}
+    if config.do_train and config.pack_sequences:
+      train_file = self.files_by_split["train"].path
+      self.pack_training_data(train_file, train_file + ".json", ("label_ids",))
     if config.do_train and self.chief and not recorded:
       self.state.extras["label_list"] = self.label_list  # for later eval/predict-only runs
       self.state.save(config.output_dir)
@@ -163,6 +167,8 @@ class ClassifierTask(task.Task):
 
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
+    if self.packed:
+      return self.packed_train_dataset(context, start_batch)
     batch = self.config.training.train_batch_size
     return pipeline.training_dataset(
         self.files_by_split["train"].path, classifier_data.feature_parser(

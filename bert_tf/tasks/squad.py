@@ -15,8 +15,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import evaluate, export, io_utils, modeling
-from bert_tf.data import length_buckets, pipeline
+from bert_tf import evaluate, export, io_utils, modeling, packed_modeling
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.data import squad
 from bert_tf.tasks import task
 from bert_tf.training import trainer
@@ -42,8 +42,17 @@ class SquadConfig(task.TaskConfig):
 
 
 def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """google-research's loss: mean of the start and end cross-entropies, per example."""
+  """google-research's loss: mean of the start and end cross-entropies, per example.
+
+  Packed rows: per example slot [rows, E], each softmax over its window's own positions
+  (google-research's also covers the window's padding, whose logits are not masked).
+  """
   def cross_entropy(logits, positions):
+    if packing.is_packed(features):
+      starts = features[packing.EXAMPLE_STARTS]
+      logits = packed_modeling.per_example_logits(logits, features[packing.EXAMPLE_IDS],
+                                                  starts.shape[1])
+      positions = positions + starts
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positions, logits=logits)
   return 0.5 * (cross_entropy(outputs["start_logits"], features["start_positions"]) +
                 cross_entropy(outputs["end_logits"], features["end_positions"]))
@@ -153,6 +162,10 @@ class SquadTask(task.Task):
       logging.info("%d training examples became %d features (document windows); training "
                    "steps count features, as google-research's counted examples.",
                    self.train_meta["num_examples"], self.train_meta["num_features"])
+      if config.pack_sequences:
+        self.pack_training_data(self.train_meta["file_pattern"],
+                                squad.metadata_path(config.output_dir, True),
+                                ("start_positions", "end_positions", "unique_ids"))
     if config.do_predict:
       self.eval_meta = prepare(config.predict_file, False)
 
@@ -167,6 +180,8 @@ class SquadTask(task.Task):
 
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
+    if self.packed:
+      return self.packed_train_dataset(context, start_batch)
     config = self.config
     return squad.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
                               is_training=True, batch_size=config.training.train_batch_size,
