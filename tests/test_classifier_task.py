@@ -406,3 +406,18 @@ def test_packing_that_cannot_keep_the_batch_stops_before_training(tmp_path, data
         output_dir=str(tmp_path / "out"), train_batch_size=1, num_train_steps=0,
         learning_rate=1e-3)), tokenizer)
   assert not list((tmp_path / "out").glob("ckpt-*"))
+
+
+def test_length_buckets_give_the_padded_outputs(tmp_path, data_dir, tokenizer, mirrored_cpus):
+  """--length_buckets (the default) against 0 (google-research's padded batches): the same
+  eval_results, test_results.tsv and test_metrics.json, byte for byte, also on two replicas."""
+  out = tmp_path / "out"
+  names = ("eval_results.json", "eval_results.txt", "test_results.tsv", "test_metrics.json")
+  _run(_config(data_dir, out, max_seq_length=32, length_buckets=0, num_train_epochs=1.0),
+       tokenizer)
+  padded = {name: (out / name).read_bytes() for name in names}
+  for strategy in (None, mirrored_cpus):
+    for name in names:
+      (out / name).unlink()
+    _run(_config(data_dir, out, max_seq_length=32, do_train=False), tokenizer, strategy)
+    assert {name: (out / name).read_bytes() for name in names} == padded

@@ -19,7 +19,7 @@ from absl import logging
 
 from bert_tf import export, io_utils, modeling
 from bert_tf.data import classifier as classifier_data
-from bert_tf.data import pipeline
+from bert_tf.data import length_buckets, pipeline
 from bert_tf.tasks import classifier_metrics, task
 from bert_tf.training import trainer
 
@@ -55,31 +55,39 @@ def eval_dataset(feature_file: classifier_data.FeatureFile, seq_length: int,
 
 def _logits(strategy: tf.distribute.Strategy, model: tf_keras.Model,
             feature_file: classifier_data.FeatureFile, seq_length: int,
-            batch_size: int) -> Dict[str, np.ndarray]:
-  """Logits and labels of the real examples of `feature_file`, in file order."""
-  outputs = trainer.predict(strategy, model, eval_dataset(feature_file, seq_length, batch_size),
-                            ["logits"], passthrough_keys=["label_ids", "is_real_example"])
-  real = outputs["is_real_example"].astype(bool)
-  if real.sum() != feature_file.num_examples:
-    raise RuntimeError(f"{feature_file.path}: {int(real.sum())} predictions for "
+            batch_size: int, num_buckets: int = 0) -> Dict[str, np.ndarray]:
+  """Logits and labels of the real examples of `feature_file`, in file order; with
+  `num_buckets`, each example computed at its length bucket's (identical logits, less work)."""
+  if num_buckets:
+    outputs = length_buckets.predict(
+        strategy, model, feature_file.path, classifier_data.feature_parser(seq_length),
+        seq_length, batch_size, ["logits"], passthrough_keys=["label_ids"],
+        num_buckets=num_buckets)
+  else:
+    outputs = trainer.predict(strategy, model, eval_dataset(feature_file, seq_length, batch_size),
+                              ["logits"], passthrough_keys=["label_ids", "is_real_example"])
+    real = outputs["is_real_example"].astype(bool)
+    outputs = dict(logits=outputs["logits"][real], label_ids=outputs["label_ids"][real])
+  if len(outputs["logits"]) != feature_file.num_examples:
+    raise RuntimeError(f"{feature_file.path}: {len(outputs['logits'])} predictions for "
                        f"{feature_file.num_examples} examples; the padding logic is broken.")
-  return dict(logits=outputs["logits"][real], label_ids=outputs["label_ids"][real])
+  return outputs
 
 
 def evaluate(strategy: tf.distribute.Strategy, model: tf_keras.Model,
              feature_file: classifier_data.FeatureFile, seq_length: int, batch_size: int,
-             label_list: Sequence[str]) -> Dict[str, Any]:
+             label_list: Sequence[str], num_buckets: int = 0) -> Dict[str, Any]:
   """classifier_metrics.classification_metrics over every example of `feature_file`, once."""
-  outputs = _logits(strategy, model, feature_file, seq_length, batch_size)
+  outputs = _logits(strategy, model, feature_file, seq_length, batch_size, num_buckets)
   return classifier_metrics.classification_metrics(outputs["logits"], outputs["label_ids"],
                                                    label_list)
 
 
 def predict_probabilities(strategy: tf.distribute.Strategy, model: tf_keras.Model,
                           feature_file: classifier_data.FeatureFile, seq_length: int,
-                          batch_size: int) -> Dict[str, np.ndarray]:
+                          batch_size: int, num_buckets: int = 0) -> Dict[str, np.ndarray]:
   """Class probabilities [num_examples, num_labels] (and logits, labels) in file order."""
-  outputs = _logits(strategy, model, feature_file, seq_length, batch_size)
+  outputs = _logits(strategy, model, feature_file, seq_length, batch_size, num_buckets)
   outputs["probabilities"] = classifier_metrics.softmax(outputs["logits"])
   return outputs
 
@@ -171,7 +179,7 @@ class ClassifierTask(task.Task):
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
     return evaluate(self.strategy, model, self.files_by_split["dev"], self.config.max_seq_length,
-                    self.config.eval_batch_size, self.label_list)
+                    self.config.eval_batch_size, self.label_list, self.config.length_buckets)
 
   def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
     """eval_results.txt (google-research's sorted `key = value` lines) and eval_results.json."""
@@ -188,7 +196,8 @@ class ClassifierTask(task.Task):
 
   def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
     outputs = predict_probabilities(self.strategy, model, self.files_by_split["test"],
-                                    self.config.max_seq_length, self.config.predict_batch_size)
+                                    self.config.max_seq_length, self.config.predict_batch_size,
+                                    self.config.length_buckets)
     labeled = all(example.label is not None for example in self.examples["test"])
     if labeled:
       results["test"] = classifier_metrics.classification_metrics(

@@ -16,7 +16,7 @@ import tf_keras
 from absl import logging
 
 from bert_tf import evaluate, export, io_utils, modeling, packed_modeling
-from bert_tf.data import packing, pipeline
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.data import squad
 from bert_tf.tasks import task
 from bert_tf.training import trainer
@@ -59,9 +59,25 @@ def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> 
 
 
 def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
-            metadata: Dict[str, Any], predict_batch_size: int) -> List[squad.RawResult]:
-  """Start/end logits for every evaluation feature, as google-research's RawResults."""
-  dataset = squad.make_dataset(metadata["file_pattern"], metadata["max_seq_length"],
+            metadata: Dict[str, Any], predict_batch_size: int,
+            num_buckets: int = 0) -> List[squad.RawResult]:
+  """Start/end logits for every evaluation feature, as google-research's RawResults.
+
+  With `num_buckets`, each window runs at its length bucket's length (data/length_buckets.py)
+  and its logits cover its own tokens only, so the n-best never looks at padding positions:
+  the same answers as the padded path's whenever no padding position ranks among a window's
+  n_best_size best logits (google-research counts those in the n-best, then skips them).
+  """
+  seq_length = metadata["max_seq_length"]
+  if num_buckets:
+    logits = ["start_logits", "end_logits"]
+    outputs = length_buckets.predict(
+        strategy, model, metadata["file_pattern"], squad.feature_parser(seq_length, False),
+        seq_length, predict_batch_size, logits, passthrough_keys=["unique_ids"],
+        num_buckets=num_buckets, per_position_keys=logits)
+    return [squad.RawResult(int(unique_id), start, end) for unique_id, start, end in
+            zip(outputs["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
+  dataset = squad.make_dataset(metadata["file_pattern"], seq_length,
                                is_training=False, batch_size=predict_batch_size,
                                drop_remainder=False)
   # Full batches keep shapes static (TPUs need it); the padding has unique_id 0 and is dropped.
@@ -179,7 +195,8 @@ class SquadTask(task.Task):
     if self._eval_data is None:
       self._eval_data = squad.load_eval_data(config.output_dir)
     examples, features = self._eval_data
-    results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size)
+    results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size,
+                      config.length_buckets)
     return squad.compute_predictions(
         examples, features, results, config.n_best_size, config.max_answer_length,
         self.files.do_lower_case, config.version_2_with_negative,

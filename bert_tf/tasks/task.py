@@ -28,7 +28,7 @@ import tf_keras
 from absl import logging
 
 from bert_tf import checkpoints, export, io_utils, model_files, tokenization
-from bert_tf.data import packing, pipeline
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -73,6 +73,9 @@ class TaskConfig:
   # Training rows hold several examples each (data/packing.py); False: one example a row,
   # padded to max_seq_length, as google-research batches them.
   pack_sequences: bool = True
+  # Evaluation and prediction run each example at the shortest of this many static lengths
+  # that holds it (data/length_buckets.py; identical outputs); 0: all at max_seq_length.
+  length_buckets: int = length_buckets.DEFAULT_NUM_BUCKETS
 
   @property
   def output_dir(self) -> str:
