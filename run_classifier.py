@@ -30,6 +30,7 @@ script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_evaluation_flags(eval_every_epoch=True, metrics=classifier_metrics.SELECTABLE)
 script_flags.define_cloud_flags()
+script_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
 flags.adopt_module_key_flags(script_flags)
 flags.adopt_module_key_flags(distribution)
@@ -65,9 +66,9 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data
 
 # Flags that change the weights training ends with; see script_flags.check_output_dir.
 TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, *script_flags.EVALUATION_FLAGS,
-                  "num_train_epochs", "warmup_proportion", "task_name", "data_dir",
-                  "max_seq_length", "xnli_language", "mnli_mismatched", "text_a_column",
-                  "text_b_column", "label_column", "has_header", "label_list")
+                  "num_train_epochs", "warmup_proportion", "pack_sequences", "task_name",
+                  "data_dir", "max_seq_length", "xnli_language", "mnli_mismatched",
+                  "text_a_column", "text_b_column", "label_column", "has_header", "label_list")
 # Task -> epochs: word order (CoLA-like) takes a model trained from scratch longer to learn.
 DEMO_TASKS = {"nsmc": 6.0, "cola": 20.0}
 DEMO_FLAGS = dict(

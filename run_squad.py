@@ -26,6 +26,7 @@ script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_evaluation_flags(eval_every_epoch=False, metrics=squad_task.SquadTask.metrics)
 script_flags.define_cloud_flags()
+script_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
 flags.adopt_module_key_flags(script_flags)
 flags.adopt_module_key_flags(distribution)
@@ -58,8 +59,8 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data
 
 # Flags that change the weights training ends with; see script_flags.check_output_dir.
 TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, *script_flags.EVALUATION_FLAGS,
-                  "num_train_epochs", "warmup_proportion", "train_file", "max_seq_length",
-                  "doc_stride", "max_query_length", "version_2_with_negative")
+                  "num_train_epochs", "warmup_proportion", "pack_sequences", "train_file",
+                  "max_seq_length", "doc_stride", "max_query_length", "version_2_with_negative")
 DEMO_FLAGS = dict(
     vocab_file=os.path.join(SAMPLE_DATA, "vocab.txt"),
     bert_config_file=os.path.join(SAMPLE_DATA, "bert_config.json"),

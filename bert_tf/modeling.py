@@ -19,7 +19,9 @@ import tf_keras
 from official.nlp.modeling import layers as nlp_layers
 from official.nlp.modeling import networks
 
+from bert_tf import packed_modeling
 from bert_tf.configs import BertConfig
+from bert_tf.data import packing
 
 Features = Dict[str, tf.Tensor]
 
@@ -114,7 +116,11 @@ class BertPretrainer(tf_keras.Model):
 
 
 class BertSpanLabeler(tf_keras.Model):
-  """Encoder + one dense layer giving start and end logits per token (SQuAD)."""
+  """Encoder + one dense layer giving start and end logits per token (SQuAD).
+
+  Packed rows (data/packing.py) give logits per row position [rows, L]; each window's own
+  positions are its logits (packed_modeling.per_example_logits).
+  """
 
   def __init__(self, config: BertConfig, **kwargs):
     super().__init__(**kwargs)
@@ -124,14 +130,22 @@ class BertSpanLabeler(tf_keras.Model):
         2, kernel_initializer=_initializer(config), name="cls/squad")
 
   def call(self, features: Features, training: bool = False) -> Dict[str, tf.Tensor]:
-    outputs = self.encoder(encoder_inputs(features), training=training)
-    logits = tf.cast(self.span_logits(outputs["sequence_output"]), tf.float32)
+    if packing.is_packed(features):
+      sequence_output = packed_modeling.encode(self.encoder, features, training)
+    else:
+      sequence_output = self.encoder(encoder_inputs(features), training=training)[
+          "sequence_output"]
+    logits = tf.cast(self.span_logits(sequence_output), tf.float32)
     start_logits, end_logits = tf.unstack(logits, axis=-1)
     return dict(start_logits=start_logits, end_logits=end_logits)
 
 
 class BertClassifier(tf_keras.Model):
-  """Encoder + dropout + dense on the pooled output (sentence or pair classification)."""
+  """Encoder + dropout + dense on the pooled output (sentence or pair classification).
+
+  Packed rows (data/packing.py) give logits per example slot [rows, E, num_labels], each from
+  its own [CLS].
+  """
 
   def __init__(self, config: BertConfig, num_labels: int, **kwargs):
     super().__init__(**kwargs)
@@ -143,7 +157,12 @@ class BertClassifier(tf_keras.Model):
         num_labels, kernel_initializer=_initializer(config), name="output")
 
   def call(self, features: Features, training: bool = False) -> Dict[str, tf.Tensor]:
-    pooled = self.encoder(encoder_inputs(features), training=training)["pooled_output"]
+    if packing.is_packed(features):
+      pooled = packed_modeling.pool(
+          self.encoder, packed_modeling.encode(self.encoder, features, training),
+          features[packing.EXAMPLE_STARTS])
+    else:
+      pooled = self.encoder(encoder_inputs(features), training=training)["pooled_output"]
     logits = self.classifier(self.dropout(pooled, training=training))
     return dict(logits=tf.cast(logits, tf.float32))
 

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 import tensorflow as tf
 
 from bert_tf import gcs, io_utils, model_files, modeling, run_lock
+from bert_tf.data import length_buckets
 from bert_tf.script_errors import user_errors  # pylint: disable=unused-import (the scripts' use)
 from bert_tf.tasks import task
 from bert_tf.training import distribution, history, trainer
@@ -98,6 +99,15 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
                     "that holds a run made with other flags, deleting its checkpoints. Without "
                     "it such a run is refused; a run with the same flags resumes.")
   distribution.define_flags()
+
+
+def define_packing_flags() -> None:
+  """--pack_sequences: several training examples to a row (run_classifier.py, run_squad.py)."""
+  flags.DEFINE_bool("pack_sequences", True, "(bert_tf) Train on rows of --max_seq_length that "
+                    "hold several examples each, every one with its own [CLS], positions and "
+                    "attention, --train_batch_size examples a step on average: the same model "
+                    "without computing padding. false: one example a row, padded, as "
+                    "google-research batches them. Evaluation and prediction are unchanged.")
 
 
 def define_cloud_flags() -> None:
@@ -272,6 +282,11 @@ def define_evaluation_flags(eval_every_epoch: bool, metrics: Sequence[str]) -> N
                     "evaluate/predict with it; evaluates every epoch unless --eval_steps.")
   flags.DEFINE_integer("early_stopping_patience", 0, "(bert_tf) Stop after this many "
                        "evaluations in a row without a better --keep_best_by metric (0: never).")
+  flags.DEFINE_integer("length_buckets", length_buckets.DEFAULT_NUM_BUCKETS, "(bert_tf) "
+                       "Evaluation and prediction run each example at the shortest of this many "
+                       "static lengths (multiples of 16) that holds it, not at max_seq_length: "
+                       "the same outputs, less padding computed. 0: every example at "
+                       "max_seq_length, as google-research.")
 
 
 # Flags that change which checkpoint training ends with (and so the final weights): the
@@ -300,7 +315,7 @@ _POSITIVE = ("train_batch_size", "eval_batch_size", "predict_batch_size", "itera
              "max_query_length", "n_best_size", "max_answer_length", "max_predictions_per_seq",
              "num_train_steps", "max_eval_steps", "gradient_accumulation_steps", "eval_steps",
              "learning_rate", "num_train_epochs", "max_seconds_per_loop")
-_NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers",
+_NOT_NEGATIVE = ("num_warmup_steps", "early_stopping_patience", "num_workers", "length_buckets",
                  "weight_decay_rate", "max_grad_norm")
 _FRACTIONS = ("warmup_proportion",)
 

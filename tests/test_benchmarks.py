@@ -133,3 +133,30 @@ def test_quick_runs_write_inside_the_repository_and_say_where(capsys):
   assert ignored.returncode == 0, f"git does not ignore {results}"
   assert capsys.readouterr().out.rstrip().endswith(
       f"Results written to {results} (a smoke run: not benchmarks/results.json).")
+
+
+def test_hf_dynamic_padding_pads_each_batch_to_its_longest(tmp_path):
+  """The PyTorch user's run, a whole process: one batch holding every example is padded to the
+  longest of them (not to --max_seq_length), so its useful share is tokens / (n x longest)."""
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  words = ["good", "bad", "movie", "very", "not"]
+  (tmp_path / "vocab.txt").write_text(
+      "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n", encoding="utf-8")
+  reviews = ["good movie", "very very bad movie not good", "bad", "not bad"]
+  (tmp_path / "ratings_train.txt").write_text(
+      "id\tdocument\tlabel\n" + "".join(f"{i}\t{text}\t{i % 2}\n" for i, text in
+                                        enumerate(reviews)), encoding="utf-8")
+  (tmp_path / "config.json").write_text(TINY.to_json_string(), encoding="utf-8")
+  result = subprocess.run(
+      [sys.executable, str(PROJECT_ROOT / "benchmarks" / "hf_dynamic_padding.py"),
+       "--task", "nsmc", "--data_dir", str(tmp_path), "--vocab_file", str(tmp_path / "vocab.txt"),
+       "--config", str(tmp_path / "config.json"), "--train_batch_size", "4",
+       "--max_seq_length", "64", "--num_train_epochs", "2", "--threads", "1"],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figures = json.loads(result.stdout.strip().splitlines()[-1])
+  lengths = [len(text.split()) + 2 for text in reviews]  # [CLS] words [SEP]
+  assert figures["examples"] == 8 and figures["steps"] == 2 and figures["threads"] == 1
+  assert figures["useful_token_share"] == round(sum(lengths) / (4 * max(lengths)), 4)
+  assert figures["examples_per_sec"] > 0 and figures["seconds_since_process_start"] > 0

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from bert_tf import configs, model_files
@@ -187,3 +188,54 @@ def test_a_cp949_vocab_names_the_file_line_and_the_iconv_fix(tmp_path):
                                f"--output_dir={tmp_path / 'out'}")
   assert error.startswith(f"error: {vocab}, line {first_bad}: not valid UTF-8")
   assert f"`iconv -f cp949 -t utf-8 {vocab} > {tmp_path / 'vocab.utf8.txt'}`" in error
+
+
+def test_length_buckets_give_the_padded_logits_and_answers(tmp_path):
+  """Bucketed prediction (the default --length_buckets) against the padded path: every window's
+  logits over its own tokens to the bit; the n-best is chosen among those tokens only, so it
+  equals the padded path's for every question whose windows have no padding position among
+  their n_best_size best logits (google-research lets padding take n-best places, then drops
+  it). On this trained tiny model predictions and null odds are the same for every question."""
+  config = configs.BertConfig.from_json_file(str(SAMPLE / "bert_config.json"))
+  files = model_files.ModelFiles(str(SAMPLE / "vocab.txt"), config, "sample config", False, None)
+  training = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=8,
+                                 num_train_steps=120, learning_rate=2e-3,
+                                 iterations_per_loop=60, save_checkpoints_steps=1000)
+  task = squad_task.SquadTask(squad_task.SquadConfig(
+      training=training, train_file=str(SAMPLE / "squad_sample.json"),
+      predict_file=str(SAMPLE / "squad_sample.json"), do_train=True, do_predict=True,
+      max_seq_length=128, doc_stride=64, seed=1), files, tf.distribute.get_strategy())
+  model = task.train()
+  strategy, meta = tf.distribute.get_strategy(), task.eval_meta
+  padded = {r.unique_id: r for r in squad_task.predict(strategy, model, meta, 8)}
+  bucketed = squad_task.predict(strategy, model, meta, 8, num_buckets=4)
+  examples, features = squad.load_eval_data(str(tmp_path))
+  assert sorted(r.unique_id for r in bucketed) == sorted(padded)
+  by_id = {f.unique_id: f for f in features}
+  padding_in_nbest = set()
+  for result in bucketed:
+    length = len(by_id[result.unique_id].tokens)
+    assert len(result.start_logits) == len(result.end_logits) == length
+    full = padded[result.unique_id]
+    assert (result.start_logits == full.start_logits[:length]).all()
+    assert (result.end_logits == full.end_logits[:length]).all()
+    if any(max(logits[length:], default=-np.inf) > sorted(logits[:length])[-20]
+           for logits in (full.start_logits, full.end_logits)):
+      padding_in_nbest.add(examples[by_id[result.unique_id].example_index].qas_id)
+  assert 0 < len(padding_in_nbest) < len(examples)  # both cases are exercised
+  assert min(len(r.start_logits) for r in bucketed) < 100  # short windows ran short
+  for version_2 in (False, True):
+    (ours, our_nbest, our_odds), (theirs, their_nbest, their_odds) = [
+        squad.compute_predictions(examples, features, results, 20, 30, False, version_2)
+        for results in (bucketed, list(padded.values()))]
+    assert ours == theirs and our_odds == their_odds
+    for qas_id, entries in our_nbest.items():
+      if qas_id not in padding_in_nbest:
+        assert entries == their_nbest[qas_id]
+      else:  # the best of more candidates: k-th score for k-th score, at least as high
+        scores = [[e["start_logit"] + e["end_logit"] for e in nbest if e["text"]]
+                  for nbest in (entries, their_nbest[qas_id])]
+        assert len(scores[0]) >= len(scores[1])
+        assert all(a >= b for a, b in zip(*scores))
+        assert ({k: v for k, v in entries[0].items() if k != "probability"} ==
+                {k: v for k, v in their_nbest[qas_id][0].items() if k != "probability"})

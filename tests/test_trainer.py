@@ -15,12 +15,16 @@ import tf_keras
 
 from benchmarks import training_parity
 from bert_tf import configs, modeling
+from bert_tf.data import packing
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import trainer
 from tests import processes
+
+
+from tests import packed_data
 
 SEQ_LENGTH = 16
 TINY = configs.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
@@ -594,3 +598,104 @@ def test_the_eta_says_estimating_until_a_loop_after_the_first_is_timed(monkeypat
   assert progress.update(20)["eta_sec"] == pytest.approx(8.0)  # 80 steps at 10 steps/s
   assert progress.update(30)["eta_sec"] == pytest.approx(7.0)
   assert trainer._format_duration(7.0) == "0:00:07"
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed rows (data/packing.py): several examples a row, a varying number a step.
+
+PACKED_ROWS_PER_STEP = 4
+
+
+@pytest.fixture
+def packed(tmp_path):
+  """64 random examples of 3 to 32 tokens packed into rows of 32, and the examples."""
+  features = packed_data.unpacked_examples(seed=4, count=64)
+  _, packed_file = packed_data.packed_rows(tmp_path, features)
+  return packed_file, features
+
+
+def _packed_dataset(packed_file, rows, context, start_batch):
+  return input_pipeline.training_dataset(
+      packed_file.path, packing.packed_parser(packed_file, packed_data.EXAMPLE_KEYS),
+      context.get_per_replica_batch_size(rows), seed=3, start_batch=start_batch,
+      shuffle_buffer=32, input_context=context)
+
+
+def _packed_model():
+  tf_keras.utils.set_random_seed(7)
+  return modeling.build_model(modeling.BertClassifier(packed_data.TINY, num_labels=3))
+
+
+def _make_packed_trainer(strategy, output_dir, packed_file, num_steps=6, **overrides):
+  overrides = dict(dict(num_warmup_steps=2, iterations_per_loop=2, save_checkpoints_steps=2),
+                   **overrides)
+  config = trainer.TrainConfig(output_dir=str(output_dir), train_batch_size=8,
+                               num_train_steps=num_steps, learning_rate=1e-2, **overrides)
+  return trainer.Trainer(
+      strategy, config, _packed_model, classifier_task.classification_loss,
+      lambda context, start: _packed_dataset(packed_file, PACKED_ROWS_PER_STEP, context, start))
+
+
+def test_packed_loss_is_the_mean_over_the_steps_examples_across_replicas(tmp_path, packed,
+                                                                         mirrored_cpus):
+  packed_file, features = packed
+  run = _make_packed_trainer(mirrored_cpus, tmp_path, packed_file, num_steps=1)
+  run.train()
+  rows = next(iter(_packed_dataset(packed_file, PACKED_ROWS_PER_STEP,
+                                   tf.distribute.InputContext(), 0)))
+  weights = rows[packing.EXAMPLE_WEIGHTS].numpy()
+  half = PACKED_ROWS_PER_STEP // 2
+  # The replicas hold different numbers of examples, so a mean of their means would differ.
+  assert weights[:half].sum() != weights[half:].sum()
+  index = np.array([i - 1 for i in rows["unique_ids"].numpy()[weights > 0]])
+  outputs = _packed_model()({key: tf.constant(features[key][index])
+                             for key in ("input_ids", "input_mask", "segment_ids")})
+  expected = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=features["label_ids"][index], logits=outputs["logits"]))
+  np.testing.assert_allclose(run.mean_loss, float(expected), rtol=1e-5)
+
+
+@pytest.mark.parametrize("replicas,accumulation", [(2, 1), (1, 2), (2, 2)])
+def test_packed_steps_on_replicas_and_micro_batches_match_one_device(tmp_path, packed,
+                                                                     mirrored_cpus, replicas,
+                                                                     accumulation):
+  packed_file, _ = packed
+  single = _make_packed_trainer(tf.distribute.OneDeviceStrategy("/cpu:0"), tmp_path / "one",
+                                packed_file)
+  single.train()
+  strategy = mirrored_cpus if replicas == 2 else tf.distribute.OneDeviceStrategy("/cpu:0")
+  split = _make_packed_trainer(strategy, tmp_path / "split", packed_file,
+                               gradient_accumulation_steps=accumulation)
+  split.train()
+  for a, b in zip(_weights(single.model), _weights(split.model)):
+    np.testing.assert_allclose(b, a, atol=2e-5)
+  np.testing.assert_allclose(split.loss_sum, single.loss_sum, rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_packed_step_compiles_with_xla(tmp_path, packed, mirrored_cpus, policy, replicas):
+  modeling.set_mixed_precision(policy)
+  try:
+    strategy = mirrored_cpus if replicas == 2 else tf.distribute.get_strategy()
+    run = _make_packed_trainer(strategy, tmp_path, packed[0], num_steps=2, jit_compile=True,
+                               mixed_precision=policy)
+    before = _weights(run.model)
+    run.train()
+  finally:
+    modeling.set_mixed_precision(None)
+  assert run.step == 2 and np.isfinite(run.mean_loss)
+  assert any(not np.allclose(a, b) for a, b in zip(before, _weights(run.model)))
+
+
+def test_packed_resumed_run_matches_uninterrupted_run(tmp_path, packed):
+  strategy = tf.distribute.get_strategy()
+  straight = _make_packed_trainer(strategy, tmp_path / "straight", packed[0], num_steps=12)
+  straight.train()
+  first = _make_packed_trainer(strategy, tmp_path / "resumed", packed[0], num_steps=12)
+  first.train(stop_at_step=8)  # past the first pass over the rows: a new epoch's order
+  second = _make_packed_trainer(strategy, tmp_path / "resumed", packed[0], num_steps=12)
+  assert second.step == 8
+  second.train()
+  for a, b in zip(_weights(straight.model), _weights(second.model)):
+    np.testing.assert_allclose(b, a, atol=1e-6)

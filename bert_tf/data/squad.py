@@ -623,6 +623,15 @@ class FeatureWriter:
       self.discard()
 
 
+def feature_parser(seq_length: int, is_training: bool) -> input_pipeline.Parser:
+  """Parses batches of FeatureWriter records into int32 tensors (google-research's names)."""
+  lengths = {"input_ids": seq_length, "input_mask": seq_length, "segment_ids": seq_length,
+             "unique_ids": 1}
+  if is_training:
+    lengths.update(start_positions=1, end_positions=1, is_impossible=1)
+  return input_pipeline.example_parser(input_pipeline.int_features(lengths))
+
+
 def make_dataset(file_pattern: str, seq_length: int, is_training: bool, batch_size: int,
                  drop_remainder: bool,
                  input_context: Optional[tf.distribute.InputContext] = None, seed: int = 12345,
@@ -636,11 +645,7 @@ def make_dataset(file_pattern: str, seq_length: int, is_training: bool, batch_si
   distribute_datasets_from_function) each input pipeline reads its share of the files and yields
   per-replica batches. Evaluation data is read once, in order.
   """
-  lengths = {"input_ids": seq_length, "input_mask": seq_length, "segment_ids": seq_length,
-             "unique_ids": 1}
-  if is_training:
-    lengths.update(start_positions=1, end_positions=1, is_impossible=1)
-  parser = input_pipeline.example_parser(input_pipeline.int_features(lengths))
+  parser = feature_parser(seq_length, is_training)
   if is_training:
     if input_context:
       batch_size = input_context.get_per_replica_batch_size(batch_size)

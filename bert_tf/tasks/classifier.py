@@ -20,7 +20,7 @@ from absl import logging
 from bert_tf import export, io_utils, modeling
 from bert_tf.script_errors import summary
 from bert_tf.data import classifier as classifier_data
-from bert_tf.data import pipeline
+from bert_tf.data import length_buckets, pipeline
 from bert_tf.tasks import classifier_metrics, task
 from bert_tf.training import trainer
 
@@ -40,7 +40,8 @@ class ClassifierConfig(task.TaskConfig):
 
 def classification_loss(features: Dict[str, tf.Tensor],
                         outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """Per-example softmax cross-entropy, as google-research's create_model computes it."""
+  """Per-example softmax cross-entropy, as google-research's create_model computes it (packed
+  rows: per example slot, [rows, E])."""
   return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=features["label_ids"],
                                                         logits=outputs["logits"])
 
@@ -55,31 +56,39 @@ def eval_dataset(feature_file: classifier_data.FeatureFile, seq_length: int,
 
 def _logits(strategy: tf.distribute.Strategy, model: tf_keras.Model,
             feature_file: classifier_data.FeatureFile, seq_length: int,
-            batch_size: int) -> Dict[str, np.ndarray]:
-  """Logits and labels of the real examples of `feature_file`, in file order."""
-  outputs = trainer.predict(strategy, model, eval_dataset(feature_file, seq_length, batch_size),
-                            ["logits"], passthrough_keys=["label_ids", "is_real_example"])
-  real = outputs["is_real_example"].astype(bool)
-  if real.sum() != feature_file.num_examples:
-    raise RuntimeError(f"{feature_file.path}: {int(real.sum())} predictions for "
+            batch_size: int, num_buckets: int = 0) -> Dict[str, np.ndarray]:
+  """Logits and labels of the real examples of `feature_file`, in file order; with
+  `num_buckets`, each example computed at its length bucket's (identical logits, less work)."""
+  if num_buckets:
+    outputs = length_buckets.predict(
+        strategy, model, feature_file.path, classifier_data.feature_parser(seq_length),
+        seq_length, batch_size, ["logits"], passthrough_keys=["label_ids"],
+        num_buckets=num_buckets)
+  else:
+    outputs = trainer.predict(strategy, model, eval_dataset(feature_file, seq_length, batch_size),
+                              ["logits"], passthrough_keys=["label_ids", "is_real_example"])
+    real = outputs["is_real_example"].astype(bool)
+    outputs = dict(logits=outputs["logits"][real], label_ids=outputs["label_ids"][real])
+  if len(outputs["logits"]) != feature_file.num_examples:
+    raise RuntimeError(f"{feature_file.path}: {len(outputs['logits'])} predictions for "
                        f"{feature_file.num_examples} examples; the padding logic is broken.")
-  return dict(logits=outputs["logits"][real], label_ids=outputs["label_ids"][real])
+  return outputs
 
 
 def evaluate(strategy: tf.distribute.Strategy, model: tf_keras.Model,
              feature_file: classifier_data.FeatureFile, seq_length: int, batch_size: int,
-             label_list: Sequence[str]) -> Dict[str, Any]:
+             label_list: Sequence[str], num_buckets: int = 0) -> Dict[str, Any]:
   """classifier_metrics.classification_metrics over every example of `feature_file`, once."""
-  outputs = _logits(strategy, model, feature_file, seq_length, batch_size)
+  outputs = _logits(strategy, model, feature_file, seq_length, batch_size, num_buckets)
   return classifier_metrics.classification_metrics(outputs["logits"], outputs["label_ids"],
                                                    label_list)
 
 
 def predict_probabilities(strategy: tf.distribute.Strategy, model: tf_keras.Model,
                           feature_file: classifier_data.FeatureFile, seq_length: int,
-                          batch_size: int) -> Dict[str, np.ndarray]:
+                          batch_size: int, num_buckets: int = 0) -> Dict[str, np.ndarray]:
   """Class probabilities [num_examples, num_labels] (and logits, labels) in file order."""
-  outputs = _logits(strategy, model, feature_file, seq_length, batch_size)
+  outputs = _logits(strategy, model, feature_file, seq_length, batch_size, num_buckets)
   outputs["probabilities"] = classifier_metrics.softmax(outputs["logits"])
   return outputs
 
@@ -141,6 +150,9 @@ class ClassifierTask(task.Task):
     self.files_by_split = {split: classifier_data.prepare_features(
         self.examples[split], self.label_list, config.max_seq_length, tokenizer,
         os.path.join(config.output_dir, RECORD_FILES[split])) for split in splits}
+    if config.do_train and config.pack_sequences:
+      train_file = self.files_by_split["train"].path
+      self.pack_training_data(train_file, train_file + ".json", ("label_ids",))
     if config.do_train and self.chief and not recorded:
       self.state.extras["label_list"] = self.label_list  # for later eval/predict-only runs
       self.state.save(config.output_dir)
@@ -159,6 +171,8 @@ class ClassifierTask(task.Task):
 
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
+    if self.packed:
+      return self.packed_train_dataset(context, start_batch)
     batch = self.config.training.train_batch_size
     return pipeline.training_dataset(
         self.files_by_split["train"].path, classifier_data.feature_parser(
@@ -169,7 +183,7 @@ class ClassifierTask(task.Task):
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
     return evaluate(self.strategy, model, self.files_by_split["dev"], self.config.max_seq_length,
-                    self.config.eval_batch_size, self.label_list)
+                    self.config.eval_batch_size, self.label_list, self.config.length_buckets)
 
   def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
     """eval_results.txt (google-research's sorted `key = value` lines) and eval_results.json."""
@@ -186,7 +200,8 @@ class ClassifierTask(task.Task):
 
   def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
     outputs = predict_probabilities(self.strategy, model, self.files_by_split["test"],
-                                    self.config.max_seq_length, self.config.predict_batch_size)
+                                    self.config.max_seq_length, self.config.predict_batch_size,
+                                    self.config.length_buckets)
     labeled = all(example.label is not None for example in self.examples["test"])
     if labeled:
       results["test"] = classifier_metrics.classification_metrics(

@@ -15,8 +15,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import evaluate, export, io_utils, modeling
-from bert_tf.data import pipeline
+from bert_tf import evaluate, export, io_utils, modeling, packed_modeling
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.data import squad
 from bert_tf.tasks import task
 from bert_tf.training import trainer
@@ -42,17 +42,42 @@ class SquadConfig(task.TaskConfig):
 
 
 def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """google-research's loss: mean of the start and end cross-entropies, per example."""
+  """google-research's loss: mean of the start and end cross-entropies, per example.
+
+  Packed rows: per example slot [rows, E], each softmax over its window's own positions
+  (google-research's also covers the window's padding, whose logits are not masked).
+  """
   def cross_entropy(logits, positions):
+    if packing.is_packed(features):
+      starts = features[packing.EXAMPLE_STARTS]
+      logits = packed_modeling.per_example_logits(logits, features[packing.EXAMPLE_IDS],
+                                                  starts.shape[1])
+      positions = positions + starts
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positions, logits=logits)
   return 0.5 * (cross_entropy(outputs["start_logits"], features["start_positions"]) +
                 cross_entropy(outputs["end_logits"], features["end_positions"]))
 
 
 def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
-            metadata: Dict[str, Any], predict_batch_size: int) -> List[squad.RawResult]:
-  """Start/end logits for every evaluation feature, as google-research's RawResults."""
-  dataset = squad.make_dataset(metadata["file_pattern"], metadata["max_seq_length"],
+            metadata: Dict[str, Any], predict_batch_size: int,
+            num_buckets: int = 0) -> List[squad.RawResult]:
+  """Start/end logits for every evaluation feature, as google-research's RawResults.
+
+  With `num_buckets`, each window runs at its length bucket's length (data/length_buckets.py)
+  and its logits cover its own tokens only, so the n-best never looks at padding positions:
+  the same answers as the padded path's whenever no padding position ranks among a window's
+  n_best_size best logits (google-research counts those in the n-best, then skips them).
+  """
+  seq_length = metadata["max_seq_length"]
+  if num_buckets:
+    logits = ["start_logits", "end_logits"]
+    outputs = length_buckets.predict(
+        strategy, model, metadata["file_pattern"], squad.feature_parser(seq_length, False),
+        seq_length, predict_batch_size, logits, passthrough_keys=["unique_ids"],
+        num_buckets=num_buckets, per_position_keys=logits)
+    return [squad.RawResult(int(unique_id), start, end) for unique_id, start, end in
+            zip(outputs["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
+  dataset = squad.make_dataset(metadata["file_pattern"], seq_length,
                                is_training=False, batch_size=predict_batch_size,
                                drop_remainder=False)
   # Full batches keep shapes static (TPUs need it); the padding has unique_id 0 and is dropped.
@@ -137,6 +162,10 @@ class SquadTask(task.Task):
       logging.info("%d training examples became %d features (document windows); training "
                    "steps count features, as google-research's counted examples.",
                    self.train_meta["num_examples"], self.train_meta["num_features"])
+      if config.pack_sequences:
+        self.pack_training_data(self.train_meta["file_pattern"],
+                                squad.metadata_path(config.output_dir, True),
+                                ("start_positions", "end_positions", "unique_ids"))
     if config.do_predict:
       self.eval_meta = prepare(config.predict_file, False)
 
@@ -154,6 +183,8 @@ class SquadTask(task.Task):
 
   def train_dataset(self, context: tf.distribute.InputContext,
                     start_batch: int) -> tf.data.Dataset:
+    if self.packed:
+      return self.packed_train_dataset(context, start_batch)
     config = self.config
     return squad.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
                               is_training=True, batch_size=config.training.train_batch_size,
@@ -167,7 +198,8 @@ class SquadTask(task.Task):
     if self._eval_data is None:
       self._eval_data = squad.load_eval_data(config.output_dir, config.predict_file)
     examples, features = self._eval_data
-    results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size)
+    results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size,
+                      config.length_buckets)
     return squad.compute_predictions(
         examples, features, results, config.n_best_size, config.max_answer_length,
         self.files.do_lower_case, config.version_2_with_negative,

@@ -31,7 +31,7 @@ from absl import logging
 
 from bert_tf import (checkpoints, export, io_utils, model_files, run_directory, script_errors,
                      tokenization)
-from bert_tf.data import pipeline
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -45,6 +45,10 @@ RUN_OUTPUTS = ("checkpoint", "ckpt-*", best_checkpoint.BEST_DIR, EXPORT_DIR,
 # --init_checkpoint on its own.
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
+PACKED_TRAIN_FILE = "train_packed.tf_record"
+# How far a packed step's average example count may stray from --train_batch_size (whole rows
+# per replica make it a step) before the run is refused.
+_PACKED_BATCH_TOLERANCE = 1.5
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -69,6 +73,12 @@ class TaskConfig:
   keep_best_by: Optional[str] = None
   early_stopping_patience: int = 0
   export_dir: Optional[str] = None  # a SavedModel that serves raw text, after training
+  # Training rows hold several examples each (data/packing.py); False: one example a row,
+  # padded to max_seq_length, as google-research batches them.
+  pack_sequences: bool = True
+  # Evaluation and prediction run each example at the shortest of this many static lengths
+  # that holds it (data/length_buckets.py; identical outputs); 0: all at max_seq_length.
+  length_buckets: int = length_buckets.DEFAULT_NUM_BUCKETS
 
   @property
   def output_dir(self) -> str:
@@ -120,6 +130,9 @@ class Task:
     self.state = history.TrainingState.load(config.output_dir)
     self.model_source: Optional[str] = None  # the checkpoint evaluated and predicted with
     self._checked = self._prepared = False
+    # With pack_sequences, the packed training rows and their per-example feature names.
+    self.packed: Optional[packing.PackedFile] = None
+    self.packed_keys: Sequence[str] = ()
 
   # -------------------------------------------------------------------------------------------
   # What each task defines
@@ -149,6 +162,56 @@ class Task:
   def train_files(self) -> str:
     """The file pattern of the training records (named when one turns out damaged)."""
     raise NotImplementedError
+
+
+  def steps_per_epoch(self) -> Optional[float]:
+    """Training steps in one epoch (every training record once); None when unknown."""
+    if self.packed:
+      return self.packed.num_rows / self.rows_per_step()
+    records = self.num_train_records()
+    return records / self.config.training.train_batch_size if records else None
+
+  def rows_per_step(self) -> int:
+    """Packed rows in one global step: about --train_batch_size examples, whole rows for every
+    replica and micro-batch."""
+    training = self.config.training
+    return packing.rows_per_step(
+        training.train_batch_size, self.packed.num_examples, self.packed.num_rows,
+        self.strategy.num_replicas_in_sync * training.gradient_accumulation_steps)
+
+  def pack_training_data(self, file_pattern: str, source_metadata: str,
+                         example_keys: Sequence[str]) -> None:
+    """Packs the training features into rows (data/packing.py) and checks that whole rows per
+    replica can make a step of about --train_batch_size examples."""
+    config = self.config
+    self.packed = packing.prepare_packed(file_pattern, source_metadata, config.max_seq_length,
+                                         example_keys, config.seed,
+                                         os.path.join(config.output_dir, PACKED_TRAIN_FILE))
+    self.packed_keys = tuple(example_keys)
+    batch, rows = config.training.train_batch_size, self.rows_per_step()
+    per_step = rows * self.packed.examples_per_row
+    if not 1 / _PACKED_BATCH_TOLERANCE <= per_step / batch <= _PACKED_BATCH_TOLERANCE:
+      wanted = self.strategy.num_replicas_in_sync * config.training.gradient_accumulation_steps
+      raise ValueError(
+          f"--pack_sequences: rows of {config.max_seq_length} tokens hold "
+          f"{self.packed.examples_per_row:.1f} training examples on average, so a step of "
+          f"{rows} row(s) ({wanted} replica(s) x micro-batch(es) need a row each) learns from "
+          f"about {per_step:.0f} examples, not --train_batch_size={batch}: raise "
+          f"--train_batch_size to at least {round(wanted * self.packed.examples_per_row)} or "
+          "pass --pack_sequences=false.")
+    logging.info("Packed training: %d rows a step hold %.1f examples on average "
+                 "(--train_batch_size=%d); %.1f steps an epoch.", rows, per_step, batch,
+                 self.steps_per_epoch())
+
+  def packed_train_dataset(self, context: tf.distribute.InputContext,
+                           start_batch: int) -> tf.data.Dataset:
+    """This input pipeline's batches of packed rows, from global step `start_batch` on."""
+    training = self.config.training
+    return pipeline.training_dataset(
+        self.packed.path, packing.packed_parser(self.packed, self.packed_keys),
+        context.get_per_replica_batch_size(self.rows_per_step()), seed=self.config.seed,
+        start_batch=start_batch, files_in_parallel=training.input_files_in_parallel,
+        input_context=context, counts_cache_dir=self.config.output_dir)
 
   def has_eval_data(self) -> bool:
     """Whether `evaluate` can score a model (a dev set with labels or answers)."""
@@ -244,7 +307,7 @@ class Task:
     if training.num_train_steps:
       return training
     records = self.num_train_records()
-    steps = int(records / training.train_batch_size * self.config.num_train_epochs)
+    steps = int(self.steps_per_epoch() * self.config.num_train_epochs)
     if steps < 1:
       raise ValueError(f"{records} training records at train_batch_size="
                        f"{training.train_batch_size} and num_train_epochs="
@@ -305,7 +368,7 @@ class Task:
     run = self.make_trainer()
     train_config = run.config
     records = self.num_train_records()
-    steps_per_epoch = records / train_config.train_batch_size if records else None
+    steps_per_epoch = self.steps_per_epoch()
     by_epoch = bool(config.eval_every_epoch or config.keep_best_by) and steps_per_epoch
     stops = evaluation_steps(train_config.num_train_steps, steps_per_epoch, bool(by_epoch),
                              config.eval_steps)

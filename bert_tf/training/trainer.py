@@ -33,11 +33,13 @@ import tf_keras
 from absl import logging
 
 from bert_tf import run_directory
+from bert_tf.data import packing
 from bert_tf.training import distribution, optimization, partial_saves
 
 Features = Dict[str, tf.Tensor]
 ModelFn = Callable[[], tf_keras.Model]
-# Per-example losses, shape [per_replica_batch]; averaged over the global batch by the trainer.
+# Per-example losses, shape [per_replica_batch] (packed rows: [rows, E], weighted by
+# example_weights, see data/packing.py); averaged over the global batch's examples by the trainer.
 LossFn = Callable[[Features, Dict[str, tf.Tensor]], tf.Tensor]
 # Builds this input pipeline's dataset of per-replica batches, starting at a given batch index.
 DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
@@ -398,11 +400,14 @@ class Trainer:
     """The sum of the losses of all steps trained so far (restored from checkpoints)."""
     return float(self._loss_sum.numpy())
 
-  def _gradients_fn(self, features: Features):
-    """This replica's loss and gradients, summed over its micro-batches (None: not reached)."""
+  def _gradients_fn(self, features: Features, num_examples: tf.Tensor):
+    """This replica's loss and gradients, summed over its micro-batches (None: not reached).
+
+    `num_examples` is the step's example count over every replica, the loss's denominator.
+    """
     accumulation = self.config.gradient_accumulation_steps
     if accumulation == 1:
-      return self._micro_batch_gradients(features)
+      return self._micro_batch_gradients(features, num_examples)
     micro_batches = {name: tf.reshape(t, [accumulation, -1, *t.shape[1:]])
                      for name, t in features.items()}
     variables = self.model.trainable_variables
@@ -410,7 +415,8 @@ class Trainer:
 
     def accumulate(index, loss_sum, grad_sums):
       loss, grads = self._micro_batch_gradients({name: t[index]
-                                                 for name, t in micro_batches.items()})
+                                                 for name, t in micro_batches.items()},
+                                                num_examples)
       reached[:] = [g is not None for g in grads]
       # Dense sums: the word-embedding gradient arrives sparse, with new indices each time.
       grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
@@ -422,13 +428,16 @@ class Trainer:
         (tf.constant(0), tf.constant(0.0), [tf.zeros_like(v) for v in variables]))
     return loss, [g if r else None for g, r in zip(grads, reached)]
 
-  def _micro_batch_gradients(self, features: Features):
+  def _micro_batch_gradients(self, features: Features, num_examples: tf.Tensor):
     """Loss and gradients of one (micro-)batch, the loss a share of the global batch's mean."""
     with tf.GradientTape() as tape:
       outputs = self.model(features, training=True)
       per_example = self.loss_fn(features, outputs)
-      loss = tf.nn.compute_average_loss(per_example,
-                                        global_batch_size=self.config.train_batch_size)
+      if packing.is_packed(features):  # per example slot [rows, E]; empty slots weigh 0
+        loss = tf.reduce_sum(per_example * features[packing.EXAMPLE_WEIGHTS]) / num_examples
+      else:
+        loss = tf.nn.compute_average_loss(per_example,
+                                          global_batch_size=self.config.train_batch_size)
       scaled = self.optimizer.get_scaled_loss(loss) if self._loss_scaled else loss
     variables = self.model.trainable_variables
     grads = tape.gradient(scaled, variables)
@@ -441,10 +450,17 @@ class Trainer:
     return isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
 
   def _replica_step(self, features: Features) -> tf.Tensor:
-    loss, grads = self._gradients(features)
+    context = tf.distribute.get_replica_context()
+    if packing.is_packed(features):
+      # Rows hold a varying number of examples: the loss is the mean over the step's examples
+      # on every replica, so each replica divides its sum by the global count.
+      num_examples = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        tf.reduce_sum(features[packing.EXAMPLE_WEIGHTS]))
+    else:
+      num_examples = tf.constant(float(self.config.train_batch_size))
+    loss, grads = self._gradients(features, num_examples)
     # Variables the loss does not reach (the pooler, for SQuAD) have no gradient, as in TF1.
     pairs = [(g, v) for g, v in zip(grads, self.model.trainable_variables) if g is not None]
-    context = tf.distribute.get_replica_context()
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
     # The word-embedding gradient arrives sparse (IndexedSlices); Adam's sparse path updates
     # the whole table anyway, in several unfused passes. Summed into a dense tensor, it takes
