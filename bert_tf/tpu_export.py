@@ -74,6 +74,11 @@ def features(spec: StepSpec, batch_size: int) -> Dict[str, tf.Tensor]:
   return result
 
 
+def features_bytes(spec: StepSpec, batch_size: int) -> int:
+  """Bytes of one batch of `features` (the step's arguments that are not variables)."""
+  return sum(t.shape.num_elements() * t.dtype.size for t in features(spec, batch_size).values())
+
+
 def _with_policy(spec: StepSpec, export: Callable[[], bytes]) -> bytes:
   """Runs `export` in a fresh Keras graph under the spec's dtype policy, then restores float32."""
   tf_keras.backend.clear_session()

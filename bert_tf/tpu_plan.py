@@ -125,6 +125,7 @@ class StepReport:
   memory: Optional[Dict[str, int]] = None
   flops: float = 0.0  # per replica
   seconds: float = 0.0  # compile time
+  batch_bytes: int = 0  # of the features among the arguments; the rest are variables
 
   @property
   def total_bytes(self) -> int:
@@ -170,8 +171,9 @@ class Planner:
     started = time.time()
     results = compile_hlo_files(self.tpu, paths)
     reports = [StepReport(batch=b, compiles=r["compiles"], error=r.get("error", ""),
-                          memory=r.get("memory"), flops=r.get("flops", 0.0),
-                          seconds=r["seconds"]) for b, r in zip(batches, results)]
+                          memory=r.get("memory"), flops=r.get("flops", 0.0), seconds=r["seconds"],
+                          batch_bytes=tpu_export.features_bytes(self.spec, b))
+               for b, r in zip(batches, results)]
     self.log(f"  compiled in {time.time() - started:.0f} s: " + ", ".join(
         f"{r.batch}: {'fits' if r.compiles else 'does not compile'}" for r in reports))
     return reports
@@ -264,6 +266,8 @@ def _gb(size: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+  if seconds < 60:
+    return f"{seconds:.2g} s"
   hours, rest = divmod(int(seconds), 3600)
   return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
@@ -280,8 +284,9 @@ def describe_step(name: str, report: StepReport, tpu: tpu_chips.TpuType, analyti
   lines = [
       f"{name}, global batch {global_batch} ({report.batch} per replica): compiles "
       f"(XLA's TPU compiler, {report.seconds:.0f} s).",
-      f"  HBM per replica: arguments (weights, optimizer state, batch) "
-      f"{_gb(m['argument_size_in_bytes'])}, temporaries {_gb(m['temp_size_in_bytes'])}, "
+      f"  HBM per replica: weights + optimizer state "
+      f"{_gb(m['argument_size_in_bytes'] - report.batch_bytes)}, batch {_gb(report.batch_bytes)}"
+      f", temporaries {_gb(m['temp_size_in_bytes'])}, "
       f"total {_gb(report.total_bytes)} of {_gb(tpu.hbm_per_replica)} "
       f"({100 * report.total_bytes / tpu.hbm_per_replica:.0f}%).",
       f"  FLOPs: {flops / 1e12:.3f} TFLOP per step, {flops / global_batch / 1e9:.2f} GFLOP per "
