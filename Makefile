@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-gpu install-tpu package tokenizer sanitize-tokenizer demo demo-pretraining test
+.PHONY: install install-gpu install-tpu package tokenizer sanitize-tokenizer tpu-compile-env demo \
+	demo-pretraining test
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,11 +63,23 @@ $(VENV)/installed-tpu: requirements.txt requirements-tpu.txt
 install-tpu: $(VENV)/installed-tpu package
 	TPU_LOAD_LIBRARY=0 $(PY) -m bert_tf.doctor --expect=tpu
 
+# The TPU compiler (jax, jaxlib, libtpu; about 1 GB) for `python -m bert_tf.tpu_plan` and
+# tests/test_tpu_compile.py, in its own environment: libtpu must never sit beside the
+# TensorFlow that .venv imports (requirements-tpu-compile.txt says why).
+TPU_COMPILE_VENV ?= .venv-tpu-compile
+$(TPU_COMPILE_VENV)/installed: requirements-tpu-compile.txt
+	$(PYTHON) -m venv $(TPU_COMPILE_VENV)
+	$(TPU_COMPILE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TPU_COMPILE_VENV)/bin/python -m pip install -q -r requirements-tpu-compile.txt
+	touch $@
+
+tpu-compile-env: $(TPU_COMPILE_VENV)/installed
+
 demo: install
 	$(PY) run_squad.py --demo
 
 demo-pretraining: install
 	$(PY) run_pretraining.py --demo
 
-test: install
+test: install tpu-compile-env
 	$(PY) -m pytest -q tests
