@@ -17,7 +17,7 @@ an output about to be rewritten from other weights is moved to previous_outputs/
 import dataclasses
 import hashlib
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -31,7 +31,7 @@ STATE_FILE = "checkpoint"  # TensorFlow's checkpoint state ("which is latest"), 
 OUTPUT_SOURCES_FILE = "output_sources.json"
 PREVIOUS_OUTPUTS_DIR = "previous_outputs"
 
-_logged = set()  # messages already logged: tools resolve the same directory several times
+_logged: Set[Tuple[Any, ...]] = set()  # messages already logged: tools resolve the same directory several times
 
 
 def _log_once(level: int, message: str, *args: Any) -> None:
@@ -103,7 +103,7 @@ def read_best(output_dir: str) -> Optional[Dict[str, Any]]:
   return _read_best_file(os.path.join(output_dir, BEST_DIR))
 
 
-def is_best_dir(directory: str) -> bool:
+def _is_best_dir(directory: str) -> bool:
   """Whether `directory` is a run's best/ (it holds best.json)."""
   return tf.io.gfile.exists(os.path.join(directory, BEST_FILE))
 
@@ -111,7 +111,7 @@ def is_best_dir(directory: str) -> bool:
 def model_file_directories(directory: str) -> List[str]:
   """Where the vocab and config of a checkpoint in `directory` are: there, and for a run's
   best/ also in the run directory above it (training writes them there once)."""
-  if is_best_dir(directory):
+  if _is_best_dir(directory):
     return [directory, os.path.dirname(directory.rstrip("/"))]
   return [directory]
 
@@ -121,8 +121,8 @@ def model_file_directories(directory: str) -> List[str]:
 
 
 def latest_checkpoint(directory: str) -> Optional[str]:
-  """The latest checkpoint the state file names, as the prefix inside `directory` (an absolute
-  path there, as TensorFlow may write, is read by its name), or None."""
+  """The latest checkpoint the state file names, as the prefix inside `directory` (a path
+  elsewhere, absolute as TensorFlow may write it, is read by its name), or None."""
   if not tf.io.gfile.exists(os.path.join(directory, STATE_FILE)):
     return None
   state = tf.train.get_checkpoint_state(directory)
@@ -177,12 +177,6 @@ class ModelCheckpoint:
       shown = f"{value:.4f}" if isinstance(value, (int, float)) else value
       return f"the best model by {self.best.get('metric')} {shown} at step {self.best.get('step')}"
     return "the latest checkpoint"
-
-  @property
-  def step(self) -> int:
-    """The step in the prefix's name (ckpt-STEP), 0 when it has none."""
-    tail = self.prefix.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 def model_checkpoint(directory: str) -> Optional[ModelCheckpoint]:

@@ -110,7 +110,8 @@ def test_a_directory_without_a_best_model_means_its_latest_checkpoint(tmp_path):
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(tmp_path), 2)
   manager.save(checkpoint_number=4)
   chosen = run_directory.model_checkpoint(str(tmp_path))
-  assert (chosen.prefix, chosen.best, chosen.step) == (str(tmp_path / "ckpt-4"), None, 4)
+  assert (chosen.prefix, chosen.best) == (str(tmp_path / "ckpt-4"), None)
+  assert chosen.description == "the latest checkpoint"
   assert run_directory.model_checkpoint(str(tmp_path / "empty")) is None
 
 
