@@ -18,6 +18,7 @@ import tf_keras
 from bert_tf import configs, model_files, modeling, script_errors, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
+from bert_tf.tasks import classifier_metrics
 from bert_tf.tasks import task
 from bert_tf.training import best_checkpoint, history, trainer
 from conftest import PROJECT_ROOT
@@ -175,7 +176,8 @@ def test_padded_batches_count_every_example_once_on_two_replicas(tmp_path, data_
     assert split["probabilities"].shape == (NUM_DEV, 2)
     np.testing.assert_allclose(split["probabilities"], single["probabilities"], atol=1e-6)
     np.testing.assert_array_equal(split["label_ids"], single["label_ids"])
-  result = classifier_task.evaluate(mirrored, model, feature_file, SEQ_LENGTH, 4, ["0", "1"])
+  result = classifier_metrics.classification_metrics(split["logits"], split["label_ids"],
+                                                     ["0", "1"])
   assert result["num_examples"] == NUM_DEV
 
 
@@ -184,19 +186,19 @@ def test_resumes_after_interruption_as_if_never_stopped(tmp_path, data_dir, toke
   reference = _run(_config(data_dir, tmp_path / "whole", do_predict=False), tokenizer)
 
   calls = []
-  real_evaluate = classifier_task.evaluate
+  real_evaluate = classifier_task.ClassifierTask.evaluate
 
-  def crash_on_second_evaluation(*args, **kwargs):
+  def crash_on_second_evaluation(self, model):
     calls.append(1)
     if len(calls) == 2:
       raise KeyboardInterrupt("simulated interruption")
-    return real_evaluate(*args, **kwargs)
+    return real_evaluate(self, model)
 
   config = _config(data_dir, tmp_path / "resumed", do_predict=False)
-  monkeypatch.setattr(classifier_task, "evaluate", crash_on_second_evaluation)
+  monkeypatch.setattr(classifier_task.ClassifierTask, "evaluate", crash_on_second_evaluation)
   with pytest.raises(KeyboardInterrupt):
     _run(config, tokenizer)
-  monkeypatch.setattr(classifier_task, "evaluate", real_evaluate)
+  monkeypatch.setattr(classifier_task.ClassifierTask, "evaluate", real_evaluate)
   state = history.TrainingState.load(config.output_dir)
   assert [row["step"] for row in state.history] == [6]
   assert tf.train.latest_checkpoint(config.output_dir).endswith("ckpt-12")
@@ -218,12 +220,12 @@ def test_early_stopping_keeps_and_restores_the_best_checkpoint(tmp_path, data_di
   scores = iter([0.2, 0.5, 0.4, 0.3, 0.9])  # best at the 2nd evaluation; stop after the 4th
   seen = []
 
-  def scripted_evaluate(strategy, model, feature_file, seq_length, batch_size, label_list):
+  def scripted_evaluate(self, model):
     seen.append(model.classifier.kernel.numpy().copy())
     value = next(scores)
     return dict(accuracy=value, loss=1.0 - value, mcc=value, f1=value, num_examples=NUM_DEV)
 
-  monkeypatch.setattr(classifier_task, "evaluate", scripted_evaluate)
+  monkeypatch.setattr(classifier_task.ClassifierTask, "evaluate", scripted_evaluate)
   config = _config(data_dir, tmp_path / "out", do_predict=False, num_train_epochs=6.0,
                    keep_best_by="mcc", early_stopping_patience=2)
   results = _run(config, tokenizer)
@@ -471,3 +473,35 @@ def test_length_buckets_give_the_padded_outputs(tmp_path, data_dir, tokenizer, m
       (out / name).unlink()
     _run(_config(data_dir, out, max_seq_length=32, do_train=False), tokenizer, strategy)
     assert {name: (out / name).read_bytes() for name in names} == padded
+
+
+def test_nsmc_converts_and_scores_its_one_dev_and_test_file_once(tmp_path, tokenizer,
+                                                                  monkeypatch):
+  """NSMC validates on ratings_test.txt: the last evaluation during training, --do_eval and
+  --do_predict score the same reviews with the same weights, so once."""
+  data = tmp_path / "nsmc"
+  data.mkdir()
+  for name, count in (("ratings_train.txt", 33), ("ratings_test.txt", 11)):
+    lines = (SAMPLE / "nsmc" / name).read_text(encoding="utf-8").splitlines()[:count]
+    (data / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+  scored, converted = [], []
+  real_predict, real_prepare = (classifier_task.predict_probabilities,
+                                classifier_data.prepare_features)
+
+  def counted_predict(*args, **kwargs):
+    scored.append(args[2].path)
+    return real_predict(*args, **kwargs)
+
+  def counted_prepare(*args, **kwargs):
+    converted.append(args[-1])
+    return real_prepare(*args, **kwargs)
+
+  monkeypatch.setattr(classifier_task, "predict_probabilities", counted_predict)
+  monkeypatch.setattr(classifier_data, "prepare_features", counted_prepare)
+  results = _run(_config(str(data), tmp_path / "out", task_name="nsmc", eval_every_epoch=True,
+                         num_train_epochs=2.0), tokenizer)
+  assert len(converted) == 2  # train, and dev = test
+  assert len(results["history"]) == 2 and len(scored) == 2  # one per epoch, none after
+  assert results["eval"] == results["test"]  # the same outputs
+  probabilities = np.loadtxt(tmp_path / "out" / "test_results.tsv", delimiter="\t")
+  assert probabilities.shape == (10, 2)

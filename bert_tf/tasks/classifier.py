@@ -10,7 +10,7 @@ later evaluation- or prediction-only run of a tsv/csv task knows it.
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -75,13 +75,10 @@ def _logits(strategy: tf.distribute.Strategy, model: tf_keras.Model,
   return outputs
 
 
-def evaluate(strategy: tf.distribute.Strategy, model: tf_keras.Model,
-             feature_file: classifier_data.FeatureFile, seq_length: int, batch_size: int,
-             label_list: Sequence[str], num_buckets: int = 0) -> Dict[str, Any]:
-  """classifier_metrics.classification_metrics over every example of `feature_file`, once."""
-  outputs = _logits(strategy, model, feature_file, seq_length, batch_size, num_buckets)
-  return classifier_metrics.classification_metrics(outputs["logits"], outputs["label_ids"],
-                                                   label_list)
+def weights_fingerprint(model: tf_keras.Model) -> Tuple[float, ...]:
+  """The sum of each weight of `model`, in one transfer: equal for the same weights, different
+  once training or a restored checkpoint changes any."""
+  return tuple(tf.stack([tf.reduce_sum(tf.cast(w, tf.float64)) for w in model.weights]).numpy())
 
 
 def predict_probabilities(strategy: tf.distribute.Strategy, model: tf_keras.Model,
@@ -126,6 +123,8 @@ class ClassifierTask(task.Task):
     self.files_by_split: Dict[str, classifier_data.FeatureFile] = {}
     self.examples: Dict[str, List[classifier_data.InputExample]] = {}
     self.label_list: List[str] = []
+    # (feature file, weights_fingerprint) -> its logits and labels (see _outputs).
+    self._scored: Dict[Tuple[str, Tuple[float, ...]], Dict[str, np.ndarray]] = {}
 
   def check_task(self) -> None:
     if self.config.max_seq_length < 3:
@@ -147,9 +146,18 @@ class ClassifierTask(task.Task):
                        f"{summary(recorded)}, but this run has {summary(self.label_list)}: use "
                        "another --output_dir (or the same --task_name and --label_list).")
     tokenizer = self.files.tokenizer()
-    self.files_by_split = {split: classifier_data.prepare_features(
-        self.examples[split], self.label_list, config.max_seq_length, tokenizer,
-        os.path.join(config.output_dir, RECORD_FILES[split])) for split in splits}
+    sources = {split: self.processor.find_file(config.data_dir, split) for split in splits}
+    self.files_by_split = {}
+    for split in splits:
+      same = next((done for done in self.files_by_split if sources[done] == sources[split]), None)
+      if same:  # NSMC validates on its test file: converted (and scored, see _outputs) once
+        logging.info("The %s and %s sets are one file, %s: converted once.", same, split,
+                     sources[split])
+        self.files_by_split[split] = self.files_by_split[same]
+        continue
+      self.files_by_split[split] = classifier_data.prepare_features(
+          self.examples[split], self.label_list, config.max_seq_length, tokenizer,
+          os.path.join(config.output_dir, RECORD_FILES[split]))
     if config.do_train and config.pack_sequences:
       train_file = self.files_by_split["train"].path
       self.pack_training_data(train_file, train_file + ".json", ("label_ids",))
@@ -181,9 +189,25 @@ class ClassifierTask(task.Task):
         files_in_parallel=self.config.training.input_files_in_parallel, input_context=context,
         counts_cache_dir=self.config.output_dir)
 
+  def _outputs(self, model: tf_keras.Model, split: str, batch_size: int) -> Dict[str, np.ndarray]:
+    """predict_probabilities of `split`, once per feature file and weights: NSMC's dev and
+    test sets are one file, which the last evaluation during training, --do_eval and
+    --do_predict would otherwise each score with the same model."""
+    feature_file = self.files_by_split[split]
+    key = (feature_file.path, weights_fingerprint(model))
+    if key in self._scored:
+      logging.info("%s was scored with these weights already: reusing its outputs.",
+                   feature_file.path)
+    else:
+      self._scored[key] = predict_probabilities(self.strategy, model, feature_file,
+                                                self.config.max_seq_length, batch_size,
+                                                self.config.length_buckets)
+    return self._scored[key]
+
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
-    return evaluate(self.strategy, model, self.files_by_split["dev"], self.config.max_seq_length,
-                    self.config.eval_batch_size, self.label_list, self.config.length_buckets)
+    outputs = self._outputs(model, "dev", self.config.eval_batch_size)
+    return classifier_metrics.classification_metrics(outputs["logits"], outputs["label_ids"],
+                                                     self.label_list)
 
   def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
     """eval_results.txt (google-research's sorted `key = value` lines) and eval_results.json."""
@@ -199,9 +223,7 @@ class ClassifierTask(task.Task):
     return ["eval_results.txt", "eval_results.json"]
 
   def predict(self, model: tf_keras.Model, step: int, results: Dict[str, Any]) -> List[str]:
-    outputs = predict_probabilities(self.strategy, model, self.files_by_split["test"],
-                                    self.config.max_seq_length, self.config.predict_batch_size,
-                                    self.config.length_buckets)
+    outputs = self._outputs(model, "test", self.config.predict_batch_size)
     labeled = all(example.label is not None for example in self.examples["test"])
     if labeled:
       results["test"] = classifier_metrics.classification_metrics(
