@@ -446,8 +446,7 @@ def test_loops_end_by_time_so_a_signal_waits_little_for_its_save(tmp_path, recor
   assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{ends[-1]}")
 
 
-def test_ctrl_c_saves_like_sigterm_and_a_second_one_stops_at_once(tmp_path, records,
-                                                                 monkeypatch):
+def test_ctrl_c_saves_like_sigterm_and_restores_the_handler(tmp_path, records, monkeypatch):
   update = trainer.Progress.update
   presses = []
 

@@ -58,11 +58,10 @@ def saving(prefix: str) -> Iterator[None]:
   the disk is full, raises DiskFullError instead of TensorFlow's traceback."""
   try:
     yield
-  except (tf.errors.OpError, OSError) as e:
+  except tf.errors.OpError as e:
     directory, name = os.path.split(prefix)
     remove_temporaries(directory)
-    message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-    if NO_SPACE not in message:
+    if NO_SPACE not in e.message:
       raise
     raise DiskFullError(
         f"{NO_SPACE} while saving {name} to {directory}{free_space(directory)}. Make room (or "

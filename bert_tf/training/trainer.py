@@ -72,8 +72,8 @@ class TrainConfig:
   # The standard bias-corrected AdamW (torch's) instead of google-research's (optimization.py).
   adam_bias_correction: bool = False
   # A loop (one tf.function call) also ends after about this many seconds, measured from the
-  # loops so far: progress shows at least that often, and a SIGTERM (a spot TPU gets ~30 s
-  # before the hard stop) or Ctrl-C waits at most that long for its save.
+  # loops so far, so progress shows at least that often. (A SIGTERM or Ctrl-C does not wait for
+  # it: the loop ends after the step in flight.)
   max_seconds_per_loop: float = 20.0
   # Training files interleaved at once (data.pipeline.training_dataset's files_in_parallel).
   input_files_in_parallel: int = 16
@@ -475,7 +475,8 @@ class Trainer:
                                    experimental_aggregate_gradients=False)
     return loss
 
-  def _train_loop_fn(self, iterator: Iterator, num_steps: tf.Tensor):
+  def _train_loop_fn(self, iterator: Iterator, num_steps: tf.Tensor
+                     ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Runs `num_steps` steps, or fewer if a stop is requested (checked before each step);
     returns the sum of their losses and how many ran.
 
