@@ -226,27 +226,31 @@ class Planner:
 # The command line
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "squad", ["squad", "classifier", "pretraining"], "The task's step.")
-flags.DEFINE_string("bert_config_file", "bert_base_uncased",
-                    "A bert_config.json, or the name of one in configs/ (bert_large, kcbert_base...).")
-flags.DEFINE_integer("max_seq_length", 384, "Sequence length.")
-flags.DEFINE_integer("train_batch_size", 32, "Global batch per optimizer step (all replicas).")
-flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step.")
-flags.DEFINE_enum("mixed_precision", "mixed_bfloat16", ["float32", "mixed_bfloat16"],
-                  "Dtype policy (what --mixed_precision=auto picks on a TPU: mixed_bfloat16).")
-flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "pretraining: masked positions per sequence.")
-flags.DEFINE_integer("num_labels", 2, "classifier: number of labels.")
-flags.DEFINE_string("tpu", "v3-8", f"TPU type: one of {', '.join(tpu_chips.TPU_TYPES)}.")
-flags.DEFINE_integer("num_train_steps", 0, "Steps to time (0: from --num_train_examples and "
-                     "--num_train_epochs).")
-flags.DEFINE_integer("num_train_examples", 0, "Training examples (features) per epoch.")
-flags.DEFINE_float("num_train_epochs", 2.0, "Epochs, with --num_train_examples.")
-flags.DEFINE_float("mfu", 0.4, "Model FLOPs utilisation for the realistic time estimate.")
-flags.DEFINE_bool("search_batch", True, "Search the largest global batch that compiles.")
-flags.DEFINE_integer("search_compiles", 4, "At most this many extra compiles for the search.")
-flags.DEFINE_integer("predict_batch_size", 0, "Also compile the prediction step at this global "
-                     "batch (0: skip).")
+
+
+def define_flags() -> None:
+  """The planner's flags (defined when it runs, so that importing it defines none)."""
+  flags.DEFINE_enum("task", "squad", ["squad", "classifier", "pretraining"], "The task's step.")
+  flags.DEFINE_string("bert_config_file", "bert_base_uncased",
+                      "A bert_config.json, or the name of one in configs/ (bert_large, kcbert_base...).")
+  flags.DEFINE_integer("max_seq_length", 384, "Sequence length.")
+  flags.DEFINE_integer("train_batch_size", 32, "Global batch per optimizer step (all replicas).")
+  flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per optimizer step.")
+  flags.DEFINE_enum("mixed_precision", "mixed_bfloat16", ["float32", "mixed_bfloat16"],
+                    "Dtype policy (what --mixed_precision=auto picks on a TPU: mixed_bfloat16).")
+  flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20, "pretraining: masked positions per sequence.")
+  flags.DEFINE_integer("num_labels", 2, "classifier: number of labels.")
+  flags.DEFINE_string("tpu", "v3-8", f"TPU type: one of {', '.join(tpu_chips.TPU_TYPES)}.")
+  flags.DEFINE_integer("num_train_steps", 0, "Steps to time (0: from --num_train_examples and "
+                       "--num_train_epochs).")
+  flags.DEFINE_integer("num_train_examples", 0, "Training examples (features) per epoch.")
+  flags.DEFINE_float("num_train_epochs", 2.0, "Epochs, with --num_train_examples.")
+  flags.DEFINE_float("mfu", 0.4, "Model FLOPs utilisation for the realistic time estimate.")
+  flags.DEFINE_bool("search_batch", True, "Search the largest global batch that compiles.")
+  flags.DEFINE_integer("search_compiles", 4, "At most this many extra compiles for the search.")
+  flags.DEFINE_integer("predict_batch_size", 0, "Also compile the prediction step at this global "
+                       "batch (0: skip).")
 
 
 def resolve_config_file(name: str) -> str:
@@ -299,7 +303,11 @@ def describe_step(name: str, report: StepReport, tpu: tpu_chips.TpuType, analyti
   return lines
 
 
-def plan(log=print) -> None:
+def _say(line: str) -> None:
+  print(line, flush=True)
+
+
+def plan(log=_say) -> None:
   """The planner: checks the flags, compiles, prints."""
   from bert_tf import configs, tpu_export  # pylint: disable=import-outside-toplevel  # TensorFlow
   tpu = tpu_chips.tpu_type(FLAGS.tpu)
@@ -368,4 +376,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
