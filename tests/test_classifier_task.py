@@ -363,6 +363,51 @@ def test_test_results_keep_googles_format_and_can_name_the_labels(tmp_path):
                                             "0.2\t0.8\tpos"]
 
 
+def test_packed_and_padded_runs_share_one_model(tmp_path, data_dir, tokenizer):
+  """A packed run trains the very model a padded run does: the same variables in its
+  checkpoint, which initialises a padded run (and the reverse), both learning from every example
+  once an epoch."""
+  def train(name, pack, **overrides):
+    return _run(_config(data_dir, tmp_path / name, do_eval=False, do_predict=False,
+                        num_train_epochs=1.0, pack_sequences=pack, **overrides), tokenizer)
+
+  packed, padded = train("packed", True), train("padded", False)
+  meta = json.loads((tmp_path / "packed" / task.PACKED_TRAIN_FILE).with_suffix(
+      ".tf_record.json").read_text())
+  assert meta["num_examples"] == 48 and meta["num_rows"] < 48
+  # The packed epoch: its rows in steps of about 8 examples; the padded one 48 / 8 steps.
+  assert padded["history"][-1]["step"] == 6
+  assert packed["history"][-1]["step"] == int(
+      meta["num_rows"] / round(8 * meta["num_rows"] / 48))
+  weights = {name: processes.model_weights(tmp_path / name) for name in ("packed", "padded")}
+  assert {k: v.shape for k, v in weights["packed"].items()} == {
+      k: v.shape for k, v in weights["padded"].items()}
+  files = model_files.ModelFiles(VOCAB, TINY, "the tiny test config", False,
+                                 str(tmp_path / "packed"))
+  config = _config(data_dir, tmp_path / "from_packed", do_eval=False, do_predict=False,
+                   num_train_epochs=1.0, pack_sequences=False)
+  run = classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy())
+  run.prepare()
+  model = run.restore_for_inference()  # --init_checkpoint: the packed run's directory
+  np.testing.assert_array_equal(
+      model.classifier.kernel.numpy(),
+      weights["packed"]["model/classifier/kernel/.ATTRIBUTES/VARIABLE_VALUE"])
+  np.testing.assert_array_equal(
+      model.encoder.pooler_layer.kernel.numpy(),
+      weights["packed"]["model/encoder/_pooler_layer/kernel/.ATTRIBUTES/VARIABLE_VALUE"])
+
+
+def test_packing_that_cannot_keep_the_batch_stops_before_training(tmp_path, data_dir,
+                                                                   tokenizer):
+  with pytest.raises(ValueError, match=r"--pack_sequences: rows of 24 tokens hold [\d.]+ "
+                     r"training examples on average.*not --train_batch_size=1: raise "
+                     r"--train_batch_size to at least \d+ or pass --pack_sequences=false"):
+    _run(_config(data_dir, tmp_path / "out", training=trainer.TrainConfig(
+        output_dir=str(tmp_path / "out"), train_batch_size=1, num_train_steps=0,
+        learning_rate=1e-3)), tokenizer)
+  assert not list((tmp_path / "out").glob("ckpt-*"))
+
+
 def test_length_buckets_give_the_padded_outputs(tmp_path, data_dir, tokenizer, mirrored_cpus):
   """--length_buckets (the default) against 0 (google-research's padded batches): the same
   eval_results, test_results.tsv and test_metrics.json, byte for byte, also on two replicas."""

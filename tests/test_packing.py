@@ -1,8 +1,12 @@
 """Packing training features into rows: every example whole, once, deterministic for a seed."""
 
 import numpy as np
+import tensorflow as tf
 
+from bert_tf import tokenization
+from bert_tf.data import classifier as classifier_data
 from bert_tf.data import packing
+from conftest import PROJECT_ROOT
 from tests.packed_data import NUM_EXAMPLES, SEQ_LENGTH, packed_rows, real_slots, unpacked_examples
 
 
@@ -44,3 +48,25 @@ def test_rows_per_step_keeps_the_batch_in_examples():
   assert packing.rows_per_step(32, 1000, 100, 1) == 3
   assert packing.rows_per_step(32, 1000, 100, 4) == 4
   assert packing.rows_per_step(4, 1000, 100, 2) == 2  # at least a row each
+
+
+def test_an_example_longer_than_a_row_is_truncated_as_unpacked_never_split(tmp_path):
+  """The classifier's features, packed: a long example is google-research's truncation, whole in
+  one row; short ones share rows."""
+  tokenizer = tokenization.FullTokenizer(
+      str(PROJECT_ROOT / "sample_data" / "classifier" / "vocab.txt"), do_lower_case=False)
+  texts = ["짧은 리뷰", "이 영화 정말 재미있어요 " * 20, "좋아요", "별로", "최고의 영화"]
+  examples = [classifier_data.InputExample(f"train-{i}", text, None, "1")
+              for i, text in enumerate(texts)]
+  features = classifier_data.prepare_features(examples, ["0", "1"], 16, tokenizer,
+                                              str(tmp_path / "train.tf_record"))
+  packed = packing.prepare_packed(features.path, features.path + ".json", 16, ("label_ids",),
+                                  seed=3, output_file=str(tmp_path / "packed.tf_record"))
+  rows = next(iter(tf.data.TFRecordDataset(packed.path).batch(10).map(
+      packing.packed_parser(packed, ("label_ids",)))))
+  unpacked = classifier_data.convert_single_example(1, examples[1], ["0", "1"], 16, tokenizer)
+  assert sum(unpacked.input_mask) == 16  # truncated to the row
+  full = [r for r in range(packed.num_rows)
+          if rows["input_ids"].numpy()[r].tolist() == unpacked.input_ids]
+  assert len(full) == 1 and rows[packing.EXAMPLE_WEIGHTS].numpy()[full[0]].sum() == 1
+  assert packed.num_rows < len(texts) - 1 and packed.max_examples_per_row >= 2
