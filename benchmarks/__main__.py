@@ -183,6 +183,32 @@ def pretraining_scale_rows(entry: Dict[str, Any]) -> List[Row]:
   return rows
 
 
+def useful_tokens_rows(entry: Dict[str, Any]) -> List[Row]:
+  """Fine-tuning sets: the packed training rows' share (target 0.9), buckets and padding beside;
+  pretraining instances: google-research's padded share."""
+  rows = []
+  for name in ("nsmc", "cola", "squad", "korquad"):
+    if name in entry:
+      figures = entry[name]
+      rows.append(dict(figure=f"10 useful-token share, {name} (seq {figures['seq_length']})",
+                       ours=f"packed {figures['packed']}, buckets {figures['buckets']}",
+                       reference=f"padded {figures['padded']}", ratio=figures["packed"],
+                       target=0.9))
+  for mode, figures in entry.get("pretraining", {}).items():
+    rows.append(dict(figure=f"10 useful-token share, pretraining instances ({mode})",
+                     ours=f"padded {figures['padded']}", reference="", ratio=figures["padded"],
+                     target=0.9))
+  return rows
+
+
+def bucketed_prediction_rows(entry: Dict[str, Any]) -> List[Row]:
+  seconds = entry["median_seconds"]
+  return [dict(figure=f"11 SQuAD dev prediction, length buckets vs padded ({entry['windows']} "
+                      f"windows, {entry['config']})",
+               ours=f"{seconds['bucketed']} s", reference=f"{seconds['padded']} s (padded)",
+               ratio=entry["speedup"], target=1.8)]
+
+
 def _has_gpu() -> bool:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return bool(tf.config.list_physical_devices("GPU"))
@@ -214,6 +240,12 @@ FIGURES: Dict[str, Any] = dict(
     # After resume_position: its entry holds that figure too.
     pretraining_scale=([], ["--scales", "0.05,0.1"], [CORPUS, VOCABS / "kcbert-base-vocab.txt"],
                        pretraining_scale_rows),
+    useful_tokens=([], ["--sets", "cola,squad"],
+                   [SQUAD_DEV, CORPUS, common.DATA / "nsmc_like", common.DATA / "cola"],
+                   useful_tokens_rows),
+    bucketed_prediction=([], ["--articles", "1"],
+                         [SQUAD_DEV, VOCABS / "bert-base-uncased-vocab.txt"],
+                         bucketed_prediction_rows),
 )
 
 

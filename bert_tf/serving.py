@@ -16,6 +16,9 @@ Equal to the Python path on the same logits, step for step:
   rank, end rank (the order of its stable sort); get_final_text projects it onto the words; with
   SQuAD 2.0 the answer is "" when the lowest [CLS] score beats it by more than the threshold.
 The one source of difference is the tokenizer's (InGraphTokenizer's docstring lists its cases).
+The model runs on the request's inputs cut to its longest one (rounded up to 16 positions), not
+on max_seq_length, and QA's n-best looks at each window's own tokens: run_squad's default
+--length_buckets path, whose logits equal the padded path's to the bit.
 """
 
 from typing import Dict, Optional, Sequence
@@ -24,6 +27,7 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf import tokenization
+from bert_tf.data import length_buckets
 
 # squad._CONTEXT_WORD's separators: google-research splits contexts on these characters only.
 CONTEXT_SPACES = (0x20, 0x09, 0x0d, 0x0a, 0x202f)
@@ -115,7 +119,14 @@ class ServingModule(tf.Module):
     self._cls_id, self._sep_id = vocab["[CLS]"], vocab["[SEP]"]
 
   def _run(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    return self._model(features)
+    """The model on the features cut to the request's longest input, rounded up to a multiple
+    of length_buckets.GRANULE: what lies past it is padding in every row, and the outputs of
+    the kept positions are those of the full length to the bit (data/length_buckets.py)."""
+    granule = length_buckets.GRANULE
+    longest = tf.reduce_max(tf.reduce_sum(features["input_mask"], axis=1))
+    length = tf.minimum(tf.maximum((longest + granule - 1) // granule * granule, granule),
+                        self.max_seq_length)
+    return self._model({name: value[:, :length] for name, value in features.items()})
 
 
 class TextClassifier(ServingModule):
@@ -278,6 +289,16 @@ class QuestionAnswerer(ServingModule):
     best = _first_argmax(tf.where(inside, score, -float("inf")))
     return tf.equal(best, windows["windows"].flat_values[:, None])
 
+  def _window_logits(self, logits: Dict[str, tf.Tensor], input_mask: tf.Tensor
+                     ) -> Dict[str, tf.Tensor]:
+    """Start and end logits [windows, max_seq_length], -inf past each window's own tokens: the
+    n-best is chosen among them, as run_squad's length-bucketed prediction chooses it."""
+    def restored(values):
+      values = tf.pad(values, [[0, 0], [0, self.max_seq_length - tf.shape(values)[1]]],
+                      constant_values=-float("inf"))
+      return tf.where(input_mask > 0, values, -float("inf"))
+    return {name: restored(logits[name]) for name in ("start_logits", "end_logits")}
+
   def _best_spans(self, logits: Dict[str, tf.Tensor], windows: Dict[str, tf.Tensor]):
     """Each example's best valid span: (score, -inf if none; window; start; end positions)."""
     k = min(self.n_best_size, self.max_seq_length)
@@ -361,7 +382,8 @@ class QuestionAnswerer(ServingModule):
     words, begins, ends = _context_words(context)
     doc_ids, tok_to_orig = self._document(words)
     windows = self._windows(question, doc_ids)
-    logits = self._run({name: windows[name] for name in features_spec(1)})
+    logits = self._window_logits(self._run({name: windows[name] for name in features_spec(1)}),
+                                 windows["input_mask"])
     best, window, start, end = self._best_spans(logits, windows)
     found = best > -float("inf")
     window_offset = _gather_or(windows["start"] - windows["offset"], window, found, 0)

@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -160,3 +161,13 @@ def test_hf_dynamic_padding_pads_each_batch_to_its_longest(tmp_path):
   assert figures["examples"] == 8 and figures["steps"] == 2 and figures["threads"] == 1
   assert figures["useful_token_share"] == round(sum(lengths) / (4 * max(lengths)), 4)
   assert figures["examples_per_sec"] > 0 and figures["seconds_since_process_start"] > 0
+
+
+def test_useful_token_shares_padded_bucketed_and_packed():
+  from benchmarks import useful_tokens  # pylint: disable=import-outside-toplevel
+  figures = useful_tokens.shares(np.array([10, 20, 30, 100]), 128)
+  assert figures["padded"] == round(160 / (4 * 128), 4)
+  assert figures["bucket_lengths"] == [16, 32, 112]
+  assert figures["buckets"] == round(160 / (16 + 32 + 32 + 112), 4)
+  # Best fit: 100 + 20 in one row, 30 + 10 in another.
+  assert figures["packed"] == round(160 / (2 * 128), 4) and figures["examples_per_packed_row"] == 2

@@ -142,7 +142,9 @@ def _python_squad(model, vocab_file, do_lower_case, settings, input_file, tmp_pa
     for name in logits:
       logits[name].append(batch[name].numpy())
   logits = {name: np.concatenate(values) for name, values in logits.items()}
-  results = [squad.RawResult(f.unique_id, logits["start_logits"][i], logits["end_logits"][i])
+  # Over each window's own tokens, as run_squad's default (--length_buckets) prediction gives them.
+  results = [squad.RawResult(f.unique_id, logits["start_logits"][i][:len(f.tokens)],
+                             logits["end_logits"][i][:len(f.tokens)])
              for i, f in enumerate(features)]
   v2 = settings.version_2_with_negative
   predictions = squad.write_predictions(

@@ -14,8 +14,9 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
-from bert_tf import serving, tokenization
+from bert_tf import configs, modeling, serving, tokenization
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import sentence_pairs
 from bert_tf.data import squad
@@ -83,8 +84,10 @@ def _python_predictions(model, path: str, vocab_file: str, do_lower_case: bool,
       features.append)
   logits = model({name: tf.constant([getattr(f, name) for f in features]) for name in
                   FEATURE_NAMES})
-  results = [squad.RawResult(f.unique_id, logits["start_logits"][i].numpy(),
-                             logits["end_logits"][i].numpy()) for i, f in enumerate(features)]
+  # Over each window's own tokens, as run_squad's default (--length_buckets) prediction gives them.
+  results = [squad.RawResult(f.unique_id, logits["start_logits"][i].numpy()[:len(f.tokens)],
+                             logits["end_logits"][i].numpy()[:len(f.tokens)])
+             for i, f in enumerate(features)]
   v2 = settings["version_2_with_negative"]
 
   def predict(threshold):
@@ -270,3 +273,41 @@ def test_classifier_labels_are_the_argmax_of_the_probabilities():
   labels = [["neg", "neu", "pos"][i] for i in probabilities.argmax(axis=1)]
   assert [label.decode() for label in outputs["label"].numpy()] == labels
   assert len(set(labels)) > 1
+
+
+class LengthSeen(tf.Module):
+  """A stand-in classifier whose first logit is the sequence length it was given."""
+
+  def __call__(self, features, training=False):
+    shape = tf.shape(features["input_ids"])
+    return dict(logits=tf.stack([tf.fill([shape[0]], tf.cast(shape[1], tf.float32)),
+                                 tf.zeros([shape[0]])], axis=1))
+
+
+@pytest.mark.parametrize("texts", [QUESTIONS[:1], QUESTIONS, CONTEXTS[:3], CONTEXTS])
+def test_served_model_runs_at_the_requests_longest_input(texts):
+  """Not at max_seq_length: at the longest input of the request, rounded up to 16."""
+  classifier = serving.TextClassifier(LengthSeen(), str(SAMPLE_VOCAB), False, 100, ["a", "b"],
+                                      False)
+  longest = classifier.features(tf.constant(texts))["input_mask"].numpy().sum(axis=1).max()
+  seen = classifier.classify(tf.constant(texts))["logits"].numpy()[:, 0]
+  assert set(seen) == {min(-(-longest // 16) * 16, 100)}
+
+
+def test_trimmed_classifier_gives_the_full_length_logits_to_the_bit():
+  config = configs.BertConfig(vocab_size=378, hidden_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=128,
+                              max_position_embeddings=128)
+  tf_keras.utils.set_random_seed(4)
+  model = modeling.build_model(modeling.BertClassifier(config, 3))
+  classifier = serving.TextClassifier(model, str(SAMPLE_VOCAB), False, 128, ["a", "b", "c"],
+                                      False)
+  texts = tf.constant(QUESTIONS + CONTEXTS[:3])
+  features = classifier.features(texts)
+  assert features["input_mask"].numpy().sum(axis=1).max() < 100  # trimmed below 128
+  # The model at max_seq_length in a graph, as the served function ran it before trimming (a
+  # graph's fused kernels round differently from eager calls, trimmed or not).
+  full = tf.function(lambda features: model(features, training=False),
+                     input_signature=[serving.features_spec(128)])(features)["logits"].numpy()
+  assert np.array_equal(classifier.classify(texts)["logits"].numpy(), full)
+  assert np.array_equal(classifier.classify_features(features)["logits"].numpy(), full)
