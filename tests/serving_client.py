@@ -25,6 +25,10 @@ def _plain(value: Any) -> Any:
 
 def _serve(requests_path: str, responses_path: str) -> None:
   import importlib.util
+  # `make install` installs bert_tf editable, importable from anywhere through a finder; a
+  # serving client has no bert_tf, so that finder goes.
+  sys.meta_path[:] = [finder for finder in sys.meta_path
+                      if not getattr(finder, "__module__", "").startswith("__editable__")]
   assert importlib.util.find_spec("bert_tf") is None, "bert_tf must not be importable here"
   import tensorflow as tf
   import tensorflow_text  # noqa: F401  (registers the ops the tokenizer uses)
