@@ -187,7 +187,8 @@ class Planner:
   def predict(self, batch: int) -> StepReport:
     return self._compile("predict", [batch])[0]
 
-  def largest_batch(self, start: StepReport, max_compiles: int) -> Tuple[int, Optional[int]]:
+  def largest_batch(self, start: StepReport, max_compiles: int,
+                    too_large: Optional[int] = None) -> Tuple[int, Optional[int]]:
     """(largest per-replica batch known to compile, smallest known not to, or None).
 
     Memory grows about linearly with the batch, so the next try is where the line through the
@@ -195,7 +196,7 @@ class Planner:
     """
     step = self.spec.gradient_accumulation_steps
     fits = start.batch if start.compiles else 0
-    fails = None if start.compiles else start.batch
+    fails = too_large if start.compiles else start.batch
     known = start if start.compiles else None
     for _ in range(max_compiles):
       if fails is not None and fails - fits <= step:
@@ -293,9 +294,8 @@ def describe_step(name: str, report: StepReport, tpu: tpu_chips.TpuType, analyti
       f", temporaries {_gb(m['temp_size_in_bytes'])}, "
       f"total {_gb(report.total_bytes)} of {_gb(tpu.hbm_per_replica)} "
       f"({100 * report.total_bytes / tpu.hbm_per_replica:.0f}%).",
-      f"  FLOPs: {flops / 1e12:.3f} TFLOP per step, {flops / global_batch / 1e9:.2f} GFLOP per "
-      f"example (XLA's cost analysis); the README's formula: {analytic * global_batch / 1e12:.3f}"
-      " TFLOP per step."]
+      f"  FLOPs: {flops:.4g} per step, {flops / global_batch:.4g} per example (XLA's cost "
+      f"analysis); the README's formula: {analytic * global_batch:.4g} per step."]
   if steps:
     at_peak = report.flops * steps / tpu.peak_flops_per_replica
     lines.append(f"  {steps} steps: {_duration(at_peak)} at peak ({tpu.peak_flops_per_replica / 1e12:g}"
@@ -356,8 +356,10 @@ def plan(log=_say) -> None:
     for line in describe_step("Training step", report, tpu, analytic, steps, FLAGS.mfu):
       log(line)
     if FLAGS.search_batch:
-      fits, fails = planner.largest_batch(report if report.compiles else smallest,
-                                          FLAGS.search_compiles)
+      if report.compiles:
+        fits, fails = planner.largest_batch(report, FLAGS.search_compiles)
+      else:
+        fits, fails = planner.largest_batch(smallest, FLAGS.search_compiles, report.batch)
       bound = (f"exactly: {fails * tpu.replicas} does not" if fails is not None
                and fails - fits <= accumulation else
                f"{fails * tpu.replicas} does not" if fails is not None else "no larger one tried")

@@ -154,3 +154,26 @@ def test_a_model_that_does_not_fit_one_example_per_core_says_by_how_much(tmp_pat
   last = stderr.strip().splitlines()[-1]
   assert status and last.startswith("error: the model does not fit a v2-8 even at one example")
   assert "exceed" in last.lower()
+
+
+@needs_compiler
+def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_steps(tmp_path):
+  config = tmp_path / "tiny.json"
+  config.write_text(TINY.to_json_string())
+  status, stdout, stderr = _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
+                                 "--max_seq_length=16", "--train_batch_size=32",
+                                 "--num_train_steps=1000", "--search_batch=false",
+                                 "--predict_batch_size=64")
+  assert status == 0, stderr
+  assert "Training step, global batch 32 (4 per replica): compiles" in stdout
+  assert "Prediction step, global batch 64 (8 per replica): compiles" in stdout
+  train = stdout.split("Prediction step")[0]
+  hbm = float(train.split("HBM per replica:")[1].split(" GB of ")[1].split(" GB")[0])
+  assert hbm == pytest.approx(16.0)  # v5e's 16 GB per chip
+  # The step's FLOPs and the formula's, both printed; and the time of 1000 steps at peak.
+  xla = float(train.split("FLOPs: ")[1].split(" per step")[0])
+  formula = float(train.split("formula: ")[1].split(" per step")[0])
+  expected = 32 * tpu_plan.analytic_flops_per_example(TINY, "squad", 16)
+  assert formula == pytest.approx(expected, rel=1e-3)
+  assert xla > 0
+  assert "1000 steps:" in train and "at 40% MFU" in train
