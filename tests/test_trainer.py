@@ -581,3 +581,18 @@ def test_max_grad_norm_clips_and_zero_turns_clipping_off(tmp_path, records):
   for b, c in zip(unclipped, huge):
     np.testing.assert_array_equal(b, c)  # a clip no gradient reaches is no clip
   assert any(not np.allclose(a, b) for a, b in zip(clipped, unclipped))
+
+
+def test_a_stop_request_ends_an_evaluation_between_segments():
+  """An evaluation between training segments checks the request before each batch, so a SIGTERM
+  during it stops the run within a batch (the task then stops at the segment's checkpoint)."""
+  inputs = tf_keras.Input(shape=(2,), name="x")
+  model = tf_keras.Model({"x": inputs}, {"y": inputs * 2.0})
+  dataset = tf.data.Dataset.from_tensor_slices({"x": np.ones((8, 2), np.float32)}).batch(4)
+  strategy = tf.distribute.get_strategy()
+  with trainer.sigterm_requests():
+    assert len(trainer.predict(strategy, model, dataset, ["y"])["y"]) == 8
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(trainer.StopRequested):
+      trainer.predict(strategy, model, dataset, ["y"])
+  assert len(trainer.predict(strategy, model, dataset, ["y"])["y"]) == 8  # outside a run: no stop
