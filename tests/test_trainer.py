@@ -698,3 +698,18 @@ def test_packed_resumed_run_matches_uninterrupted_run(tmp_path, packed):
   second.train()
   for a, b in zip(_weights(straight.model), _weights(second.model)):
     np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_a_stop_request_ends_an_evaluation_between_segments():
+  """An evaluation between training segments checks the request before each batch, so a SIGTERM
+  during it stops the run within a batch (the task then stops at the segment's checkpoint)."""
+  inputs = tf_keras.Input(shape=(2,), name="x")
+  model = tf_keras.Model({"x": inputs}, {"y": inputs * 2.0})
+  dataset = tf.data.Dataset.from_tensor_slices({"x": np.ones((8, 2), np.float32)}).batch(4)
+  strategy = tf.distribute.get_strategy()
+  with trainer.sigterm_requests():
+    assert len(trainer.predict(strategy, model, dataset, ["y"])["y"]) == 8
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(trainer.StopRequested):
+      trainer.predict(strategy, model, dataset, ["y"])
+  assert len(trainer.predict(strategy, model, dataset, ["y"])["y"]) == 8  # outside a run: no stop

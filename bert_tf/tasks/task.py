@@ -440,7 +440,10 @@ class Task:
     metrics = None
     if self.evaluates_during_training:
       started = time.time()
-      metrics = self.evaluate(run.model)
+      try:
+        metrics = self.evaluate(run.model)
+      except trainer.StopRequested:
+        run.stop_for_request()
       recorded = dict.fromkeys([*self.metrics, *(self.selectable_metrics or ())])
       row.update({f"val_{name}": metrics[name] for name in recorded if name in metrics})
       row["validation_time"] = round(time.time() - started, 1)

@@ -256,6 +256,18 @@ def sigterm_requests() -> Iterator[StopRequest]:
     os.close(read_fd)
 
 
+class StopRequested(Exception):
+  """Raised by check_stop_request in work between training loops; Trainer.stop_for_request ends
+  the run."""
+
+
+def check_stop_request() -> None:
+  """Raises StopRequested if SIGTERM or Ctrl-C came in the open sigterm_requests block: long work
+  between training segments (an evaluation) calls it between batches, so it stops too."""
+  if _stop_request is not None and _stop_request.is_set():
+    raise StopRequested()
+
+
 class Progress:
   """A progress line with steps/s, examples/s and ETA.
 
@@ -554,6 +566,10 @@ class Trainer:
     self.mean_loss = loss_sum / steps_run if steps_run else None
     return self.model
 
+  def stop_for_request(self) -> None:
+    """Ends the run for a stop that came between training segments (see check_stop_request)."""
+    self._stop_for_sigterm(tf.summary.create_noop_writer(), _stop_request)
+
   def _stop_for_sigterm(self, writer: tf.summary.SummaryWriter, request: StopRequest) -> None:
     """Ends the run after SIGTERM or Ctrl-C, saving the current step first unless it is saved."""
     path = self._checkpoint_path() if self._saved_step == self.step else self.save()
@@ -625,6 +641,7 @@ def predict(strategy: tf.distribute.Strategy, model: tf_keras.Model,
 
   collected: Dict[str, List[np.ndarray]] = {k: [] for k in [*output_keys, *passthrough_keys]}
   for features in strategy.experimental_distribute_dataset(dataset):
+    check_stop_request()  # an evaluation between training segments stops within a batch
     # Every replica's share of the batch, in order, on every worker: with several workers each
     # one computes a share, and the chief, which writes the outputs, needs all of them.
     per_replica = strategy.run(step, args=(features,))
