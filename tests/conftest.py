@@ -1,7 +1,9 @@
-"""Shared test set-up: logical CPU devices for distribution tests and the ../shared data folder."""
+"""Shared test set-up: logical CPU devices for distribution tests, the ../shared data folder, and
+a Cloud Storage emulator behind the fault proxy (tests/gcs_fault_proxy.py)."""
 
 import os
 import pathlib
+import socket
 import subprocess
 
 import pytest
@@ -71,3 +73,21 @@ def unwritable_dir(request, tmp_path) -> pathlib.Path:
     yield directory
   finally:
     subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+  """gcp-storage-emulator behind a FaultProxy, for this test module: `proxy.url` for
+  google-cloud-storage, `proxy.environment()` for TensorFlow's GCS file system."""
+  from gcs_fault_proxy import FaultProxy, start_emulator  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  emulator = start_emulator(port)
+  result = FaultProxy(f"http://127.0.0.1:{port}", str(tmp_path_factory.mktemp("certs")))
+  try:
+    yield result
+  finally:
+    result.close()
+    emulator.kill()
+    emulator.wait(timeout=10)

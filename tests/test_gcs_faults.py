@@ -5,34 +5,18 @@ checkpoints, summaries, a whole training run)."""
 
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from bert_tf import gcs
-from gcs_fault_proxy import Fault, FaultProxy, start_emulator
+from gcs_fault_proxy import Fault, FaultProxy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "classifier"
 BUCKET = "fault-bucket"
 UPLOAD_CHUNK = r"upload_id="  # the PUTs of a resumable upload session
-
-
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  emulator = start_emulator(port)
-  result = FaultProxy(f"http://127.0.0.1:{port}", str(tmp_path_factory.mktemp("certs")))
-  try:
-    yield result
-  finally:
-    result.close()
-    emulator.kill()
-    emulator.wait(timeout=10)
 
 
 @pytest.fixture
@@ -110,6 +94,18 @@ def _tensorflow(proxy: FaultProxy, code: str, timeout: float = 600) -> subproces
                         env={**os.environ, **proxy.environment(), "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+def run_classifier(proxy: FaultProxy, output_dir: str, *flags: str) -> subprocess.CompletedProcess:
+  """A tiny run_classifier.py run on the bundled NSMC sample, its gs:// through the proxy."""
+  command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=nsmc",
+             f"--data_dir={SAMPLE / 'nsmc'}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
+             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=32",
+             "--train_batch_size=16", "--eval_batch_size=16", "--save_checkpoints_steps=5",
+             "--iterations_per_loop=5", f"--output_dir={output_dir}", *flags]
+  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                        check=False,
+                        env={**os.environ, **proxy.environment(), "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
 def test_tensorflow_retries_transient_answers_and_dropped_connections(client, proxy):
   """What TensorFlow's own GCS file system does (README, "Cloud Storage faults")."""
   proxy.inject(Fault("503", "POST", "uploadType=resumable"), Fault("drop", "PUT", UPLOAD_CHUNK),
@@ -150,15 +146,7 @@ def test_training_with_gcs_output_through_faults_finishes_with_whole_objects(cli
                Fault("429", "GET", "fields=size", count=2), Fault("500", "POST", "rewriteTo"),
                Fault("slow", "POST", "uploadType=resumable", delay=2))
   output_dir = f"gs://{BUCKET}/train"
-  command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=nsmc",
-             f"--data_dir={SAMPLE / 'nsmc'}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
-             f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=32",
-             "--train_batch_size=16", "--eval_batch_size=16", "--num_train_epochs=1",
-             "--save_checkpoints_steps=5", "--iterations_per_loop=5", "--do_train", "--do_eval",
-             f"--output_dir={output_dir}"]
-  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          check=False,
-                          env={**os.environ, **proxy.environment(), "TF_CPP_MIN_LOG_LEVEL": "2"})
+  result = run_classifier(proxy, output_dir, "--num_train_epochs=1", "--do_train", "--do_eval")
   assert result.returncode == 0, result.stderr[-4000:]
   assert proxy.pending() == 0, proxy.faults
   names = [blob.name for blob in client.list_blobs(BUCKET, prefix="train/")]
