@@ -52,6 +52,7 @@ masked LM alone.
 import collections
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import itertools
@@ -556,7 +557,8 @@ def window_blocks(index: int, raw_documents: List[List[str]], counts: Dict[str, 
   """
   config: DataConfig = _WORKER["config"]
   tokenizer: tokenization.FullTokenizer = _WORKER["tokenizer"]
-  num_shards, maker, encoder = _WORKER["num_shards"], _WORKER["maker"], _WORKER["encoder"]
+  num_shards, encoder = _WORKER["num_shards"], _WORKER["encoder"]
+  maker = copy.copy(_WORKER["maker"])  # its tables shared, its counts its own (Beam's threads)
   maker.stats = collections.Counter()
   documents: List[Document] = []
   for lines in raw_documents:
