@@ -102,9 +102,24 @@ def child(tool: str, argv: List[str]) -> None:
            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)}
   cpu_seconds = cpu(usage[resource.RUSAGE_SELF]) - cpu_before + cpu(
       usage[resource.RUSAGE_CHILDREN])
-  peak = max(u.ru_maxrss for u in usage.values())
+  peak = max(_own_peak_rss_kib(usage[resource.RUSAGE_SELF]),
+             usage[resource.RUSAGE_CHILDREN].ru_maxrss)
   print(json.dumps({"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
                     "peak_rss_mib": round(peak / 1024)}))
+
+
+def _own_peak_rss_kib(usage: Any) -> int:
+  """This process's peak RSS (KiB): Linux's VmHWM where there is one, since ru_maxrss starts
+  from the high-water mark of the process that started this one (a test runner with TensorFlow
+  loaded would be measured instead of the tool)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1])
+  except OSError:
+    pass
+  return usage.ru_maxrss
 
 
 def measure(tool: str, flags_: List[str]) -> Dict[str, Any]:

@@ -15,26 +15,30 @@ workers (--setup_file=./setup.py).
 
 create_pretraining_data runs its own algorithm (see its module docstring), step for step, so
 the shards and the metadata are byte for byte the local run's for the same flags:
-  1. Count pass: each input file is read by one worker, in parallel over files, and its number
-     of documents returned to the driver, which sizes the windows as the local run does.
-  2. Window pass: each file is read again; its j-th document is document offset(file) + j of the
+  1. Count pass: each input file is read by one worker, in parallel over files, and its shape
+     (documents, cut documents, ...) returned to the driver, which sizes the windows as the
+     local run does.
+  2. Windows: each file is read again; its j-th document is document offset(file) + j of the
      corpus (offset = the documents of the files before it), so window i gets exactly the
      documents the local stream gives it. Documents are grouped by window (Beam's shuffle carries
-     the text once); each window is made by create_pretraining_data's own _make_window (the same
-     seeds), which writes its part file and progress record to OUTPUT_FILE.progress/.
-  3. Shard pass: once every window is made (a side input waits for them), each shard is copied
-     from the part files' byte ranges in its seeded segment order (_assemble_shard). The part
-     files, not Beam's shuffle, carry the records: a shard must be written in that order, and a
-     byte-range copy keeps a worker's memory at one window, as in the local run.
-The driver then writes the metadata (commit point) and removes the part files, as the local run
-does; a rerun skips the windows and shards OUTPUT_FILE.progress/ records as done.
+     the text once); each window is made by create_pretraining_data's own window_blocks (the
+     same seeds), which emits (shard, block): records bound for one shard with their sort keys.
+  3. Shards: a GroupByKey on the shard brings each shard's blocks together, in whatever order
+     the runner delivers them; write_shard sorts the records by key and writes the shard once,
+     atomically, with its progress record. No part file: the runner's shuffle (Dataflow
+     Shuffle, Flink's or Spark's) moves the records, so the requests to the bucket are the input
+     reads and one write a shard, whatever the number of windows and shards.
+The driver then writes the metadata (commit point), as the local run does; a rerun writes only
+the shards OUTPUT_FILE.progress/ does not record as done (making the windows again, since their
+records are not kept). A shard is sorted in one worker's memory: keep shards well under a
+worker's memory (e.g. 1 GB; --num_output_shards sets their number).
 
 What is honest at corpus scale (KcBERT's 12.5 GB): the costly work (tokenizing, masking,
-encoding) is spread over windows, and a shard's copy over shards, whatever the input's layout.
-Reading is spread over files only: one worker reads each file, twice (the local run reads the
-corpus twice too). A corpus in many files (e.g. 100 MB each) reads in parallel; a single 12.5 GB
-file is read at one worker's pace (minutes per pass), since a document may start anywhere in
-it and splitting a file by byte ranges would need its document boundaries first.
+encoding) is spread over windows, and the sorting and writing over shards, whatever the input's
+layout. Reading is spread over files only: one worker reads each file, twice (the local run
+reads the corpus twice too). A corpus in many files (e.g. 100 MB each) reads in parallel; a
+single 12.5 GB file is read at one worker's pace (minutes per pass), since a document may start
+anywhere in it and splitting a file by byte ranges would need its document boundaries first.
 
 clean_text's Beam path: each file is cleaned by one worker (clean_file) into a scratch
 directory beside the output; each cleaned line's 8-byte hash (the local run's) is keyed to its
@@ -161,7 +165,7 @@ def _write_json(value: Any, path: str) -> None:
 
 
 class PretrainingRun:
-  """create_pretraining_data's count pass and window and shard passes, as Beam pipelines."""
+  """create_pretraining_data's count pass and its windows and shards, as Beam pipelines."""
 
   def __init__(self, config: cpd.DataConfig, files: Sequence[str],
                options: beam_options.PipelineOptions):
@@ -173,52 +177,60 @@ class PretrainingRun:
     self.files, self.options = list(files), options
     self.file_documents: List[int] = []
 
-  def count_documents(self) -> int:
-    """The documents of the corpus (one pass, parallel over files); keeps each file's count."""
+  def count_documents(self) -> Dict[str, int]:
+    """The corpus's shape (cpd.corpus_shape; one pass, parallel over files); keeps each file's
+    number of documents."""
     clean = self.config.clean
 
     def build(p: beam.Pipeline) -> Any:
       return (p | "Files" >> beam.Create(list(enumerate(self.files)))
               | "SpreadFiles" >> beam.Reshuffle()
-              | "Count" >> beam.Map(_count_documents, clean)
+              | "Count" >> beam.Map(_corpus_shape, clean)
               | "All" >> beam.combiners.ToList())
 
-    counts = dict(_run_and_collect(build, self.options,
+    shapes = dict(_run_and_collect(build, self.options,
                                    self.config.output_file + ".document-counts.json"))
-    self.file_documents = [counts[i] for i in range(len(self.files))]
-    return sum(self.file_documents)
+    self.file_documents = [shapes[i]["documents"] for i in range(len(self.files))]
+    return cpd.sum_counts(shapes.values())
 
-  def make_shards(self, per_shard: int, num_shards: int, done: Set[int],
-                  todo_shards: List[int]) -> None:
-    """Makes the windows not in `done`, then the shards `todo_shards` (none when no window has
-    an instance: create_pretraining_data then reports the error)."""
-    if len(done) == num_shards and not todo_shards:
-      return
+  def make_shards(self, window_size: int, num_shards: int, todo_shards: List[int]
+                  ) -> Dict[str, int]:
+    """Writes the shards `todo_shards` (none when no window has an instance); returns the
+    windows' counts (cpd.sum_counts)."""
     config = self.config
     offsets = [0, *itertools.accumulate(self.file_documents)]
-    previous = {i: io_utils.read_json(cpd._window_progress(config.output_file, i)) for i in done}
 
-    def build(p: beam.Pipeline) -> None:
-      made = (p | "Files" >> beam.Create(list(enumerate(self.files)))
-              | "SpreadFiles" >> beam.Reshuffle()
-              | "Documents" >> beam.FlatMap(_window_documents, offsets, per_shard, done,
-                                            config.clean)
-              | "ByWindow" >> beam.GroupByKey()
-              | "Windows" >> beam.ParDo(_MakeWindow(config, num_shards)))
-      _ = (p | "ShardIndices" >> beam.Create(todo_shards)
-           | "SpreadShards" >> beam.Reshuffle()
-           | "Shards" >> beam.Map(_assemble_shard, config, previous, beam.pvalue.AsList(made)))
+    def build(p: beam.Pipeline) -> Any:
+      windows = (p | "Files" >> beam.Create(list(enumerate(self.files)))
+                 | "SpreadFiles" >> beam.Reshuffle()
+                 | "Documents" >> beam.FlatMap(_window_documents, offsets, window_size,
+                                               config.clean)
+                 | "ByWindow" >> beam.GroupByKey()
+                 | "Windows" >> beam.ParDo(_MakeWindow(config, num_shards, set(todo_shards)))
+                 .with_outputs(_COUNTS, main="blocks"))
+      counts = windows[_COUNTS] | "AllCounts" >> beam.combiners.ToList()
+      # An empty block per shard, so that a shard with no record is written too.
+      every_shard = p | "TodoShards" >> beam.Create([(shard, b"") for shard in todo_shards])
+      _ = ((windows.blocks, every_shard) | "AllBlocks" >> beam.Flatten()
+           | "ByShard" >> beam.GroupByKey()
+           | "Shards" >> beam.Map(_write_shard, config, num_shards,
+                                  beam.pvalue.AsSingleton(counts)))
+      return counts | "Totals" >> beam.Map(cpd.sum_counts)
 
-    _run(build, self.options)
+    return _run_and_collect(build, self.options,
+                            config.output_file + ".window-counts.json")
 
 
-def _count_documents(file: Tuple[int, str], clean: str) -> Tuple[int, int]:
+_COUNTS = "counts"
+
+
+def _corpus_shape(file: Tuple[int, str], clean: str) -> Tuple[int, Dict[str, int]]:
   index, path = file
-  return index, sum(1 for _ in cpd.read_documents([path], clean))
+  return index, cpd.corpus_shape([path], clean)
 
 
-def _window_documents(file: Tuple[int, str], offsets: List[int], per_shard: int, done: Set[int],
-                      clean: str) -> Iterator[Tuple[int, Tuple[int, List[str]]]]:
+def _window_documents(file: Tuple[int, str], offsets: List[int], window_size: int, clean: str
+                      ) -> Iterator[Tuple[int, Tuple[int, List[str]]]]:
   """(window, (document number in the corpus, lines)) for each document of `file` (its index
   in the input, its path)."""
   index, path = file
@@ -228,32 +240,38 @@ def _window_documents(file: Tuple[int, str], offsets: List[int], per_shard: int,
       raise ValueError(f"{path} changed during the run: it has more than the {count} documents "
                        "counted at the start. Rerun on input that is not being written.")
     number = offsets[index] + j
-    if number // per_shard not in done:
-      yield number // per_shard, (number, lines)
+    yield number // window_size, (number, lines)
 
 
 class _MakeWindow(beam.DoFn):
-  """One window's part file and progress record (create_pretraining_data's _make_window)."""
+  """One window's (shard, block)s for the shards to write (cpd.window_blocks), and its counts
+  as the output tagged _COUNTS."""
 
-  def __init__(self, config: cpd.DataConfig, num_shards: int):
+  def __init__(self, config: cpd.DataConfig, num_shards: int, todo_shards: Set[int]):
     super().__init__()
-    self.config, self.num_shards = config, num_shards
+    self.config, self.num_shards, self.todo_shards = config, num_shards, todo_shards
 
   def setup(self) -> None:
     cpd.init_worker(self.config, self.num_shards)
 
   def process(self, element: Tuple[int, Iterable[Tuple[int, List[str]]]]
-              ) -> Iterator[Tuple[int, Dict[str, Any]]]:
+              ) -> Iterator[Any]:
     index, documents = element
-    yield index, cpd._make_window(index, [lines for _, lines in sorted(documents)])
+    counts: Dict[str, int] = {}
+    for shard, block in cpd.window_blocks(index, [lines for _, lines in sorted(documents)],
+                                          counts):
+      if shard in self.todo_shards:
+        yield shard, block
+    yield beam.pvalue.TaggedOutput(_COUNTS, counts)
 
 
-def _assemble_shard(shard: int, config: cpd.DataConfig, previous: Dict[int, Dict[str, Any]],
-                    made: List[Tuple[int, Dict[str, Any]]]) -> None:
-  windows = {**previous, **dict(made)}
-  in_order = [windows[i] for i in range(len(windows))]
-  if any(window["counts"].get("instances") for window in in_order):
-    cpd._assemble_shard(config, shard, in_order)
+def _write_shard(element: Tuple[int, Iterable[bytes]], config: cpd.DataConfig, num_shards: int,
+                 counts: List[Dict[str, int]]) -> None:
+  """Writes one shard from its blocks, unless no window made an instance (the driver then
+  reports the error)."""
+  shard, blocks = element
+  if any(window.get("instances") for window in counts):
+    cpd.write_shard(config, shard, num_shards, (block for block in blocks if block))
 
 
 def clean_files(file_pattern: str, files: Sequence[str], output_file: str,

@@ -12,25 +12,31 @@ num_to_predict = min(max_predictions_per_seq, max(1, round(len * masked_lm_prob)
 and the same tf.Example features (masked_lm_weights float).
 
 What differs, for scale: documents are read as a stream and cut into windows of
---documents_per_shard documents (as many windows as output shards), so memory is bounded by the
-window, not the corpus. The random next segment is drawn from a document of the same window
-(google-research draws from the whole corpus), and instances are shuffled within each window and
-dupe pass (google-research shuffles all of them). So that every shard is a sample of the whole
-corpus, not one stretch of it, a window's instances are dealt round-robin over all the shards: each
-window writes one part file (OUTPUT_FILE.progress/window-0000W.tfrecord, grouped by shard), then
-each shard is the concatenation of its records of every window and dupe pass, in a seeded order of
-its own (so a shard mixes the corpus along its length, and shards read side by side are at
-different places of it); the part files are removed at the end. Windows are made by --num_workers
-processes; window i uses its own random generator seeded from (random_seed, i), so the output
-depends on the seed and the flags, not on the number of workers. Part files and shards are written
-atomically and recorded in OUTPUT_FILE.progress/, so a rerun skips finished shards and, while their
-part files remain, finished windows. The metadata lists each shard's record count
+--documents_per_shard documents (fewer when --num_output_shards makes smaller shards), so memory
+is bounded by the window, not the corpus; a document longer than MAX_DOCUMENT_LINES lines (a text
+without blank lines is one document) is cut into pieces of that many, so the window stays
+bounded whatever the input's shape. The random next segment is drawn from a document of the same
+window (google-research draws from the whole corpus), and instances are shuffled within each
+window and dupe pass (google-research shuffles all of them). So that every shard is a sample of
+the whole corpus, not one stretch of it, a window's instances are dealt round-robin over all the
+shards: window i emits blocks of (shard, sort key, record), record j going to shard
+(j + i) mod num_shards with a key that is a seeded hash of (i, j) (sort_keys); each shard is
+written once, atomically, with all of its records sorted by key: a seeded shuffle of the shard,
+a function of the seed and the flags only. Moving the blocks to their shards is a shuffle: Beam's
+GroupByKey on the Beam path (bert_tf.beam_pipelines); locally, each window writes its blocks to
+a part file, one sequential pass appends them to one spool file per shard (files held open), and
+each shard is sorted from its spool, so the file operations grow as windows + shards, not as
+their product. The part and spool files live in OUTPUT_FILE.progress/scratch, or for a gs://
+output on local disk ($TMPDIR), so that only finished shards go to the bucket. Windows are made
+by --num_workers processes; window i uses its own random generator seeded from (random_seed, i),
+so the output depends on the seed and the flags, not on the number of workers or the runner.
+Shards are recorded in OUTPUT_FILE.progress/ as they are finished, so a rerun skips them (and
+the windows whose part files remain). The metadata lists each shard's record count
 ("record_counts"), which lets a resumed training run skip whole files without reading them
 (bert_tf.data.pipeline). For speed, the instances of a window and dupe pass are masked together
 with NumPy (its own generator, seeded the same way) and encoded straight to the tf.Example wire
 format, not through protobuf objects. With --runner (e.g. DataflowRunner; Beam's options after
-`--`), Apache Beam pipelines run these same steps and write the same shards and metadata
-(bert_tf.beam_pipelines).
+`--`), Apache Beam pipelines run these same steps and write the same shards and metadata.
 
 Two options go beyond google-research (both recorded in the metadata, which run_pretraining
 reads): --masking=dynamic writes the instances unmasked (input_ids, input_mask, segment_ids and
@@ -45,15 +51,20 @@ masked LM alone.
 
 import collections
 import concurrent.futures
+import contextlib
+import copy
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import multiprocessing
 import os
 import random
 import re
 import struct
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+import tempfile
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import app, flags, logging
@@ -311,8 +322,9 @@ class InstanceMaker:
             if other != index:
               break
           random_document = documents[other]
-          for segment in random_document[_below(len(random_document), rng):]:
-            tokens_b.extend(segment)
+          # Indices, not a slice: a slice copies the rest of the document every time.
+          for j in range(_below(len(random_document), rng), len(random_document)):
+            tokens_b.extend(random_document[j])
             if len(tokens_b) >= target_b_length:
               break
           i = a_end - 1  # put the unused segments back
@@ -440,10 +452,25 @@ def _open_text(path: str) -> IO[str]:
   return open(path, encoding="utf-8")  # pylint: disable=consider-using-with
 
 
-def read_documents(files: Sequence[str], clean: str = "none") -> Iterator[List[str]]:
-  """Documents (lists of non-blank lines) from text files, streamed; blank lines end documents."""
+# Longer documents are cut into pieces of this many lines. A window holds --documents_per_shard
+# documents and draws random next segments from all of them, so this bounds its memory and work
+# whatever the input's shape (a corpus without blank lines is one document); google-research's
+# chunks of a long document are cut only where a piece ends, one chunk in about 16.
+MAX_DOCUMENT_LINES = 64
+
+
+def read_documents(files: Sequence[str], clean: str = "none",
+                   shape: Optional[Dict[str, int]] = None) -> Iterator[List[str]]:
+  """Documents (lists of non-blank lines) from text files, streamed; blank lines end documents,
+  and a document longer than MAX_DOCUMENT_LINES lines comes as pieces of that many.
+
+  `shape`, when given and the documents all read, gains "lines", "document_breaks" (documents a
+  blank line ended), "documents_cut" and "pieces" (the long documents and the pieces they gave).
+  """
+  lines_read = breaks = cut = pieces = 0
   for path in files:
     lines: List[str] = []
+    parts = 0  # pieces of the current document already given
     try:
       with _open_text(path) as f:
         for line in f:
@@ -451,14 +478,32 @@ def read_documents(files: Sequence[str], clean: str = "none") -> Iterator[List[s
           if line and clean != "none":
             line = clean_text.clean_line_kcbert(line) or ""
           if line:
+            if len(lines) == MAX_DOCUMENT_LINES:
+              yield lines
+              lines, parts = [], parts + 1
             lines.append(line)
+            lines_read += 1
           elif lines:
+            breaks += 1
+            cut, pieces = cut + (parts > 0), pieces + (parts + 1 if parts else 0)
             yield lines
-            lines = []
+            lines, parts = [], 0
     except UnicodeDecodeError:
       raise io_utils.utf8_error(path) from None
     if lines:
+      cut, pieces = cut + (parts > 0), pieces + (parts + 1 if parts else 0)
       yield lines
+  if shape is not None:
+    for name, value in (("lines", lines_read), ("document_breaks", breaks),
+                        ("documents_cut", cut), ("pieces", pieces)):
+      shape[name] = shape.get(name, 0) + value
+
+
+def corpus_shape(files: Sequence[str], clean: str = "none") -> Dict[str, int]:
+  """The count pass: "documents" (pieces included) and read_documents' shape counts."""
+  shape: Dict[str, int] = {}
+  shape["documents"] = sum(1 for _ in read_documents(files, clean, shape))
+  return shape
 
 
 def _progress_dir(output_file: str) -> str:
@@ -472,21 +517,49 @@ def _metadata_path(output_file: str) -> str:
 # State shared with worker processes (set before forking, so workers inherit it).
 _WORKER: Dict[str, Any] = {}
 
+# A block: records of one window and dupe pass bound for one shard, with their sort keys. The
+# header holds the shard, the record count and the bytes of their TFRecord frames; then come the
+# keys (uint64), the frames' lengths (uint32) and the frames. Windows emit blocks; a shard is
+# written from all of its blocks in key order, whatever order they arrive in (_write_shard).
+_BLOCK_HEADER = struct.Struct("<IIQ")
+_READ_BYTES = 1 << 22
 
-def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
-  """Tokenizes one window of documents and writes its instances, spread over every output shard,
-  to one part file atomically; returns its counts and where each shard's records lie in it.
 
-  Instance j of the window goes to shard (j + index) mod num_shards. Each dupe pass is written
-  grouped by shard, so "segments" lists, per pass, each shard's [start, end) byte range.
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+  """splitmix64's finalizer on uint64s: a bijection that scatters consecutive numbers."""
+  z = z + np.uint64(0x9E3779B97F4A7C15)
+  z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return z ^ (z >> np.uint64(31))
+
+
+def sort_keys(seed: int, window: int, first: int, count: int) -> np.ndarray:
+  """The sort keys of records first, ..., first + count - 1 of `window`: pseudo-random, distinct
+  (a bijection of (window, record)), a function of the seed and the record alone, so that any
+  worker computes them and a shard's order does not depend on the runner."""
+  numbers = (np.uint64(window) << np.uint64(32)) + np.arange(first, first + count, dtype=np.uint64)
+  return _splitmix64(numbers ^ _splitmix64(np.array([seed % (1 << 64)], np.uint64)))
+
+
+def _block(shard: int, keys: np.ndarray, frames: Sequence[bytes]) -> bytes:
+  lengths = np.fromiter(map(len, frames), np.uint32, len(frames))
+  return b"".join((_BLOCK_HEADER.pack(shard, len(frames), int(lengths.sum())),
+                   keys.astype("<u8").tobytes(), lengths.astype("<u4").tobytes(), *frames))
+
+
+def window_blocks(index: int, raw_documents: List[List[str]], counts: Dict[str, int]
+                  ) -> Iterator[Tuple[int, bytes]]:
+  """Tokenizes window `index`, makes its instances and yields them as (shard, block), a dupe
+  pass at a time; `counts` gets the window's counts once all are yielded.
+
+  Record j of the window (counted over its dupe passes) goes to shard (j + index) mod
+  num_shards, so every shard gets a share of every window.
   """
   config: DataConfig = _WORKER["config"]
   tokenizer: tokenization.FullTokenizer = _WORKER["tokenizer"]
-  num_shards = _WORKER["num_shards"]
-  vocab = tokenizer.vocab
-  maker = InstanceMaker(config, vocab)
-  encoder = ExampleEncoder(len(vocab), config.max_seq_length, config.max_predictions_per_seq,
-                           config.next_sentence_prediction)
+  num_shards, encoder = _WORKER["num_shards"], _WORKER["encoder"]
+  maker = copy.copy(_WORKER["maker"])  # its tables shared, its counts its own (Beam's threads)
+  maker.stats = collections.Counter()
   documents: List[Document] = []
   for lines in raw_documents:
     segments = [tokenizer.tokenize_to_ids(line) for line in lines]
@@ -498,90 +571,153 @@ def _make_window(index: int, raw_documents: List[List[str]]) -> Dict[str, Any]:
   stats = maker.stats
   stats["documents"] = len(documents)
   stats["sentences"] = sum(len(document) for document in documents)
-  segments: List[List[List[int]]] = []
-  records_by_shard = [0] * num_shards
-  offset = 0
-  with io_utils.atomic_output(_part_path(config.output_file, index)) as tmp, \
-      records.TFRecordWriter(tmp) as writer:
-    for _ in range(config.dupe_factor if documents else 0):
-      instances = []
-      for document_index in range(len(documents)):
-        instances.extend(maker.instances(documents, document_index, rng))
-      if not instances:
-        continue
-      rng.shuffle(instances)
-      if config.masking == "dynamic":
-        batch = maker.pad_batch(instances)
-      else:
-        batch = maker.mask_batch(instances, rng, np_rng)
-      encoded = encoder.encode_batch(batch)
-      by_shard: List[List[bytes]] = [[] for _ in range(num_shards)]
-      for j, record in enumerate(encoded, start=stats["instances"] + index):
-        by_shard[j % num_shards].append(record)
-      ranges = []
-      for shard, shard_records in enumerate(by_shard):
-        start = offset
-        for record in shard_records:
-          writer.write(record)
-          offset += len(record) + _FRAME_BYTES
-        ranges.append([start, offset])
-        records_by_shard[shard] += len(shard_records)
-      segments.append(ranges)
-      stats["instances"] += len(instances)
-      stats["random_next"] += int(batch.is_random_next.sum())
-      stats["tokens"] += int(batch.lengths.sum())
-      if batch.num_masked is not None:
-        stats["masked"] += int(batch.num_masked.sum())
-  window = {"counts": dict(stats), "segments": segments, "records_by_shard": records_by_shard}
-  io_utils.write_json_atomic(_window_progress(config.output_file, index), window)
-  return window
+  for _ in range(config.dupe_factor if documents else 0):
+    instances = []
+    for document_index in range(len(documents)):
+      instances.extend(maker.instances(documents, document_index, rng))
+    if not instances:
+      continue
+    rng.shuffle(instances)
+    if config.masking == "dynamic":
+      batch = maker.pad_batch(instances)
+    else:
+      batch = maker.mask_batch(instances, rng, np_rng)
+    frames = [records.frame(record) for record in encoder.encode_batch(batch)]
+    first = stats["instances"]
+    keys = sort_keys(config.random_seed, index, first, len(frames))
+    for offset in range(min(num_shards, len(frames))):
+      yield ((first + offset + index) % num_shards,
+             _block((first + offset + index) % num_shards, keys[offset::num_shards],
+                    frames[offset::num_shards]))
+    stats["instances"] += len(instances)
+    stats["random_next"] += int(batch.is_random_next.sum())
+    stats["tokens"] += int(batch.lengths.sum())
+    if batch.num_masked is not None:
+      stats["masked"] += int(batch.num_masked.sum())
+  counts.update(stats)
 
 
-# A TFRecord frame: 8-byte length, 4-byte length CRC, the data, 4-byte data CRC.
-_FRAME_BYTES = records.FRAME_BYTES
+def read_blocks(path: str) -> Iterator[Tuple[int, bytes]]:
+  """The (shard, block)s of a file of blocks, read in 4 MiB pieces (a few read calls a file)."""
+  with gfile.GFile(path, "rb") as f:
+    buffer, position = b"", 0
+    while True:
+      chunk = f.read(_READ_BYTES)
+      buffer = buffer[position:] + chunk
+      position = 0
+      while len(buffer) - position >= _BLOCK_HEADER.size:
+        shard, count, size = _BLOCK_HEADER.unpack_from(buffer, position)
+        end = position + _BLOCK_HEADER.size + 12 * count + size
+        if end > len(buffer):
+          break
+        yield shard, buffer[position:end]
+        position = end
+      if not chunk:
+        if position < len(buffer):
+          raise ValueError(f"{path} ends in the middle of a block: a scratch file was cut short. "
+                           "Delete it and rerun.")
+        return
 
 
-def _part_path(output_file: str, window: int) -> str:
-  return os.path.join(_progress_dir(output_file), f"window-{window:05d}.tfrecord")
+def write_shard(config: DataConfig, shard: int, num_shards: int, blocks: Iterable[bytes]) -> int:
+  """Writes shard `shard` atomically, its records in sort-key order (so the same whatever order
+  the blocks come in), then its progress record; returns its record count. Memory: the shard."""
+  views, keys, sources, starts, ends = [], [], [], [], []
+  for block in blocks:
+    _, count, _ = _BLOCK_HEADER.unpack_from(block)
+    keys.append(np.frombuffer(block, "<u8", count, _BLOCK_HEADER.size))
+    lengths = np.frombuffer(block, "<u4", count, _BLOCK_HEADER.size + 8 * count)
+    block_ends = _BLOCK_HEADER.size + 12 * count + np.cumsum(lengths, dtype=np.int64)
+    ends.append(block_ends)
+    starts.append(block_ends - lengths)
+    sources.append(np.full(count, len(views)))
+    views.append(memoryview(block))
+  order = np.argsort(np.concatenate(keys), kind="stable") if keys else np.zeros(0, np.int64)
+  ordered = [np.concatenate(column)[order].tolist() if keys else []
+             for column in (sources, starts, ends)]
+  path = records.shard_name(config.output_file, shard, num_shards)
+  with io_utils.atomic_output(path) as tmp, gfile.GFile(tmp, "wb") as out:
+    for begin in range(0, len(order), 4096):
+      out.write(b"".join(views[source][start:end] for source, start, end in
+                         zip(*(column[begin:begin + 4096] for column in ordered))))
+  io_utils.write_json_atomic(_shard_progress(config.output_file, shard),
+                             {"records": len(order), "bytes": gfile.stat(path).length})
+  return len(order)
 
 
-def _window_progress(output_file: str, window: int) -> str:
-  return os.path.join(_progress_dir(output_file), f"window-{window:05d}.json")
+def sum_counts(counts: Iterable[Dict[str, int]]) -> Dict[str, int]:
+  """The sum of counts, keys sorted (so its JSON is the same whatever order they come in)."""
+  totals: Dict[str, int] = collections.Counter()
+  for each in counts:
+    totals.update(each)
+  return {name: totals[name] for name in sorted(totals)}
 
 
 def _shard_progress(output_file: str, shard: int) -> str:
   return os.path.join(_progress_dir(output_file), f"shard-{shard:05d}.json")
 
 
-def _segment_order(seed: int, shard: int, windows: List[Dict[str, Any]]) -> List[Tuple[int, int]]:
-  """The (window, dupe pass) segments in the order shard `shard` takes them: seeded, its own for
-  each shard, so a shard mixes the corpus along its length and shards read side by side are at
-  different places of it."""
-  order = [(window, dupe) for window, made in enumerate(windows)
-           for dupe in range(len(made["segments"]))]
-  random.Random(f"{seed}-segments-of-shard-{shard}").shuffle(order)
-  return order
+def _counts_path(output_file: str) -> str:
+  return os.path.join(_progress_dir(output_file), "counts.json")
 
 
-_COPY_BYTES = 1 << 24
+def scratch_dir(output_file: str, run_config: Dict[str, Any]) -> str:
+  """Where the local run keeps its part and spool files: in OUTPUT_FILE.progress/ for a local
+  output; on local disk for a gs:// one (a directory named after the run's settings, under
+  $TMPDIR), so that only finished shards go to the bucket."""
+  if not io_utils.is_url(output_file):
+    return os.path.join(_progress_dir(output_file), "scratch")
+  digest = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()[:16]
+  return os.path.join(tempfile.gettempdir(), f"bert_tf-pretraining-{digest}")
 
 
-def _assemble_shard(config: DataConfig, shard: int, windows: List[Dict[str, Any]]) -> None:
-  """Writes shard `shard` atomically: its byte range of every window's part file and dupe pass, in
-  the shard's segment order (whole TFRecord frames, so the concatenation is a TFRecord file)."""
-  path = records.shard_name(config.output_file, shard, len(windows))
-  with io_utils.atomic_output(path) as tmp, gfile.GFile(tmp, "wb") as out:
-    for window, dupe in _segment_order(config.random_seed, shard, windows):
-      start, end = windows[window]["segments"][dupe][shard]
-      with gfile.GFile(_part_path(config.output_file, window), "rb") as part:
-        part.seek(start)
-        while start < end:
-          chunk = part.read(min(_COPY_BYTES, end - start))
-          out.write(chunk)
-          start += len(chunk)
-  io_utils.write_json_atomic(_shard_progress(config.output_file, shard),
-                             {"records": sum(w["records_by_shard"][shard] for w in windows),
-                              "bytes": gfile.stat(path).length})
+def _part_path(scratch: str, window: int) -> str:
+  return os.path.join(scratch, f"window-{window:05d}.blocks")
+
+
+def _window_counts_path(scratch: str, window: int) -> str:
+  return os.path.join(scratch, f"window-{window:05d}.json")
+
+
+def _spool_path(scratch: str, shard: int) -> str:
+  return os.path.join(scratch, f"shard-{shard:05d}.blocks")
+
+
+def _make_window(index: int, raw_documents: List[List[str]]) -> None:
+  """Writes window `index`'s blocks to its part file and then its counts, each atomically."""
+  scratch, counts = _WORKER["scratch"], {}
+  with io_utils.atomic_output(_part_path(scratch, index)) as tmp, gfile.GFile(tmp, "wb") as part:
+    for _, block in window_blocks(index, raw_documents, counts):
+      part.write(block)
+  io_utils.write_json_atomic(_window_counts_path(scratch, index), counts)
+
+
+def _open_files_allowed(wanted: int) -> int:
+  """How many files this process may hold open beside its others, after raising its soft
+  limit towards the hard one when `wanted` needs it."""
+  import resource  # pylint: disable=import-outside-toplevel  (POSIX only)
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  needed = wanted + 64
+  if soft != resource.RLIM_INFINITY and soft < needed:
+    soft = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+  return wanted if soft == resource.RLIM_INFINITY else max(1, soft - 64)
+
+
+def _spool(scratch: str, num_windows: int, shards: Sequence[int]) -> None:
+  """Moves the windows' blocks to one spool file per shard of `shards`: each part file is read
+  once, sequentially, in window order, and the spools are written through files held open, so
+  the file operations grow as windows + shards, not as their product. (Beyond the open-file
+  limit, the shards go in groups and each group reads the part files again.)"""
+  group = _open_files_allowed(len(shards))
+  for begin in range(0, len(shards), group):
+    with contextlib.ExitStack() as stack:
+      spools = {shard: stack.enter_context(gfile.GFile(_spool_path(scratch, shard), "wb"))
+                for shard in shards[begin:begin + group]}
+      for window in range(num_windows):
+        for shard, block in read_blocks(_part_path(scratch, window)):
+          if shard in spools:
+            spools[shard].write(block)
 
 
 def _shard_done(output_file: str, shard: int, num_shards: int) -> bool:
@@ -695,27 +831,40 @@ def create_pretraining_data(config: DataConfig, num_workers: int = 1,
   if beam_options is not None:
     from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
     beam = beam_pipelines.PretrainingRun(config, files, beam_options)
-  num_documents = (beam.count_documents() if beam else
-                   sum(1 for _ in read_documents(files, config.clean)))
+  shape = beam.count_documents() if beam else corpus_shape(files, config.clean)
+  num_documents = shape["documents"]
   if not num_documents:
     raise ValueError(f"No text in {config.input_file}: expected one sentence a line, a blank "
                      "line between documents.")
+  if shape["documents_cut"]:
+    logging.info("%s: %d document(s) longer than %d lines were cut into %d pieces of at most "
+                 "that many lines (each a document from here on), so that a window's memory "
+                 "stays bounded.", config.input_file, shape["documents_cut"], MAX_DOCUMENT_LINES,
+                 shape["pieces"])
   per_shard, num_shards = shard_layout(config, num_documents)
   run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
-                "num_shards": num_shards, "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
-  metadata = records.cached_records(_metadata_path(config.output_file), run_config,
-                                    lambda: _make_shards(config, run_config, files,
-                                                         num_documents, num_workers, beam))
+                "num_shards": num_shards, "window_documents": window_documents(config, per_shard),
+                "vocab_sha256": io_utils.file_sha256(config.vocab_file)}
+  metadata = records.cached_records(
+      _metadata_path(config.output_file), run_config,
+      lambda: _make_shards(config, run_config, files, shape, num_workers, beam))
   report_structure(config, metadata["counts"])
   return metadata
 
 
 def shard_layout(config: DataConfig, num_documents: int) -> Tuple[int, int]:
-  """(whole documents a shard holds, number of shards) for a corpus of `num_documents`."""
+  """(documents a shard's share of the corpus comes to, number of shards) for a corpus of
+  `num_documents`."""
   per_shard = config.documents_per_shard
   if config.num_output_shards:
     per_shard = math.ceil(num_documents / config.num_output_shards)
   return per_shard, math.ceil(num_documents / per_shard)
+
+
+def window_documents(config: DataConfig, per_shard: int) -> int:
+  """Documents in a window: a shard's worth, at most --documents_per_shard (which bounds a
+  worker's memory also when --num_output_shards makes shards larger)."""
+  return min(per_shard, config.documents_per_shard)
 
 
 # Below these, the input's structure is probably wrong: google-research's data has documents of
@@ -750,6 +899,21 @@ def structure_warnings(config: DataConfig, counts: Dict[str, int]) -> List[str]:
         "blank lines only between documents"
         + (" (--clean also ends a document where it drops a line)." if config.clean != "none"
            else "."))
+  if (counts.get("document_breaks") == 0 and sentences > 1
+      and (counts.get("documents_cut") or documents == 1)):
+    if config.next_sentence_prediction:
+      learns = ("next-sentence prediction then learns whether two lines are neighbours in the "
+                "file (its 'next' segment is the lines that follow, its random one lines of "
+                "another piece of the same stretch): for comments, whether two comments sit side "
+                "by side, not whether a text goes on. Pass --next_sentence_prediction=false "
+                "(masked LM only), or put a blank line between threads (documents)")
+    else:
+      learns = ("an instance then packs neighbouring lines, whatever text they belong to; put "
+                "a blank line between threads (documents) to keep them apart")
+    warnings.append(
+        f"no blank line in the input: each file is one document (cut into pieces of "
+        f"{MAX_DOCUMENT_LINES} lines), and {learns}. (If each file is meant as one document, "
+        "this is expected.)")
   share = counts["random_next"] / counts["instances"] if counts["instances"] else 0.0
   if share > _MAX_RANDOM_NEXT_SHARE:
     warnings.append(f"{100 * share:.0f}% of the instances have a random next segment (about "
@@ -769,58 +933,102 @@ def report_structure(config: DataConfig, counts: Dict[str, int]) -> None:
     logging.warning("%s: %s", config.input_file, warning)
 
 
-def init_worker(config: DataConfig, num_shards: int) -> None:
-  """Sets up this process to make windows (_make_window); forked workers inherit it."""
-  _WORKER.update(config=config, num_shards=num_shards,
-                 tokenizer=tokenization.FullTokenizer(config.vocab_file, config.do_lower_case))
+def init_worker(config: DataConfig, num_shards: int, scratch: Optional[str] = None) -> None:
+  """Sets up this process to make windows (window_blocks, and _make_window's part files in
+  `scratch`); forked workers inherit it."""
+  tokenizer = tokenization.FullTokenizer(config.vocab_file, config.do_lower_case)
+  # Made once a process: they hold only tables of the vocab and the flags (30 ms for a 30k vocab).
+  maker = InstanceMaker(config, tokenizer.vocab)
+  encoder = ExampleEncoder(len(tokenizer.vocab), config.max_seq_length,
+                           config.max_predictions_per_seq, config.next_sentence_prediction)
+  _WORKER.update(config=config, num_shards=num_shards, scratch=scratch, tokenizer=tokenizer,
+                 maker=maker, encoder=encoder)
 
 
 def _make_shards(config: DataConfig, run_config: Dict[str, Any], files: Sequence[str],
-                 num_documents: int, num_workers: int, beam: Optional[Any] = None
+                 shape: Dict[str, int], num_workers: int, beam: Optional[Any] = None
                  ) -> Dict[str, Any]:
-  """Makes the windows' part files, then the shards, skipping what OUTPUT_FILE.progress/ records
-  as done; removes the part files once every shard is written; returns the counts. With `beam`
-  (a beam_pipelines.PretrainingRun), one Beam pipeline makes the windows and the shards."""
-  per_shard, num_shards = run_config["documents_per_shard"], run_config["num_shards"]
+  """Writes the shards that OUTPUT_FILE.progress/ does not record as done (locally, or with
+  `beam`, a beam_pipelines.PretrainingRun, by one Beam pipeline); returns the metadata's counts,
+  files and record counts."""
+  num_shards, window_size = run_config["num_shards"], run_config["window_documents"]
+  num_windows = math.ceil(shape["documents"] / window_size)
   _check_resumable(config, run_config)
   output = config.output_file
-  init_worker(config, num_shards)
   todo_shards = [i for i in range(num_shards) if not _shard_done(output, i, num_shards)]
-  done = {i for i in range(num_shards) if gfile.exists(_window_progress(output, i))
-          and (not todo_shards or gfile.exists(_part_path(output, i)))}
-  logging.info("%d documents -> %d window(s) of up to %d documents, each spread over %d "
-               "shard(s); %d window(s) and %d shard(s) already done.", num_documents, num_shards,
-               per_shard, num_shards, len(done), num_shards - len(todo_shards))
-  if beam is not None:
-    beam.make_shards(per_shard, num_shards, done, todo_shards)
-    todo_shards = []  # written by the pipeline (none when no window made an instance)
+  logging.info("%d documents -> %d window(s) of up to %d documents, each dealt over %d "
+               "shard(s); %d shard(s) already done.", shape["documents"], num_windows,
+               window_size, num_shards, num_shards - len(todo_shards))
+  if not todo_shards and gfile.exists(_counts_path(output)):
+    totals = io_utils.read_json(_counts_path(output))
+  elif beam is not None:
+    totals = beam.make_shards(window_size, num_shards, todo_shards)
+    check_instances(config, totals)  # the pipeline writes no shard when there is no instance
+    io_utils.write_json_atomic(_counts_path(output), totals)
   else:
-    todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, per_shard))
+    totals = _make_shards_locally(config, scratch_dir(output, run_config), files, num_windows,
+                                  window_size, num_shards, todo_shards, num_workers)
+  pattern = f"{output}-*-of-{num_shards:05d}"
+  logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
+  names = [os.path.basename(records.shard_name(output, i, num_shards)) for i in range(num_shards)]
+  counts = {**totals, **{name: shape[name] for name in ("document_breaks", "documents_cut")}}
+  return {"file_pattern": pattern, "counts": counts, "files": names,
+          "record_counts": {name: io_utils.read_json(_shard_progress(output, i))["records"]
+                            for i, name in enumerate(names)}}
+
+
+def check_instances(config: DataConfig, totals: Dict[str, int]) -> None:
+  if not totals.get("instances"):
+    raise ValueError(f"No training instance from {config.input_file}: its text holds no tokens "
+                     "(only control characters or spaces?). Expected one sentence a line, a "
+                     "blank line between documents.")
+
+
+def _make_shards_locally(config: DataConfig, scratch: str, files: Sequence[str],
+                         num_windows: int, window_size: int, num_shards: int,
+                         todo_shards: List[int], num_workers: int) -> Dict[str, int]:
+  """The local run: windows -> part files (in parallel), part files -> one spool a shard (one
+  sequential pass), spool -> shard (sorted); returns the windows' counts. A rerun skips the
+  windows whose part files remain, and the spool pass once it has finished."""
+  output = config.output_file
+  spooled = os.path.join(scratch, "spooled.json")
+  if not (gfile.exists(spooled) and gfile.exists(_counts_path(output)) and
+          all(gfile.exists(_spool_path(scratch, shard)) for shard in todo_shards)):
+    init_worker(config, num_shards, scratch)
+    done = {i for i in range(num_windows) if gfile.exists(_window_counts_path(scratch, i))
+            and gfile.exists(_part_path(scratch, i))}
+    todo = ((i, window) for i, window in enumerate(_windows(files, config.clean, window_size))
             if i not in done)
     if num_workers <= 1:
       for index, window in todo:
         _make_window(index, window)
+        _log_progress("window", index, num_windows)
     else:
       _run_parallel(todo, num_workers)
-  windows = [io_utils.read_json(_window_progress(output, i)) for i in range(num_shards)]
-  totals: Dict[str, int] = collections.Counter()
-  for window in windows:
-    totals.update(window["counts"])
-  if not totals["instances"]:
-    raise ValueError(f"No training instance from {config.input_file}: its text holds no tokens "
-                     "(only control characters or spaces?). Expected one sentence a line, a "
-                     "blank line between documents.")
-  for shard in todo_shards:
-    _assemble_shard(config, shard, windows)
-  for i in range(num_shards):
-    if gfile.exists(_part_path(output, i)):
-      gfile.remove(_part_path(output, i))
-  pattern = f"{output}-*-of-{num_shards:05d}"
-  logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
-  names = [os.path.basename(records.shard_name(output, i, num_shards)) for i in range(num_shards)]
-  return {"file_pattern": pattern, "counts": dict(totals), "files": names,
-          "record_counts": {name: sum(w["records_by_shard"][i] for w in windows)
-                            for i, name in enumerate(names)}}
+    totals = sum_counts(io_utils.read_json(_window_counts_path(scratch, i))
+                        for i in range(num_windows))
+    check_instances(config, totals)
+    logging.info("Spooling %d window(s) to %d shard(s).", num_windows, len(todo_shards))
+    _spool(scratch, num_windows, todo_shards)
+    io_utils.write_json_atomic(_counts_path(output), totals)
+    io_utils.write_json_atomic(spooled, {"shards": todo_shards})
+    for i in range(num_windows):
+      gfile.remove(_part_path(scratch, i))
+  totals = io_utils.read_json(_counts_path(output))
+  for n, shard in enumerate(todo_shards):
+    write_shard(config, shard, num_shards,
+                (block for _, block in read_blocks(_spool_path(scratch, shard))))
+    gfile.remove(_spool_path(scratch, shard))
+    _log_progress("shard", n, len(todo_shards))
+  gfile.rmtree(scratch)
+  return totals
+
+
+def _log_progress(what: str, index: int, total: int) -> None:
+  """Logs every tenth of the work (and its end)."""
+  step = max(1, total // 10)
+  if (index + 1) % step == 0 or index + 1 == total:
+    logging.info("%s %d of %d done.", what, index + 1, total)
 
 
 def _run_parallel(todo: Iterator[Tuple[int, List[List[str]]]], num_workers: int) -> None:

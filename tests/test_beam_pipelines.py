@@ -67,9 +67,9 @@ def test_pretraining_shards_and_metadata_are_the_local_ones(corpus, whole_word, 
   expected = {name: content.replace(str(local_dir).encode(), str(beam_dir).encode())
               for name, content in _files(local_dir).items()}
   # Shards and metadata byte for byte (the metadata names its own output path), and the same
-  # progress records; no part file or temporary file is left.
+  # progress records; no part, spool or temporary file is left.
   assert _files(beam_dir) == expected
-  assert not [name for name in expected if "window-" in name and name.endswith(".tfrecord")]
+  assert not [name for name in expected if "scratch" in name or ".tmp-" in name]
 
 
 def test_korean_text_cleaned_and_made_into_shards_as_locally(tmp_path):
@@ -109,31 +109,30 @@ def test_pretraining_is_seeded_and_resumes(corpus):
           != before[first["files"][0]])
 
 
-def test_rerun_after_a_failed_shard_reuses_the_windows(corpus, monkeypatch):
-  """A run that dies while writing shard 4 leaves every window's part file; the rerun makes no
-  window again and writes the local run's shards from them."""
-  local = cpd.create_pretraining_data(corpus)
+def test_rerun_after_a_failed_shard_writes_only_the_unfinished_ones(corpus, monkeypatch):
+  """A run that dies while writing shard 4: the rerun leaves the shards already written alone
+  and writes the others, and the output is the local run's."""
+  cpd.create_pretraining_data(corpus)
   expected = _files(pathlib.Path(corpus.output_file).parent)
   config = dataclasses.replace(corpus, output_file=corpus.output_file.replace("local", "beam"))
-  assemble = cpd._assemble_shard  # pylint: disable=protected-access
+  write_shard = cpd.write_shard
 
-  def fail_on_last(config, shard, windows):
+  def fail_on_shard_4(config, shard, num_shards, blocks):
     if shard == 4:
       raise ValueError("the machine went away")
-    assemble(config, shard, windows)
+    return write_shard(config, shard, num_shards, blocks)
 
-  monkeypatch.setattr(cpd, "_assemble_shard", fail_on_last)
+  monkeypatch.setattr(cpd, "write_shard", fail_on_shard_4)
   with pytest.raises(ValueError, match="the machine went away"):
     cpd.create_pretraining_data(config, beam_options=direct())
-  monkeypatch.setattr(cpd, "_assemble_shard", assemble)
-  progress = pathlib.Path(config.output_file + ".progress")
-  made = {p.name: p.stat().st_mtime_ns for p in progress.glob("window-*.json")}
-  assert len(made) == len(list(progress.glob("window-*.tfrecord"))) == 5
-  assert cpd.create_pretraining_data(config, beam_options=direct())["counts"] == local["counts"]
+  monkeypatch.setattr(cpd, "write_shard", write_shard)
   beam_dir = pathlib.Path(config.output_file).parent
+  written = {p.name: p.stat().st_mtime_ns for p in beam_dir.glob("data-*")}
+  assert "data-00004-of-00005" not in written
+  cpd.create_pretraining_data(config, beam_options=direct())
   assert _files(beam_dir) == {name: content.replace(b"/local", b"/beam")
                               for name, content in expected.items()}
-  assert {p.name: p.stat().st_mtime_ns for p in progress.glob("window-*.json")} == made
+  assert {name: (beam_dir / name).stat().st_mtime_ns for name in written} == written
 
 
 def test_bad_input_file_is_named_as_locally(corpus, tmp_path):
