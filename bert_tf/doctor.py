@@ -156,6 +156,13 @@ def tpu_machine(machine: Machine) -> Optional[str]:
   return local_tpu(machine)
 
 
+def unsupported_tpu(machine: Machine) -> Optional[str]:
+  """The generation of this host's TPU when TensorFlow cannot drive it (TPU7x), else None."""
+  if machine.accelerator_type and not tf_stacks.tensorflow_runs_on(machine.accelerator_type):
+    return tf_stacks.tpu_generation(machine.accelerator_type)
+  return None
+
+
 def local_tpu(machine: Machine) -> Optional[str]:
   """Why the TPU would be this machine's own (TPU devices, TPU_NAME=local), or None.
 
@@ -215,10 +222,8 @@ def inspect_machine(check_devices: bool = True) -> Machine:
     machine.gpus = _gpus()
     if machine.tpu_device_files:
       machine.accelerator_type = _gce_attribute("accelerator-type")
-    unsupported = machine.accelerator_type and not tf_stacks.tensorflow_runs_on(
-        machine.accelerator_type)
     if (tpu_machine(machine) and (machine.tpu_support or not local_tpu(machine))
-        and not unsupported):
+        and not unsupported_tpu(machine)):
       machine.tpu, machine.tpu_error = probe_tpu(machine.env, machine.accelerator_type)
     machine.credentials = _credentials()
   return machine
@@ -253,11 +258,11 @@ def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
   problems = []
   stack = machine.tpu_stack
   reinstall = f"`{stack.tpu_reinstall()}`"
-  if machine.accelerator_type and not tf_stacks.tensorflow_runs_on(machine.accelerator_type):
+  generation = unsupported_tpu(machine)
+  if generation:
     return [Problem(
-        f"This TPU is a {machine.accelerator_type} ({tf_stacks.tpu_generation(machine.accelerator_type)}"
-        "), and TensorFlow has no TPU support for that generation (Cloud TPU: TensorFlow is not "
-        "supported on TPU7x).",
+        f"This TPU is a {machine.accelerator_type} ({generation}), and TensorFlow has no TPU "
+        "support for that generation (Cloud TPU: TensorFlow is not supported on TPU7x).",
         f"use a TPU of {', '.join(tf_stacks.TPU_GENERATIONS)} (README, \"Hardware and "
         "installation\"), or a GPU")]
   reason = local_tpu(machine) or ("--expect=tpu" if expect == "tpu" else None)
@@ -382,17 +387,20 @@ def _build_text(machine: Machine) -> str:
 def _stack_lines(machine: Machine) -> List[str]:
   """Which stack this is, the TPUs TensorFlow runs on, and how to install for a TPU."""
   stack = machine.stack
-  lines = [f"Stack           " + (
-      f"TensorFlow {stack.tensorflow} ({stack.requirements}; for a TPU {stack.tpu_requirements}, "
-      f"`make {stack.install_tpu}`)" if stack else "none of bert_tf's (TensorFlow "
-      f"{', '.join(s.tensorflow for s in tf_stacks.STACKS)})")]
-  lines.append(f"TPUs            {', '.join(tf_stacks.TPU_GENERATIONS)}; TPU7x: none (no "
-               "TensorFlow there)" + (f"; Google's own TF {stack.tensorflow} recipe: "
-                                      f"{stack.google_tpus}" if stack else ""))
+  tpus = f"{', '.join(tf_stacks.TPU_GENERATIONS)}; TPU7x: none (no TensorFlow there)"
+  if stack:
+    lines = [f"Stack           TensorFlow {stack.tensorflow} ({stack.requirements}; for a TPU "
+             f"{stack.tpu_requirements}, `make {stack.install_tpu}`)",
+             f"TPUs            {tpus}; Google's own TF {stack.tensorflow} recipe: "
+             f"{stack.google_tpus}"]
+  else:
+    lines = ["Stack           none of bert_tf's (TensorFlow "
+             f"{', '.join(each.tensorflow for each in tf_stacks.STACKS)})",
+             f"TPUs            {tpus}"]
   if not machine.tpu_support:
     lines.append("For a TPU       " + " or ".join(
-        f"`make {s.install_tpu}` (tensorflow-tpu {s.tpu_pin('tensorflow-tpu')}, libtpu "
-        f"{s.tpu_pin('libtpu')})" for s in tf_stacks.STACKS))
+        f"`make {each.install_tpu}` (tensorflow-tpu {each.tpu_pin('tensorflow-tpu')}, libtpu "
+        f"{each.tpu_pin('libtpu')})" for each in tf_stacks.STACKS))
   return lines
 
 

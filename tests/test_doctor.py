@@ -155,7 +155,7 @@ class FakeTopology:
 
 @pytest.fixture
 def tpu_installed(monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-  """TensorFlow's TPU build with the pinned libtpu, as this stack's `make install-tpu*` leaves it."""
+  """TensorFlow's TPU build with the pinned libtpu, as this stack's TPU install leaves it."""
   stack = tf_stacks.installed() or tf_stacks.DEFAULT
   versions = {"tensorflow-tpu": tf.__version__, "libtpu": stack.tpu_pin("libtpu")}
   monkeypatch.setattr(distribution, "tpu_support", lambda: True)
