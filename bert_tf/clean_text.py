@@ -151,7 +151,8 @@ def first_occurrences(paths: Sequence[str], expected_lines: int) -> np.ndarray:
       entries = np.empty(len(hashes), entry)
       entries["hash"], entries["line"] = hashes, np.arange(start, start + len(hashes))
       start += len(hashes)
-      bucket = hashes % num_buckets
+      # As intp: NumPy 2.1 (TF 2.19 caps numpy <2.2) refuses uint64 in np.bincount; 2.4 takes it.
+      bucket = (hashes % num_buckets).astype(np.intp)
       entries = entries[np.argsort(bucket, kind="stable")]  # grouped by bucket, in line order
       sizes = np.bincount(bucket, minlength=num_buckets)
       ends = np.cumsum(sizes)

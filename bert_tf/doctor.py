@@ -4,6 +4,8 @@
 
 It reports the installed TensorFlow (version, the wheel whose files are in `tensorflow/`, the CUDA
 and cuDNN it was built with, TPU support or not), the tensorflow-tpu, libtpu and tf_keras versions,
+which of bert_tf's two stacks that is (TensorFlow 2.20 or 2.19, `bert_tf.tf_stacks`), the TPU
+generations TensorFlow runs on (v2 to v6e; none for TPU7x) and how to install for a TPU,
 the devices TensorFlow sees (GPU names and compute capability; TPU cores and hosts when a TPU is
 reachable), the environment variables that steer TPUs and multi-worker runs, Google Cloud
 credentials, and the flags to use here. Each contradiction (a TPU machine with a TensorFlow that
@@ -21,8 +23,6 @@ import glob
 import importlib.metadata
 import json
 import os
-import pathlib
-import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,6 +32,7 @@ import requests
 import tensorflow as tf
 
 from bert_tf import gcs
+from bert_tf import tf_stacks
 from bert_tf import tokenization
 from bert_tf.training import distribution
 
@@ -46,13 +47,11 @@ TENSORFLOW_WHEELS = ("tensorflow-tpu", "tensorflow", "tensorflow-cpu")
 # 2.20.0, 733 MB in tensorflow-tpu 2.20.0): which wheel's RECORD matches it owns the package.
 _OWNER_PROBE = "tensorflow/libtensorflow_cc.so.2"
 PACKAGES = ("tensorflow-tpu", "libtpu", "tf-keras", "nvidia-cudnn-cu12")
-_REQUIREMENTS_TPU = pathlib.Path(__file__).resolve().parent.parent / "requirements-tpu.txt"
 # Device files of a TPU host: /dev/accel* up to v4, VFIO groups from v5e on.
 _TPU_DEVICE_GLOBS = ("/dev/accel*", "/dev/vfio/[0-9]*")
 _NVIDIA_DEVICE_GLOB = "/dev/nvidia[0-9]*"
 _GCE_METADATA = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
 _BF16_CAPABILITY = (8, 0)  # Ampere and newer compute bfloat16 natively
-TPU_REINSTALL = "pip install --no-deps --force-reinstall -r requirements-tpu.txt"
 
 
 @dataclasses.dataclass
@@ -90,6 +89,17 @@ class Machine:
   credentials: Optional[str] = None
   devices_checked: bool = True
   tokenizer_compiled: bool = True
+  accelerator_type: Optional[str] = None  # This TPU VM's, from GCE metadata.
+
+  @property
+  def stack(self) -> Optional[tf_stacks.Stack]:
+    """Which of bert_tf's TensorFlow stacks is installed, or None."""
+    return tf_stacks.stack_for(self.tf_version)
+
+  @property
+  def tpu_stack(self) -> tf_stacks.Stack:
+    """The stack whose TPU install fits here: the installed one, else the default."""
+    return self.stack or tf_stacks.DEFAULT
 
 
 def version(package: str) -> Optional[str]:
@@ -119,15 +129,6 @@ def tensorflow_owner() -> Optional[str]:
   return None
 
 
-def pinned_version(package: str, requirements: pathlib.Path = _REQUIREMENTS_TPU
-                   ) -> Optional[str]:
-  """The `package==X` pin of a requirements file, or None (no file, e.g. an installed copy)."""
-  if not requirements.exists():
-    return None
-  match = re.search(rf"^{re.escape(package)}==(\S+)", requirements.read_text(), re.MULTILINE)
-  return match.group(1) if match else None
-
-
 def _gce_attribute(name: str) -> Optional[str]:
   """A GCE instance attribute (e.g. a TPU VM's accelerator-type), or None off GCE."""
   try:
@@ -155,6 +156,13 @@ def tpu_machine(machine: Machine) -> Optional[str]:
   return local_tpu(machine)
 
 
+def unsupported_tpu(machine: Machine) -> Optional[str]:
+  """The generation of this host's TPU when TensorFlow cannot drive it (TPU7x), else None."""
+  if machine.accelerator_type and not tf_stacks.tensorflow_runs_on(machine.accelerator_type):
+    return tf_stacks.tpu_generation(machine.accelerator_type)
+  return None
+
+
 def local_tpu(machine: Machine) -> Optional[str]:
   """Why the TPU would be this machine's own (TPU devices, TPU_NAME=local), or None.
 
@@ -174,17 +182,21 @@ def _tpu_config(env: Dict[str, str]) -> distribution.StrategyConfig:
                                      tpu_name=None if named else distribution.LOCAL_TPU)
 
 
-def probe_tpu(env: Dict[str, str]) -> Tuple[Optional[Tpu], Optional[str]]:
-  """Initialises the TPU the scripts would use; (Tpu, None) or (None, why not)."""
+def probe_tpu(env: Dict[str, str], accelerator_type: Optional[str] = None
+              ) -> Tuple[Optional[Tpu], Optional[str]]:
+  """Initialises the TPU the scripts would use; (Tpu, None) or (None, why not).
+
+  `accelerator_type` is this host's, which is the TPU's only when the address is local.
+  """
   config = _tpu_config(env)
   try:
     _, topology = distribution.connect_tpu(config)
   except ValueError as e:
     return None, str(e)
   address = distribution.tpu_address(config) or "auto-detected"
-  accelerator_type = _gce_attribute("accelerator-type") if address == "local" else None
   return Tpu(cores=topology.num_tasks * topology.num_tpus_per_task, hosts=topology.num_tasks,
-             address=address, accelerator_type=accelerator_type), None
+             address=address, accelerator_type=accelerator_type if address == "local" else None
+             ), None
 
 
 def _gpus() -> List[Tuple[str, Optional[Tuple[int, int]]]]:
@@ -208,8 +220,11 @@ def inspect_machine(check_devices: bool = True) -> Machine:
       devices_checked=check_devices, tokenizer_compiled=tokenization._wordpiece is not None)
   if check_devices:
     machine.gpus = _gpus()
-    if tpu_machine(machine) and (machine.tpu_support or not local_tpu(machine)):
-      machine.tpu, machine.tpu_error = probe_tpu(machine.env)
+    if machine.tpu_device_files:
+      machine.accelerator_type = _gce_attribute("accelerator-type")
+    if (tpu_machine(machine) and (machine.tpu_support or not local_tpu(machine))
+        and not unsupported_tpu(machine)):
+      machine.tpu, machine.tpu_error = probe_tpu(machine.env, machine.accelerator_type)
     machine.credentials = _credentials()
   return machine
 
@@ -238,8 +253,18 @@ def _tf_config_problem(value: str) -> Optional[Problem]:
 
 
 def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
-  """No TPU support where a TPU is meant, libtpu missing or off its pin, a TPU not answering."""
+  """A TPU TensorFlow cannot drive (TPU7x), no TPU support where a TPU is meant, libtpu missing
+  or off its pin, a TPU not answering."""
   problems = []
+  stack = machine.tpu_stack
+  reinstall = f"`{stack.tpu_reinstall()}`"
+  generation = unsupported_tpu(machine)
+  if generation:
+    return [Problem(
+        f"This TPU is a {machine.accelerator_type} ({generation}), and TensorFlow has no TPU "
+        "support for that generation (Cloud TPU: TensorFlow is not supported on TPU7x).",
+        f"use a TPU of {', '.join(tf_stacks.TPU_GENERATIONS)} (README, \"Hardware and "
+        "installation\"), or a GPU")]
   reason = local_tpu(machine) or ("--expect=tpu" if expect == "tpu" else None)
   if machine.tpu_error:
     problems.append(Problem(machine.tpu_error.replace(f"; {distribution.TPU_FIX}", ""),
@@ -251,22 +276,22 @@ def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
           f"tensorflow-tpu {machine.versions['tensorflow-tpu']} is installed, but the TensorFlow "
           f"files in place are {machine.tf_owner or 'another build'}'s (a later install replaced "
           "them), so TensorFlow has no TPU support.",
-          f"`{TPU_REINSTALL}` (or `make install-tpu`)", is_error=bool(reason)))
+          f"{reinstall} (or `make {stack.install_tpu}`)", is_error=bool(reason)))
     elif reason:
       problems.append(Problem(
           f"This is meant to use a TPU ({reason}), but the installed TensorFlow "
           f"({machine.tf_owner or machine.tf_version}) has no TPU support.",
-          "`make install-tpu` (README, \"Hardware and installation\")"))
+          f"`make {stack.install_tpu}` (README, \"Hardware and installation\")"))
     return problems
-  pin = pinned_version("libtpu")
+  pin = stack.tpu_pin("libtpu")
   libtpu = machine.versions.get("libtpu")
   if not libtpu:
     problems.append(Problem("TensorFlow has TPU support but libtpu is not installed.",
-                            f"`{TPU_REINSTALL}`"))
+                            reinstall))
   elif pin and libtpu != pin:
     problems.append(Problem(
-        f"libtpu {libtpu} is not the pinned {pin} (newer builds were reported to break TPU "
-        "discovery with TF 2.20; requirements-tpu.txt).", f"`{TPU_REINSTALL}`", is_error=False))
+        f"libtpu {libtpu} is not the pinned {pin} of TensorFlow {stack.tensorflow}'s stack "
+        f"({stack.tpu_requirements} says why).", reinstall, is_error=False))
   named = machine.env.get("TPU_NAME")
   if (named and named != distribution.LOCAL_TPU and machine.tpu_device_files
       and machine.env.get("TPU_LOAD_LIBRARY") != "0"):
@@ -303,6 +328,12 @@ def _gpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
 def find_problems(machine: Machine, expect: Optional[str] = None) -> List[Problem]:
   """Every contradiction between this machine, its installation and its environment."""
   problems = _tpu_problems(machine, expect) + _gpu_problems(machine, expect)
+  if machine.stack is None:
+    problems.append(Problem(
+        f"TensorFlow {machine.tf_version} is none of bert_tf's stacks ("
+        f"{', '.join(stack.tensorflow for stack in tf_stacks.STACKS)}), the ones its tests run "
+        "on; and there is no tensorflow-tpu after 2.20.0.",
+        " or ".join(f"`make {stack.install}`" for stack in tf_stacks.STACKS), is_error=False))
   if not machine.tokenizer_compiled:
     problems.append(Problem(
         "bert_tf's C tokenizer (bert_tf/_wordpiece.c) is not built: tokenization runs in "
@@ -353,6 +384,26 @@ def _build_text(machine: Machine) -> str:
   return "; ".join(parts)
 
 
+def _stack_lines(machine: Machine) -> List[str]:
+  """Which stack this is, the TPUs TensorFlow runs on, and how to install for a TPU."""
+  stack = machine.stack
+  tpus = f"{', '.join(tf_stacks.TPU_GENERATIONS)}; TPU7x: none (no TensorFlow there)"
+  if stack:
+    lines = [f"Stack           TensorFlow {stack.tensorflow} ({stack.requirements}; for a TPU "
+             f"{stack.tpu_requirements}, `make {stack.install_tpu}`)",
+             f"TPUs            {tpus}; Google's own TF {stack.tensorflow} recipe: "
+             f"{stack.google_tpus}"]
+  else:
+    lines = ["Stack           none of bert_tf's (TensorFlow "
+             f"{', '.join(each.tensorflow for each in tf_stacks.STACKS)})",
+             f"TPUs            {tpus}"]
+  if not machine.tpu_support:
+    lines.append("For a TPU       " + " or ".join(
+        f"`make {each.install_tpu}` (tensorflow-tpu {each.tpu_pin('tensorflow-tpu')}, libtpu "
+        f"{each.tpu_pin('libtpu')})" for each in tf_stacks.STACKS))
+  return lines
+
+
 def _tpu_text(machine: Machine) -> str:
   """The TPU part of the devices line."""
   if machine.tpu:
@@ -371,7 +422,7 @@ def render(machine: Machine, problems: List[Problem], probe: Optional[str] = Non
       f"tensorflow-tpu  {versions.get('tensorflow-tpu') or 'not installed'}; libtpu "
       f"{versions.get('libtpu') or 'not installed'}; tf_keras "
       f"{versions.get('tf-keras') or 'not installed'}",
-  ]
+  ] + _stack_lines(machine)
   if machine.devices_checked:
     gpus = ", ".join(f"{name} (compute capability {'.'.join(map(str, cc)) if cc else '?'})"
                      for name, cc in machine.gpus) or "none"

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import doctor
+from bert_tf import tf_stacks
 from bert_tf.training import distribution
 
 from conftest import PROJECT_ROOT
@@ -24,6 +25,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
   """Keeps the variables the doctor reads (TPU, cluster, GPU, credentials) out of every test."""
   for name in doctor.ENV_VARS:
     monkeypatch.delenv(name, raising=False)
+
+
+# The TPU install of the stack this Python runs (`make install-tpu` on TF 2.20).
+INSTALL_TPU = f"make {(tf_stacks.installed() or tf_stacks.DEFAULT).install_tpu}"
 
 
 def installed(package: str) -> bool:
@@ -92,12 +97,12 @@ def test_a_local_tpu_with_plain_tensorflow_is_an_error_naming_make_install_tpu(
   assert doctor.main([]) == 1
   out = capsys.readouterr().out
   assert "error: This is meant to use a TPU (TPU_NAME=local), but the installed TensorFlow" in out
-  assert "  fix: `make install-tpu`" in out
+  assert f"  fix: `{INSTALL_TPU}`" in out
   assert "TPU: not checked (no TPU support)" in out
   # A TPU device file says the same without any variable.
   machine = cpu_machine(tpu_device_files=["/dev/vfio/0"])
   [problem] = doctor.find_problems(machine)
-  assert "(TPU device /dev/vfio/0)" in problem.message and "make install-tpu" in problem.fix
+  assert "(TPU device /dev/vfio/0)" in problem.message and "`make install-tpu`" in problem.fix
 
 
 def test_a_remote_tpu_is_probed_from_a_plain_tensorflow_client(
@@ -111,7 +116,7 @@ def test_a_remote_tpu_is_probed_from_a_plain_tensorflow_client(
   assert "TPU: 8 cores on 1 host(s) at my-node" in out and "error:" not in out
 
 
-@pytest.mark.parametrize("expect, fix", [("tpu", "make install-tpu"), ("gpu", "make install-gpu")])
+@pytest.mark.parametrize("expect, fix", [("tpu", INSTALL_TPU), ("gpu", "make install-gpu")])
 def test_expect_checks_the_installation_only(expect: str, fix: str,
                                              capsys: pytest.CaptureFixture) -> None:
   machine = doctor.inspect_machine(check_devices=False)
@@ -150,8 +155,9 @@ class FakeTopology:
 
 @pytest.fixture
 def tpu_installed(monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-  """TensorFlow's TPU build with the pinned libtpu, as `make install-tpu` leaves it."""
-  versions = {"tensorflow-tpu": "2.20.0", "libtpu": doctor.pinned_version("libtpu")}
+  """TensorFlow's TPU build with the pinned libtpu, as this stack's TPU install leaves it."""
+  stack = tf_stacks.installed() or tf_stacks.DEFAULT
+  versions = {"tensorflow-tpu": tf.__version__, "libtpu": stack.tpu_pin("libtpu")}
   monkeypatch.setattr(distribution, "tpu_support", lambda: True)
   monkeypatch.setattr(doctor, "version", lambda package: versions.get(package))
   return versions
@@ -199,7 +205,7 @@ def test_tensorflow_tpu_overwritten_by_the_plain_wheel_names_the_reinstall() -> 
   [problem] = doctor.find_problems(machine)
   assert problem.is_error and "the TensorFlow files in place are tensorflow 2.20.0's" in (
       problem.message)
-  assert problem.fix.startswith(f"`{doctor.TPU_REINSTALL}`")
+  assert problem.fix.startswith(f"`{tf_stacks.DEFAULT.tpu_reinstall()}`")
   # Off a TPU machine the same installation is only a warning.
   [problem] = doctor.find_problems(dataclasses.replace(machine, env={}))
   assert not problem.is_error
@@ -209,7 +215,7 @@ def test_libtpu_missing_is_an_error_and_off_its_pin_a_warning() -> None:
   tpu = cpu_machine(tpu_support=True, tf_owner="tensorflow-tpu 2.20.0", build={})
   [missing] = doctor.find_problems(tpu)
   assert missing.is_error and "libtpu is not installed" in missing.message
-  pin = doctor.pinned_version("libtpu")
+  pin = tf_stacks.DEFAULT.tpu_pin("libtpu")
   newer = dataclasses.replace(tpu, versions={**tpu.versions, "libtpu": "0.0.99"})
   [off_pin] = doctor.find_problems(newer)
   assert not off_pin.is_error and f"libtpu 0.0.99 is not the pinned {pin}" in off_pin.message
@@ -221,20 +227,95 @@ def test_a_named_tpu_from_its_own_host_warns_about_tpu_load_library() -> None:
   machine = cpu_machine(tpu_support=True, env={"TPU_NAME": "my-pod"},
                         tpu_device_files=["/dev/accel0"],
                         versions={**cpu_machine().versions,
-                                  "libtpu": doctor.pinned_version("libtpu")})
+                                  "libtpu": tf_stacks.DEFAULT.tpu_pin("libtpu")})
   [problem] = doctor.find_problems(machine)
   assert not problem.is_error and "`export TPU_LOAD_LIBRARY=0`" in problem.fix
   quiet = dataclasses.replace(machine, env={"TPU_NAME": "my-pod", "TPU_LOAD_LIBRARY": "0"})
   assert doctor.find_problems(quiet) == []
 
 
-def test_pinned_version_reads_the_requirements_file(tmp_path: pathlib.Path) -> None:
-  requirements = tmp_path / "requirements-tpu.txt"
-  requirements.write_text("# libtpu==0.0.1 in a comment\ntensorflow-tpu==2.20.0\nlibtpu==0.0.7\n")
-  assert doctor.pinned_version("libtpu", requirements) == "0.0.7"
-  assert doctor.pinned_version("tensorflow-tpu", requirements) == "2.20.0"
-  assert doctor.pinned_version("jax", requirements) is None
-  assert doctor.pinned_version("libtpu", tmp_path / "missing.txt") is None
+# --- the two TensorFlow stacks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", tf_stacks.STACKS, ids=lambda stack: stack.tensorflow)
+def test_the_stack_line_names_its_files_make_target_and_tpus(stack: tf_stacks.Stack) -> None:
+  machine = cpu_machine(tf_version=f"{stack.tensorflow}.1")
+  lines = doctor.render(machine, doctor.find_problems(machine)).splitlines()
+  assert (f"Stack           TensorFlow {stack.tensorflow} ({stack.requirements}; for a TPU "
+          f"{stack.tpu_requirements}, `make {stack.install_tpu}`)") in lines
+  [tpus] = [line for line in lines if line.startswith("TPUs ")]
+  assert "v2, v3, v4, v5e, v5p, v6e; TPU7x: none" in tpus and stack.google_tpus in tpus
+  # Without TPU support it says how to get it, for both stacks, with their pins.
+  [for_a_tpu] = [line for line in lines if line.startswith("For a TPU ")]
+  for each in tf_stacks.STACKS:
+    assert (f"`make {each.install_tpu}` (tensorflow-tpu {each.tpu_pin('tensorflow-tpu')}, "
+            f"libtpu {each.tpu_pin('libtpu')})") in for_a_tpu
+  assert lines[-1] == "OK: nothing contradicts."
+
+
+def test_the_2_19_stack_names_its_own_tpu_install_and_pins() -> None:
+  machine = cpu_machine(tf_version="2.19.1", tf_owner="tensorflow 2.19.1",
+                        versions={**cpu_machine().versions, "tensorflow-tpu": "2.19.1"},
+                        env={"TPU_NAME": "local"})
+  [overwritten] = doctor.find_problems(machine)
+  assert overwritten.fix == ("`pip install --no-deps --force-reinstall -r "
+                             "requirements-tpu-tf219.txt` (or `make install-tpu-tf219`)")
+  tpu = dataclasses.replace(machine, tpu_support=True, env={},
+                            versions={**machine.versions, "libtpu": "0.0.14"})
+  [off_pin] = doctor.find_problems(tpu)
+  assert "libtpu 0.0.14 is not the pinned 0.0.10 of TensorFlow 2.19's stack" in off_pin.message
+  pinned = dataclasses.replace(tpu, versions={**tpu.versions, "libtpu": "0.0.10"})
+  assert doctor.find_problems(pinned) == []
+  no_tpu = cpu_machine(tf_version="2.19.1", tpu_device_files=["/dev/vfio/0"])
+  [problem] = doctor.find_problems(no_tpu)
+  assert problem.fix.startswith("`make install-tpu-tf219`")
+
+
+def test_another_tensorflow_is_a_warning_naming_both_installs() -> None:
+  machine = cpu_machine(tf_version="2.21.0", tf_owner="tensorflow 2.21.0")
+  [problem] = doctor.find_problems(machine)
+  assert not problem.is_error and "TensorFlow 2.21.0 is none of bert_tf's stacks (2.20, 2.19)" in (
+      problem.message)
+  assert problem.fix == "`make install` or `make install-tf219`"
+  assert "Stack           none of bert_tf's (TensorFlow 2.20, 2.19)" in doctor.render(
+      machine, [problem])
+
+
+@pytest.mark.parametrize("accelerator_type", ["tpu7x-8", "TPU7x-128"])
+def test_a_tpu7x_is_an_error_even_with_tpu_support(accelerator_type: str) -> None:
+  machine = cpu_machine(tpu_support=True, tpu_device_files=["/dev/vfio/0"],
+                        accelerator_type=accelerator_type,
+                        versions={**cpu_machine().versions, "libtpu": "0.0.14"})
+  [problem] = doctor.find_problems(machine)
+  assert problem.is_error and f"This TPU is a {accelerator_type} (tpu7x)" in problem.message
+  assert "TensorFlow is not supported on TPU7x" in problem.message
+  assert problem.fix.startswith("use a TPU of v2, v3, v4, v5e, v5p, v6e")
+
+
+def test_a_tpu7x_host_is_not_probed(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+  def connect_tpu(config: distribution.StrategyConfig):
+    raise AssertionError("TensorFlow cannot drive a TPU7x: no probe")
+
+  monkeypatch.setattr(distribution, "connect_tpu", connect_tpu)
+  monkeypatch.setattr(distribution, "tpu_support", lambda: True)
+  monkeypatch.setattr(doctor, "_gce_attribute", lambda name: "tpu7x-8")
+  monkeypatch.setattr(doctor.glob, "glob",
+                      lambda pattern: ["/dev/vfio/0"] if "vfio" in pattern else [])
+  assert doctor.main([]) == 1
+  assert "error: This TPU is a tpu7x-8 (tpu7x)" in capsys.readouterr().out
+
+
+def test_a_v5e_host_passes_its_accelerator_type_to_the_probe(
+    tpu_installed: Dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture) -> None:
+  monkeypatch.setattr(distribution, "connect_tpu",
+                      lambda config: (None, FakeTopology(num_tasks=1, num_tpus_per_task=8)))
+  monkeypatch.setattr(doctor, "_gce_attribute", lambda name: "v5litepod-8")
+  monkeypatch.setattr(doctor.glob, "glob",
+                      lambda pattern: ["/dev/vfio/0"] if "vfio" in pattern else [])
+  assert doctor.main([]) == 0
+  assert "Runs here on    TPU (v5litepod-8, 8 cores on 1 host(s))" in capsys.readouterr().out
 
 
 # --- GPUs and clusters -------------------------------------------------------------------------
@@ -300,7 +381,8 @@ def test_a_well_formed_tf_config_is_fine(monkeypatch: pytest.MonkeyPatch,
 def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
     tmp_path: pathlib.Path) -> None:
   def recipe(target: str) -> List[str]:
-    done = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/venv"], cwd=PROJECT_ROOT,
+    done = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/venv",
+                           f"TF219_VENV={tmp_path}/venv219"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, check=True)
     return [line for line in done.stdout.splitlines()
             if "pip install" in line or "doctor" in line or "build_ext" in line]
@@ -322,8 +404,21 @@ def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
       "setup.py -q build_ext --inplace"]
   assert not [line for line in recipe("install") if "tpu" in line or "gpu" in line]
   assert recipe("install")[-1].endswith("setup.py -q build_ext --inplace")  # The C tokenizer.
+  # The TensorFlow 2.19 stack: the same steps in its own venv, from its own files.
+  tpu219 = recipe("install-tpu-tf219")
+  assert list(map(command, tpu219)) == [
+      "pip install -q --upgrade pip", "pip install -q -r requirements-tf219.txt",
+      "pip install -q --no-deps --force-reinstall -r requirements-tpu-tf219.txt",
+      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=tpu"]
+  assert all(line.split()[-1] != "requirements.txt" and "/venv219/bin/python" in line
+             for line in tpu219) and tpu219[-1].startswith("TPU_LOAD_LIBRARY=0 ")
+  assert list(map(command, recipe("install-tf219")))[1:] == [
+      "pip install -q -r requirements-tf219.txt -r requirements-dev.txt",
+      "setup.py -q build_ext --inplace"]
   # The README gives the same installs as plain pip commands.
   readme = (PROJECT_ROOT / "README.md").read_text()
   for command in ("pip install -r requirements.txt -r requirements-gpu.txt",
-                  "pip install --no-deps --force-reinstall -r requirements-tpu.txt"):
+                  "pip install --no-deps --force-reinstall -r requirements-tpu.txt",
+                  "pip install -r requirements-tf219.txt",
+                  "pip install --no-deps --force-reinstall -r requirements-tpu-tf219.txt"):
     assert command in readme

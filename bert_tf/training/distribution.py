@@ -29,6 +29,8 @@ import tensorflow as tf
 # No public API lists the kernels a TensorFlow build registered.
 from tensorflow.python.framework import kernels
 
+from bert_tf import tf_stacks
+
 STRATEGY_NAMES = ("tpu", "mirrored", "multi_worker_mirrored", "one_device", "default")
 LOCAL_TPU = "local"
 _GRPC_PREFIX = "grpc://"
@@ -36,8 +38,11 @@ GCS_PREFIX = "gs://"
 # Only TPU builds register a kernel for this op: tensorflow-tpu 2.20.0 has a CPU one, the plain
 # tensorflow 2.20.0 wheel none (both wheels checked on a CPU machine, with libtpu not loaded).
 _TPU_ONLY_OP = "TPUCompile"
-TPU_FIX = ("run `make install-tpu` (or the pip commands in the README, \"Hardware and "
-           "installation\"), then `python -m bert_tf.doctor` to see what this machine can run")
+# The TPU install of the installed TensorFlow's stack: `make install-tpu` for 2.20, `make
+# install-tpu-tf219` for 2.19.
+TPU_FIX = (f"run `make {(tf_stacks.installed() or tf_stacks.DEFAULT).install_tpu}` (or the pip "
+           "commands in the README, \"Hardware and installation\"), then `python -m "
+           "bert_tf.doctor` to see what this machine can run")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
