@@ -141,11 +141,6 @@ def run_task(name: str, args: argparse.Namespace, directory: pathlib.Path) -> Di
       output_dir = directory / f"{name}-{side.split()[0]}-{round_index}"
       seconds[side].append(timed([sys.executable, *script, *flags, f"--output_dir={output_dir}"]))
       loop_seconds[side].append(training_seconds(output_dir))
-      if side == "packed":
-        share = packed_share(output_dir, seq_length)
-      else:
-        state = io_utils.read_json(str(output_dir / "training_state.json"))
-        steps = state["history"][-1]["step"]
     if with_hf:
       command = [sys.executable, str(HF_SCRIPT), f"--task={name}", f"--data_dir={data_dir}",
                  f"--vocab_file={vocab}", f"--num_train_examples={args.examples}",
@@ -157,14 +152,15 @@ def run_task(name: str, args: argparse.Namespace, directory: pathlib.Path) -> Di
                               check=True)
       hf_results.append(dict(json.loads(result.stdout.strip().splitlines()[-1]),
                              process_seconds=time.perf_counter() - started))
-  if squad:
-    meta = io_utils.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))
-    trained = meta["num_features"]
-  else:
-    trained = args.examples
+  share = packed_share(directory / f"{name}-packed-0", seq_length)
+  steps = {side: io_utils.read_json(str(directory / f"{name}-{side.split()[0]}-0" /
+                                         "training_state.json"))["history"][-1]["step"]
+           for side in sides}
+  trained = (io_utils.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))[
+      "num_features"] if squad else args.examples)
   median = {side: statistics.median(values) for side, values in seconds.items()}
   loop = {side: statistics.median(values) for side, values in loop_seconds.items()}
-  entry = dict(training_examples=trained, padded_steps=steps, seq_length=seq_length,
+  entry = dict(training_examples=trained, steps=steps, seq_length=seq_length,
                **share, process_seconds={s: [round(v, 1) for v in vs] for s, vs in seconds.items()},
                examples_per_sec={side: round(trained / value, 1) for side, value in median.items()},
                training_loop_seconds={side: round(value, 1) for side, value in loop.items()},
@@ -202,9 +198,9 @@ def main(argv=None) -> Dict[str, Any]:
   with tempfile.TemporaryDirectory() as directory:
     for name in names:
       entry[name] = run_task(name, args, pathlib.Path(directory))
+      entry["uptime_after"] = uptime()
+      common.merge_results("packed_training", entry)  # after each task: a long run keeps some
       print(name, json.dumps(entry[name]), flush=True)
-  entry["uptime_after"] = uptime()
-  common.merge_results("packed_training", entry)
   return entry
 
 
