@@ -9,7 +9,7 @@ vocab's size), seq 128, batch 32 (SQuAD: seq 384, stride 128, batch 32), once wi
 --pack_sequences=true and once with =false, each in a fresh output directory (both convert their
 features). NSMC-like: the first --examples reviews of ../shared/data/nsmc_like with KcBERT's vocab;
 CoLA: the first --examples sentences of in_domain_train.tsv with bert-base-uncased's; SQuAD: the
-first questions of dev-v1.1 (whole articles, about --squad_questions) as training data. When
+first questions of dev-v1.1 (whole paragraphs, about --squad_questions) as training data. When
 benchmarks/hf_dynamic_padding.py is there (transformers + torch, each batch padded to its longest
 example, torch's threads = this machine's cores, as TensorFlow's), it runs on the same examples
 too. Examples/s = training examples (SQuAD: features) / process seconds; for SQuAD the training
@@ -71,16 +71,20 @@ def classifier_data(name: str, examples: int, directory: pathlib.Path) -> pathli
 
 
 def squad_data(questions: int, directory: pathlib.Path) -> pathlib.Path:
-  """The first whole articles of dev-v1.1 holding at least `questions` questions."""
+  """The first paragraphs of dev-v1.1 holding at least `questions` questions, each with its first
+  answer (training takes one)."""
   dataset = io_utils.read_json(str(SQUAD_DEV))
-  articles, count = [], 0
-  for article in dataset["data"]:
+  article = dict(dataset["data"][0], paragraphs=[])
+  count = 0
+  for paragraph in (p for a in dataset["data"] for p in a["paragraphs"]):
     if count >= questions:
       break
-    articles.append(article)
-    count += sum(len(paragraph["qas"]) for paragraph in article["paragraphs"])
+    for qa in paragraph["qas"]:
+      qa["answers"] = qa["answers"][:1]
+    article["paragraphs"].append(paragraph)
+    count += len(paragraph["qas"])
   path = directory / "squad_train.json"
-  path.write_text(json.dumps(dict(dataset, data=articles)), encoding="utf-8")
+  path.write_text(json.dumps(dict(dataset, data=[article])), encoding="utf-8")
   return path
 
 
