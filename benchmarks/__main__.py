@@ -209,6 +209,26 @@ def bucketed_prediction_rows(entry: Dict[str, Any]) -> List[Row]:
                ratio=entry["speedup"], target=1.8)]
 
 
+def packed_training_rows(entry: Dict[str, Any]) -> List[Row]:
+  rows = []
+  for name, target in (("nsmc", 4.0), ("cola", 4.0), ("squad", 1.8)):
+    if name not in entry:
+      continue
+    task = entry[name]
+    speed = task["examples_per_sec"]
+    label = {"nsmc": "NSMC-like", "cola": "CoLA", "squad": "SQuAD"}[name]
+    rows.append(dict(figure=f"7 packed fine-tuning end to end, {label}, seq {task['seq_length']}",
+                     ours=f"{speed['packed']} ex/s (packed)",
+                     reference=f"{speed['padded (google-research)']} ex/s (padded)",
+                     ratio=task["packed_over_padded"], target=target))
+    if "packed_over_hf" in task:
+      rows.append(dict(figure=f"7 packed fine-tuning end to end, {label}, vs torch",
+                       ours=f"{speed['packed']} ex/s (packed)",
+                       reference=f"{speed['transformers + torch, per-batch padding']} ex/s "
+                       "(torch, per-batch padding)", ratio=task["packed_over_hf"], target=2.0))
+  return rows
+
+
 def _has_gpu() -> bool:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return bool(tf.config.list_physical_devices("GPU"))
@@ -237,6 +257,10 @@ FIGURES: Dict[str, Any] = dict(
                            gradient_accumulation_rows),
     resume_position=([], ["--shards", "8", "--records_per_shard", "300", "--repeats", "1"], [],
                      resume_position_rows),
+    packed_training=(["--examples", "3000", "--squad_questions", "1000"],
+                     ["--examples", "300", "--squad_questions", "100", "--tasks", "nsmc,squad"],
+                     [SQUAD_DEV, VOCABS / "kcbert-base-vocab.txt",
+                      common.DATA / "nsmc_like", common.DATA / "cola"], packed_training_rows),
     # After resume_position: its entry holds that figure too.
     pretraining_scale=([], ["--scales", "0.05,0.1"], [CORPUS, VOCABS / "kcbert-base-vocab.txt"],
                        pretraining_scale_rows),

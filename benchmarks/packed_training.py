@@ -9,7 +9,7 @@ vocab's size), seq 128, batch 32 (SQuAD: seq 384, stride 128, batch 32), once wi
 --pack_sequences=true and once with =false, each in a fresh output directory (both convert their
 features). NSMC-like: the first --examples reviews of ../shared/data/nsmc_like with KcBERT's vocab;
 CoLA: the first --examples sentences of in_domain_train.tsv with bert-base-uncased's; SQuAD: the
-first questions of dev-v1.1 (whole articles, about --squad_questions) as training data. When
+first questions of dev-v1.1 (whole paragraphs, about --squad_questions) as training data. When
 benchmarks/hf_dynamic_padding.py is there (transformers + torch, each batch padded to its longest
 example, torch's threads = this machine's cores, as TensorFlow's), it runs on the same examples
 too. Examples/s = training examples (SQuAD: features) / process seconds; for SQuAD the training
@@ -71,16 +71,20 @@ def classifier_data(name: str, examples: int, directory: pathlib.Path) -> pathli
 
 
 def squad_data(questions: int, directory: pathlib.Path) -> pathlib.Path:
-  """The first whole articles of dev-v1.1 holding at least `questions` questions."""
+  """The first paragraphs of dev-v1.1 holding at least `questions` questions, each with its first
+  answer (training takes one)."""
   dataset = io_utils.read_json(str(SQUAD_DEV))
-  articles, count = [], 0
-  for article in dataset["data"]:
+  article = dict(dataset["data"][0], paragraphs=[])
+  count = 0
+  for paragraph in (p for a in dataset["data"] for p in a["paragraphs"]):
     if count >= questions:
       break
-    articles.append(article)
-    count += sum(len(paragraph["qas"]) for paragraph in article["paragraphs"])
+    for qa in paragraph["qas"]:
+      qa["answers"] = qa["answers"][:1]
+    article["paragraphs"].append(paragraph)
+    count += len(paragraph["qas"])
   path = directory / "squad_train.json"
-  path.write_text(json.dumps(dict(dataset, data=articles)), encoding="utf-8")
+  path.write_text(json.dumps(dict(dataset, data=[article])), encoding="utf-8")
   return path
 
 
@@ -141,11 +145,6 @@ def run_task(name: str, args: argparse.Namespace, directory: pathlib.Path) -> Di
       output_dir = directory / f"{name}-{side.split()[0]}-{round_index}"
       seconds[side].append(timed([sys.executable, *script, *flags, f"--output_dir={output_dir}"]))
       loop_seconds[side].append(training_seconds(output_dir))
-      if side == "packed":
-        share = packed_share(output_dir, seq_length)
-      else:
-        state = io_utils.read_json(str(output_dir / "training_state.json"))
-        steps = state["history"][-1]["step"]
     if with_hf:
       command = [sys.executable, str(HF_SCRIPT), f"--task={name}", f"--data_dir={data_dir}",
                  f"--vocab_file={vocab}", f"--num_train_examples={args.examples}",
@@ -157,14 +156,15 @@ def run_task(name: str, args: argparse.Namespace, directory: pathlib.Path) -> Di
                               check=True)
       hf_results.append(dict(json.loads(result.stdout.strip().splitlines()[-1]),
                              process_seconds=time.perf_counter() - started))
-  if squad:
-    meta = io_utils.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))
-    trained = meta["num_features"]
-  else:
-    trained = args.examples
+  share = packed_share(directory / f"{name}-packed-0", seq_length)
+  steps = {side: io_utils.read_json(str(directory / f"{name}-{side.split()[0]}-0" /
+                                         "training_state.json"))["history"][-1]["step"]
+           for side in sides}
+  trained = (io_utils.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))[
+      "num_features"] if squad else args.examples)
   median = {side: statistics.median(values) for side, values in seconds.items()}
   loop = {side: statistics.median(values) for side, values in loop_seconds.items()}
-  entry = dict(training_examples=trained, padded_steps=steps, seq_length=seq_length,
+  entry = dict(training_examples=trained, steps=steps, seq_length=seq_length,
                **share, process_seconds={s: [round(v, 1) for v in vs] for s, vs in seconds.items()},
                examples_per_sec={side: round(trained / value, 1) for side, value in median.items()},
                training_loop_seconds={side: round(value, 1) for side, value in loop.items()},
@@ -202,9 +202,9 @@ def main(argv=None) -> Dict[str, Any]:
   with tempfile.TemporaryDirectory() as directory:
     for name in names:
       entry[name] = run_task(name, args, pathlib.Path(directory))
+      entry["uptime_after"] = uptime()
+      common.merge_results("packed_training", entry)  # after each task: a long run keeps some
       print(name, json.dumps(entry[name]), flush=True)
-  entry["uptime_after"] = uptime()
-  common.merge_results("packed_training", entry)
   return entry
 
 

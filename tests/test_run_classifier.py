@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,11 +36,13 @@ def test_bad_tsv_line_stops_the_script_with_one_line(tmp_path):
   assert not list(out.glob("*.tf_record")) and not list(out.glob("ckpt-*"))
 
 
-def _start_classifier(output_dir, log, **overrides):
-  """Starts a tiny fine-tuning run on the bundled NSMC sample: 6 epochs of 15 steps, dropout on,
-  a checkpoint every 5 steps and the best one by accuracy kept at each epoch's evaluation
-  (`overrides`: flag values that replace these; None drops the flag)."""
+def _start_classifier(output_dir, log, pack_sequences=True, **overrides):
+  """Starts a tiny fine-tuning run on the bundled NSMC sample: 6 epochs of 15 steps (packed: of
+  its rows, about 16 examples a step), dropout on, a checkpoint every 5 steps and the best one by
+  accuracy kept at each epoch's evaluation (`overrides`: flag values that replace these; None
+  drops the flag)."""
   command = [sys.executable, str(ROOT / "run_classifier.py"), "--task_name=nsmc",
+             f"--pack_sequences={pack_sequences}",
              f"--data_dir={SAMPLE / 'nsmc'}", f"--vocab_file={SAMPLE / 'vocab.txt'}",
              f"--bert_config_file={SAMPLE / 'bert_config.json'}", "--max_seq_length=32",
              "--train_batch_size=16", "--eval_batch_size=16", "--learning_rate=1e-3",
@@ -51,14 +55,17 @@ def _start_classifier(output_dir, log, **overrides):
                             stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
-  """Interrupted three times, a run keeping the best by accuracy ends like an uninterrupted one."""
+@pytest.mark.parametrize("pack_sequences", [True, False])
+def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path, pack_sequences):
+  """Interrupted three times, a run keeping the best by accuracy ends like an uninterrupted one
+  (packed rows and google-research's padded batches alike)."""
   straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  uninterrupted = _start_classifier(straight, tmp_path / "straight.log")
+  uninterrupted = _start_classifier(straight, tmp_path / "straight.log", pack_sequences)
   try:
-    processes.kill_preempt_kill(lambda log: _start_classifier(resumed, log), resumed,
-                                (15, 40, 65), 90, tmp_path)
-    last = _start_classifier(resumed, tmp_path / "last.log")
+    # The padded run ends at step 90; the packed one's last step depends on how its rows fill.
+    processes.kill_preempt_kill(lambda log: _start_classifier(resumed, log, pack_sequences),
+                                resumed, (15, 40, 65), None if pack_sequences else 90, tmp_path)
+    last = _start_classifier(resumed, tmp_path / "last.log", pack_sequences)
     try:
       assert last.wait(timeout=300) == 0, (tmp_path / "last.log").read_text()[-3000:]
     finally:
