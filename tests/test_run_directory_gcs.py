@@ -14,7 +14,9 @@ import pytest
 from test_gcs_faults import run_classifier
 
 BUCKET = "rundir-bucket"
-TRAIN = ("--do_train", "--do_eval", "--num_train_epochs=2", "--keep_best_by=accuracy")
+# Two epochs of 16 steps, a checkpoint and an evaluation after each: few writes through the proxy.
+TRAIN = ("--do_train", "--do_eval", "--num_train_epochs=2", "--keep_best_by=accuracy",
+         "--save_checkpoints_steps=16", "--iterations_per_loop=16")
 EVAL_ONLY = ("--do_train=false", "--do_eval", "--keep_best_by=accuracy")
 
 
