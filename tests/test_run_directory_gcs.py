@@ -14,7 +14,9 @@ import pytest
 from test_gcs_faults import run_classifier
 
 BUCKET = "rundir-bucket"
-TRAIN = ("--do_train", "--do_eval", "--num_train_epochs=2", "--keep_best_by=accuracy")
+# Two epochs of 16 steps, a checkpoint and an evaluation after each: few writes through the proxy.
+TRAIN = ("--do_train", "--do_eval", "--num_train_epochs=2", "--keep_best_by=accuracy",
+         "--save_checkpoints_steps=16", "--iterations_per_loop=16")
 EVAL_ONLY = ("--do_train=false", "--do_eval", "--keep_best_by=accuracy")
 
 
@@ -35,7 +37,8 @@ def _objects(bucket, prefix: str) -> Dict[str, bytes]:
 
 
 def _files(directory: pathlib.Path) -> Dict[str, bytes]:
-  return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+  return {str(p.relative_to(directory)): p.read_bytes()
+          for p in directory.rglob("*") if p.is_file()}
 
 
 def _trained(proxy, output_dir: str) -> None:
@@ -75,14 +78,16 @@ def test_a_run_trained_on_gcs_means_the_same_copied_to_gcs_and_to_local_disk(pro
   local = tmp_path / "local"
   for blob in list(bucket.list_blobs(prefix="original/")):
     name = blob.name[len("original/"):]
-    if name and not name.endswith("/") and name != "eval_results.json":  # each copy's rerun writes it again
+    # eval_results.json stays behind: each copy's rerun writes it again.
+    if name and not name.endswith("/") and name != "eval_results.json":
       bucket.copy_blob(blob, bucket, "copy/" + name)
       (local / name).parent.mkdir(parents=True, exist_ok=True)
       (local / name).write_bytes(original[name])
     blob.delete()  # the original goes away
 
   _evaluates_with_its_own_best_model(proxy, f"gs://{BUCKET}/copy", best,
-                                     original["eval_results.json"], lambda: _objects(bucket, "copy"))
+                                     original["eval_results.json"],
+                                     lambda: _objects(bucket, "copy"))
   _evaluates_with_its_own_best_model(proxy, str(local), best, original["eval_results.json"],
                                      lambda: _files(local))
   _names_nothing_of(_objects(bucket, "copy"), f"{BUCKET}/original")
@@ -100,5 +105,6 @@ def test_a_run_trained_on_local_disk_means_the_same_uploaded_to_gcs(proxy, bucke
   shutil.rmtree(original)
 
   _evaluates_with_its_own_best_model(proxy, f"gs://{BUCKET}/uploaded", best,
-                                     files["eval_results.json"], lambda: _objects(bucket, "uploaded"))
+                                     files["eval_results.json"],
+                                     lambda: _objects(bucket, "uploaded"))
   _names_nothing_of(_objects(bucket, "uploaded"), str(original))
