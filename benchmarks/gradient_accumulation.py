@@ -76,7 +76,7 @@ class Run:
     self.loop(tf.constant(1))  # traces (and with --jit compiles) the loop
 
   def loop(self, steps: tf.Tensor) -> float:
-    return float(self.run._train_loop(self.iterator, steps))  # pylint: disable=protected-access
+    return float(self.run._train_loop(self.iterator, steps)[0])  # pylint: disable=protected-access
 
   def round(self) -> Dict[str, float]:
     """Seconds per step over `steps` steps, and the allocator's peak meanwhile (MiB): above

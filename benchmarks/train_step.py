@@ -200,10 +200,12 @@ class OurSide:
     self.steps = tf.constant(steps)
     gradients = self.run._gradients  # pylint: disable=protected-access
     iterator = self.iterator
+    # Unpacked batches: the loss is the mean over the batch's examples (Trainer._replica_step).
+    num_examples = tf.constant(float(task.batch_size))
 
     @tf.function(jit_compile=jit_compile or None)
     def gradients_step(features):
-      loss, grads = gradients(features)
+      loss, grads = gradients(features, num_examples)
       return loss + 0.0 * _keep(grads)
 
     @tf.function
@@ -220,13 +222,13 @@ class OurSide:
     self.update_run = make_trainer(name, task, os.path.join(output_dir, "update"), steps,
                                    jit_compile)
     loss, grads = self.update_run._gradients(next(iter(self.run.dataset_fn(  # pylint: disable=protected-access
-        tf.distribute.InputContext(), 0))))
+        tf.distribute.InputContext(), 0))), num_examples)
     self.fixed_loss = fixed_loss = tf.Variable(loss)
     fixed = [None if g is None else
              (tf.Variable(g.values), tf.Variable(g.indices), g.dense_shape)
              if isinstance(g, tf.IndexedSlices) else tf.Variable(g) for g in grads]
 
-    def fixed_gradients(features):  # pylint: disable=unused-argument
+    def fixed_gradients(features, num_examples):  # pylint: disable=unused-argument
       return tf.identity(fixed_loss), [
           None if g is None else tf.IndexedSlices(tf.identity(g[0]), tf.identity(g[1]), g[2])
           if isinstance(g, tuple) else tf.identity(g) for g in fixed]
@@ -238,10 +240,10 @@ class OurSide:
     """Seconds of `steps` full steps, forward+backward passes and updates, each timed alone."""
     run, update = self.run, self.update_run
     return dict(
-        seconds=_seconds(lambda: float(run._train_loop(self.iterator, self.steps))),  # pylint: disable=protected-access
+        seconds=_seconds(lambda: float(run._train_loop(self.iterator, self.steps)[0])),  # pylint: disable=protected-access
         forward_backward_seconds=_seconds(lambda: float(self.forward_backward(self.steps))),
         update_seconds=_seconds(lambda: float(update._train_loop(self.update_iterator,  # pylint: disable=protected-access
-                                                                 self.steps))))
+                                                                 self.steps)[0])))
 
 
 def _tf_matmul(size: int) -> Callable[[], float]:
