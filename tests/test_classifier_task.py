@@ -387,17 +387,20 @@ def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, mo
   assert sum(1 for _ in tf.data.TFRecordDataset(output_file)) == 2
 
 
-def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, tokenizer):
+@pytest.mark.parametrize("pack_sequences, name", [(False, "train.tf_record"),
+                                                  (True, "train_packed.tf_record")])
+def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, tokenizer,
+                                                          pack_sequences, name):
   """A record damaged inside (size and count intact, its checksum not) stops training with one
-  error line (a RunFault: the script's message and status 1) naming the file, not TensorFlow's
-  bare "corrupted record at N"."""
+  error line (a RunFault: the script's message and status 1) naming the file training reads
+  (the packed rows, when packing), not TensorFlow's bare "corrupted record at N"."""
   out = tmp_path / "out"
-  config = _config(data_dir, out, do_eval=False, do_predict=False)
+  config = _config(data_dir, out, do_eval=False, do_predict=False, pack_sequences=pack_sequences)
   files = model_files.ModelFiles(VOCAB, TINY, "the tiny test config", False, None)
   classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).prepare()
-  path = out / "train.tf_record"
+  path = out / name
   data = bytearray(path.read_bytes())
-  data[len(data) // 2] ^= 0xFF
+  data[20] ^= 0xFF  # in the first record's payload (after its 8-byte length and 4-byte crc)
   path.write_bytes(bytes(data))
   with pytest.raises(script_errors.RunFault, match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
                                        "Copy the file again, or remove it"):

@@ -415,7 +415,7 @@ class Task:
     try:
       yield
     except tf.errors.DataLossError as e:
-      problem = pipeline.damaged_file(self.train_files())
+      problem = pipeline.damaged_file(self.packed.path if self.packed else self.train_files())
       if problem is None:
         raise
       raise script_errors.RunFault(
