@@ -377,6 +377,10 @@ def test_a_well_formed_tf_config_is_fine(monkeypatch: pytest.MonkeyPatch,
 # --- the install targets end with the doctor's check -------------------------------------------
 
 
+# bert_tf itself, editable (its C tokenizer built in place), after the pinned requirements.
+EDITABLE = "pip install -q --no-deps -e ."
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
     tmp_path: pathlib.Path) -> None:
@@ -394,27 +398,24 @@ def test_install_targets_put_the_accelerator_wheel_last_and_check_it(
   assert list(map(command, tpu)) == [
       "pip install -q --upgrade pip", "pip install -q -r requirements.txt",
       "pip install -q --no-deps --force-reinstall -r requirements-tpu.txt",
-      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=tpu",
-      "setup.py -q build_ext --inplace"]  # Again from `tokenizer`, to rebuild an edited .c.
-  assert tpu[-2].startswith("TPU_LOAD_LIBRARY=0 ")
+      EDITABLE, "bert_tf.doctor --expect=tpu"]
+  assert tpu[-1].startswith("TPU_LOAD_LIBRARY=0 ")
   gpu = recipe("install-gpu")
   assert list(map(command, gpu))[1:] == [
-      "pip install -q -r requirements.txt -r requirements-gpu.txt",
-      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=gpu",
-      "setup.py -q build_ext --inplace"]
+      "pip install -q -r requirements.txt -r requirements-gpu.txt", EDITABLE,
+      "bert_tf.doctor --expect=gpu"]
   assert not [line for line in recipe("install") if "tpu" in line or "gpu" in line]
-  assert recipe("install")[-1].endswith("setup.py -q build_ext --inplace")  # The C tokenizer.
+  assert recipe("install")[-1].endswith(EDITABLE)  # bert_tf itself, with the C tokenizer.
   # The TensorFlow 2.19 stack: the same steps in its own venv, from its own files.
   tpu219 = recipe("install-tpu-tf219")
   assert list(map(command, tpu219)) == [
       "pip install -q --upgrade pip", "pip install -q -r requirements-tf219.txt",
       "pip install -q --no-deps --force-reinstall -r requirements-tpu-tf219.txt",
-      "setup.py -q build_ext --inplace", "bert_tf.doctor --expect=tpu"]
+      EDITABLE, "bert_tf.doctor --expect=tpu"]
   assert all(line.split()[-1] != "requirements.txt" and "/venv219/bin/python" in line
              for line in tpu219) and tpu219[-1].startswith("TPU_LOAD_LIBRARY=0 ")
   assert list(map(command, recipe("install-tf219")))[1:] == [
-      "pip install -q -r requirements-tf219.txt -r requirements-dev.txt",
-      "setup.py -q build_ext --inplace"]
+      "pip install -q -r requirements-tf219.txt -r requirements-dev.txt", EDITABLE]
   # The README gives the same installs as plain pip commands.
   readme = (PROJECT_ROOT / "README.md").read_text()
   for command in ("pip install -r requirements.txt -r requirements-gpu.txt",
