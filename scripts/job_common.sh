@@ -69,9 +69,9 @@ job_files() {  # job_files DIR: the startup script, and the command as one shell
   echo "startup-script=${SCRIPTS_DIR}/job_startup.sh,bert-tf-command=$1/command.sh"
 }
 
-upload_code() {  # upload_code DIR: this checkout, without .venv, .git and outputs, to the job
+upload_code() {  # upload_code DIR: this checkout, without its venvs, .git and outputs, to the job
   local archive="$1/code.tar.gz"
-  tar -czf "${archive}" -C "${REPO_DIR}" --exclude=./.venv --exclude=./.git \
+  tar -czf "${archive}" -C "${REPO_DIR}" --exclude='./.venv*' --exclude=./.git \
     --exclude=./.hypothesis --exclude=./demo_output --exclude=./output --exclude='__pycache__' .
   gcloud storage cp "${archive}" "${JOB_DIR}/code.tar.gz"
 }

@@ -22,8 +22,10 @@ _WHERE = ("import bert_tf, bert_tf._wordpiece as w, bert_tf.clean_text; "
 
 
 def _make_dry_run(target: str, venv: pathlib.Path) -> List[str]:
-  """The commands `make TARGET` runs with VENV=venv (all of them: -B)."""
-  dry = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}"], cwd=PROJECT_ROOT,
+  """The commands `make TARGET` runs with VENV=venv (all of them: -B); no "Entering directory"
+  lines when the tests themselves run under make (`make test`)."""
+  dry = subprocess.run(["make", "-n", "-B", "--no-print-directory", target, f"VENV={venv}"],
+                       cwd=PROJECT_ROOT,
                        capture_output=True, text=True, check=True)
   return dry.stdout.splitlines()
 
