@@ -3,7 +3,7 @@
 #
 # GCE runs it as root at every boot, on every worker of a TPU slice. It installs bert_tf with
 # `make install-tpu` or `make install-gpu`, runs the job's command on worker 0 (the one client
-# TensorFlow needs on a TPU slice; README, "Hardware and installation"), copies the log to the
+# TensorFlow needs on a TPU slice; docs/installation-and-hardware.md), copies the log to the
 # job directory, and deletes the TPU (or VM) when the command ends. A job directory that already
 # has DONE is not run again. After a preemption, recreating the job (running the same launcher
 # command again) boots a fresh VM that runs the same command, which resumes from the latest
