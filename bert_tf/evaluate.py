@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import io_utils, script_flags
-from bert_tf.data import squad
+from bert_tf.data import squad_examples
 
 METRICS = ("squad1", "squad2", "korquad1")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -262,7 +262,7 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
       raise FileNotFoundError(f"{name} {path} does not exist. run_squad.py --do_predict writes "
                               "predictions.json (and null_odds.json with "
                               "--version_2_with_negative) to its --output_dir.")
-  squad.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
+  squad_examples.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
   dataset = io_utils.read_json(dataset_file)
   if not any("answers" in qa for article in dataset["data"] for paragraph in article["paragraphs"]
              for qa in paragraph["qas"]):
