@@ -18,6 +18,7 @@ from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import best_checkpoint, trainer
+from tests import test_packed_pretraining as packed_pretraining_data
 from tests.conftest import shared_path
 from tests.test_run_pretraining import PREDICTIONS, SAMPLE, SEQ, write_data
 
@@ -398,3 +399,68 @@ def test_the_log_says_whether_masking_is_dynamic(tmp_path, caplog):
   _pretraining(tmp_path / "b", static, 1).check()
   assert f"{static}: statically masked records with next-sentence labels. Masking is static" \
          in caplog.text
+
+
+# Packed pretraining (data/packed_pretraining.py): statically masked instances, several a row.
+
+def test_static_data_trains_packed_into_a_checkpoint_an_unpacked_model_reads(tmp_path):
+  pattern = packed_pretraining_data.write_short_documents(tmp_path)
+  task = _pretraining(tmp_path / "packed", pattern, 4)
+  run = task.make_trainer()
+  assert task.packed is not None and task.packed.max_examples_per_row > 2
+  # About --train_batch_size instances a step, in whole rows.
+  assert 16 / 1.5 < task.rows_per_step() * task.packed.examples_per_row < 16 * 1.5
+  run.train()
+  unpacked = _pretraining(tmp_path / "unpacked", pattern, 4, pack_sequences=False)
+  unpacked_run = unpacked.make_trainer()
+  assert unpacked.packed is None
+  unpacked_run.train()
+  packed_variables, unpacked_variables = (
+      tf.train.list_variables(r.manager.latest_checkpoint) for r in (run, unpacked_run))
+  assert packed_variables == unpacked_variables
+  restored = modeling.build_model(modeling.BertPretrainer(TINY))
+  checkpoints.load_init_checkpoint(restored, run.manager.latest_checkpoint)
+  for got, want in zip(restored.weights, run.model.weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_interrupted_packed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+  """20 steps in one go, or 9 then a resume past the first epoch of rows: the same weights."""
+  pattern = packed_pretraining_data.write_short_documents(tmp_path)
+  straight_task = _pretraining(tmp_path / "straight", pattern, 20)
+  straight = straight_task.make_trainer()
+  assert straight_task.steps_per_epoch() < 9
+  straight.train()
+  _pretraining(tmp_path / "resumed", pattern, 20).make_trainer().train(stop_at_step=9)
+  resumed = _pretraining(tmp_path / "resumed", pattern, 20).make_trainer()
+  assert resumed.step == 9
+  resumed.train()
+  for got, want in zip(resumed.model.weights, straight.model.weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.name)
+
+
+def test_dynamic_data_trains_unpacked_unless_packing_is_asked_for(tmp_path):
+  dynamic = _repetitive_data(tmp_path)
+  task = _pretraining(tmp_path / "a", dynamic, 1)
+  task.prepare()
+  assert task.packed is None
+  with pytest.raises(ValueError, match=r"^--pack_sequences: .* holds dynamically masked records, "
+                                       r"which are not packed yet; pass --pack_sequences=false"):
+    _pretraining(tmp_path / "b", dynamic, 1, pack_sequences=True).check()
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_packed_pretraining_step_compiles_with_xla(tmp_path, policy):
+  pattern = packed_pretraining_data.write_short_documents(tmp_path)
+  modeling.set_mixed_precision(policy)
+  try:
+    task = _pretraining(tmp_path / "out", pattern, 2)
+    task.config.training = dataclasses.replace(task.config.training, jit_compile=True,
+                                               mixed_precision=policy)
+    run = task.make_trainer()
+    before = [w.numpy() for w in run.model.weights]
+    run.train()
+  finally:
+    modeling.set_mixed_precision(None)
+  assert task.packed is not None and run.step == 2 and np.isfinite(run.mean_loss)
+  assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, run.model.weights))
