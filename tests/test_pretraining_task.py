@@ -450,13 +450,16 @@ def test_dynamic_data_trains_unpacked_unless_packing_is_asked_for(tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_packed_pretraining_step_compiles_with_xla(tmp_path, policy):
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_packed_pretraining_step_compiles_with_xla(tmp_path, policy, replicas, mirrored_cpus):
   pattern = packed_pretraining_data.write_short_documents(tmp_path)
   modeling.set_mixed_precision(policy)
   try:
-    task = _pretraining(tmp_path / "out", pattern, 2)
-    task.config.training = dataclasses.replace(task.config.training, jit_compile=True,
-                                               mixed_precision=policy)
+    config = _pretraining(tmp_path / "out", pattern, 2).config
+    config.training = dataclasses.replace(config.training, jit_compile=True,
+                                          mixed_precision=policy)
+    task = pretraining_task.PretrainingTask(config, _files(),
+                                            mirrored_cpus if replicas == 2 else STRATEGY)
     run = task.make_trainer()
     before = [w.numpy() for w in run.model.weights]
     run.train()
