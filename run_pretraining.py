@@ -16,10 +16,9 @@ The data says how it is masked: records made with create_pretraining_data --mask
 masked afresh every epoch in the input pipeline (with the masking flags the data was made with;
 --vocab_file is then required), and records made with --next_sentence_prediction=false train the
 masked LM alone (no next-sentence head, loss or metrics; the exports hold the MLM head only).
-Statically masked records are trained packed (--pack_sequences, the default): several instances
-to a row of --max_seq_length, each with its own positions, attention and [CLS], the same loss and
-variables as unpacked; dynamically masked records are trained one a row (--pack_sequences=true
-refuses them).
+Training packs the records (--pack_sequences, the default): several instances to a row of
+--max_seq_length, each with its own positions, attention, [CLS] and masks, the same loss and
+variables as unpacked.
 
   python run_pretraining.py --demo   # clean -> vocab -> data -> pretraining on bundled text, CPU
 """
@@ -138,9 +137,7 @@ def task_config() -> pretraining_task.PretrainingConfig:
           script_flags.train_config(FLAGS.num_train_steps),
           num_warmup_steps=FLAGS.num_warmup_steps),
       keep_best_by="loss" if keep_best else None,
-      eval_steps=FLAGS.save_checkpoints_steps if keep_best else None,
-      # Unset: packed when the data allows (static masking); set: packed or refused, or not.
-      pack_sequences=FLAGS.pack_sequences if FLAGS["pack_sequences"].present else None)
+      eval_steps=FLAGS.save_checkpoints_steps if keep_best else None)
 
 
 def report(results: Dict[str, Any], started: float) -> None:

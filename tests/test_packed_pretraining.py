@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from bert_tf import configs, tokenization
 from bert_tf import create_pretraining_data as cpd
-from bert_tf.data import packed_pretraining, packing
+from bert_tf.data import masking, packed_pretraining, packing
 from bert_tf.tasks import pretraining as pretraining_task
 from tests.test_run_pretraining import PREDICTIONS, SAMPLE, SEQ
 
@@ -18,7 +18,8 @@ TINY = dataclasses.replace(configs.BertConfig.from_json_file(str(SAMPLE / "bert_
                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def write_short_documents(tmp_path, next_sentence: bool = True, shards: int = 2) -> str:
+def write_short_documents(tmp_path, next_sentence: bool = True, shards: int = 2,
+                          masking: str = "static") -> str:
   """create_pretraining_data's records of short documents (a few lines of 2 to 6 words of the
   sample vocab), so instances are short and rows hold several; returns the shards' pattern."""
   vocab = [t for t in tokenization.load_vocab(str(SAMPLE / "vocab.txt")) if t.isalpha()][:60]
@@ -30,7 +31,7 @@ def write_short_documents(tmp_path, next_sentence: bool = True, shards: int = 2)
       input_file=str(tmp_path / "short.txt"), output_file=str(tmp_path / "data" / "short"),
       vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False, max_seq_length=SEQ,
       max_predictions_per_seq=PREDICTIONS, dupe_factor=2, num_output_shards=shards,
-      next_sentence_prediction=next_sentence))["file_pattern"]
+      next_sentence_prediction=next_sentence, masking=masking))["file_pattern"]
 
 
 def read_instances(pattern: str, next_sentence: bool = True):
@@ -42,11 +43,12 @@ def read_instances(pattern: str, next_sentence: bool = True):
   return {key: value.numpy() for key, value in next(iter(dataset)).items()}
 
 
-def packed_rows(tmp_path, pattern: str, next_sentence: bool = True, seed: int = 3):
+def packed_rows(tmp_path, pattern: str, next_sentence: bool = True, seed: int = 3,
+                masked_lm_prob=None):
   """Every packed row of the records, parsed as training parses them, and the packed file."""
   packed = packed_pretraining.prepare_packed(
       sorted(tf.io.gfile.glob(pattern)), SEQ, PREDICTIONS, next_sentence, seed,
-      str(tmp_path / "packed" / "train_packed.tf_record"))
+      str(tmp_path / "packed" / "train_packed.tf_record"), masked_lm_prob)
   dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(packed.path)).batch(packed.num_rows).map(
       packed_pretraining.packed_parser(packed))
   return next(iter(dataset)), packed
@@ -126,3 +128,40 @@ def test_masked_lm_only_rows_have_no_next_sentence_labels(tmp_path):
   assert "next_sentence_labels" not in rows
   assert packed.num_examples == len(instances["input_ids"]) and packed.max_examples_per_row > 1
   assert rows["masked_lm_weights"].numpy().sum() == instances["masked_lm_weights"].sum()
+
+
+def test_dynamic_masking_masks_each_packed_instance_as_its_own_row(tmp_path):
+  """Unmasked instances packed, then masked batch by batch: each instance gets its own
+  num_to_predict masks among its own tokens (never its [CLS] or [SEP]s), the row's predictions
+  fit its bound, and the same seed gives the same masks."""
+  pattern = write_short_documents(tmp_path, masking="dynamic")
+  rows, packed = packed_rows(tmp_path, pattern, masked_lm_prob=0.15)
+  assert "masked_lm_positions" not in rows and packed.max_examples_per_row > 2
+  masker = packed_pretraining.PackedMasker(
+      masking.DynamicMasker(tokenization.load_vocab(str(SAMPLE / "vocab.txt")), PREDICTIONS,
+                            0.15, False), packed.max_predictions_per_row)
+  seed = tf.constant([5, 0], tf.int64)
+  masked = {key: value.numpy() for key, value in masker(rows, seed).items()}
+  assert masked["masked_lm_positions"].shape == (packed.num_rows, packed.max_predictions_per_row)
+  np.testing.assert_array_equal(masker(rows, seed)["input_ids"], masked["input_ids"])
+  assert not np.array_equal(masker(rows, tf.constant([6, 0], tf.int64))["input_ids"],
+                            masked["input_ids"])
+  original = rows["input_ids"].numpy()
+  weights = masked["masked_lm_weights"]
+  for r in range(packed.num_rows):
+    real = weights[r] > 0
+    positions = masked["masked_lm_positions"][r][real]
+    assert (masked["masked_lm_positions"][r][~real] == 0).all()
+    np.testing.assert_array_equal(masked["masked_lm_ids"][r][real], original[r, positions])
+    changed = np.nonzero(masked["input_ids"][r] != original[r])[0]
+    assert set(changed) <= set(positions)
+    for s in np.nonzero(rows[packing.EXAMPLE_WEIGHTS][r].numpy())[0]:
+      start = int(rows[packing.EXAMPLE_STARTS][r, s])
+      in_slot = rows[packing.EXAMPLE_IDS][r].numpy() == s + 1
+      length = int(in_slot.sum())
+      first_segment = int((in_slot & (rows["segment_ids"][r].numpy() == 0)).sum())
+      forbidden = {start, start + length - 1, start + first_segment - 1}
+      mine = [p for p in positions if start <= p < start + length]
+      candidates = length - len(forbidden)
+      wanted = packed_pretraining.num_to_predict(np.array([length]), 0.15, PREDICTIONS)[0]
+      assert len(mine) == min(wanted, candidates) and not forbidden & set(mine)

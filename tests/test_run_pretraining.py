@@ -270,22 +270,3 @@ def test_next_sentence_flag_the_data_contradicts_stops_the_script_with_one_line(
   assert "holds dynamically masked records without next-sentence labels" in errors[0]
   assert "--next_sentence_prediction asks for a model with the next-sentence head" in errors[0]
 
-
-def test_packing_dynamic_data_stops_the_script_with_one_line(tmp_path):
-  """--pack_sequences=true on dynamically masked records (not packed yet) is refused before any
-  work; without the flag they train one a row."""
-  config = cpd.DataConfig(input_file=str(SAMPLE / "pretraining" / "raw_comments.txt"),
-                          output_file=str(tmp_path / "data" / "train"),
-                          vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
-                          max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1,
-                          masking="dynamic")
-  pattern = cpd.create_pretraining_data(config)["file_pattern"]
-  out = tmp_path / "out"
-  error = processes.user_error(
-      str(ROOT / "run_pretraining.py"), f"--input_file={pattern}", f"--output_dir={out}",
-      "--do_train=True", f"--bert_config_file={SAMPLE / 'bert_config.json'}",
-      f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
-      f"--vocab_file={SAMPLE / 'vocab.txt'}", "--pack_sequences=true")
-  assert "--pack_sequences:" in error and "dynamically masked records" in error, error
-  assert "--pack_sequences=false" in error
-  assert not out.exists() or not list(out.iterdir())

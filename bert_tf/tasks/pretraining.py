@@ -11,10 +11,11 @@ masked_lm_prob, max_predictions_per_seq and whole-word masking the metadata reco
 vocab's [MASK] and ## tokens, so dynamic data needs --vocab_file). Records without
 next_sentence_labels train the masked LM alone: no next-sentence head, loss or metrics.
 
-With pack_sequences (the default for statically masked data) training reads packed rows
-(data/packed_pretraining.py): several instances a row, each with its own positions, attention,
-[CLS] for next-sentence prediction and masked positions; the loss of a step is the same as over
-its instances unpacked (pretraining_loss). Evaluation reads the records as they are.
+With pack_sequences (the default) training reads packed rows (data/packed_pretraining.py):
+several instances a row, each with its own positions, attention, [CLS] for next-sentence
+prediction and masked positions (dynamic data: masked instance by instance in the pipeline); the
+loss of a step is the same as over its instances unpacked (pretraining_loss). Evaluation reads
+the records as they are.
 """
 
 import dataclasses
@@ -252,9 +253,6 @@ class PretrainingConfig(task.TaskConfig):
   eval_every_epoch: bool = False
   # None: as the data says (next_sentence_labels or not); a value the data contradicts fails.
   next_sentence_prediction: Optional[bool] = None
-  # Training rows hold several instances (data/packed_pretraining.py). None: packed when the
-  # data is statically masked; True: packed, dynamic data refused; False: one instance a row.
-  pack_sequences: Optional[bool] = None
 
 
 class PretrainingTask(task.Task):
@@ -293,10 +291,6 @@ class PretrainingTask(task.Task):
     next-sentence head is trained and evaluated on data with its labels only; every shard is the
     size (and holds the records) its metadata recorded."""
     config = self.config
-    if config.do_train and config.pack_sequences and self.data_format(config.input_file).dynamic:
-      raise ValueError(f"--pack_sequences: {config.input_file} holds dynamically masked records, "
-                       "which are not packed yet; pass --pack_sequences=false (or leave it unset "
-                       "to train them unpacked).")
     for pattern in dict.fromkeys([config.input_file, self.eval_input]):
       create_pretraining_data.check_shards(pipeline.list_files(pattern))
       data_format = self.data_format(pattern)
@@ -332,25 +326,16 @@ class PretrainingTask(task.Task):
                                  self.config.max_predictions_per_seq, data_format.masked_lm_prob,
                                  data_format.do_whole_word_mask)
 
-  @property
-  def packs(self) -> bool:
-    """Whether training reads packed rows: pack_sequences, unset meaning static data only."""
-    config = self.config
-    if not config.do_train or config.pack_sequences is False:
-      return False
-    return not self.data_format(config.input_file).dynamic
-
   def prepare_data(self) -> None:
     """create_pretraining_data made the records; with packing, they are packed into rows."""
-    if not self.packs:
-      if self.config.do_train and self.config.pack_sequences is None:
-        logging.info("Dynamically masked records are not packed: one instance a row.")
-      return
     config = self.config
+    if not (config.do_train and config.pack_sequences):
+      return
     packed = packed_pretraining.prepare_packed(
         pipeline.list_files(config.input_file), config.max_seq_length,
         config.max_predictions_per_seq, self.next_sentence_prediction, config.seed,
-        os.path.join(config.output_dir, task.PACKED_TRAIN_FILE))
+        os.path.join(config.output_dir, task.PACKED_TRAIN_FILE),
+        self.data_format(config.input_file).masked_lm_prob)
     self.use_packed_rows(packed, packed_pretraining.packed_parser(packed))
 
   def build_model(self) -> tf_keras.Model:
@@ -371,20 +356,24 @@ class PretrainingTask(task.Task):
                     start_batch: int) -> tf.data.Dataset:
     """Batches from `start_batch` on; dynamic data is masked batch by batch, batch k of this
     input pipeline with the seed of (seed, input pipeline, k), so a resume re-creates its masks."""
-    if self.packed:
-      return self.packed_train_dataset(context, start_batch)
     config = self.config
     data_format = self.data_format(config.input_file)
-    parser = pipeline.example_parser(feature_spec(config.max_seq_length,
-                                                  config.max_predictions_per_seq, data_format))
-    dataset = pipeline.training_dataset(
-        config.input_file, parser,
-        context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
-        start_batch=start_batch, files_in_parallel=config.training.input_files_in_parallel,
-        input_context=context, counts_cache_dir=config.output_dir)
-    if data_format.dynamic:
-      dataset = masking.mask_dataset(dataset, self.masker(config.input_file), config.seed,
-                                     context.input_pipeline_id, start_batch)
+    masker = self.masker(config.input_file)
+    if self.packed:
+      dataset = self.packed_train_dataset(context, start_batch)
+      if masker:
+        masker = packed_pretraining.PackedMasker(masker, self.packed.max_predictions_per_row)
+    else:
+      parser = pipeline.example_parser(feature_spec(config.max_seq_length,
+                                                    config.max_predictions_per_seq, data_format))
+      dataset = pipeline.training_dataset(
+          config.input_file, parser,
+          context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
+          start_batch=start_batch, files_in_parallel=config.training.input_files_in_parallel,
+          input_context=context, counts_cache_dir=config.output_dir)
+    if masker:
+      dataset = masking.mask_dataset(dataset, masker, config.seed, context.input_pipeline_id,
+                                     start_batch)
     return dataset
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:
