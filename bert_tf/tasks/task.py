@@ -181,8 +181,8 @@ class Task:
 
   def pack_training_data(self, file_pattern: str, source_metadata: str,
                          example_keys: Sequence[str]) -> None:
-    """Packs the training features into rows (data/packing.py) and checks that whole rows per
-    replica can make a step of about --train_batch_size examples."""
+    """Packs the training features into rows (data/packing.py) and trains on them
+    (use_packed_rows)."""
     config = self.config
     packed = packing.prepare_packed(file_pattern, source_metadata, config.max_seq_length,
                                     example_keys, config.seed,
