@@ -16,6 +16,9 @@ The data says how it is masked: records made with create_pretraining_data --mask
 masked afresh every epoch in the input pipeline (with the masking flags the data was made with;
 --vocab_file is then required), and records made with --next_sentence_prediction=false train the
 masked LM alone (no next-sentence head, loss or metrics; the exports hold the MLM head only).
+Training packs the records (--pack_sequences, the default): several instances to a row of
+--max_seq_length, each with its own positions, attention, [CLS] and masks, the same loss and
+variables as unpacked.
 
   python run_pretraining.py --demo   # clean -> vocab -> data -> pretraining on bundled text, CPU
 """
@@ -38,6 +41,7 @@ FLAGS = flags.FLAGS
 script_flags.define_model_flags()
 script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
 script_flags.define_cloud_flags()
+script_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
 flags.adopt_module_key_flags(script_flags)
 flags.adopt_module_key_flags(distribution)
@@ -67,7 +71,7 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run of the whole pipeline on b
 # Flags that change the weights training ends with; see script_flags.check_output_dir.
 TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_steps",
                   "input_file", "max_seq_length", "max_predictions_per_seq", "keep_best_by_loss",
-                  "save_checkpoints_steps")
+                  "save_checkpoints_steps", "pack_sequences")
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "pretraining")
 DEMO_VOCAB_SIZE = 600  # the bundled text holds 579 WordPieces seen 10 times or more
 DEMO_FLAGS = dict(

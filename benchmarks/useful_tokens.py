@@ -13,7 +13,10 @@ questions; both 384 / stride 128 / query 64), each three ways:
 And the instances of create_pretraining_data on corpus_ko (benchmarks/pretraining_data.py's
 text, KcBERT vocab, seq 128, google-research's flags otherwise) with static and dynamic masking,
 with next-sentence prediction and masked-LM only: how full google-research's instances already
-are. Merged into benchmarks/results.json under "useful_tokens".
+are; and run_pretraining's packed rows of them (data/packed_pretraining.py): their token share
+and the share of their masked-LM slots that hold a prediction (unpacked: 20 an instance; dynamic
+masking: the predictions its rule gives). Merged into benchmarks/results.json under
+"useful_tokens".
 """
 
 import argparse
@@ -30,7 +33,7 @@ from benchmarks import common, korquad_features, pretraining_data  # noqa: E402
 from benchmarks import tokenization as tokenization_benchmark  # noqa: E402
 from bert_tf import io_utils, tokenization  # noqa: E402
 from bert_tf.data import classifier as classifier_data  # noqa: E402
-from bert_tf.data import length_buckets, packing, pipeline  # noqa: E402
+from bert_tf.data import length_buckets, packed_pretraining, packing, pipeline  # noqa: E402
 from bert_tf.data import squad_examples, squad_features  # noqa: E402
 
 VOCABS = common.DATA / "vocabs"
@@ -92,8 +95,32 @@ def instance_lengths(pattern: str) -> np.ndarray:
   return np.concatenate([batch["input_mask"].numpy().sum(axis=1) for batch in dataset])
 
 
+def packed_pretraining_shares(pattern: str, lengths: np.ndarray, next_sentence: bool,
+                              masked_lm_prob: Optional[float], output_file: str
+                              ) -> Dict[str, Any]:
+  """The shares of run_pretraining's packed rows of the instances (seq 128, 20 predictions an
+  instance, seed 12345; masked_lm_prob for dynamically masked ones)."""
+  packed = packed_pretraining.prepare_packed(sorted(tf.io.gfile.glob(pattern)), 128, 20,
+                                             next_sentence, 12345, output_file, masked_lm_prob)
+  if masked_lm_prob:
+    predictions = float(packed_pretraining.num_to_predict(lengths, masked_lm_prob, 20).sum())
+  else:
+    parser = pipeline.example_parser({"masked_lm_weights": tf.io.FixedLenFeature([20],
+                                                                               tf.float32)})
+    predictions = sum(float(batch["masked_lm_weights"].numpy().sum())
+                      for batch in pipeline.evaluation_dataset(pattern, parser, 4096))
+  return dict(packed=round(float(lengths.sum()) / (packed.num_rows * 128), 4),
+              instances_per_packed_row=round(packed.examples_per_row, 2),
+              max_instances_per_row=packed.max_examples_per_row,
+              max_predictions_per_row=packed.max_predictions_per_row,
+              prediction_slots_used_unpacked=round(predictions / (len(lengths) * 20), 4),
+              prediction_slots_used_packed=round(
+                  predictions / (packed.num_rows * packed.max_predictions_per_row), 4))
+
+
 def pretraining_shares(dupe_factor: int) -> Dict[str, Any]:
-  """The padded share of create_pretraining_data's instances in each mode, on corpus_ko."""
+  """The padded share of create_pretraining_data's instances in each mode, on corpus_ko, and
+  the packed one."""
   figures: Dict[str, Any] = {}
   with tempfile.TemporaryDirectory() as tmp:
     text = os.path.join(tmp, "corpus_ko.txt")
@@ -105,6 +132,9 @@ def pretraining_shares(dupe_factor: int) -> Dict[str, Any]:
       figures[name] = dict(instances=len(lengths), mean_length=round(float(lengths.mean()), 1),
                            padded=round(length_buckets.useful_share(lengths, [128]), 4),
                            short_instances=round(float(np.mean(lengths < 64)), 4))
+      figures[name].update(packed_pretraining_shares(
+          f"{output}-*", lengths, "--next_sentence_prediction=false" not in flags,
+          0.15 if "--masking=dynamic" in flags else None, f"{output}_packed"))
       print(f"pretraining, {name}: {figures[name]}", flush=True)
   return figures
 

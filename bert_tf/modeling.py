@@ -90,7 +90,11 @@ class BertModel(tf_keras.Model):
 
 class BertPretrainer(tf_keras.Model):
   """Encoder + masked-LM head (tied to word embeddings) + next-sentence head (unless
-  next_sentence_prediction is false: masked LM only, no nsp_logits)."""
+  next_sentence_prediction is false: masked LM only, no nsp_logits).
+
+  Packed rows (data/packed_pretraining.py) give mlm_logits per row prediction [rows, M, vocab]
+  and nsp_logits per instance slot [rows, E, 2], each from its own [CLS] through the pooler.
+  """
 
   def __init__(self, config: BertConfig, next_sentence_prediction: bool = True, **kwargs):
     super().__init__(**kwargs)
@@ -106,12 +110,19 @@ class BertPretrainer(tf_keras.Model):
         name="cls/seq_relationship") if next_sentence_prediction else None
 
   def call(self, features: Features, training: bool = False) -> Dict[str, tf.Tensor]:
-    outputs = self.encoder(encoder_inputs(features), training=training)
-    mlm_logits = self.masked_lm(outputs["sequence_output"],
-                                masked_positions=features["masked_lm_positions"])
+    packed = packing.is_packed(features)
+    if packed:
+      sequence_output = packed_modeling.encode(self.encoder, features, training)
+    else:
+      outputs = self.encoder(encoder_inputs(features), training=training)
+      sequence_output = outputs["sequence_output"]
+    mlm_logits = self.masked_lm(sequence_output, masked_positions=features["masked_lm_positions"])
     logits = dict(mlm_logits=tf.cast(mlm_logits, tf.float32))
     if self.next_sentence is not None:
-      logits["nsp_logits"] = tf.cast(self.next_sentence(outputs["pooled_output"]), tf.float32)
+      pooled = (packed_modeling.pool(self.encoder, sequence_output,
+                                     features[packing.EXAMPLE_STARTS])
+                if packed else outputs["pooled_output"])
+      logits["nsp_logits"] = tf.cast(self.next_sentence(pooled), tf.float32)
     return logits
 
 

@@ -36,11 +36,11 @@ class StepSpec:
   gradient_accumulation_steps: int = 1
   mixed_precision: str = "mixed_bfloat16"
   optimizer: str = "adamw"
-  max_predictions_per_seq: int = 20  # pretraining
+  max_predictions_per_seq: int = 20  # pretraining; packed, the predictions a row holds
   num_labels: int = 2  # classifier
   next_sentence_prediction: bool = True  # pretraining
-  # Packed rows (data/packing.py) of at most this many examples, for squad and classifier
-  # training; 0: one example a row. Packed, batch_size counts rows.
+  # Packed training rows (data/packing.py, data/packed_pretraining.py) of at most this many
+  # examples; 0: one example a row. Packed, batch_size counts rows.
   examples_per_row: int = 0
 
 
@@ -80,15 +80,21 @@ def features(spec: StepSpec, batch_size: int) -> Dict[str, tf.Tensor]:
 
 def _packed_features(spec: StepSpec, rows: int, ints: Callable[..., tf.Tensor]
                      ) -> Dict[str, tf.Tensor]:
-  """Zero packed rows (data/packing.py's layout) as the task's packed training pipeline yields."""
-  if spec.task not in ("squad", "classifier"):
-    raise ValueError(f"task {spec.task!r}: packed rows are built for squad and classifier only.")
+  """Zero packed rows (data/packing.py's and data/packed_pretraining.py's layouts) as the task's
+  packed training pipeline yields."""
   tokens = [rows, spec.max_seq_length]
   slots = [rows, spec.examples_per_row]
   result = {"input_ids": ints(*tokens), "segment_ids": ints(*tokens),
             packing.POSITION_IDS: ints(*tokens), packing.EXAMPLE_IDS: ints(*tokens),
             packing.EXAMPLE_STARTS: ints(*slots),
             packing.EXAMPLE_WEIGHTS: tf.ones(slots, tf.float32)}
+  if spec.task == "pretraining":
+    predictions = [rows, spec.max_predictions_per_seq]
+    result.update(masked_lm_positions=ints(*predictions), masked_lm_ids=ints(*predictions),
+                  masked_lm_weights=tf.ones(predictions, tf.float32))
+    if spec.next_sentence_prediction:
+      result["next_sentence_labels"] = ints(*slots)
+    return result
   labels = ("start_positions", "end_positions") if spec.task == "squad" else ("label_ids",)
   result.update({name: ints(*slots) for name in labels})
   return result

@@ -7,7 +7,9 @@ import tensorflow as tf
 
 from bert_tf import modeling
 from bert_tf.data import packing
+from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
+from tests import test_packed_pretraining as packed_pretraining_data
 from tests.packed_data import TINY, packed_rows, real_slots, unpacked_examples
 
 
@@ -48,3 +50,35 @@ def test_packed_span_loss_is_each_windows_softmax_over_its_own_positions(tmp_pat
         labels=features[f"{side}_positions"][index],
         logits=unpacked[f"{side}_logits"][index, :length]).numpy() for side in ("start", "end"))
     np.testing.assert_allclose(losses[r, s], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("next_sentence", [True, False])
+def test_packed_pretraining_outputs_and_loss_equal_the_unpacked_models(tmp_path, next_sentence):
+  """Each prediction's masked-LM logits and each instance's next-sentence logits (from its own
+  [CLS]) equal the unpacked model's; the trainer's packed loss (sum over slots / instances) is
+  google-research's loss over the same instances unpacked."""
+  pattern = packed_pretraining_data.write_short_documents(tmp_path, next_sentence)
+  instances = packed_pretraining_data.read_instances(pattern, next_sentence)
+  rows, _ = packed_pretraining_data.packed_rows(tmp_path, pattern, next_sentence)
+  model = modeling.build_model(modeling.BertPretrainer(packed_pretraining_data.TINY,
+                                                       next_sentence))
+  variables = [v.name for v in model.variables]
+  unpacked = model({key: tf.constant(value) for key, value in instances.items()}, training=False)
+  packed = model(rows, training=False)
+  assert [v.name for v in model.variables] == variables  # no variable of its own
+  for r, s, index in packed_pretraining_data.instance_of_each_slot(rows, instances):
+    if next_sentence:
+      np.testing.assert_allclose(packed["nsp_logits"][r, s], unpacked["nsp_logits"][index],
+                                 atol=1e-5)
+    start = int(rows[packing.EXAMPLE_STARTS][r, s])
+    for p in np.nonzero(instances["masked_lm_weights"][index])[0]:
+      column = list(rows["masked_lm_positions"][r].numpy()).index(
+          instances["masked_lm_positions"][index, p] + start)
+      np.testing.assert_allclose(packed["mlm_logits"][r, column], unpacked["mlm_logits"][index, p],
+                                 atol=1e-5)
+  weights = rows[packing.EXAMPLE_WEIGHTS]
+  packed_loss = tf.reduce_sum(pretraining_task.pretraining_loss(rows, packed) * weights
+                              ) / tf.reduce_sum(weights)
+  unpacked_loss = tf.reduce_mean(pretraining_task.pretraining_loss(
+      {key: tf.constant(value) for key, value in instances.items()}, unpacked))
+  np.testing.assert_allclose(float(packed_loss), float(unpacked_loss), rtol=1e-5)

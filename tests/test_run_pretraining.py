@@ -269,3 +269,4 @@ def test_next_sentence_flag_the_data_contradicts_stops_the_script_with_one_line(
   assert len(errors) == 1, result.stderr[-3000:]
   assert "holds dynamically masked records without next-sentence labels" in errors[0]
   assert "--next_sentence_prediction asks for a model with the next-sentence head" in errors[0]
+

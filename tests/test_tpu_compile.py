@@ -1,8 +1,8 @@
 """The TPU compiler (libtpu, from `make tpu-compile-env`) accepts every task's real steps.
 
 The training steps are the Trainer's own (tpu_export.py): the three tasks, float32 and
-mixed_bfloat16, with and without gradient accumulation, and the packed rows of squad and the
-classifier, compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile skip when the compile environment is
+mixed_bfloat16, with and without gradient accumulation, and the packed rows of every task,
+compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile skip when the compile environment is
 absent; `make test` builds it.
 """
 
@@ -40,7 +40,7 @@ def step_files(tmp_path_factory):
   for task, dtype, accumulation in STEPS:
     files[f"train {task} {dtype} accumulation {accumulation}"] = tpu_export.train_step_hlo(
         _spec(task, dtype, accumulation))
-  for task in ("squad", "classifier"):
+  for task in tpu_export.TASKS:
     files[f"train {task} packed"] = tpu_export.train_step_hlo(
         _spec(task, "mixed_bfloat16", examples_per_row=3))
   for task in tpu_export.TASKS:

@@ -10,6 +10,12 @@ without are masked batch by batch in the pipeline (dynamic: data.masking, with t
 masked_lm_prob, max_predictions_per_seq and whole-word masking the metadata records, and the
 vocab's [MASK] and ## tokens, so dynamic data needs --vocab_file). Records without
 next_sentence_labels train the masked LM alone: no next-sentence head, loss or metrics.
+
+With pack_sequences (the default) training reads packed rows (data/packed_pretraining.py):
+several instances a row, each with its own positions, attention, [CLS] for next-sentence
+prediction and masked positions (dynamic data: masked instance by instance in the pipeline); the
+loss of a step is the same as over its instances unpacked (pretraining_loss). Evaluation reads
+the records as they are.
 """
 
 import dataclasses
@@ -23,7 +29,7 @@ from google.protobuf import message
 
 from bert_tf import checkpoints, convert_checkpoint, create_pretraining_data, io_utils, modeling
 from bert_tf import run_directory, tokenization
-from bert_tf.data import masking, pipeline
+from bert_tf.data import masking, packed_pretraining, packing, pipeline
 from bert_tf.tasks import task
 from bert_tf.training import trainer
 
@@ -136,9 +142,12 @@ def _mlm_token_losses(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tens
 
 def pretraining_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> tf.Tensor:
   """Per-example losses whose batch mean is google-research's total loss (MLM + NSP; MLM alone
-  for a model without the next-sentence head)."""
+  for a model without the next-sentence head). Packed rows: per instance slot [rows, E]
+  (_packed_pretraining_loss)."""
   token_losses, _ = _mlm_token_losses(features, outputs)
   weights = features["masked_lm_weights"]
+  if packing.is_packed(features):
+    return _packed_pretraining_loss(features, outputs, token_losses * weights)
   batch = tf.cast(tf.shape(weights)[0], tf.float32)
   # Each example's share of the batch-normalised MLM loss, scaled so the trainer's mean over
   # the batch gives sum(loss * weight) / (sum(weight) + 1e-5).
@@ -148,6 +157,32 @@ def pretraining_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tenso
   nsp = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=tf.reshape(features["next_sentence_labels"], [-1]), logits=outputs["nsp_logits"])
   return mlm + nsp
+
+
+def _packed_pretraining_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor],
+                             weighted_token_losses: tf.Tensor) -> tf.Tensor:
+  """Per instance slot [rows, E]: its share of the batch's weighted-mean MLM loss plus its NSP
+  cross-entropy, so that the trainer's sum over slots (empty ones weigh 0) divided by the
+  instance count is google-research's loss over the batch's instances unpacked: the
+  masked_lm_weights-weighted mean of the token cross-entropies, normalised by the batch's own
+  weights (sum / (sum of weights + 1e-5)), plus the mean NSP loss over the real instances.
+
+  What changes with packing: a replica's batch holds a varying number of instances, so the
+  trainer weighs each replica's (and micro-batch's) loss by its share of the step's instances
+  where unpacked batches of equal size weigh equally; on one replica the loss is the same.
+  """
+  example_weights = features[packing.EXAMPLE_WEIGHTS]
+  # The instance of each prediction is the example_ids at its position (padding: weight 0).
+  slots = tf.gather(features[packing.EXAMPLE_IDS], features["masked_lm_positions"],
+                    batch_dims=1) - 1
+  per_slot = tf.einsum("rm,rme->re", weighted_token_losses,
+                       tf.one_hot(slots, example_weights.shape[1], dtype=tf.float32))
+  mlm = per_slot * tf.reduce_sum(example_weights) / (
+      tf.reduce_sum(features["masked_lm_weights"]) + 1e-5)
+  if "nsp_logits" not in outputs:
+    return mlm
+  return mlm + tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=features[packed_pretraining.NEXT_SENTENCE_LABELS], logits=outputs["nsp_logits"])
 
 
 def _metric_sums(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]
@@ -292,7 +327,16 @@ class PretrainingTask(task.Task):
                                  data_format.do_whole_word_mask)
 
   def prepare_data(self) -> None:
-    """Nothing to convert: create_pretraining_data made the records."""
+    """create_pretraining_data made the records; with packing, they are packed into rows."""
+    config = self.config
+    if not (config.do_train and config.pack_sequences):
+      return
+    packed = packed_pretraining.prepare_packed(
+        pipeline.list_files(config.input_file), config.max_seq_length,
+        config.max_predictions_per_seq, self.next_sentence_prediction, config.seed,
+        os.path.join(config.output_dir, task.PACKED_TRAIN_FILE),
+        self.data_format(config.input_file).masked_lm_prob)
+    self.use_packed_rows(packed, packed_pretraining.packed_parser(packed))
 
   def build_model(self) -> tf_keras.Model:
     return modeling.build_model(modeling.BertPretrainer(self.files.config,
@@ -314,16 +358,22 @@ class PretrainingTask(task.Task):
     input pipeline with the seed of (seed, input pipeline, k), so a resume re-creates its masks."""
     config = self.config
     data_format = self.data_format(config.input_file)
-    parser = pipeline.example_parser(feature_spec(config.max_seq_length,
-                                                  config.max_predictions_per_seq, data_format))
-    dataset = pipeline.training_dataset(
-        config.input_file, parser,
-        context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
-        start_batch=start_batch, files_in_parallel=config.training.input_files_in_parallel,
-        input_context=context, counts_cache_dir=config.output_dir)
-    if data_format.dynamic:
-      dataset = masking.mask_dataset(dataset, self.masker(config.input_file), config.seed,
-                                     context.input_pipeline_id, start_batch)
+    masker = self.masker(config.input_file)
+    if self.packed:
+      dataset = self.packed_train_dataset(context, start_batch)
+      if masker:
+        masker = packed_pretraining.PackedMasker(masker, self.packed.max_predictions_per_row)
+    else:
+      parser = pipeline.example_parser(feature_spec(config.max_seq_length,
+                                                    config.max_predictions_per_seq, data_format))
+      dataset = pipeline.training_dataset(
+          config.input_file, parser,
+          context.get_per_replica_batch_size(config.training.train_batch_size), seed=config.seed,
+          start_batch=start_batch, files_in_parallel=config.training.input_files_in_parallel,
+          input_context=context, counts_cache_dir=config.output_dir)
+    if masker:
+      dataset = masking.mask_dataset(dataset, masker, config.seed, context.input_pipeline_id,
+                                     start_batch)
     return dataset
 
   def evaluate(self, model: tf_keras.Model) -> Dict[str, Any]:

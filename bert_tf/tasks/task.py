@@ -130,9 +130,9 @@ class Task:
     self.state = history.TrainingState.load(config.output_dir)
     self.model_source: Optional[str] = None  # the checkpoint evaluated and predicted with
     self._checked = self._prepared = False
-    # With pack_sequences, the packed training rows and their per-example feature names.
+    # With pack_sequences, the packed training rows and the parser of their batches.
     self.packed: Optional[packing.PackedFile] = None
-    self.packed_keys: Sequence[str] = ()
+    self.packed_parser: Optional[pipeline.Parser] = None
 
   # -------------------------------------------------------------------------------------------
   # What each task defines
@@ -181,13 +181,19 @@ class Task:
 
   def pack_training_data(self, file_pattern: str, source_metadata: str,
                          example_keys: Sequence[str]) -> None:
-    """Packs the training features into rows (data/packing.py) and checks that whole rows per
-    replica can make a step of about --train_batch_size examples."""
+    """Packs the training features into rows (data/packing.py) and trains on them
+    (use_packed_rows)."""
     config = self.config
-    self.packed = packing.prepare_packed(file_pattern, source_metadata, config.max_seq_length,
-                                         example_keys, config.seed,
-                                         os.path.join(config.output_dir, PACKED_TRAIN_FILE))
-    self.packed_keys = tuple(example_keys)
+    packed = packing.prepare_packed(file_pattern, source_metadata, config.max_seq_length,
+                                    example_keys, config.seed,
+                                    os.path.join(config.output_dir, PACKED_TRAIN_FILE))
+    self.use_packed_rows(packed, packing.packed_parser(packed, example_keys))
+
+  def use_packed_rows(self, packed: packing.PackedFile, parser: pipeline.Parser) -> None:
+    """Trains on the rows of `packed`, batches parsed by `parser`, after checking that whole
+    rows per replica can make a step of about --train_batch_size examples."""
+    config = self.config
+    self.packed, self.packed_parser = packed, parser
     batch, rows = config.training.train_batch_size, self.rows_per_step()
     per_step = rows * self.packed.examples_per_row
     if not 1 / _PACKED_BATCH_TOLERANCE <= per_step / batch <= _PACKED_BATCH_TOLERANCE:
@@ -208,7 +214,7 @@ class Task:
     """This input pipeline's batches of packed rows, from global step `start_batch` on."""
     training = self.config.training
     return pipeline.training_dataset(
-        self.packed.path, packing.packed_parser(self.packed, self.packed_keys),
+        self.packed.path, self.packed_parser,
         context.get_per_replica_batch_size(self.rows_per_step()), seed=self.config.seed,
         start_batch=start_batch, files_in_parallel=training.input_files_in_parallel,
         input_context=context, counts_cache_dir=self.config.output_dir)
