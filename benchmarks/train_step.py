@@ -50,7 +50,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import configs, modeling  # noqa: E402
+from bert_tf import modeling  # noqa: E402
+from bert_tf.checkpoints import configs  # noqa: E402
 from bert_tf.training import trainer  # noqa: E402
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task

@@ -31,7 +31,7 @@ import google.auth.exceptions
 import requests
 import tensorflow as tf
 
-from bert_tf import gcs
+from bert_tf.io import gcs
 from bert_tf import tf_stacks
 from bert_tf import tokenization
 from bert_tf.training import distribution

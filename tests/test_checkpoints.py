@@ -13,8 +13,9 @@ import safetensors
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import checkpoints, modeling
-from bert_tf.configs import BertConfig
+from bert_tf import modeling
+from bert_tf.checkpoints import formats
+from bert_tf.checkpoints.configs import BertConfig
 from conftest import shared_path
 
 TINY = BertConfig(vocab_size=15, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
@@ -27,19 +28,19 @@ def _build(cls, config=TINY, **kwargs):
 
 
 def _values(model):
-  return {name: t.to_google() for name, t in checkpoints.google_names(model).items()}
+  return {name: t.to_google() for name, t in formats.google_names(model).items()}
 
 
 def _write_tf1(directory, arrays):
   os.makedirs(directory, exist_ok=True)
   prefix = os.path.join(str(directory), "bert_model.ckpt")
-  checkpoints.write_tf1_checkpoint(arrays, prefix)
+  formats.write_tf1_checkpoint(arrays, prefix)
   return prefix
 
 
 def _write_hf(directory, arrays, config=TINY):
   os.makedirs(directory, exist_ok=True)
-  checkpoints.write_safetensors(arrays, os.path.join(directory, "model.safetensors"))
+  formats.write_safetensors(arrays, os.path.join(directory, "model.safetensors"))
   with open(os.path.join(directory, "config.json"), "w") as f:
     json.dump(config.to_hugging_face_dict(), f)
   return str(directory)
@@ -55,7 +56,7 @@ def _features(ids, mask, segments, positions=None):
 
 def test_google_names_shapes_and_layouts():
   model = _build(modeling.BertPretrainer)
-  names = checkpoints.google_names(model)
+  names = formats.google_names(model)
   assert len(names) == len(model.variables) == 5 + 16 * 2 + 2 + 7
   h = TINY.hidden_size
   assert names["bert/encoder/layer_1/attention/self/query/kernel"].shape == (h, h)
@@ -67,14 +68,14 @@ def test_google_names_shapes_and_layouts():
   query = names["bert/encoder/layer_0/attention/self/query/kernel"]
   google = np.arange(h * h, dtype=np.float32).reshape(h, h)
   np.testing.assert_array_equal(query.from_google(google)[:, 1, :], google[:, TINY.head_size:])
-  assert set(checkpoints.google_names(_build(modeling.BertClassifier, num_labels=3))) - set(
+  assert set(formats.google_names(_build(modeling.BertClassifier, num_labels=3))) - set(
       names) == {"output_weights", "output_bias"}
-  assert "cls/squad/output_weights" in checkpoints.google_names(_build(modeling.BertSpanLabeler))
+  assert "cls/squad/output_weights" in formats.google_names(_build(modeling.BertSpanLabeler))
 
 
 def test_google_names_requires_a_built_model():
   with pytest.raises(ValueError, match="build_model"):
-    checkpoints.google_names(modeling.BertClassifier(TINY, num_labels=3))
+    formats.google_names(modeling.BertClassifier(TINY, num_labels=3))
 
 
 def _layer_norm(x, gamma, beta):
@@ -131,11 +132,11 @@ def test_google_tf1_checkpoint_matches_numpy_bert():
   prefix = str(directory / "bert_model.ckpt")
   config = BertConfig.from_json_file(str(directory / "bert_config.json"))
   model = _build(modeling.BertPretrainer, config)
-  report = checkpoints.load_init_checkpoint(model, str(directory))
+  report = formats.load_init_checkpoint(model, str(directory))
   reader = tf.train.load_checkpoint(prefix)
   weights = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
              if n.startswith(("bert/", "cls/")) and "adam" not in n}
-  assert report.format == checkpoints.TF1 and report.path == prefix
+  assert report.format == formats.TF1 and report.path == prefix
   assert sorted(report.restored) == sorted(weights)
   assert report.initialized == [] and report.unused == []
   assert report.components == ["encoder", "masked_lm", "next_sentence"]
@@ -148,7 +149,7 @@ def test_google_tf1_checkpoint_matches_numpy_bert():
   sequence, pooled, mlm, nsp = _google_bert(weights, config, ids, mask, segments, positions)
   outputs = model(features)
   encoder = _build(modeling.BertModel, config)
-  checkpoints.load_init_checkpoint(encoder, prefix)
+  formats.load_init_checkpoint(encoder, prefix)
   encoded = encoder(features)
   real = mask.astype(bool)
   np.testing.assert_allclose(encoded["sequence_output"].numpy()[real], sequence[real], atol=1e-5)
@@ -170,7 +171,7 @@ def test_tf1_task_heads_are_transposed_and_reported(tmp_path):
   prefix = _write_tf1(tmp_path / "ckpt", arrays)
 
   classifier = _build(modeling.BertClassifier, num_labels=3)
-  report = checkpoints.load_init_checkpoint(classifier, prefix)
+  report = formats.load_init_checkpoint(classifier, prefix)
   np.testing.assert_array_equal(classifier.classifier.kernel.numpy(), arrays["output_weights"].T)
   np.testing.assert_array_equal(classifier.classifier.bias.numpy(), [1.0, 2.0, 3.0])
   assert report.unused == ["cls/squad/output_bias", "cls/squad/output_weights"]
@@ -178,7 +179,7 @@ def test_tf1_task_heads_are_transposed_and_reported(tmp_path):
     np.testing.assert_array_equal(value, arrays[name])
 
   pretrainer = _build(modeling.BertPretrainer)
-  report = checkpoints.load_init_checkpoint(pretrainer, prefix)
+  report = formats.load_init_checkpoint(pretrainer, prefix)
   assert report.components == ["encoder"]
   assert "cls/predictions/output_bias" in report.initialized
   assert "cls/seq_relationship/output_weights" in report.initialized
@@ -191,7 +192,7 @@ def test_missing_encoder_variable_is_named_and_nothing_is_assigned(tmp_path):
   model = _build(modeling.BertModel)
   before = _values(model)
   with pytest.raises(ValueError, match="bert/encoder/layer_1/output/dense/kernel") as error:
-    checkpoints.load_init_checkpoint(model, prefix)
+    formats.load_init_checkpoint(model, prefix)
   assert "random initial values" in str(error.value) and prefix in str(error.value)
   for name, value in _values(model).items():
     np.testing.assert_array_equal(value, before[name])
@@ -202,7 +203,7 @@ def test_incomplete_head_is_an_error(tmp_path):
   del arrays["cls/predictions/transform/dense/bias"]
   prefix = _write_tf1(tmp_path, arrays)
   with pytest.raises(ValueError, match="masked_lm head is incomplete.*transform/dense/bias"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertPretrainer), prefix)
+    formats.load_init_checkpoint(_build(modeling.BertPretrainer), prefix)
 
 
 def _write_config(path, config):
@@ -215,7 +216,7 @@ def test_vocab_size_mismatch_names_both_files(tmp_path):
   config = BertConfig(**{**TINY.to_dict(), "vocab_size": 20})
   config_file = _write_config(tmp_path / "bert_config.json", config)
   with pytest.raises(ValueError) as error:
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel, config), prefix, config_file)
+    formats.load_init_checkpoint(_build(modeling.BertModel, config), prefix, config_file)
   message = str(error.value)
   assert prefix in message and config_file in message
   assert "15 word embeddings" in message and "vocab_size=20" in message and "NaN" in message
@@ -227,18 +228,18 @@ def test_vocab_size_mismatch_in_tf2_checkpoint(tmp_path):
   manager.save()
   config = BertConfig(**{**TINY.to_dict(), "vocab_size": 20})
   with pytest.raises(ValueError, match="15 word embeddings but cfg.json says vocab_size=20"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel, config), str(tmp_path),
-                                     "cfg.json")
+    formats.load_init_checkpoint(_build(modeling.BertModel, config), str(tmp_path),
+                                 "cfg.json")
 
 
 def test_check_vocab_matches_config(tmp_path, caplog):
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("\n".join(f"t{i}" for i in range(16)) + "\n")
   with pytest.raises(ValueError, match=f"{vocab} has 16 tokens but cfg.json says vocab_size=15"):
-    checkpoints.check_vocab_matches_config(str(vocab), TINY, "cfg.json")
+    formats.check_vocab_matches_config(str(vocab), TINY, "cfg.json")
   vocab.write_text("\n".join(f"t{i}" for i in range(12)) + "\n")
   with caplog.at_level(logging.WARNING):
-    checkpoints.check_vocab_matches_config(str(vocab), TINY)
+    formats.check_vocab_matches_config(str(vocab), TINY)
   assert "12 tokens, fewer than vocab_size=15" in caplog.text
 
 
@@ -265,39 +266,39 @@ def test_checkpoint_that_contradicts_the_config_fails_before_building(tmp_path, 
   elif fmt == "tf2":
     prefix = _tf2_checkpoint(tmp_path / "ckpt")
   else:
-    prefix = _write_hf(tmp_path / "ckpt", checkpoints.to_hf_arrays(
+    prefix = _write_hf(tmp_path / "ckpt", formats.to_hf_arrays(
         _values(_build(modeling.BertModel)), prefix="bert."))
   config = BertConfig(**{**TINY.to_dict(), **change})
   with pytest.raises(ValueError, match=message) as error:
-    checkpoints.check_checkpoint_matches_config(prefix, config, "cfg.json")
+    formats.check_checkpoint_matches_config(prefix, config, "cfg.json")
   assert f"--init_checkpoint={prefix}" in str(error.value)
   own_config = os.path.join(prefix, "config.json") if fmt == "hf" else "bert_config.json"
   assert f"Use the {own_config} that came with the checkpoint" in str(error.value)
-  checkpoints.check_checkpoint_matches_config(prefix, TINY, "cfg.json")
+  formats.check_checkpoint_matches_config(prefix, TINY, "cfg.json")
 
 
 def test_hugging_face_shapes_are_checked_from_the_safetensors_header(tmp_path, monkeypatch):
-  directory = _write_hf(tmp_path, checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
+  directory = _write_hf(tmp_path, formats.to_hf_arrays(_values(_build(modeling.BertModel))))
 
   def read_hf_weights(path):
     raise AssertionError(f"the check read the tensors of {path}")
 
-  monkeypatch.setattr(checkpoints, "read_hf_weights", read_hf_weights)
-  checkpoints.check_checkpoint_matches_config(directory, TINY)
+  monkeypatch.setattr(formats, "read_hf_weights", read_hf_weights)
+  formats.check_checkpoint_matches_config(directory, TINY)
   wider = BertConfig(**{**TINY.to_dict(), "hidden_size": 12, "num_attention_heads": 3})
   with pytest.raises(ValueError, match=r"word_embeddings is \[15, 8\] there but vocab_size, "
                      r"hidden_size make it \[15, 12\]"):
-    checkpoints.check_checkpoint_matches_config(directory + "/model.safetensors", wider)
+    formats.check_checkpoint_matches_config(directory + "/model.safetensors", wider)
   (tmp_path / "model.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0<html")
   with pytest.raises(ValueError, match="model.safetensors is not a safetensors file"):
-    checkpoints.check_checkpoint_matches_config(directory, TINY)
+    formats.check_checkpoint_matches_config(directory, TINY)
 
 
 def test_missing_checkpoint_names_the_flag(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"--init_checkpoint=.*nothing/bert_model.ckpt: no "
                      "checkpoint there"):
-    checkpoints.check_checkpoint_matches_config(str(tmp_path / "nothing" / "bert_model.ckpt"),
-                                                TINY)
+    formats.check_checkpoint_matches_config(str(tmp_path / "nothing" / "bert_model.ckpt"),
+                                            TINY)
 
 
 def test_tf2_pretrainer_checkpoint_loads_into_classifier(tmp_path):
@@ -310,8 +311,8 @@ def test_tf2_pretrainer_checkpoint_loads_into_classifier(tmp_path):
 
   classifier = _build(modeling.BertClassifier, num_labels=2)
   head_before = classifier.classifier.kernel.numpy()
-  report = checkpoints.load_init_checkpoint(classifier, str(tmp_path))
-  assert report.format == checkpoints.TF2 and report.path.endswith("ckpt-1")
+  report = formats.load_init_checkpoint(classifier, str(tmp_path))
+  assert report.format == formats.TF2 and report.path.endswith("ckpt-1")
   assert report.components == ["encoder"]
   assert report.initialized == ["output_weights", "output_bias"]
   assert report.unused == ["model/masked_lm", "model/next_sentence"]
@@ -321,7 +322,7 @@ def test_tf2_pretrainer_checkpoint_loads_into_classifier(tmp_path):
   np.testing.assert_array_equal(classifier.classifier.kernel.numpy(), head_before)
 
   other = _build(modeling.BertPretrainer)
-  report = checkpoints.load_init_checkpoint(other, report.path)
+  report = formats.load_init_checkpoint(other, report.path)
   assert report.components == ["encoder", "masked_lm", "next_sentence"]
   for name, value in _values(other).items():
     np.testing.assert_array_equal(value, expected[name])
@@ -333,13 +334,13 @@ def test_tf2_checkpoint_with_another_architecture_fails(tmp_path):
   manager.save()
   deeper = BertConfig(**{**TINY.to_dict(), "num_hidden_layers": 3})
   with pytest.raises(ValueError, match="encoder does not match"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel, deeper), str(tmp_path))
+    formats.load_init_checkpoint(_build(modeling.BertModel, deeper), str(tmp_path))
 
 
 @pytest.mark.parametrize("prefix", ["", "bert."])
 def test_hugging_face_directory_with_and_without_prefix(tmp_path, prefix):
   source = _build(modeling.BertPretrainer)
-  hf = checkpoints.to_hf_arrays(_values(source), prefix=prefix)
+  hf = formats.to_hf_arrays(_values(source), prefix=prefix)
   h = TINY.hidden_size
   query = source.encoder.transformer_layers[1].variables[0].numpy()
   assert query.shape == (h, TINY.num_attention_heads, TINY.head_size)
@@ -353,8 +354,8 @@ def test_hugging_face_directory_with_and_without_prefix(tmp_path, prefix):
   directory = _write_hf(tmp_path / "hf", hf)
 
   model = _build(modeling.BertPretrainer)
-  report = checkpoints.load_init_checkpoint(model, directory)
-  assert report.format == checkpoints.HF and report.unused == []
+  report = formats.load_init_checkpoint(model, directory)
+  assert report.format == formats.HF and report.unused == []
   assert report.initialized == []
   expected = _values(source)
   for name, value in _values(model).items():
@@ -364,13 +365,13 @@ def test_hugging_face_directory_with_and_without_prefix(tmp_path, prefix):
 def test_hugging_face_legacy_layer_norm_names_and_unused_keys(tmp_path):
   source = _build(modeling.BertModel)
   hf = {}
-  for name, value in checkpoints.to_hf_arrays(_values(source)).items():
+  for name, value in formats.to_hf_arrays(_values(source)).items():
     if "LayerNorm" in name:
       name = name.replace(".weight", ".gamma").replace(".bias", ".beta")
     hf[name] = value
   hf["lm_head.extra"] = np.zeros(3, np.float32)
   model = _build(modeling.BertModel)
-  report = checkpoints.load_init_checkpoint(model, _write_hf(tmp_path, hf))
+  report = formats.load_init_checkpoint(model, _write_hf(tmp_path, hf))
   assert report.unused == ["lm_head.extra"]
   expected = _values(source)
   for name, value in _values(model).items():
@@ -380,9 +381,9 @@ def test_hugging_face_legacy_layer_norm_names_and_unused_keys(tmp_path):
 def test_hugging_face_half_precision_weights(tmp_path):
   source = _build(modeling.BertModel)
   hf = {name: value.astype(tf.bfloat16.as_numpy_dtype if "encoder" in name else np.float16)
-        for name, value in checkpoints.to_hf_arrays(_values(source)).items()}
+        for name, value in formats.to_hf_arrays(_values(source)).items()}
   model = _build(modeling.BertModel)
-  checkpoints.load_init_checkpoint(model, _write_hf(tmp_path, hf))
+  formats.load_init_checkpoint(model, _write_hf(tmp_path, hf))
   word_embeddings = model.encoder.get_embedding_table().numpy()
   assert word_embeddings.dtype == np.float32
   np.testing.assert_array_equal(word_embeddings, hf["embeddings.word_embeddings.weight"])
@@ -396,9 +397,9 @@ def test_pytorch_bin_without_torch_says_what_to_do(tmp_path, monkeypatch):
   (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
   with pytest.raises(ImportError, match="pip install torch.*model.safetensors"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
+    formats.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
   with pytest.raises(ImportError, match="pip install torch"):  # a pickle has no header to read
-    checkpoints.check_checkpoint_matches_config(str(tmp_path), TINY)
+    formats.check_checkpoint_matches_config(str(tmp_path), TINY)
 
 
 def test_pytorch_bin_is_unpickled_with_weights_only(tmp_path, monkeypatch):
@@ -413,41 +414,41 @@ def test_pytorch_bin_is_unpickled_with_weights_only(tmp_path, monkeypatch):
 
   monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=load))
   with pytest.raises(RuntimeError, match="stop"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
+    formats.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path))
   assert calls == [{"map_location": "cpu", "weights_only": True}]
 
 
 def test_non_bert_hugging_face_model_is_refused(tmp_path):
-  directory = _write_hf(tmp_path, checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
+  directory = _write_hf(tmp_path, formats.to_hf_arrays(_values(_build(modeling.BertModel))))
   config = json.loads((tmp_path / "config.json").read_text())
   (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
   with pytest.raises(ValueError, match="model_type='roberta'"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel), directory)
+    formats.load_init_checkpoint(_build(modeling.BertModel), directory)
 
 
 def test_unknown_paths_and_checkpoints_are_explained(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint there"):
-    checkpoints.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path / "nothing"))
+    formats.load_init_checkpoint(_build(modeling.BertModel), str(tmp_path / "nothing"))
   tf.train.Checkpoint(other=tf.Variable(1.0)).write(str(tmp_path / "foreign"))
   with pytest.raises(ValueError, match="neither a Google BERT checkpoint.*other"):
-    checkpoints.detect_format(str(tmp_path / "foreign"))
+    formats.detect_format(str(tmp_path / "foreign"))
 
 
 def test_resolve_model_files(tmp_path):
   prefix = _write_tf1(tmp_path / "google", _values(_build(modeling.BertModel)))
   (tmp_path / "google" / "vocab.txt").write_text("a\n")
   (tmp_path / "google" / "bert_config.json").write_text(TINY.to_json_string())
-  assert checkpoints.resolve_model_files(prefix + ".index", None, None) == (
+  assert formats.resolve_model_files(prefix + ".index", None, None) == (
       str(tmp_path / "google" / "vocab.txt"), str(tmp_path / "google" / "bert_config.json"))
-  assert checkpoints.resolve_model_files(prefix, "v.txt", None)[0] == "v.txt"
-  hf = _write_hf(tmp_path / "hf", checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
+  assert formats.resolve_model_files(prefix, "v.txt", None)[0] == "v.txt"
+  hf = _write_hf(tmp_path / "hf", formats.to_hf_arrays(_values(_build(modeling.BertModel))))
   with pytest.raises(ValueError, match="--vocab_file was not given.*has no vocab.txt"):
-    checkpoints.resolve_model_files(hf, None, None)
+    formats.resolve_model_files(hf, None, None)
   (tmp_path / "hf" / "vocab.txt").write_text("a\n")
-  assert checkpoints.resolve_model_files(hf + "/model.safetensors", None, None) == (
+  assert formats.resolve_model_files(hf + "/model.safetensors", None, None) == (
       os.path.join(hf, "vocab.txt"), os.path.join(hf, "config.json"))
   with pytest.raises(ValueError, match="--bert_config_file is required"):
-    checkpoints.resolve_model_files(None, "v.txt", None)
+    formats.resolve_model_files(None, "v.txt", None)
 
 
 def minilm_dir():
@@ -464,20 +465,20 @@ def test_minilm_shapes_match_its_config():
   path = os.path.join(directory, "model.safetensors")
   with safetensors.safe_open(path, framework="numpy") as f:
     expected = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-  assert checkpoints._safetensors_shapes(path) == expected  # pylint: disable=protected-access
+  assert formats._safetensors_shapes(path) == expected  # pylint: disable=protected-access
   config_file = os.path.join(directory, "config.json")
   config = BertConfig.from_json_file(config_file)
-  checkpoints.check_checkpoint_matches_config(directory, config, config_file)
+  formats.check_checkpoint_matches_config(directory, config, config_file)
   deeper = BertConfig(**{**config.to_dict(), "num_hidden_layers": 12})
   with pytest.raises(ValueError, match="it has no bert/encoder/layer_11/intermediate"):
-    checkpoints.check_checkpoint_matches_config(directory, deeper, config_file)
+    formats.check_checkpoint_matches_config(directory, deeper, config_file)
 
 
 def test_minilm_matches_transformers_golden_values():
   directory = minilm_dir()
-  _, config_file = checkpoints.resolve_model_files(directory, None, None)
+  _, config_file = formats.resolve_model_files(directory, None, None)
   model = _build(modeling.BertModel, BertConfig.from_json_file(config_file))
-  report = checkpoints.load_init_checkpoint(model, directory)
+  report = formats.load_init_checkpoint(model, directory)
   assert report.initialized == [] and report.unused == []
   with open(GOLDEN, encoding="utf-8") as f:
     golden = json.load(f)
@@ -497,16 +498,16 @@ def test_hugging_face_directory_on_a_remote_file_system():
   source = _build(modeling.BertModel)
   directory = "ram://test_checkpoints/hf"
   tf.io.gfile.makedirs(directory)
-  checkpoints.write_safetensors(checkpoints.to_hf_arrays(_values(source)),
-                                directory + "/model.safetensors")
+  formats.write_safetensors(formats.to_hf_arrays(_values(source)),
+                            directory + "/model.safetensors")
   with tf.io.gfile.GFile(directory + "/config.json", "w") as f:
     f.write(json.dumps(TINY.to_hugging_face_dict()))
-  checkpoints.check_checkpoint_matches_config(directory, TINY)
+  formats.check_checkpoint_matches_config(directory, TINY)
   with pytest.raises(ValueError, match=r"position_embeddings is \[16, 8\] there"):
-    checkpoints.check_checkpoint_matches_config(
+    formats.check_checkpoint_matches_config(
         directory, BertConfig(**{**TINY.to_dict(), "max_position_embeddings": 8}))
   model = _build(modeling.BertModel)
-  assert checkpoints.load_init_checkpoint(model, directory).format == checkpoints.HF
+  assert formats.load_init_checkpoint(model, directory).format == formats.HF
   expected = _values(source)
   for name, value in _values(model).items():
     np.testing.assert_array_equal(value, expected[name])
@@ -520,8 +521,8 @@ def test_a_truncated_checkpoint_names_its_file_before_any_tensor_is_read(tmp_pat
   values = _values(_build(modeling.BertModel))
   prefix = _write_tf1(tmp_path / "data", values)
   _truncate(prefix + ".data-00000-of-00001")
-  for check in (lambda: checkpoints.check_checkpoint_matches_config(prefix, TINY),
-                lambda: checkpoints.load_init_checkpoint(_build(modeling.BertModel), prefix)):
+  for check in (lambda: formats.check_checkpoint_matches_config(prefix, TINY),
+                lambda: formats.load_init_checkpoint(_build(modeling.BertModel), prefix)):
     with pytest.raises(ValueError, match=r"--init_checkpoint=.*bert_model.ckpt: bert_model.ckpt"
                        r"\.data-00000-of-00001 holds [\d,]+ bytes but its index lists [\d,]+: "
                        r"the checkpoint is truncated"):
@@ -529,15 +530,15 @@ def test_a_truncated_checkpoint_names_its_file_before_any_tensor_is_read(tmp_pat
   prefix = _write_tf1(tmp_path / "index", values)
   _truncate(prefix + ".index")
   with pytest.raises(ValueError, match=r"bert_model.ckpt.index cannot be read .*truncated"):
-    checkpoints.check_checkpoint_matches_config(prefix, TINY)
+    formats.check_checkpoint_matches_config(prefix, TINY)
 
 
 def test_a_truncated_safetensors_file_is_named(tmp_path):
-  directory = _write_hf(tmp_path, checkpoints.to_hf_arrays(_values(_build(modeling.BertModel))))
-  checkpoints.check_checkpoint_matches_config(directory, TINY)  # complete: accepted
+  directory = _write_hf(tmp_path, formats.to_hf_arrays(_values(_build(modeling.BertModel))))
+  formats.check_checkpoint_matches_config(directory, TINY)  # complete: accepted
   _truncate(tmp_path / "model.safetensors", keep=0.9)
-  for check in (lambda: checkpoints.check_checkpoint_matches_config(directory, TINY),
-                lambda: checkpoints.load_init_checkpoint(_build(modeling.BertModel), directory)):
+  for check in (lambda: formats.check_checkpoint_matches_config(directory, TINY),
+                lambda: formats.load_init_checkpoint(_build(modeling.BertModel), directory)):
     with pytest.raises(ValueError, match=r"model.safetensors holds [\d,]+ bytes but its header "
                        r"lists [\d,]+: the file is truncated"):
       check()

@@ -13,9 +13,10 @@ import safetensors.numpy
 import tensorflow as tf
 
 from benchmarks.pretraining_data import corpus_sentences
-from bert_tf import checkpoints, modeling, tokenization
-from bert_tf.configs import BertConfig
-from bert_tf.convert_checkpoint import convert_checkpoint
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats
+from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.checkpoints.convert import convert_checkpoint
 from conftest import PROJECT_ROOT, shared_path
 from tests import processes
 
@@ -77,7 +78,7 @@ def _tf2_classifier_dir(path):
 
 def test_classifier_tf2_to_hf_and_back(tmp_path):
   model = _tf2_classifier_dir(tmp_path / "run")
-  expected = checkpoints.google_arrays(model)
+  expected = formats.google_arrays(model)
   convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "hf"), "hf")
   hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
   assert hf_config["architectures"] == ["BertForSequenceClassification"]
@@ -89,8 +90,8 @@ def test_classifier_tf2_to_hf_and_back(tmp_path):
   report = convert_checkpoint(str(tmp_path / "hf"), str(tmp_path / "back"), "tf2")
   assert report.components == ["encoder", "classifier"]
   restored = modeling.build_model(modeling.BertClassifier(TINY, num_labels=3))
-  checkpoints.load_init_checkpoint(restored, str(tmp_path / "back"))
-  for name, value in checkpoints.google_arrays(restored).items():
+  formats.load_init_checkpoint(restored, str(tmp_path / "back"))
+  for name, value in formats.google_arrays(restored).items():
     np.testing.assert_array_equal(value, expected[name], err_msg=name)
   assert BertConfig.from_json_file(str(tmp_path / "back" / "bert_config.json")) == TINY
 
@@ -123,7 +124,7 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, monkeyp
   def broken(*args):
     raise OSError("disk full")
 
-  monkeypatch.setattr(checkpoints, "write_safetensors", broken)
+  monkeypatch.setattr(formats, "write_safetensors", broken)
   with pytest.raises(OSError, match="disk full"):
     convert_checkpoint(str(tmp_path / "run"), str(tmp_path / "out"), "hf")
   assert sorted(os.listdir(tmp_path)) == ["run", "taken"]
@@ -134,7 +135,7 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, monkeyp
 def test_command_line(tmp_path):
   _tf2_classifier_dir(tmp_path / "run")
   result = subprocess.run(
-      [sys.executable, "-m", "bert_tf.convert_checkpoint", f"--input={tmp_path / 'run'}",
+      [sys.executable, "-m", "bert_tf.checkpoints.convert", f"--input={tmp_path / 'run'}",
        f"--output={tmp_path / 'tf1'}", "--to=tf1"],
       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -147,7 +148,7 @@ def test_command_line(tmp_path):
 def test_command_line_errors_are_one_line(tmp_path):
   _tf2_classifier_dir(tmp_path / "run")
   (tmp_path / "taken").mkdir()
-  error = processes.user_error("-m", "bert_tf.convert_checkpoint", f"--input={tmp_path / 'run'}",
+  error = processes.user_error("-m", "bert_tf.checkpoints.convert", f"--input={tmp_path / 'run'}",
                                f"--output={tmp_path / 'taken'}", "--to=hf")
   assert f"--output={tmp_path / 'taken'} already exists" in error
 

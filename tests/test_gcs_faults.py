@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bert_tf import gcs
+from bert_tf.io import gcs
 from gcs_fault_proxy import Fault, FaultProxy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from absl import app
 
-from bert_tf import script_errors, script_flags
+from bert_tf.cli import errors as cli_errors, flags as cli_flags
 
 
 @pytest.mark.parametrize("error, message", [
@@ -18,29 +18,29 @@ from bert_tf import script_errors, script_flags
 ])
 def test_file_and_flag_errors_are_one_line(error, message):
   with pytest.raises(SystemExit) as exit_info:
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise error
   assert str(exit_info.value) == message
 
 
 def test_other_errors_keep_their_traceback_and_arguments_are_checked():
   with pytest.raises(KeyError):
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise KeyError("a bug")
   with pytest.raises(SystemExit, match=r"error: Unexpected arguments: \['stray'\]"):
-    with script_errors.user_errors(["tool", "stray"]):
+    with cli_errors.user_errors(["tool", "stray"]):
       pass
-  assert script_flags.user_errors is script_errors.user_errors  # what the other scripts use
+  assert cli_flags.user_errors is cli_errors.user_errors  # what the other scripts use
 
 
 def test_an_operating_system_error_names_the_file_and_the_fix():
   with pytest.raises(SystemExit) as exit_info:
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise OSError(errno.EROFS, "Read-only file system", "/mnt/out/x")
   assert str(exit_info.value) == ("error: /mnt/out/x: Read-only file system (the file system is "
                                   "read-only: choose an output path on a writable disk).")
   with pytest.raises(OSError):  # no file named: not a user's error to fix, keeps its traceback
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise OSError(errno.EIO, "Input/output error")
 
 
@@ -49,12 +49,12 @@ def test_no_error_line_is_longer_than_the_cap():
   message = (f"Labels of the data: {labels}. Check --label_column. Then rerun.\n  --seed: 1 then, "
              "2 now")
   with pytest.raises(SystemExit) as exit_info:
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise ValueError(message)
   lines = str(exit_info.value).splitlines()
-  assert max(len(line) for line in lines) <= script_errors.MAX_LINE
+  assert max(len(line) for line in lines) <= cli_errors.MAX_LINE
   assert lines[0].startswith("error: Labels of the data: 'a long review text number 0'")
   assert "characters cut" in lines[0] and lines[0].endswith("number 499'.")
   assert lines[1:] == ["  Check --label_column.", "  Then rerun.", "  --seed: 1 then, 2 now"]
   short = "error: --x=1: too small. Use 2."
-  assert script_errors.readable(short) == short
+  assert cli_errors.readable(short) == short

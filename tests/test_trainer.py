@@ -14,7 +14,8 @@ import tensorflow as tf
 import tf_keras
 
 from benchmarks import training_parity
-from bert_tf import configs, modeling
+from bert_tf import modeling
+from bert_tf.checkpoints import configs
 from bert_tf.data import packing
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.tasks import classifier as classifier_task

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 from bert_tf import tokenization
 
 FIRST_UNIQUE_ID = 1000000000
@@ -127,7 +127,7 @@ def _read_dataset(input_file: str) -> Any:
   try:
     return json.loads(data.decode("utf-8"))
   except UnicodeDecodeError:
-    raise io_utils.utf8_error(input_file) from None
+    raise io_files.utf8_error(input_file) from None
   except json.JSONDecodeError as e:
     raise ValueError(f"{input_file}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg}). "
                      "A SQuAD file is one JSON object {\"data\": [...]}; check that the file is "
@@ -579,7 +579,7 @@ class FeatureWriter:
     directory = os.path.dirname(filename_or_pattern)
     if directory:
       tf.io.gfile.makedirs(directory)
-    self._temporary = [io_utils.temporary_path(name) for name in self.filenames]
+    self._temporary = [io_files.temporary_path(name) for name in self.filenames]
     self._writers = [tf.io.TFRecordWriter(name) for name in self._temporary]
 
   def process_feature(self, feature: InputFeatures) -> None:
@@ -674,7 +674,7 @@ def metadata_path(output_dir: str, is_training: bool) -> str:
 
 def _write_eval_sidecar(path: str, features: List[InputFeatures]) -> None:
   """One JSON line per feature with what write_predictions needs (not the model inputs)."""
-  with io_utils.atomic_output(path) as temporary:
+  with io_files.atomic_output(path) as temporary:
     with tf.io.gfile.GFile(temporary, "w") as f:
       for feature in features:
         positions = list(feature.token_to_orig_map)
@@ -728,8 +728,8 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
   key = {
       "format": _METADATA_FORMAT,
       "split": split,
-      "input_sha256": io_utils.file_sha256(input_file),
-      "vocab_sha256": io_utils.file_sha256(vocab_file),
+      "input_sha256": io_files.file_sha256(input_file),
+      "vocab_sha256": io_files.file_sha256(vocab_file),
       "do_lower_case": bool(tokenizer.basic_tokenizer.do_lower_case),
       "max_seq_length": max_seq_length,
       "doc_stride": doc_stride,
@@ -778,9 +778,9 @@ def load_eval_data(output_dir: str, input_file: Optional[str] = None
   if not tf.io.gfile.exists(meta_path):
     raise FileNotFoundError(f"{meta_path} does not exist: run prepare_features with "
                             "is_training=False first.")
-  metadata = io_utils.read_json(meta_path)
+  metadata = io_files.read_json(meta_path)
   input_file = input_file or metadata["input_file"]
-  if io_utils.file_sha256(input_file) != metadata["input_sha256"]:
+  if io_files.file_sha256(input_file) != metadata["input_sha256"]:
     raise ValueError(f"{input_file} changed after its features were written to "
                      f"{output_dir}: run prepare_features again.")
   examples = read_squad_examples(input_file, is_training=False,
@@ -919,10 +919,10 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
   predictions, all_nbest, null_odds = compute_predictions(
       all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
       version_2_with_negative, null_score_diff_threshold)
-  io_utils.write_json_atomic(output_prediction_file, predictions)
-  io_utils.write_json_atomic(output_nbest_file, all_nbest)
+  io_files.write_json_atomic(output_prediction_file, predictions)
+  io_files.write_json_atomic(output_nbest_file, all_nbest)
   if version_2_with_negative:
-    io_utils.write_json_atomic(output_null_log_odds_file, null_odds)
+    io_files.write_json_atomic(output_null_log_odds_file, null_odds)
   return predictions
 
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 LOCK_FILE = ".bert_tf.lock"
 LEASE_SECONDS = 300.0  # renewed every LEASE_SECONDS / 3 while the run lives
@@ -73,14 +73,14 @@ class RunLock:
         logging.warning("Taking over the stale lock %s of pid %s on %s (no longer running).",
                         self.path, lock["pid"], lock["host"])
     self._started = time.time()
-    io_utils.write_text_atomic(self.path, json.dumps(self._record()))
+    io_files.write_text_atomic(self.path, json.dumps(self._record()))
     self._renewer = threading.Thread(target=self._renew, daemon=True, name="run-lock")
     self._renewer.start()
     atexit.register(self.release)
 
   def _renew(self) -> None:
     while not self._stop.wait(self.lease_seconds / 3):
-      io_utils.write_text_atomic(self.path, json.dumps(self._record()))
+      io_files.write_text_atomic(self.path, json.dumps(self._record()))
 
   def release(self) -> None:
     """Deletes the lock if this process holds it."""

@@ -1,11 +1,11 @@
 """Will it fit on a TPU? Compiles a task's real training step for a Cloud TPU type, on this CPU.
 
-    python -m bert_tf.tpu_plan --task=squad --bert_config_file=bert_base_uncased \
+    python -m bert_tf.tpu.plan --task=squad --bert_config_file=bert_base_uncased \
         --max_seq_length=384 --train_batch_size=32 --tpu=v3-8 --num_train_steps=5500
 
-exports the Trainer's replica step (tpu_export.py) for the per-replica batch, compiles it with
+exports the Trainer's replica step (tpu/hlo_export.py) for the per-replica batch, compiles it with
 the TPU compiler (libtpu, in the separate environment `make tpu-compile-env` builds; see
-tpu_compile.py) for one replica of the TPU type, and prints whether XLA accepts it (or its
+tpu/compile.py) for one replica of the TPU type, and prints whether XLA accepts it (or its
 error), per-replica HBM (weights and optimizer state, temporaries, total, against the chip's),
 FLOPs per step and per example from XLA's cost analysis beside the README's analytic formula,
 the time of the run at the chip's peak and at --mfu, the largest global batch that compiles
@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from absl import app, flags
 
-from bert_tf import script_errors, tpu_chips
+from bert_tf.cli import errors as cli_errors
+from bert_tf.tpu import chips
 
 COMPILE_ENV_TARGET = "make tpu-compile-env"
 LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"
@@ -68,8 +69,8 @@ def _lock_error(holders: List[int]) -> ValueError:
                     f"{LIBTPU_LOCKFILE}; libtpu runs one process at a time: wait for it to end.")
 
 
-def compile_hlo_files(tpu: tpu_chips.TpuType, hlo_files: List[str]) -> List[Dict[str, Any]]:
-  """Compiles HLO files for one replica of `tpu` in the compile environment (tpu_compile.py)."""
+def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str]) -> List[Dict[str, Any]]:
+  """Compiles HLO files for one replica of `tpu` in the compile environment (tpu/compile.py)."""
   check_compile_env()
   holders = lock_holders()
   if holders:
@@ -79,7 +80,7 @@ def compile_hlo_files(tpu: tpu_chips.TpuType, hlo_files: List[str]) -> List[Dict
     with open(request, "w", encoding="utf-8") as f:
       json.dump(dict(topology=tpu.topology, options=tpu.options, hlo_files=hlo_files), f)
     env = dict(os.environ, PYTHONPATH=_REPO_ROOT)
-    done = subprocess.run([compile_python(), "-m", "bert_tf.tpu_compile", request, result],
+    done = subprocess.run([compile_python(), "-m", "bert_tf.tpu.compile", request, result],
                           env=env, cwd=_REPO_ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
       if "libtpu multi-process lockfile" in done.stderr:
@@ -148,20 +149,20 @@ def first_line(error: str) -> str:
 class Planner:
   """Exports and compiles one task's steps for one TPU type, caching per batch."""
 
-  def __init__(self, spec, tpu: tpu_chips.TpuType, scratch: str, log=print):
-    self.spec = spec  # tpu_export.StepSpec; its batch_size is replaced per compile
+  def __init__(self, spec, tpu: chips.TpuType, scratch: str, log=print):
+    self.spec = spec  # hlo_export.StepSpec; its batch_size is replaced per compile
     self.tpu = tpu
     self.scratch = scratch
     self.log = log
     self._train: Dict[int, StepReport] = {}
 
   def _compile(self, kind: str, batches: List[int]) -> List[StepReport]:
-    from bert_tf import tpu_export  # pylint: disable=import-outside-toplevel  # TensorFlow
+    from bert_tf.tpu import hlo_export  # pylint: disable=import-outside-toplevel  # TensorFlow
     paths = []
     for batch in batches:
       spec = dataclasses.replace(self.spec, batch_size=batch)
       started = time.time()
-      hlo = (tpu_export.train_step_hlo if kind == "train" else tpu_export.predict_step_hlo)(spec)
+      hlo = (hlo_export.train_step_hlo if kind == "train" else hlo_export.predict_step_hlo)(spec)
       path = os.path.join(self.scratch, f"{kind}_{batch}.hlo.pb")
       with open(path, "wb") as f:
         f.write(hlo)
@@ -172,7 +173,7 @@ class Planner:
     results = compile_hlo_files(self.tpu, paths)
     reports = [StepReport(batch=b, compiles=r["compiles"], error=r.get("error", ""),
                           memory=r.get("memory"), flops=r.get("flops", 0.0), seconds=r["seconds"],
-                          batch_bytes=tpu_export.features_bytes(self.spec, b))
+                          batch_bytes=hlo_export.features_bytes(self.spec, b))
                for b, r in zip(batches, results)]
     self.log(f"  compiled in {time.time() - started:.0f} s: " + ", ".join(
         f"{r.batch}: {'fits' if r.compiles else 'does not compile'}" for r in reports))
@@ -242,7 +243,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
   flags.DEFINE_integer("max_predictions_per_seq", 20, "pretraining: masked positions per sequence.")
   flags.DEFINE_integer("num_labels", 2, "classifier: number of labels.")
-  flags.DEFINE_string("tpu", "v3-8", f"TPU type: one of {', '.join(tpu_chips.TPU_TYPES)}.")
+  flags.DEFINE_string("tpu", "v3-8", f"TPU type: one of {', '.join(chips.TPU_TYPES)}.")
   flags.DEFINE_integer("num_train_steps", 0, "Steps to time (0: from --num_train_examples and "
                        "--num_train_epochs).")
   flags.DEFINE_integer("num_train_examples", 0, "Training examples (features) per epoch.")
@@ -277,7 +278,7 @@ def _duration(seconds: float) -> str:
   return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def describe_step(name: str, report: StepReport, tpu: tpu_chips.TpuType, analytic: float,
+def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: float,
                   steps: int, mfu: float) -> List[str]:
   """The lines the planner prints for one compiled step (global figures = replicas x one)."""
   replicas = tpu.replicas
@@ -309,8 +310,9 @@ def _say(line: str) -> None:
 
 def plan(log=_say) -> None:
   """The planner: checks the flags, compiles, prints."""
-  from bert_tf import configs, tpu_export  # pylint: disable=import-outside-toplevel  # TensorFlow
-  tpu = tpu_chips.tpu_type(FLAGS.tpu)
+  from bert_tf.checkpoints import configs  # pylint: disable=import-outside-toplevel  # TensorFlow
+  from bert_tf.tpu import hlo_export  # pylint: disable=import-outside-toplevel  # TensorFlow
+  tpu = chips.tpu_type(FLAGS.tpu)
   config_file = resolve_config_file(FLAGS.bert_config_file)
   accumulation = FLAGS.gradient_accumulation_steps
   if accumulation < 1:
@@ -329,7 +331,7 @@ def plan(log=_say) -> None:
   check_compile_env()
   steps = FLAGS.num_train_steps or int(FLAGS.num_train_examples * FLAGS.num_train_epochs
                                        / FLAGS.train_batch_size)
-  spec = tpu_export.StepSpec(
+  spec = hlo_export.StepSpec(
       task=FLAGS.task, config=config, max_seq_length=FLAGS.max_seq_length,
       batch_size=FLAGS.train_batch_size // tpu.replicas, gradient_accumulation_steps=accumulation,
       mixed_precision=FLAGS.mixed_precision, optimizer=FLAGS.optimizer,
@@ -373,7 +375,7 @@ def plan(log=_say) -> None:
 
 
 def main(argv: List[str]) -> None:
-  with script_errors.user_errors(argv):
+  with cli_errors.user_errors(argv):
     plan()
 
 

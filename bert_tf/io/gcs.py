@@ -28,7 +28,7 @@ import requests
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 from bert_tf.training import distribution, partial_saves
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def upload_file(client: storage.Client, local_path: str, gcs_path: str,
       url = blob.create_resumable_upload_session(size=size, client=client, checksum=None,
                                                  timeout=_TIMEOUT_S)
       os.makedirs(os.path.dirname(state), mode=0o700, exist_ok=True)
-      with io_utils.atomic_output(state) as tmp:
+      with io_files.atomic_output(state) as tmp:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as f:
           json.dump({"url": url}, f)  # the URL grants upload rights: never logged
       offset = 0
@@ -335,13 +335,13 @@ def copy_back(client: storage.Client, gcs_dir: str, names: List[str],
   bucket = client.bucket(bucket_name)
   copied = []
   for name in names:
-    target = io_utils.join_under(local_dir, name)
+    target = io_files.join_under(local_dir, name)
     object_name = f"{prefix}/{name}" if prefix else name
     blob = bucket.get_blob(object_name)
     if blob is None:
       raise FileNotFoundError(f"gs://{bucket_name}/{object_name} does not exist, so it cannot "
                               f"be copied back to {local_dir}.")
-    with io_utils.atomic_output(target) as tmp:
+    with io_files.atomic_output(target) as tmp:
       blob.download_to_filename(tmp, client=client, checksum="crc32c")
     copied.append(target)
     logging.info("Copied gs://%s/%s -> %s", bucket_name, object_name, target)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -42,7 +42,7 @@ def _log_once(level: int, message: str, *args: Any) -> None:
 
 
 def _normalized(path: str) -> str:
-  return path.rstrip("/") if io_utils.is_url(path) else os.path.abspath(path)
+  return path.rstrip("/") if io_files.is_url(path) else os.path.abspath(path)
 
 
 def relative_path(directory: str, path: str) -> Optional[str]:
@@ -85,7 +85,7 @@ def _read_best_file(best_dir: str) -> Optional[Dict[str, Any]]:
   path = os.path.join(best_dir, BEST_FILE)
   if not tf.io.gfile.exists(path):
     return None
-  best = io_utils.read_json(path)
+  best = io_files.read_json(path)
   if not isinstance(best, dict) or not best.get("checkpoint"):
     raise ValueError(f"{path} names no checkpoint: delete it (the run keeps a new best model) "
                      "or name a checkpoint prefix instead of the directory.")
@@ -157,7 +157,7 @@ def make_checkpoint_state_relative(directory: str) -> None:
   state.model_checkpoint_path = name
   del state.all_model_checkpoint_paths[:]
   state.all_model_checkpoint_paths.extend(names)
-  io_utils.write_text_atomic(path, text_format.MessageToString(state))
+  io_files.write_text_atomic(path, text_format.MessageToString(state))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def _sources_path(output_dir: str) -> str:
 
 def _read_sources(output_dir: str) -> Dict[str, Dict[str, Any]]:
   path = _sources_path(output_dir)
-  return io_utils.read_json(path) if tf.io.gfile.exists(path) else {}
+  return io_files.read_json(path) if tf.io.gfile.exists(path) else {}
 
 
 def set_aside_outputs(output_dir: str, source: Dict[str, Any]) -> List[str]:
@@ -248,4 +248,4 @@ def record_outputs(output_dir: str, names: Sequence[str], source: Dict[str, Any]
     return
   sources = _read_sources(output_dir)
   sources.update({name: source for name in names})
-  io_utils.write_json_atomic(_sources_path(output_dir), sources)
+  io_files.write_json_atomic(_sources_path(output_dir), sources)

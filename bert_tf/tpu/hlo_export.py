@@ -1,4 +1,4 @@
-"""The HLO of a task's real training and prediction steps, for the TPU compiler (tpu_plan.py).
+"""The HLO of a task's real training and prediction steps, for the TPU compiler (tpu/plan.py).
 
 The training step is the Trainer's own replica step (training/trainer.py: the task's model and
 per-example loss, gradient accumulation, global-norm clipping, the optimizer update, the dtype
@@ -6,7 +6,7 @@ policy), built for one replica and exported with `experimental_get_compiler_ir(.
 "hlo_serialized")` after the optimizer has created its slots. The prediction step is what
 trainer.predict runs: the model with training=False. TensorFlow cannot export a stateful step
 for a TPU without one, so this HLO is TF's CPU lowering of the step; libtpu then compiles it
-(tpu_compile.py, in its own environment). TF marks every updated variable as aliased with its
+(tpu/compile.py, in its own environment). TF marks every updated variable as aliased with its
 input, as the TPU runtime updates variables in place.
 """
 
@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras
 
 from bert_tf import modeling
-from bert_tf.configs import BertConfig
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.tasks import classifier, pretraining, squad
 from bert_tf.training import trainer
 

@@ -9,8 +9,10 @@ import dataclasses
 from typing import Any, Dict, Optional, Sequence
 
 
-from bert_tf import checkpoints, io_utils, tokenization
-from bert_tf.configs import BertConfig
+from bert_tf import tokenization
+from bert_tf.checkpoints import formats
+from bert_tf.io import files as io_files
+from bert_tf.checkpoints.configs import BertConfig
 
 
 @dataclasses.dataclass
@@ -30,7 +32,7 @@ class ModelFiles:
     settings: Dict[str, Any] = {f"bert_config_file[{key}]": value
                                 for key, value in self.config.to_dict().items()}
     if self.vocab_file:
-      settings["vocab_file"] = "sha256:" + io_utils.file_sha256(self.vocab_file)
+      settings["vocab_file"] = "sha256:" + io_files.file_sha256(self.vocab_file)
     if self.do_lower_case is not None:
       settings["do_lower_case"] = self.do_lower_case
     return settings
@@ -38,7 +40,7 @@ class ModelFiles:
 
 def _vocab_beside(init_checkpoint: str) -> Optional[str]:
   """The vocab.txt in the directory of a checkpoint, if there is one."""
-  return checkpoints.file_beside(checkpoints.checkpoint_directory(init_checkpoint), ["vocab.txt"])
+  return formats.file_beside(formats.checkpoint_directory(init_checkpoint), ["vocab.txt"])
 
 
 def check_vocab_belongs_to_checkpoint(vocab_file: str, config: BertConfig,
@@ -47,7 +49,7 @@ def check_vocab_belongs_to_checkpoint(vocab_file: str, config: BertConfig,
   embedding table: ids would mean other tokens, and the run would silently learn noise."""
   beside = _vocab_beside(init_checkpoint)
   if beside:
-    if io_utils.file_sha256(beside) != io_utils.file_sha256(vocab_file):
+    if io_files.file_sha256(beside) != io_files.file_sha256(vocab_file):
       raise ValueError(f"--vocab_file={vocab_file} is not the vocab of --init_checkpoint="
                        f"{init_checkpoint}, which has its own {beside}: token ids would mean "
                        f"other tokens. Pass --vocab_file={beside}, or leave --vocab_file out.")
@@ -67,16 +69,16 @@ def resolve(init_checkpoint: Optional[str], vocab_file: Optional[str],
   """Fills vocab/config from `init_checkpoint` when omitted and checks that vocab, config and
   checkpoint agree. `do_lower_case` None: inferred from the vocab."""
   if vocab_required or not bert_config_file:
-    vocab_file, config_file = checkpoints.resolve_model_files(
+    vocab_file, config_file = formats.resolve_model_files(
         init_checkpoint, vocab_file, bert_config_file)
   else:
     config_file = bert_config_file
   config = BertConfig.from_json_file(config_file)
   if vocab_file:
     tokenization.check_vocab(vocab_file, special_tokens)
-    checkpoints.check_vocab_matches_config(vocab_file, config, config_file)
+    formats.check_vocab_matches_config(vocab_file, config, config_file)
   if init_checkpoint:
-    checkpoints.check_checkpoint_matches_config(init_checkpoint, config, config_file)
+    formats.check_checkpoint_matches_config(init_checkpoint, config, config_file)
     if vocab_file:
       check_vocab_belongs_to_checkpoint(vocab_file, config, init_checkpoint, allow_smaller_vocab)
   if vocab_file:

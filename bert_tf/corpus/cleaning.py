@@ -1,40 +1,22 @@
-"""Cleans raw text for pretraining; --clean=kcbert is KcBERT's recipe.
-
-Usage: python -m bert_tf.clean_text --input_file=comments*.txt --output_file=clean.txt \
-  --clean=kcbert --num_workers=4
-
-The kcbert recipe, applied to each line in this order:
-  1. every run of characters other than ASCII, Hangul (ㄱ-ㅣ, 가-힣), ` .,?!/@$%~％·∼()` and
-     emoji becomes one space (emoji = the Unicode ranges in EMOJI_RANGES; no extra package);
-  2. URLs (http:// or https://) are removed;
-  3. the line is stripped;
-  4. any character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ, !!!! -> !!,
-     .... -> ..): soynlp's repeat_normalize(num_repeats=2), which KcBERT used, does this for
-     letters, and here it applies to every character; runs of whitespace become one space;
-  5. lines shorter than 10 characters are dropped; 6. exact duplicates are dropped (the first
-     occurrence is kept, across all input files; found by 8-byte hashes in bounded memory: a
-     bit a line plus a fixed ~10 MB up to 67M lines, see first_occurrences).
-Blank input lines are document breaks for create_pretraining_data: they are kept (runs of them
-become one) and never counted as short or duplicate. Files are cleaned in parallel, one file per
-task, then merged in input order with the duplicate filter; the output is written atomically.
-With --runner (e.g. DataflowRunner; Beam's options after `--`), an Apache Beam pipeline does the
-same and writes the same file (bert_tf.beam_pipelines).
+"""KcBERT's cleaning recipe and the steps of clean_text shared by its local run and its Beam
+pipeline (bert_tf.corpus.beam_pipelines): cleaning a file line by line, finding repeated lines by
+8-byte hashes in bounded memory, merging the cleaned files. clean_text.py's docstring describes
+the recipe and the run.
 """
 
 import collections
 import hashlib
-import multiprocessing
 import os
 import re
 import tempfile
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-from absl import app, flags, logging
 
-from bert_tf import beam_flags, io_utils, script_errors
+from bert_tf.io import files as io_files
 
-gfile = io_utils.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
+gfile = io_files.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
+
 
 # Emoji blocks (Unicode 15): pictographs, emoticons, transport, supplemental symbols, symbols and
 # pictographs extended-A, regional indicators (flags), misc symbols, dingbats, plus the joiners
@@ -75,20 +57,21 @@ def clean_line_kcbert(line: str, counts: Optional[Dict[str, int]] = None) -> Opt
   return collapsed
 
 
-def _read_lines(path: str) -> Iterator[str]:
+def read_lines(path: str) -> Iterator[str]:
+  """The lines of a UTF-8 text file without their line ends; a decoding error names the file."""
   try:
     with gfile.GFile(path, "r") as f:
       for line in f:
         yield line.rstrip("\r\n")
   except UnicodeDecodeError:
-    raise io_utils.utf8_error(path) from None
+    raise io_files.utf8_error(path) from None
 
 
 def clean_file(path: str, output_path: str) -> Dict[str, int]:
   """Cleans one file line by line into `output_path` (blank lines kept); returns per-rule counts."""
   counts: Dict[str, int] = collections.Counter()
-  with io_utils.atomic_output(output_path) as tmp, gfile.GFile(tmp, "w") as out:
-    for line in _read_lines(path):
+  with io_files.atomic_output(output_path) as tmp, gfile.GFile(tmp, "w") as out:
+    for line in read_lines(path):
       counts["lines_in"] += 1
       if not line.strip():
         counts["blank_lines"] += 1
@@ -98,10 +81,6 @@ def clean_file(path: str, output_path: str) -> Dict[str, int]:
       if cleaned is not None:
         out.write(cleaned + "\n")
   return dict(counts)
-
-
-def _clean_file_task(args: Tuple[str, str]) -> Dict[str, int]:
-  return clean_file(*args)
 
 
 # Lines whose hashes are sorted at once when finding duplicates (16 bytes each: hash, line number),
@@ -122,7 +101,7 @@ def _line_hashes(paths: Sequence[str]) -> Iterator[np.ndarray]:
   """8-byte hashes of the non-blank lines of `paths`, in order, HASHES_PER_CHUNK at a time."""
   digests = bytearray()  # 8 bytes a line (a list of bytes objects would take ~56)
   for path in paths:
-    for line in _read_lines(path):
+    for line in read_lines(path):
       if line:
         digests += line_digest(line)
         if len(digests) == 8 * HASHES_PER_CHUNK:
@@ -193,10 +172,10 @@ def write_merged(paths: Sequence[str], output_file: str, counts: Dict[str, int],
   blank lines and, with `first` (first_occurrences' bits, one a non-blank line), the lines it
   does not flag."""
   keep = None if first is None else unpack_flags(first)
-  with io_utils.atomic_output(output_file) as tmp, gfile.GFile(tmp, "w") as out:
+  with io_files.atomic_output(output_file) as tmp, gfile.GFile(tmp, "w") as out:
     last_blank = True  # no document break at the very start
     for path in paths:
-      for line in _read_lines(path):
+      for line in read_lines(path):
         if not line:
           if not last_blank:
             out.write("\n")
@@ -215,69 +194,3 @@ def check_some_text(file_pattern: str, counts: Dict[str, int]) -> None:
   if counts["lines_in"] == counts["blank_lines"] + counts["dropped_short"]:
     raise ValueError(f"No text in {file_pattern} to clean: its {counts['lines_in']} lines are "
                      f"blank or shorter than {MIN_LENGTH} characters after cleaning.")
-
-
-def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
-                num_workers: int = 1, beam_options: Optional[Any] = None) -> Dict[str, int]:
-  """Cleans every file matching `file_pattern` into `output_file`; returns per-rule counts.
-
-  With `beam_options` (apache_beam PipelineOptions), a Beam pipeline does it (see
-  bert_tf.beam_pipelines.clean_files); the output is the same.
-  """
-  if recipe not in RECIPES:
-    raise ValueError(f"Unknown cleaning recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
-  files = io_utils.list_files(file_pattern)
-  io_utils.check_writable(os.path.dirname(output_file), "output_file", output_file)
-  if beam_options is not None:
-    from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
-    counts = beam_pipelines.clean_files(file_pattern, files, output_file, beam_options)
-    return {rule: counts.get(rule, 0) for rule in RULES}
-  parts = [io_utils.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]
-  counts: Dict[str, int] = collections.Counter()
-  try:
-    tasks = list(zip(files, parts))
-    if num_workers > 1 and len(files) > 1:
-      with multiprocessing.get_context("fork").Pool(min(num_workers, len(files))) as pool:
-        results = pool.map(_clean_file_task, tasks, chunksize=1)
-    else:
-      results = [clean_file(*task) for task in tasks]
-    for result in results:
-      counts.update(result)
-    check_some_text(file_pattern, counts)
-    merge_unique(parts, output_file, counts)
-  finally:
-    for part in parts:
-      if gfile.exists(part):
-        gfile.remove(part)
-  return {rule: counts.get(rule, 0) for rule in RULES}
-
-
-def format_report(counts: Dict[str, int]) -> str:
-  """One line per rule, for the log."""
-  return "\n".join(f"  {rule:<18} {counts[rule]:>12,}" for rule in RULES)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-  flags.DEFINE_string("input_file", None, "Comma-separated globs of raw text (local or gs://).")
-  flags.DEFINE_string("output_file", None, "Where to write the cleaned text (one file).")
-  flags.DEFINE_enum("clean", "kcbert", list(RECIPES), "Cleaning recipe.")
-  flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Processes, one input file each.")
-  beam_flags.define_flags()
-  flags.mark_flags_as_required(["input_file", "output_file"])
-
-
-def main(argv: Sequence[str]) -> None:
-  # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
-  with script_errors.user_errors(None if FLAGS.runner else argv):
-    beam_options = beam_flags.pipeline_options(argv)
-    counts = clean_files(FLAGS.input_file, FLAGS.output_file, FLAGS.clean, FLAGS.num_workers,
-                         beam_options)
-    logging.info("Cleaned (%s) into %s:\n%s", FLAGS.clean, FLAGS.output_file, format_report(counts))
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

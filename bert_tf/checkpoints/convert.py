@@ -1,9 +1,9 @@
 r"""Converts a BERT checkpoint between Google TF1, bert_tf TF2 and Hugging Face formats.
 
-  python -m bert_tf.convert_checkpoint --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
+  python -m bert_tf.checkpoints.convert --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
       --output=/tmp/bert_hf --to=hf
 
---input is anything --init_checkpoint accepts (see checkpoints.py); --vocab_file and
+--input is anything --init_checkpoint accepts (see checkpoints/formats.py); --vocab_file and
 --bert_config_file default to the files beside it. --output is a new directory holding
   tf1: bert_model.ckpt.{index,data-*} with Google's variable names, bert_config.json, vocab.txt;
   tf2: a tf.train.Checkpoint(model=...) as the trainer writes, bert_config.json, vocab.txt;
@@ -24,8 +24,11 @@ import tensorflow as tf
 import tf_keras
 from absl import app, flags, logging
 
-from bert_tf import checkpoints, io_utils, script_flags, tokenization
-from bert_tf.configs import BertConfig
+from bert_tf import tokenization
+from bert_tf.checkpoints import formats
+from bert_tf.cli import flags as cli_flags
+from bert_tf.io import files as io_files
+from bert_tf.checkpoints.configs import BertConfig
 
 TF1_PREFIX = "bert_model.ckpt"
 # Hugging Face architecture for each set of restored heads.
@@ -39,39 +42,39 @@ _HF_ARCHITECTURES = {
 }
 
 
-def _write_tf1(model: tf_keras.Model, report: checkpoints.LoadReport, directory: str,
+def _write_tf1(model: tf_keras.Model, report: formats.LoadReport, directory: str,
                config: BertConfig) -> None:
   prefix = os.path.join(directory, TF1_PREFIX)
-  checkpoints.write_tf1_checkpoint(checkpoints.google_arrays(model, report.restored), prefix)
-  io_utils.write_text_atomic(os.path.join(directory, "checkpoint"),
+  formats.write_tf1_checkpoint(formats.google_arrays(model, report.restored), prefix)
+  io_files.write_text_atomic(os.path.join(directory, "checkpoint"),
                              f'model_checkpoint_path: "{TF1_PREFIX}"\n'
                              f'all_model_checkpoint_paths: "{TF1_PREFIX}"\n')
-  io_utils.write_text_atomic(os.path.join(directory, "bert_config.json"),
+  io_files.write_text_atomic(os.path.join(directory, "bert_config.json"),
                              config.to_json_string())
 
 
-def _write_tf2(model: tf_keras.Model, report: checkpoints.LoadReport, directory: str,
+def _write_tf2(model: tf_keras.Model, report: formats.LoadReport, directory: str,
                config: BertConfig) -> None:
   restored = {name: getattr(model, name) for name in report.components}
   checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(**restored))
   tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save()
-  io_utils.write_text_atomic(os.path.join(directory, "bert_config.json"),
+  io_files.write_text_atomic(os.path.join(directory, "bert_config.json"),
                              config.to_json_string())
 
 
-def _write_hf(model: tf_keras.Model, report: checkpoints.LoadReport, directory: str,
+def _write_hf(model: tf_keras.Model, report: formats.LoadReport, directory: str,
               config: BertConfig, label_names: Optional[Sequence[str]]) -> None:
-  heads = tuple(c for c in report.components if c != checkpoints.ENCODER)
-  arrays = checkpoints.to_hf_arrays(checkpoints.google_arrays(model, report.restored),
-                                    prefix="bert." if heads else "")
-  checkpoints.write_safetensors(arrays, os.path.join(directory, "model.safetensors"))
+  heads = tuple(c for c in report.components if c != formats.ENCODER)
+  arrays = formats.to_hf_arrays(formats.google_arrays(model, report.restored),
+                                prefix="bert." if heads else "")
+  formats.write_safetensors(arrays, os.path.join(directory, "model.safetensors"))
   hf_config = config.to_hugging_face_dict()
   hf_config["architectures"] = [_HF_ARCHITECTURES[heads]]
   if "classifier" in heads:
     names = label_names or [f"LABEL_{i}" for i in range(model.classifier.kernel.shape[-1])]
     hf_config["id2label"] = {str(i): name for i, name in enumerate(names)}
     hf_config["label2id"] = {name: i for i, name in enumerate(names)}
-  io_utils.write_text_atomic(os.path.join(directory, "config.json"),
+  io_files.write_text_atomic(os.path.join(directory, "config.json"),
                              json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
 
 
@@ -100,16 +103,16 @@ def write_hf_tokenizer_files(directory: str, vocab_file: str, do_lower_case: boo
                       "model_max_length": config.max_position_embeddings, **special_tokens}
   for name, contents in (("tokenizer_config.json", tokenizer_config),
                          ("special_tokens_map.json", special_tokens)):
-    io_utils.write_text_atomic(os.path.join(directory, name),
+    io_files.write_text_atomic(os.path.join(directory, name),
                                json.dumps(contents, indent=2, sort_keys=True) + "\n")
 
 
-FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
+FORMATS = (formats.TF1, formats.TF2, formats.HF)
 
 
 def _check_label_names(model: tf_keras.Model, label_names: Sequence[str], to: str) -> None:
   """Label names are for a classifier's Hugging Face config: one distinct name per logit."""
-  if to != checkpoints.HF:
+  if to != formats.HF:
     raise ValueError(f"--label_names applies to --to=hf only (config.json's id2label), not "
                      f"--to={to}.")
   classifier = getattr(model, "classifier", None)
@@ -126,7 +129,7 @@ def _check_label_names(model: tf_keras.Model, label_names: Sequence[str], to: st
 def convert_checkpoint(input_checkpoint: str, output_dir: str, to: str,
                        bert_config_file: Optional[str] = None,
                        vocab_file: Optional[str] = None, do_lower_case: Optional[bool] = None,
-                       label_names: Optional[Sequence[str]] = None) -> checkpoints.LoadReport:
+                       label_names: Optional[Sequence[str]] = None) -> formats.LoadReport:
   """Writes `input_checkpoint` as a new directory `output_dir` in format `to` (tf1, tf2 or hf).
 
   For hf, `do_lower_case` (the model's training lowercasing; None: inferred from the vocab) goes
@@ -139,34 +142,34 @@ def convert_checkpoint(input_checkpoint: str, output_dir: str, to: str,
   if tf.io.gfile.exists(output_dir):
     raise ValueError(f"--output={output_dir} already exists; remove it or choose a new "
                      "directory (conversion never overwrites).")
-  vocab_file, bert_config_file = checkpoints.resolve_model_files(
+  vocab_file, bert_config_file = formats.resolve_model_files(
       input_checkpoint, vocab_file, bert_config_file, flag="input")
   config = BertConfig.from_json_file(bert_config_file)
-  checkpoints.check_vocab_matches_config(vocab_file, config, bert_config_file)
-  checkpoints.check_checkpoint_matches_config(input_checkpoint, config, bert_config_file,
-                                              flag="input")
-  if to == checkpoints.HF:
+  formats.check_vocab_matches_config(vocab_file, config, bert_config_file)
+  formats.check_checkpoint_matches_config(input_checkpoint, config, bert_config_file,
+                                          flag="input")
+  if to == formats.HF:
     do_lower_case = tokenization.resolve_do_lower_case(vocab_file, do_lower_case,
                                                        input_checkpoint, flag="input")
-  model = checkpoints.model_for_checkpoint(input_checkpoint, config, flag="input")
+  model = formats.model_for_checkpoint(input_checkpoint, config, flag="input")
   if label_names:
     _check_label_names(model, label_names, to)
-  report = checkpoints.load_init_checkpoint(model, input_checkpoint, bert_config_file,
-                                            flag="input")
+  report = formats.load_init_checkpoint(model, input_checkpoint, bert_config_file,
+                                        flag="input")
   if report.unused:
     logging.warning("Not converted (no place for them in a %s): %s", type(model).__name__,
                     ", ".join(report.unused))
-  if to == checkpoints.TF1 and config.hidden_act == "gelu_exact":
+  if to == formats.TF1 and config.hidden_act == "gelu_exact":
     logging.warning("hidden_act=gelu_exact (erf GELU, Hugging Face's \"gelu\") is kept in "
                     "%s/bert_config.json so bert_tf reproduces the model exactly; Google's "
                     "modeling.py only has the tanh GELU and will reject it.", output_dir)
-  tmp = io_utils.temporary_path(output_dir)
+  tmp = io_files.temporary_path(output_dir)
   try:
     tf.io.gfile.makedirs(tmp)
-    if to == checkpoints.HF:
+    if to == formats.HF:
       _write_hf(model, report, tmp, config, label_names)
       write_hf_tokenizer_files(tmp, vocab_file, do_lower_case, config)
-    elif to == checkpoints.TF1:
+    elif to == formats.TF1:
       _write_tf1(model, report, tmp, config)
     else:
       _write_tf2(model, report, tmp, config)
@@ -177,7 +180,7 @@ def convert_checkpoint(input_checkpoint: str, output_dir: str, to: str,
     tf.io.gfile.rmtree(tmp)
     raise
   tf.io.gfile.rename(tmp, output_dir)
-  logging.info("Wrote %s (%s: %s) to %s.", checkpoints.FORMAT_NAMES[to], type(model).__name__,
+  logging.info("Wrote %s (%s: %s) to %s.", formats.FORMAT_NAMES[to], type(model).__name__,
                ", ".join(report.components), output_dir)
   return report
 
@@ -201,7 +204,7 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  with script_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
+  with cli_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
     f = flags.FLAGS
     convert_checkpoint(f.input, f.output, f.to, f.bert_config_file, f.vocab_file,
                        f.do_lower_case, f.label_names)

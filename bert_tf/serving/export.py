@@ -1,11 +1,11 @@
 """SavedModel export for serving (TF Serving, Vertex AI, `tf.saved_model.load`) from raw text.
 
-  python -m bert_tf.export --model_dir=OUTPUT_DIR --output_dir=EXPORT_DIR \
+  python -m bert_tf.serving.export --model_dir=OUTPUT_DIR --output_dir=EXPORT_DIR \
       [--task=squad|classifier] [--checkpoint=PREFIX]
 
 reads what it needs from the training run's own files (bert_config.json, vocab.txt,
 run_flags.json, training_state.json, best/best.json, the checkpoints); a flag replaces each.
-Signatures (bert_tf.serving builds them; nothing but tensorflow and tensorflow_text is needed to
+Signatures (bert_tf.serving.raw_text builds them; nothing but tensorflow and tensorflow_text is needed to
 load and run them):
 
 - classifier: "serving_default" takes `text_a` (string [batch]) and, for pair tasks, `text_b`;
@@ -29,12 +29,15 @@ from absl import app, flags
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import (checkpoints, io_utils, modeling, run_directory, script_errors, serving,
-                     tokenization)
-from bert_tf.configs import BertConfig
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats
+from bert_tf.cli import errors as cli_errors
+from bert_tf.io import files as io_files, run_directory, writable
+from bert_tf.serving import raw_text
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.training import history
 
-INPUT_NAMES = serving.INPUT_NAMES
+INPUT_NAMES = raw_text.INPUT_NAMES
 TASKS = ("classifier", "squad")
 PAIR_TASKS = ("mnli", "mrpc", "xnli")  # run_classifier's sentence-pair tasks (tsv/csv: text_b)
 SETTINGS_FILE = "bert_tf_serving.json"  # what the export was made with, beside saved_model.pb
@@ -66,7 +69,7 @@ class ServingSettings:
 def serving_function(model: tf_keras.Model, seq_length: int
                      ) -> tf.types.experimental.ConcreteFunction:
   """The model's inference call on int32 [batch, seq_length] inputs, as a concrete function."""
-  @tf.function(input_signature=[serving.features_spec(seq_length)])
+  @tf.function(input_signature=[raw_text.features_spec(seq_length)])
   def serve(features):
     return model(features, training=False)
   return serve.get_concrete_function()
@@ -86,7 +89,7 @@ def _save(root: tf.Module, export_dir: str, signatures: Dict[str, Any],
   parent = os.path.dirname(export_dir)
   if parent:
     tf.io.gfile.makedirs(parent)
-  temporary = io_utils.temporary_path(export_dir)
+  temporary = io_files.temporary_path(export_dir)
   # tf.saved_model.save round-trips absl's verbosity through set_verbosity, which leaves the
   # "absl" logger at WARNING: the caller's INFO logs would vanish for the rest of the process.
   absl_logger = logging.getLogger("absl")
@@ -94,7 +97,7 @@ def _save(root: tf.Module, export_dir: str, signatures: Dict[str, Any],
   try:
     tf.saved_model.save(root, temporary, signatures=signatures)
     if settings is not None:
-      io_utils.write_json_atomic(os.path.join(temporary, SETTINGS_FILE), settings)
+      io_files.write_json_atomic(os.path.join(temporary, SETTINGS_FILE), settings)
     if tf.io.gfile.exists(export_dir):
       tf.io.gfile.rmtree(export_dir)
     tf.io.gfile.rename(temporary, export_dir)
@@ -110,20 +113,20 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, seq_length: int) 
   return _save(model, export_dir, {"serving_default": serving_function(model, seq_length)})
 
 
-def serving_module(model: tf_keras.Model, settings: ServingSettings) -> serving.ServingModule:
+def serving_module(model: tf_keras.Model, settings: ServingSettings) -> raw_text.ServingModule:
   """The raw-text serving module of `settings.task` around `model`."""
   if settings.task == "classifier":
-    return serving.TextClassifier(model, settings.vocab_file, settings.do_lower_case,
-                                  settings.max_seq_length, settings.label_names, settings.pair)
-  return serving.QuestionAnswerer(
+    return raw_text.TextClassifier(model, settings.vocab_file, settings.do_lower_case,
+                                   settings.max_seq_length, settings.label_names, settings.pair)
+  return raw_text.QuestionAnswerer(
       model, settings.vocab_file, settings.do_lower_case, settings.max_seq_length,
       settings.doc_stride, settings.max_query_length, settings.version_2_with_negative,
       settings.n_best_size, settings.max_answer_length, settings.null_score_diff_threshold)
 
 
-def signatures(module: serving.ServingModule) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+def signatures(module: raw_text.ServingModule) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   """"serving_default" (raw text) and "serving_features" (int32 features) of a serving module."""
-  if isinstance(module, serving.TextClassifier):
+  if isinstance(module, raw_text.TextClassifier):
     return {"serving_default": module.classify.get_concrete_function(),
             "serving_features": module.classify_features.get_concrete_function()}
   return {"serving_default": module.answer.get_concrete_function(),
@@ -159,7 +162,7 @@ def _read_json(path: str) -> Optional[Any]:
   if not tf.io.gfile.exists(path):
     return None
   try:
-    return io_utils.read_json(path)
+    return io_files.read_json(path)
   except json.JSONDecodeError as e:
     raise ValueError(f"{path} is not valid JSON ({e}).") from None
 
@@ -252,7 +255,7 @@ def load_model(run: RunFiles) -> tf_keras.Model:
   model = (modeling.BertClassifier(config, len(settings.label_names))
            if settings.task == "classifier" else modeling.BertSpanLabeler(config))
   model = modeling.build_model(model)
-  report = checkpoints.load_init_checkpoint(model, run.checkpoint, run.bert_config_file)
+  report = formats.load_init_checkpoint(model, run.checkpoint, run.bert_config_file)
   if report.initialized:
     raise ValueError(f"{run.checkpoint} lacks the {settings.task} head ({report.initialized[0]} "
                      "...): export a fine-tuned checkpoint, not a pre-trained one.")
@@ -295,14 +298,14 @@ _OVERRIDES = ("task", "checkpoint", "vocab_file", "bert_config_file", "do_lower_
 
 
 def main(argv: Sequence[str]) -> None:
-  with script_errors.user_errors(argv):  # a bad flag or file: one line, no traceback
+  with cli_errors.user_errors(argv):  # a bad flag or file: one line, no traceback
     if not FLAGS.model_dir or not FLAGS.output_dir:
       raise ValueError("--model_dir (the training run) and --output_dir (the export) are "
                        "required.")
     if tf.io.gfile.exists(FLAGS.output_dir):
       raise ValueError(f"--output_dir={FLAGS.output_dir} already exists: export into a new "
                        "directory.")
-    io_utils.check_writable(os.path.dirname(FLAGS.output_dir.rstrip("/")), "output_dir",
+    writable.check_writable(os.path.dirname(FLAGS.output_dir.rstrip("/")), "output_dir",
                             FLAGS.output_dir)
     run = read_run(FLAGS.model_dir, {name: FLAGS[name].value for name in _OVERRIDES})
     export_run(load_model(run), run.settings, FLAGS.output_dir)

@@ -1,7 +1,7 @@
 """`InGraphTokenizer`: `FullTokenizer`'s rules as TensorFlow ops, for serving graphs and tf.data.
 
-Its own module so that bert_tf.tokenization imports without TensorFlow; that module still offers
-the name (`tokenization.InGraphTokenizer`) and imports this one on first use.
+Its own module so that bert_tf.tokenization imports without TensorFlow; it uses that module's
+tables (one source of google-research's rules), never the reverse.
 """
 
 from typing import Optional

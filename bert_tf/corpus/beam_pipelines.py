@@ -1,12 +1,12 @@
 """Apache Beam pipelines for create_pretraining_data and clean_text: the same output, any runner.
 
-Usage: python -m bert_tf.create_pretraining_data --input_file=gs://b/corpus/*.txt \
+Usage: python -m bert_tf.corpus.create_pretraining_data --input_file=gs://b/corpus/*.txt \
   --output_file=gs://b/data/pretrain.tfrecord --vocab_file=vocab.txt --num_output_shards=64 \
   --runner=DataflowRunner -- --project=P --region=R --temp_location=gs://b/tmp \
   --setup_file=./setup.py --max_num_workers=32
-(and the same `--runner=... -- ...` for python -m bert_tf.clean_text).
+(and the same `--runner=... -- ...` for python -m bert_tf.corpus.clean_text).
 
-Beam's pipeline options go after `--`; before it are the tool's own flags (bert_tf.beam_flags
+Beam's pipeline options go after `--`; before it are the tool's own flags (bert_tf.corpus.beam_flags
 reads them; Beam is imported only with --runner). So `--num_workers` before `--` is the tool's
 local process count (refused with --runner: the runner decides) and after it Beam's (Dataflow's
 initial worker count). Unknown Beam options are an error before any work (Beam itself would only
@@ -21,10 +21,10 @@ the shards and the metadata are byte for byte the local run's for the same flags
   2. Windows: each file is read again; its j-th document is document offset(file) + j of the
      corpus (offset = the documents of the files before it), so window i gets exactly the
      documents the local stream gives it. Documents are grouped by window (Beam's shuffle carries
-     the text once); each window is made by create_pretraining_data's own window_blocks (the
+     the text once); each window is made by the local run's own shards.window_blocks (the
      same seeds), which emits (shard, block): records bound for one shard with their sort keys.
   3. Shards: a GroupByKey on the shard brings each shard's blocks together, in whatever order
-     the runner delivers them; write_shard sorts the records by key and writes the shard once,
+     the runner delivers them; shards.write_shard sorts the records by key and writes the shard once,
      atomically, with its progress record. No part file: the runner's shuffle (Dataflow
      Shuffle, Flink's or Spark's) moves the records, so the requests to the bucket are the input
      reads and one write a shard, whatever the number of windows and shards.
@@ -45,7 +45,7 @@ directory beside the output; each cleaned line's 8-byte hash (the local run's) i
 place (file, line); the earliest place of each hash (a combine, so duplicates are dropped before
 the shuffle) marks the lines kept; each file is written again without its repeated lines; and
 one worker concatenates them in input order with the local run's blank-line rule
-(clean_text.write_merged). The output and the counts are the local run's.
+(cleaning.write_merged). The output and the counts are the local run's.
 
 Small results (per-file counts) come back to the driver through a JSON file written by the
 pipeline's last step, which works on every runner; a ValueError a worker raises on bad input
@@ -53,7 +53,6 @@ pipeline's last step, which works on every runner; a ValueError a worker raises 
 DirectRunner (two worker threads or processes) only.
 """
 
-import dataclasses
 import itertools
 import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Set, Tuple
@@ -63,8 +62,8 @@ import numpy as np
 from absl import logging
 from apache_beam.options import pipeline_options as beam_options
 
-from bert_tf import clean_text, io_utils
-from bert_tf import create_pretraining_data as cpd
+from bert_tf.corpus import cleaning, instances, reading, shards
+from bert_tf.io import files as io_files
 
 # The pipelines run the local tools' own steps, private ones included, so that both paths share
 # one implementation.
@@ -151,34 +150,32 @@ def _run_and_collect(build: Callable[[beam.Pipeline], Any], options: beam_option
                      near: str) -> Any:
   """Runs the pipeline `build` makes; its output, a PCollection of one JSON-able value, is
   written to a temporary file beside `near` and returned to the driver."""
-  path = io_utils.temporary_path(near)
+  path = io_files.temporary_path(near)
   try:
     _run(lambda p: build(p) | "ToDriver" >> beam.Map(_write_json, path), options)
-    return io_utils.read_json(path)
+    return io_files.read_json(path)
   finally:
-    if io_utils.gfile.exists(path):
-      io_utils.gfile.remove(path)
+    if io_files.gfile.exists(path):
+      io_files.gfile.remove(path)
 
 
 def _write_json(value: Any, path: str) -> None:
-  io_utils.write_json_atomic(path, value)
+  io_files.write_json_atomic(path, value)
 
 
 class PretrainingRun:
   """create_pretraining_data's count pass and its windows and shards, as Beam pipelines."""
 
-  def __init__(self, config: cpd.DataConfig, files: Sequence[str],
+  def __init__(self, config: instances.DataConfig, files: Sequence[str],
                options: beam_options.PipelineOptions):
     check_worker_paths(options, {"--input_file": ",".join(files), "--output_file":
                                  config.output_file, "--vocab_file": config.vocab_file})
-    # As the class of the importable module: under `python -m bert_tf.create_pretraining_data`
-    # the caller's is __main__.DataConfig, which workers could not unpickle.
-    self.config = cpd.DataConfig(**dataclasses.asdict(config))
+    self.config = config
     self.files, self.options = list(files), options
     self.file_documents: List[int] = []
 
   def count_documents(self) -> Dict[str, int]:
-    """The corpus's shape (cpd.corpus_shape; one pass, parallel over files); keeps each file's
+    """The corpus's shape (reading.corpus_shape; one pass, parallel over files); keeps each file's
     number of documents."""
     clean = self.config.clean
 
@@ -191,12 +188,12 @@ class PretrainingRun:
     shapes = dict(_run_and_collect(build, self.options,
                                    self.config.output_file + ".document-counts.json"))
     self.file_documents = [shapes[i]["documents"] for i in range(len(self.files))]
-    return cpd.sum_counts(shapes.values())
+    return shards.sum_counts(shapes.values())
 
   def make_shards(self, window_size: int, num_shards: int, todo_shards: List[int]
                   ) -> Dict[str, int]:
     """Writes the shards `todo_shards` (none when no window has an instance); returns the
-    windows' counts (cpd.sum_counts)."""
+    windows' counts (shards.sum_counts)."""
     config = self.config
     offsets = [0, *itertools.accumulate(self.file_documents)]
 
@@ -215,7 +212,7 @@ class PretrainingRun:
            | "ByShard" >> beam.GroupByKey()
            | "Shards" >> beam.Map(_write_shard, config, num_shards,
                                   beam.pvalue.AsSingleton(counts)))
-      return counts | "Totals" >> beam.Map(cpd.sum_counts)
+      return counts | "Totals" >> beam.Map(shards.sum_counts)
 
     return _run_and_collect(build, self.options,
                             config.output_file + ".window-counts.json")
@@ -226,7 +223,7 @@ _COUNTS = "counts"
 
 def _corpus_shape(file: Tuple[int, str], clean: str) -> Tuple[int, Dict[str, int]]:
   index, path = file
-  return index, cpd.corpus_shape([path], clean)
+  return index, reading.corpus_shape([path], clean)
 
 
 def _window_documents(file: Tuple[int, str], offsets: List[int], window_size: int, clean: str
@@ -235,7 +232,7 @@ def _window_documents(file: Tuple[int, str], offsets: List[int], window_size: in
   in the input, its path)."""
   index, path = file
   count = offsets[index + 1] - offsets[index]
-  for j, lines in enumerate(cpd.read_documents([path], clean)):
+  for j, lines in enumerate(reading.read_documents([path], clean)):
     if j >= count:
       raise ValueError(f"{path} changed during the run: it has more than the {count} documents "
                        "counted at the start. Rerun on input that is not being written.")
@@ -244,41 +241,41 @@ def _window_documents(file: Tuple[int, str], offsets: List[int], window_size: in
 
 
 class _MakeWindow(beam.DoFn):
-  """One window's (shard, block)s for the shards to write (cpd.window_blocks), and its counts
+  """One window's (shard, block)s for the shards to write (shards.window_blocks), and its counts
   as the output tagged _COUNTS."""
 
-  def __init__(self, config: cpd.DataConfig, num_shards: int, todo_shards: Set[int]):
+  def __init__(self, config: instances.DataConfig, num_shards: int, todo_shards: Set[int]):
     super().__init__()
     self.config, self.num_shards, self.todo_shards = config, num_shards, todo_shards
 
   def setup(self) -> None:
-    cpd.init_worker(self.config, self.num_shards)
+    shards.init_worker(self.config, self.num_shards)
 
   def process(self, element: Tuple[int, Iterable[Tuple[int, List[str]]]]
               ) -> Iterator[Any]:
     index, documents = element
     counts: Dict[str, int] = {}
-    for shard, block in cpd.window_blocks(index, [lines for _, lines in sorted(documents)],
-                                          counts):
+    for shard, block in shards.window_blocks(index, [lines for _, lines in sorted(documents)],
+                                             counts):
       if shard in self.todo_shards:
         yield shard, block
     yield beam.pvalue.TaggedOutput(_COUNTS, counts)
 
 
-def _write_shard(element: Tuple[int, Iterable[bytes]], config: cpd.DataConfig, num_shards: int,
+def _write_shard(element: Tuple[int, Iterable[bytes]], config: instances.DataConfig, num_shards: int,
                  counts: List[Dict[str, int]]) -> None:
   """Writes one shard from its blocks, unless no window made an instance (the driver then
   reports the error)."""
   shard, blocks = element
   if any(window.get("instances") for window in counts):
-    cpd.write_shard(config, shard, num_shards, (block for block in blocks if block))
+    shards.write_shard(config, shard, num_shards, (block for block in blocks if block))
 
 
 def clean_files(file_pattern: str, files: Sequence[str], output_file: str,
                 options: beam_options.PipelineOptions) -> Dict[str, int]:
   """clean_text.clean_files (kcbert recipe) as a Beam pipeline: the same output and counts."""
   check_worker_paths(options, {"--input_file": ",".join(files), "--output_file": output_file})
-  scratch = io_utils.temporary_path(output_file + ".beam")  # a directory, removed at the end
+  scratch = io_files.temporary_path(output_file + ".beam")  # a directory, removed at the end
   try:
     def build(p: beam.Pipeline) -> Any:
       cleaned = (p | "Files" >> beam.Create(list(enumerate(files)))
@@ -294,9 +291,9 @@ def clean_files(file_pattern: str, files: Sequence[str], output_file: str,
 
     counts = _run_and_collect(build, options, output_file + ".counts.json")
   finally:
-    if io_utils.gfile.exists(scratch):
-      io_utils.gfile.rmtree(scratch)
-  clean_text.check_some_text(file_pattern, counts)
+    if io_files.gfile.exists(scratch):
+      io_files.gfile.rmtree(scratch)
+  cleaning.check_some_text(file_pattern, counts)
   return counts
 
 
@@ -306,7 +303,7 @@ def _scratch_file(scratch: str, kind: str, index: int) -> str:
 
 def _clean_file(file: Tuple[int, str], scratch: str) -> Tuple[int, Dict[str, int]]:
   index, path = file
-  return index, clean_text.clean_file(path, _scratch_file(scratch, "cleaned", index))
+  return index, cleaning.clean_file(path, _scratch_file(scratch, "cleaned", index))
 
 
 def _line_places(cleaned: Tuple[int, Dict[str, int]], scratch: str
@@ -314,10 +311,10 @@ def _line_places(cleaned: Tuple[int, Dict[str, int]], scratch: str
   """(hash, (file, line)) for each non-blank cleaned line of a file; (file, line) orders as the
   input does."""
   index, _ = cleaned
-  lines = (line for line in clean_text._read_lines(_scratch_file(scratch, "cleaned", index))
+  lines = (line for line in cleaning.read_lines(_scratch_file(scratch, "cleaned", index))
            if line)
   for j, line in enumerate(lines):
-    yield clean_text.line_digest(line), (index, j)
+    yield cleaning.line_digest(line), (index, j)
 
 
 def _drop_repeats(file: Tuple[int, Dict[str, Iterable[Any]]], scratch: str
@@ -331,8 +328,8 @@ def _drop_repeats(file: Tuple[int, Dict[str, Iterable[Any]]], scratch: str
   first[np.fromiter(grouped["first"], np.int64)] = True
   dropped = line_number = 0
   unique = _scratch_file(scratch, "unique", index)
-  with io_utils.atomic_output(unique) as tmp, io_utils.gfile.GFile(tmp, "w") as out:
-    for line in clean_text._read_lines(_scratch_file(scratch, "cleaned", index)):
+  with io_files.atomic_output(unique) as tmp, io_files.gfile.GFile(tmp, "w") as out:
+    for line in cleaning.read_lines(_scratch_file(scratch, "cleaned", index)):
       if line:
         line_number += 1
         if not first[line_number - 1]:
@@ -347,11 +344,11 @@ def _merge(results: List[Tuple[int, Dict[str, int]]], num_files: int, scratch: s
            output_file: str) -> Dict[str, int]:
   """The output, from every file's lines without repeats in input order (nothing when no line
   is left: the driver reports that); returns the counts of all files."""
-  counts: Dict[str, int] = {rule: 0 for rule in clean_text.RULES}
+  counts: Dict[str, int] = {rule: 0 for rule in cleaning.RULES}
   for _, file_counts in results:
     for rule, value in file_counts.items():
       counts[rule] += value
   if counts["lines_in"] != counts["blank_lines"] + counts["dropped_short"]:
-    clean_text.write_merged([_scratch_file(scratch, "unique", i) for i in range(num_files)],
-                            output_file, counts)
+    cleaning.write_merged([_scratch_file(scratch, "unique", i) for i in range(num_files)],
+                          output_file, counts)
   return counts

@@ -1,11 +1,11 @@
 r"""Per-token activations of chosen BERT layers, as google-research/bert's extract_features.py.
 
-  python -m bert_tf.extract_features --input_file=input.txt --output_file=output.jsonl \
+  python -m bert_tf.serving.extract_features --input_file=input.txt --output_file=output.jsonl \
       --init_checkpoint=uncased_L-12_H-768_A-12/bert_model.ckpt --layers=-1,-2,-3,-4
 
 --input_file has one text a line, or a pair as `text_a ||| text_b`. Each output line is Google's
 JSON: {"linex_index": i, "features": [{"token": ..., "layers": [{"index": -1, "values": [...]}]}]}
-with values rounded to 6 decimals. --init_checkpoint takes every format checkpoints.py reads;
+with values rounded to 6 decimals. --init_checkpoint takes every format checkpoints/formats.py reads;
 --vocab_file and --bert_config_file default to the files beside it and --do_lower_case, when not
 given, is inferred from the vocab. The output file appears only when complete.
 """
@@ -20,8 +20,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from bert_tf import (checkpoints, gcs, io_utils, model_files, modeling, script_flags,
-                     tokenization)
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats, model_files
+from bert_tf.cli import flags as cli_flags
+from bert_tf.io import gcs, files as io_files
 from bert_tf.data import sentence_pairs
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
@@ -130,8 +132,8 @@ def extract_features(input_file: str, output_file: str, init_checkpoint: str,
   features = convert_examples_to_features(read_examples(input_file), max_seq_length,
                                           files.tokenizer())
   model = modeling.build_model(modeling.BertModel(config))
-  checkpoints.load_init_checkpoint(model, init_checkpoint, files.config_file)
-  with io_utils.atomic_output(output_file) as tmp:
+  formats.load_init_checkpoint(model, init_checkpoint, files.config_file)
+  with io_files.atomic_output(output_file) as tmp:
     with tf.io.gfile.GFile(tmp, "w") as writer:
       for output in layer_features(model, features, layer_indexes, batch_size):
         writer.write(json.dumps(output) + "\n")
@@ -141,7 +143,7 @@ def extract_features(input_file: str, output_file: str, init_checkpoint: str,
 
 def _define_flags() -> None:
   """google-research's extract_features flags (plus the shared model flags)."""
-  script_flags.define_model_flags()
+  cli_flags.define_model_flags()
   flags.DEFINE_string("input_file", None, "Text to embed: one text a line, or `a ||| b`.")
   flags.DEFINE_string("output_file", None, "JSON lines to write.")
   flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma-separated layer indexes to output.")
@@ -152,9 +154,9 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  with script_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
+  with cli_flags.user_errors(argv):  # a bad flag or file: one line, no traceback
     f = flags.FLAGS
-    script_flags.apply_mixed_precision(tf.distribute.get_strategy())
+    cli_flags.apply_mixed_precision(tf.distribute.get_strategy())
     extract_features(f.input_file, f.output_file, f.init_checkpoint, f.vocab_file,
                      f.bert_config_file, f.layers, f.max_seq_length, f.batch_size,
                      f.do_lower_case if f["do_lower_case"].present else None)

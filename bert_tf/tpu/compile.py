@@ -1,12 +1,12 @@
 """Compiles exported HLO modules for a Cloud TPU topology with libtpu, on a machine without a TPU.
 
 Runs in the TPU compile environment (`make tpu-compile-env`: jax, jaxlib and libtpu pinned in
-requirements-tpu-compile.txt), never beside TensorFlow: tpu_plan.py starts it as
+requirements-tpu-compile.txt), never beside TensorFlow: tpu/plan.py starts it as
 
-    .venv-tpu-compile/bin/python -m bert_tf.tpu_compile REQUEST.json RESULT.json
+    .venv-tpu-compile/bin/python -m bert_tf.tpu.compile REQUEST.json RESULT.json
 
 REQUEST names a topology (jax.experimental.topologies.get_topology_desc's name and options) and
-HLO files (tpu_export.py); RESULT gets, per file, whether XLA's TPU compiler accepted it (else
+HLO files (tpu/hlo_export.py); RESULT gets, per file, whether XLA's TPU compiler accepted it (else
 its error), XLA's memory analysis (bytes of arguments, outputs, aliased outputs, temporaries,
 code) and cost analysis (FLOPs) for one device of the topology. The steps:
 jax.extend.mlir.hlo_to_stablehlo converts the HLO; TF's `mhlo.copy` ops (on variable outputs),

@@ -3,7 +3,7 @@
 `TextClassifier` and `QuestionAnswerer` are tf.Modules holding a model, an `InGraphTokenizer` and
 the run's settings; their tf.functions take batches of strings and give what the scripts would
 write: class probabilities and label names (test_results.tsv), answer texts (predictions.json).
-A SavedModel of them (bert_tf.export) runs with only tensorflow and tensorflow_text imported.
+A SavedModel of them (bert_tf.serving.export) runs with only tensorflow and tensorflow_text imported.
 
 Equal to the Python path on the same logits, step for step:
 - classifier: FullTokenizer ids, google-research's truncation (pop from the longer segment, from
@@ -28,6 +28,7 @@ import tf_keras
 
 from bert_tf import tokenization
 from bert_tf.data import length_buckets
+from bert_tf.serving import in_graph_tokenization
 
 # squad._CONTEXT_WORD's separators: google-research splits contexts on these characters only.
 CONTEXT_SPACES = (0x20, 0x09, 0x0d, 0x0a, 0x202f)
@@ -108,7 +109,7 @@ class ServingModule(tf.Module):
     # for Keras' own loader, which serving does not use (most of the export's time).
     self.model_variables = list(model.variables)
     self._model = lambda features: model(features, training=False)
-    self.tokenizer = tokenization.InGraphTokenizer(vocab_file, do_lower_case)
+    self.tokenizer = in_graph_tokenization.InGraphTokenizer(vocab_file, do_lower_case)
     self.max_seq_length = max_seq_length
     vocab = tokenization.load_vocab(vocab_file)
     missing = [token for token in ("[CLS]", "[SEP]") if token not in vocab]

@@ -16,9 +16,11 @@ from absl import app, flags, logging
 
 import tensorflow as tf
 
-from bert_tf import gcs, io_utils, model_files, modeling, run_lock
+from bert_tf import modeling
+from bert_tf.checkpoints import model_files
+from bert_tf.io import gcs, files as io_files, run_lock
 from bert_tf.data import length_buckets
-from bert_tf.script_errors import user_errors  # pylint: disable=unused-import (the scripts' use)
+from bert_tf.cli.errors import user_errors  # pylint: disable=unused-import (the scripts' use)
 from bert_tf.tasks import task
 from bert_tf.training import distribution, history, trainer
 
@@ -213,7 +215,7 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
     # flags: nothing would be mixed, so the new flags replace them.
     logging.info("%s belongs to a run that saved no checkpoint; recording the new flags.", path)
   elif tf.io.gfile.exists(path):
-    recorded = io_utils.read_json(path)
+    recorded = io_files.read_json(path)
     compared = current if do_train else model
     differences = _differences({k: recorded.get(k) for k in compared}, compared)
     if differences and not do_train:  # --overwrite_output_dir applies to training runs only
@@ -231,7 +233,7 @@ def check_output_dir(output_dir: str, model: Dict[str, Any], training: Dict[str,
           "--output_dir. If the same files only moved, delete run_flags.json to resume.")
     return
   if do_train and chief:
-    io_utils.write_json_atomic(path, current)
+    io_files.write_json_atomic(path, current)
 
 
 def resolve_model_files(**options: Any) -> model_files.ModelFiles:

@@ -15,7 +15,7 @@ initialised and source variables the model has no use for as unused.
 One name space joins the formats: Google's TF1 names. `google_names(model)` maps each one to the
 model variable and the reshaping between the two layouts; Hugging Face names are derived from
 Google's by `hf_name`. Loading reads a source into Google names and assigns; exporting (see
-convert_checkpoint.py) is the reverse.
+checkpoints/convert.py) is the reverse.
 
 Why our own map rather than tf-models-official's TF1 converter (official/nlp/tools/
 tf1_bert_checkpoint_converter_lib.py): checked numerically, its encoder conversion is faithful (the
@@ -40,8 +40,9 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import io_utils, modeling, run_directory, tokenization
-from bert_tf.configs import BertConfig
+from bert_tf import modeling, tokenization
+from bert_tf.io import files as io_files, run_directory
+from bert_tf.checkpoints.configs import BertConfig
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -329,7 +330,7 @@ def _hf_source(directory: str) -> _Source:
   """Shapes of model.safetensors come from its header, so a shape check reads no tensors; they
   are read on first use. A pytorch_model.bin pickle has no header: it is read whole."""
   config_path = os.path.join(directory, "config.json")
-  model_type = io_utils.read_json(config_path).get("model_type", "bert")
+  model_type = io_files.read_json(config_path).get("model_type", "bert")
   if model_type != "bert":
     raise ValueError(f"{config_path}: model_type={model_type!r}; only BERT models can be loaded.")
   arrays = functools.cache(lambda: read_hf_weights(directory))

@@ -1,6 +1,6 @@
 """The command-line side of the Beam pipelines: --runner, and Beam's options after `--`.
 
-Kept apart from bert_tf.beam_pipelines so that the tools import Apache Beam only when --runner
+Kept apart from bert_tf.corpus.beam_pipelines so that the tools import Apache Beam only when --runner
 is given.
 """
 
@@ -23,5 +23,5 @@ def pipeline_options(argv: Sequence[str]) -> Optional[Any]:
   arguments after `--`."""
   if not FLAGS.runner:
     return None
-  from bert_tf import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+  from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
   return beam_pipelines.pipeline_options(FLAGS.runner, argv[1:], FLAGS["num_workers"].present)

@@ -1,6 +1,6 @@
 """Learns a WordPiece vocab.txt from raw text with tensorflow-text's vocab learner.
 
-Usage: python -m bert_tf.build_vocab --input_file=corpus*.txt --output_file=vocab.txt \
+Usage: python -m bert_tf.corpus.build_vocab --input_file=corpus*.txt --output_file=vocab.txt \
   --vocab_size=30000 --do_lower_case=False
 
 Special tokens sit where google-research models expect them: [PAD]=0, then --num_unused
@@ -21,7 +21,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as vocab_learner
 
-from bert_tf import gcs, io_utils, script_flags, tokenization
+from bert_tf import tokenization
+from bert_tf.cli import flags as cli_flags
+from bert_tf.io import gcs, files as io_files
 from bert_tf.data import pipeline as input_pipeline
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -73,7 +75,7 @@ def read_lines(file_pattern: str) -> List[str]:
       with tf.io.gfile.GFile(path, "r") as f:
         lines.extend(f.read().splitlines())
     except UnicodeDecodeError:
-      raise io_utils.utf8_error(path) from None
+      raise io_files.utf8_error(path) from None
   return lines
 
 
@@ -117,7 +119,7 @@ def tokenization_report(vocab_file: str, do_lower_case: bool, lines: Iterable[st
 
 def write_vocab(vocab: List[str], output_file: str) -> None:
   """Writes vocab.txt (one token a line) atomically."""
-  io_utils.write_text_atomic(output_file, "".join(token + "\n" for token in vocab))
+  io_files.write_text_atomic(output_file, "".join(token + "\n" for token in vocab))
 
 
 FLAGS = flags.FLAGS
@@ -150,7 +152,7 @@ def check_files(input_file: str, output_file: str) -> None:
 
 
 def main(_) -> None:
-  with script_flags.user_errors():  # a bad flag or file: one line, no traceback
+  with cli_flags.user_errors():  # a bad flag or file: one line, no traceback
     check_files(FLAGS.input_file, FLAGS.output_file)
     learn, held_out = split_lines(read_lines(FLAGS.input_file), FLAGS.sample_fraction,
                                   FLAGS.held_out_lines, FLAGS.seed, FLAGS.held_out_fraction)
@@ -160,7 +162,7 @@ def main(_) -> None:
                  FLAGS.output_file, len(learn), len(held_out))
     if held_out:
       report = tokenization_report(FLAGS.output_file, FLAGS.do_lower_case, held_out)
-      io_utils.write_json_atomic(FLAGS.output_file + ".report.json", report)
+      io_files.write_json_atomic(FLAGS.output_file + ".report.json", report)
       logging.info("On %d held-out lines: [UNK] rate %.4f, %.2f tokens per word.", len(held_out),
                    report["unk_rate"], report["tokens_per_word"])
 
