@@ -28,11 +28,11 @@ from typing import Any, Dict
 from absl import app, flags, logging
 
 from bert_tf import tokenization
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.cli import flags as cli_flags
 from bert_tf.corpus import build_vocab, clean_text, instances
 from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf.io import files as io_files
-from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.training import distribution
 

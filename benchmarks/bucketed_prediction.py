@@ -29,8 +29,8 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from bert_tf import modeling, tokenization  # noqa: E402
 from bert_tf.checkpoints import configs  # noqa: E402
-from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf.data import length_buckets, squad  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf.tasks import squad as squad_task  # noqa: E402
 
 DEV = common.DATA / "squad" / "dev-v1.1.json"

@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import common, pretraining_data  # noqa: E402
-from bert_tf.corpus import instances  # noqa: E402
-from bert_tf.corpus import create_pretraining_data as cpd  # noqa: E402
 from bert_tf.checkpoints import model_files  # noqa: E402
 from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
+from bert_tf.corpus import instances  # noqa: E402
+from bert_tf.corpus import create_pretraining_data as cpd  # noqa: E402
 from bert_tf.tasks import pretraining as pretraining_task  # noqa: E402
 from bert_tf.training import trainer  # noqa: E402
 

@@ -3,8 +3,8 @@
   python -m benchmarks.inference [--config configs/bert_base_uncased.json] [--calls 20]
 
 Builds a SQuAD span labeler with random weights from the config, exports it with
-bert_tf.serving.export (SavedModel, "serving_default" signature), reloads it and times the signature on
-the first question of SQuAD 1.1 dev (its first 384-token window, bert-base-uncased vocab). The
+bert_tf.serving.export (SavedModel, "serving_default" signature), reloads it and times the signature
+on the first question of SQuAD 1.1 dev (its first 384-token window, bert-base-uncased vocab). The
 reference, timed in the same rounds, is the same Keras model's call wrapped in a tf.function
 (what training and bert_tf.trainer.predict run; no SavedModel), and, for information, the eager
 Keras call. Reports p50/p90 milliseconds over `--calls` calls after 3 warm-up calls, and the
@@ -33,9 +33,9 @@ import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from bert_tf import modeling, tokenization  # noqa: E402
-from bert_tf.serving import export  # noqa: E402
-from bert_tf.data import squad
 from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
+from bert_tf.data import squad
+from bert_tf.serving import export  # noqa: E402
 
 SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
 SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"

@@ -29,8 +29,8 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from benchmarks import common
-from bert_tf.io import files as io_files
 from bert_tf.data import records
+from bert_tf.io import files as io_files
 
 ROOT = common.ROOT
 DATA = common.DATA

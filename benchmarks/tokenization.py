@@ -41,8 +41,8 @@ from official.nlp.tools import tokenization as tf_models_tokenization  # noqa: E
 
 from benchmarks import common  # noqa: E402
 from benchmarks import pretraining_data  # noqa: E402
-from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 
 SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"
 ENGLISH_VOCAB = common.DATA / "vocabs" / "bert-base-uncased-vocab.txt"

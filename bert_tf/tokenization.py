@@ -596,8 +596,8 @@ def _misfit_fix(coverage: VocabCoverage, do_lower_case: bool) -> str:
     return ("Likely fix: a vocab and model made for this text's language and script; if the "
             "vocab is cased, --do_lower_case=False (lowercased words miss its cased entries).")
   return ("Likely fix: a vocab and model made for this text's language and script (a cased "
-          "multilingual one covers most), or a vocab built from text like it (bert_tf.corpus.build_vocab)"
-          ".")
+          "multilingual one covers most), or a vocab built from text like it "
+          "(bert_tf.corpus.build_vocab).")
 
 
 def warn_if_vocab_misfits(tokenizer: FullTokenizer, texts: Iterable[str], vocab_file: str,

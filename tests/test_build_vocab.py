@@ -82,8 +82,8 @@ def test_small_korean_corpus_learns_from_most_lines_and_warns(tmp_path, caplog):
 
 def test_output_file_that_is_a_directory_is_one_error_line(tmp_path):
   (tmp_path / "in.txt").write_text("some text\n")
-  error = processes.user_error("-m", "bert_tf.corpus.build_vocab", f"--input_file={tmp_path / 'in.txt'}",
-                               f"--output_file={tmp_path}")
+  error = processes.user_error("-m", "bert_tf.corpus.build_vocab",
+                               f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path}")
   assert error == (f"error: --output_file={tmp_path} is a directory: name the vocab file to "
                    f"write, e.g. --output_file={tmp_path / 'vocab.txt'}.")
   with pytest.raises(ValueError, match=r"--input_file=.*missing.txt: nothing exists"):

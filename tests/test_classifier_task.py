@@ -404,8 +404,9 @@ def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, to
   data = bytearray(path.read_bytes())
   data[20] ^= 0xFF  # in the first record's payload (after its 8-byte length and 4-byte crc)
   path.write_bytes(bytes(data))
-  with pytest.raises(cli_errors.RunFault, match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
-                                       "Copy the file again, or remove it"):
+  with pytest.raises(cli_errors.RunFault,
+                     match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
+                     "Copy the file again, or remove it"):
     classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).run()
 
 

@@ -117,6 +117,7 @@ def test_command_line_on_local_files_does_not_import_tensorflow(tmp_path):
 def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_dir):
   (tmp_path / "in.txt").write_text("첫 번째 문장입니다 정말로.\n", encoding="utf-8")
   output = unwritable_dir / "out.txt"
-  line = processes.user_error("-m", "bert_tf.corpus.clean_text", f"--input_file={tmp_path / 'in.txt'}",
-                              f"--output_file={output}", "--num_workers=1")
+  line = processes.user_error("-m", "bert_tf.corpus.clean_text",
+                              f"--input_file={tmp_path / 'in.txt'}", f"--output_file={output}",
+                              "--num_workers=1")
   assert line.startswith(f"error: --output_file={output}: nothing can be written in ")

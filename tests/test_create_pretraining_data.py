@@ -20,11 +20,11 @@ from official.nlp.data import pretrain_dataloader
 
 from benchmarks import pretraining_data
 from benchmarks.pretraining_data import write_korean_corpus
+from bert_tf import tokenization
 from bert_tf.corpus import instances, reading, shards
 from bert_tf.corpus import create_pretraining_data as cpd
-from bert_tf import tokenization
-from bert_tf.io import files as io_files
 from bert_tf.data import pipeline, records
+from bert_tf.io import files as io_files
 from bert_tf.tasks import pretraining as pretraining_task
 from tests import processes
 from tests.conftest import shared_path
@@ -49,7 +49,8 @@ def english(tmp_path):
                "the cat played with a ball .", "the dog sat on a big mat ."]
   docs = ["\n".join(random.Random(d).sample(sentences * 3, 8)) for d in range(12)]
   text.write_text("\n\n".join(docs) + "\n")
-  return instances.DataConfig(input_file=str(text), output_file=str(tmp_path / "out" / "data.tfrecord"),
+  return instances.DataConfig(input_file=str(text),
+                              output_file=str(tmp_path / "out" / "data.tfrecord"),
                               vocab_file=str(vocab), do_lower_case=True, max_seq_length=SEQ,
                               max_predictions_per_seq=PREDICTIONS, dupe_factor=3,
                               documents_per_shard=4)
@@ -538,7 +539,8 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_d
   text.write_text("한국어 문장입니다.\n\n또 다른 문서입니다.\n", encoding="utf-8")
   output = unwritable_dir / "data.tfrecord"
   line = processes.user_error(
-      "-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={text}", f"--output_file={output}",
+      "-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={text}",
+      f"--output_file={output}",
       f"--vocab_file={pathlib.Path(__file__).parent.parent / 'sample_data' / 'vocab.txt'}",
       "--num_workers=1")
   assert line.startswith(f"error: --output_file={output}: nothing can be written in ")

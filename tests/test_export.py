@@ -22,10 +22,10 @@ from absl import logging as absl_logging
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import configs, formats
-from bert_tf.serving import export
 from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import squad
+from bert_tf.serving import export
 from bert_tf.tasks import classifier_metrics
 
 import serving_client

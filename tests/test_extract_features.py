@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import formats
-from bert_tf.serving import extract_features as ef
 from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.serving import extract_features as ef
 from conftest import PROJECT_ROOT, shared_path
-from test_checkpoints import GOLDEN, TINY, _write_hf, minilm_dir
+from test_formats import GOLDEN, TINY, _write_hf, minilm_dir
 from tests import processes
 
 
@@ -172,8 +172,9 @@ def test_command_line(tmp_path):
   init_checkpoint, _ = _tiny_checkpoint()
   (tmp_path / "in.txt").write_text("jack\n")
   result = subprocess.run(
-      [sys.executable, "-m", "bert_tf.serving.extract_features", f"--input_file={tmp_path / 'in.txt'}",
-       f"--output_file={tmp_path / 'out.jsonl'}", f"--init_checkpoint={init_checkpoint}",
+      [sys.executable, "-m", "bert_tf.serving.extract_features",
+       f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path / 'out.jsonl'}",
+       f"--init_checkpoint={init_checkpoint}",
        "--layers=-2", "--max_seq_length=8", "--batch_size=4"],
       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert result.returncode == 0, result.stderr[-2000:]

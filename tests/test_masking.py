@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.pretraining_data import write_korean_corpus
-from bert_tf.corpus.instances import DataConfig, InstanceMaker, MaskedBatch
-from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf import tokenization
+from bert_tf.corpus import create_pretraining_data as cpd
+from bert_tf.corpus.instances import DataConfig, InstanceMaker, MaskedBatch
 from bert_tf.data import masking
 from bert_tf.tasks import pretraining as pretraining_task
 from tests.conftest import shared_path

@@ -13,10 +13,10 @@ import tf_keras
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import formats, model_files
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.corpus import build_vocab, instances, shards
 from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf.io import files as io_files
-from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task

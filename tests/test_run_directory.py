@@ -12,9 +12,9 @@ import tf_keras
 
 from bert_tf import modeling
 from bert_tf.checkpoints import configs, formats, model_files
-from bert_tf.serving import export, extract_features
-from bert_tf.io import run_directory
 from bert_tf.checkpoints.convert import convert_checkpoint
+from bert_tf.io import run_directory
+from bert_tf.serving import export, extract_features
 from bert_tf.training import best_checkpoint
 from conftest import PROJECT_ROOT
 
@@ -91,7 +91,7 @@ def test_every_tool_means_the_best_model_of_a_run_directory(tmp_path, caplog):
                                                      os.path.join(out, "bert_config.json"))
   assert f"{out} means the best model by loss 0.5000 at step 1: {best}" in caplog.text
   assert export.read_run(out).checkpoint == best
-  # convert_checkpoint --input=OUTPUT_DIR and --input=OUTPUT_DIR/best convert the best model.
+  # checkpoints.convert --input=OUTPUT_DIR and --input=OUTPUT_DIR/best convert the best model.
   for name, given in (("from_dir", out), ("from_best", os.path.join(out, "best"))):
     convert_checkpoint(given, str(tmp_path / name), "tf2")
     np.testing.assert_array_equal(_kernel(str(tmp_path / name)), weights["best"])

@@ -26,9 +26,9 @@ from absl import app, flags, logging
 
 from bert_tf import tokenization
 from bert_tf.checkpoints import formats
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.cli import flags as cli_flags
 from bert_tf.io import files as io_files
-from bert_tf.checkpoints.configs import BertConfig
 
 TF1_PREFIX = "bert_model.ckpt"
 # Hugging Face architecture for each set of restored heads.

@@ -41,8 +41,8 @@ import tf_keras
 from absl import logging
 
 from bert_tf import modeling, tokenization
-from bert_tf.io import files as io_files, run_directory
 from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.io import files as io_files, run_directory
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -405,7 +405,7 @@ def detect_format(init_checkpoint: str, flag: str = "init_checkpoint") -> Tuple[
 
   Accepts a checkpoint prefix (or its .index/.data file), a directory holding checkpoints (a
   run's best model, else the latest), a Hugging Face directory or its weights file; local or
-  gs://. `flag` is the command-line flag errors name (convert_checkpoint's is --input).
+  gs://. `flag` is the command-line flag errors name (checkpoints/convert.py's is --input).
   """
   path = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint.rstrip("/"))
   if os.path.basename(path) in HF_WEIGHT_FILES:

@@ -11,8 +11,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from bert_tf import tokenization
 from bert_tf.checkpoints import formats
-from bert_tf.io import files as io_files
 from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.io import files as io_files
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """How every command-line tool reports a bad flag, file or line: one `error:` line, no traceback.
 
-Kept apart from script_flags (which imports the model and trainer) so that the data tools, which
+Kept apart from cli/flags.py (which imports the model and trainer) so that the data tools, which
 need none of that, start without importing TensorFlow.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional, Sequence
 from absl import app, flags
 
 
-# A missing or locked local path (io_utils.gfile uses Python's file functions for those).
+# A missing or locked local path (io/files.py's gfile uses Python's file functions for those).
 _LOCAL_FILE_ERRORS = (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError,
                       NotADirectoryError)
 

@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from bert_tf import modeling
 from bert_tf.checkpoints import model_files
-from bert_tf.io import gcs, files as io_files, run_lock
-from bert_tf.data import length_buckets
 from bert_tf.cli.errors import user_errors  # pylint: disable=unused-import (the scripts' use)
+from bert_tf.data import length_buckets
+from bert_tf.io import gcs, files as io_files, run_lock
 from bert_tf.tasks import task
 from bert_tf.training import distribution, history, trainer
 

@@ -1,7 +1,7 @@
 """The command-line side of the Beam pipelines: --runner, and Beam's options after `--`.
 
-Kept apart from bert_tf.corpus.beam_pipelines so that the tools import Apache Beam only when --runner
-is given.
+Kept apart from bert_tf.corpus.beam_pipelines so that the tools import Apache Beam only when
+--runner is given.
 """
 
 from typing import Any, Optional, Sequence
@@ -23,5 +23,6 @@ def pipeline_options(argv: Sequence[str]) -> Optional[Any]:
   arguments after `--`."""
   if not FLAGS.runner:
     return None
-  from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+  # Apache Beam, imported with --runner only.
+  from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel
   return beam_pipelines.pipeline_options(FLAGS.runner, argv[1:], FLAGS["num_workers"].present)

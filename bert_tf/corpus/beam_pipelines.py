@@ -24,8 +24,8 @@ the shards and the metadata are byte for byte the local run's for the same flags
      the text once); each window is made by the local run's own shards.window_blocks (the
      same seeds), which emits (shard, block): records bound for one shard with their sort keys.
   3. Shards: a GroupByKey on the shard brings each shard's blocks together, in whatever order
-     the runner delivers them; shards.write_shard sorts the records by key and writes the shard once,
-     atomically, with its progress record. No part file: the runner's shuffle (Dataflow
+     the runner delivers them; shards.write_shard sorts the records by key and writes the shard
+     once, atomically, with its progress record. No part file: the runner's shuffle (Dataflow
      Shuffle, Flink's or Spark's) moves the records, so the requests to the bucket are the input
      reads and one write a shard, whatever the number of windows and shards.
 The driver then writes the metadata (commit point), as the local run does; a rerun writes only
@@ -262,8 +262,8 @@ class _MakeWindow(beam.DoFn):
     yield beam.pvalue.TaggedOutput(_COUNTS, counts)
 
 
-def _write_shard(element: Tuple[int, Iterable[bytes]], config: instances.DataConfig, num_shards: int,
-                 counts: List[Dict[str, int]]) -> None:
+def _write_shard(element: Tuple[int, Iterable[bytes]], config: instances.DataConfig,
+                 num_shards: int, counts: List[Dict[str, int]]) -> None:
   """Writes one shard from its blocks, unless no window made an instance (the driver then
   reports the error)."""
   shard, blocks = element

@@ -23,8 +23,8 @@ from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as voc
 
 from bert_tf import tokenization
 from bert_tf.cli import flags as cli_flags
-from bert_tf.io import gcs, files as io_files
 from bert_tf.data import pipeline as input_pipeline
+from bert_tf.io import gcs, files as io_files
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DEFAULT_HELD_OUT_FRACTION = 0.1

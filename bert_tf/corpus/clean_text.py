@@ -5,7 +5,7 @@ Usage: python -m bert_tf.corpus.clean_text --input_file=comments*.txt --output_f
 
 The kcbert recipe, applied to each line in this order:
   1. every run of characters other than ASCII, Hangul (ㄱ-ㅣ, 가-힣), ` .,?!/@$%~％·∼()` and
-     emoji becomes one space (emoji = the Unicode ranges in cleaning.EMOJI_RANGES; no extra package);
+     emoji becomes one space (emoji = the Unicode ranges in cleaning.EMOJI_RANGES, no package);
   2. URLs (http:// or https://) are removed;
   3. the line is stripped;
   4. any character repeated more than twice is cut to two (ㅋㅋㅋㅋ -> ㅋㅋ, !!!! -> !!,
@@ -52,7 +52,8 @@ def clean_files(file_pattern: str, output_file: str, recipe: str = "kcbert",
   files = io_files.list_files(file_pattern)
   writable.check_writable(os.path.dirname(output_file), "output_file", output_file)
   if beam_options is not None:
-    from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+    # Apache Beam, imported with --runner only.
+    from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel
     counts = beam_pipelines.clean_files(file_pattern, files, output_file, beam_options)
     return {rule: counts.get(rule, 0) for rule in cleaning.RULES}
   parts = [io_files.temporary_path(f"{output_file}.part{i:05d}") for i in range(len(files))]

@@ -23,8 +23,8 @@ shards: window i emits blocks of (shard, sort key, record), record j going to sh
 (j + i) mod num_shards with a key that is a seeded hash of (i, j) (sort_keys); each shard is
 written once, atomically, with all of its records sorted by key: a seeded shuffle of the shard,
 a function of the seed and the flags only. Moving the blocks to their shards is a shuffle: Beam's
-GroupByKey on the Beam path (bert_tf.corpus.beam_pipelines); locally, each window writes its blocks to
-a part file, one sequential pass appends them to one spool file per shard (files held open), and
+GroupByKey on the Beam path (bert_tf.corpus.beam_pipelines); locally, each window writes its blocks
+to a part file, one sequential pass appends them to one spool file per shard (files held open), and
 each shard is sorted from its spool, so the file operations grow as windows + shards, not as
 their product. The part and spool files live in OUTPUT_FILE.progress/scratch, or for a gs://
 output on local disk ($TMPDIR), so that only finished shards go to the bucket. Windows are made
@@ -76,8 +76,8 @@ def _check_resumable(config: instances.DataConfig, run_config: Dict[str, Any]) -
       raise ValueError(
           f"{config.output_file} shards were started with other settings ({', '.join(changed)} "
           f"differ; see {path}). Finishing them would mix two datasets. Fix: rerun with the "
-          f"same flags, or delete {shards.progress_dir(config.output_file)} and the shards, or choose "
-          "another --output_file.")
+          f"same flags, or delete {shards.progress_dir(config.output_file)} and the shards, or "
+          "choose another --output_file.")
   else:
     io_files.write_json_atomic(path, run_config)
 
@@ -86,9 +86,9 @@ def create_pretraining_data(config: instances.DataConfig, num_workers: int = 1,
                             beam_options: Optional[Any] = None) -> Dict[str, Any]:
   """Writes the shards and OUTPUT_FILE.metadata.json; returns the metadata.
 
-  With `beam_options` (apache_beam PipelineOptions, see bert_tf.corpus.beam_pipelines), the documents
-  are counted and the windows and shards made by Beam pipelines instead of local processes; the
-  output is the same.
+  With `beam_options` (apache_beam PipelineOptions, see bert_tf.corpus.beam_pipelines), the
+  documents are counted and the windows and shards made by Beam pipelines instead of local
+  processes; the output is the same.
   """
   config.check()
   tokenization.check_vocab(config.vocab_file, (*tokenization.SPECIAL_TOKENS, "[MASK]"))
@@ -97,7 +97,8 @@ def create_pretraining_data(config: instances.DataConfig, num_workers: int = 1,
                           config.output_file)
   beam = None
   if beam_options is not None:
-    from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel  (imports Beam)
+    # Apache Beam, imported with --runner only.
+    from bert_tf.corpus import beam_pipelines  # pylint: disable=import-outside-toplevel
     beam = beam_pipelines.PretrainingRun(config, files, beam_options)
   shape = beam.count_documents() if beam else reading.corpus_shape(files, config.clean)
   num_documents = shape["documents"]
@@ -107,8 +108,8 @@ def create_pretraining_data(config: instances.DataConfig, num_workers: int = 1,
   if shape["documents_cut"]:
     logging.info("%s: %d document(s) longer than %d lines were cut into %d pieces of at most "
                  "that many lines (each a document from here on), so that a window's memory "
-                 "stays bounded.", config.input_file, shape["documents_cut"], reading.MAX_DOCUMENT_LINES,
-                 shape["pieces"])
+                 "stays bounded.", config.input_file, shape["documents_cut"],
+                 reading.MAX_DOCUMENT_LINES, shape["pieces"])
   per_shard, num_shards = shard_layout(config, num_documents)
   run_config = {**dataclasses.asdict(config), "documents_per_shard": per_shard,
                 "num_shards": num_shards, "window_documents": window_documents(config, per_shard),
@@ -181,8 +182,8 @@ def structure_warnings(config: instances.DataConfig, counts: Dict[str, int]) -> 
                 "a blank line between threads (documents) to keep them apart")
     warnings.append(
         f"no blank line in the input: each file is one document (cut into pieces of "
-        f"{reading.MAX_DOCUMENT_LINES} lines), and {learns}. (If each file is meant as one document, "
-        "this is expected.)")
+        f"{reading.MAX_DOCUMENT_LINES} lines), and {learns}. (If each file is meant as one "
+        "document, this is expected.)")
   share = counts["random_next"] / counts["instances"] if counts["instances"] else 0.0
   if share > _MAX_RANDOM_NEXT_SHARE:
     warnings.append(f"{100 * share:.0f}% of the instances have a random next segment (about "
@@ -223,8 +224,9 @@ def _make_shards(config: instances.DataConfig, run_config: Dict[str, Any], files
     shards.check_instances(config, totals)  # the pipeline writes no shard when there is no instance
     io_files.write_json_atomic(shards.counts_path(output), totals)
   else:
-    totals = shards.make_shards_locally(config, shards.scratch_dir(output, run_config), files, num_windows,
-                                  window_size, num_shards, todo_shards, num_workers)
+    totals = shards.make_shards_locally(config, shards.scratch_dir(output, run_config), files,
+                                        num_windows, window_size, num_shards, todo_shards,
+                                        num_workers)
   pattern = f"{output}-*-of-{num_shards:05d}"
   logging.info("Wrote %d instances to %d shard(s): %s", totals["instances"], num_shards, pattern)
   names = [os.path.basename(records.shard_name(output, i, num_shards)) for i in range(num_shards)]
@@ -264,8 +266,8 @@ def define_flags() -> None:
   beam_flags.define_flags()
   flags.DEFINE_enum("clean", "none", ["none", *cleaning.RECIPES], "(bert_tf) Clean each line "
                     "first (see bert_tf.corpus.clean_text; duplicates are not removed here).")
-  flags.DEFINE_enum("masking", "static", list(instances.MASKING_MODES), "(bert_tf) static: masks drawn "
-                    "here, a new one for each of the --dupe_factor copies (google-research); "
+  flags.DEFINE_enum("masking", "static", list(instances.MASKING_MODES), "(bert_tf) static: masks "
+                    "drawn here, a new one for each of the --dupe_factor copies (google-research); "
                     "dynamic: unmasked records, masked afresh every epoch by run_pretraining.")
   flags.DEFINE_bool("next_sentence_prediction", True, "(bert_tf) false: one-segment instances of "
                     "whole sentences of a document, no next_sentence_labels; run_pretraining "

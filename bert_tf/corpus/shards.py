@@ -143,7 +143,8 @@ def read_blocks(path: str) -> Iterator[Tuple[int, bytes]]:
         return
 
 
-def write_shard(config: instances.DataConfig, shard: int, num_shards: int, blocks: Iterable[bytes]) -> int:
+def write_shard(config: instances.DataConfig, shard: int, num_shards: int,
+                blocks: Iterable[bytes]) -> int:
   """Writes shard `shard` atomically, its records in sort-key order (so the same whatever order
   the blocks come in), then its progress record; returns its record count. Memory: the shard."""
   views, keys, sources, starts, ends = [], [], [], [], []
@@ -310,7 +311,8 @@ def check_data_vocab(shard: str, vocab_file: str) -> None:
                      "recreate the data with this one.")
 
 
-def init_worker(config: instances.DataConfig, num_shards: int, scratch: Optional[str] = None) -> None:
+def init_worker(config: instances.DataConfig, num_shards: int,
+                scratch: Optional[str] = None) -> None:
   """Sets up this process to make windows (window_blocks, and _make_window's part files in
   `scratch`); forked workers inherit it."""
   tokenizer = tokenization.FullTokenizer(config.vocab_file, config.do_lower_case)
@@ -342,7 +344,8 @@ def make_shards_locally(config: instances.DataConfig, scratch: str, files: Seque
     init_worker(config, num_shards, scratch)
     done = {i for i in range(num_windows) if gfile.exists(_window_counts_path(scratch, i))
             and gfile.exists(_part_path(scratch, i))}
-    todo = ((i, window) for i, window in enumerate(reading.windows(files, config.clean, window_size))
+    todo = ((i, window)
+            for i, window in enumerate(reading.windows(files, config.clean, window_size))
             if i not in done)
     if num_workers <= 1:
       for index, window in todo:

@@ -33,10 +33,10 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import tokenization
-from bert_tf.io import files as io_files
 from bert_tf.cli.errors import quoted, summary
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records, sentence_pairs
+from bert_tf.io import files as io_files
 
 FEATURE_FORMAT = "bert_tf.classifier_features/1"
 TASK_NAMES = ("cola", "csv", "mnli", "mrpc", "nsmc", "tsv", "xnli")

@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf.io import files as io_files
 from bert_tf.data import pipeline, records
+from bert_tf.io import files as io_files
 
 PACKED_FORMAT = "bert_tf.packed_rows/1"
 POSITION_IDS = "position_ids"

@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
-from bert_tf.io import files as io_files
 from bert_tf.data import records
+from bert_tf.io import files as io_files
 
 Parser = Callable[[tf.Tensor], Dict[str, tf.Tensor]]
 
@@ -41,7 +41,7 @@ def example_parser(spec: Dict[str, tf.io.FixedLenFeature]) -> Parser:
   return parse
 
 
-list_files = io_files.list_files  # defined in bert_tf.io.files, which tools without TensorFlow import
+list_files = io_files.list_files  # defined in io/files.py, which tools without TensorFlow import
 
 
 def _published_counts(directory: str) -> Dict[str, int]:

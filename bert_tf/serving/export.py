@@ -5,8 +5,8 @@
 
 reads what it needs from the training run's own files (bert_config.json, vocab.txt,
 run_flags.json, training_state.json, best/best.json, the checkpoints); a flag replaces each.
-Signatures (bert_tf.serving.raw_text builds them; nothing but tensorflow and tensorflow_text is needed to
-load and run them):
+Signatures (bert_tf.serving.raw_text builds them; nothing but tensorflow and tensorflow_text is
+needed to load and run them):
 
 - classifier: "serving_default" takes `text_a` (string [batch]) and, for pair tasks, `text_b`;
   returns `probabilities`, `logits` and `label` (the task's label names).
@@ -31,10 +31,10 @@ import tf_keras
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import formats
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.cli import errors as cli_errors
 from bert_tf.io import files as io_files, run_directory, writable
 from bert_tf.serving import raw_text
-from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.training import history
 
 INPUT_NAMES = raw_text.INPUT_NAMES

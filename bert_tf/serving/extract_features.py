@@ -5,7 +5,8 @@ r"""Per-token activations of chosen BERT layers, as google-research/bert's extra
 
 --input_file has one text a line, or a pair as `text_a ||| text_b`. Each output line is Google's
 JSON: {"linex_index": i, "features": [{"token": ..., "layers": [{"index": -1, "values": [...]}]}]}
-with values rounded to 6 decimals. --init_checkpoint takes every format checkpoints/formats.py reads;
+with values rounded to 6 decimals. --init_checkpoint takes every format checkpoints/formats.py
+reads;
 --vocab_file and --bert_config_file default to the files beside it and --do_lower_case, when not
 given, is inferred from the vocab. The output file appears only when complete.
 """
@@ -23,8 +24,8 @@ from absl import app, flags, logging
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import formats, model_files
 from bert_tf.cli import flags as cli_flags
-from bert_tf.io import gcs, files as io_files
 from bert_tf.data import sentence_pairs
+from bert_tf.io import gcs, files as io_files
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 

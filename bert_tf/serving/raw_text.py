@@ -3,7 +3,8 @@
 `TextClassifier` and `QuestionAnswerer` are tf.Modules holding a model, an `InGraphTokenizer` and
 the run's settings; their tf.functions take batches of strings and give what the scripts would
 write: class probabilities and label names (test_results.tsv), answer texts (predictions.json).
-A SavedModel of them (bert_tf.serving.export) runs with only tensorflow and tensorflow_text imported.
+A SavedModel of them (bert_tf.serving.export) runs with only tensorflow and tensorflow_text
+imported.
 
 Equal to the Python path on the same logits, step for step:
 - classifier: FullTokenizer ids, google-research's truncation (pop from the longer segment, from

@@ -18,11 +18,11 @@ import tf_keras
 from absl import logging
 
 from bert_tf import modeling
-from bert_tf.io import files as io_files
-from bert_tf.serving import export
 from bert_tf.cli.errors import summary
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import length_buckets, pipeline
+from bert_tf.io import files as io_files
+from bert_tf.serving import export
 from bert_tf.tasks import classifier_metrics, task
 from bert_tf.training import trainer
 

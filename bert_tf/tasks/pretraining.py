@@ -22,12 +22,12 @@ from absl import logging
 from google.protobuf import message
 
 from bert_tf import modeling
+from bert_tf import tokenization
 from bert_tf.checkpoints import convert, formats
 from bert_tf.corpus import shards
-from bert_tf.io import files as io_files
-from bert_tf import tokenization
-from bert_tf.io import run_directory
 from bert_tf.data import masking, pipeline
+from bert_tf.io import files as io_files
+from bert_tf.io import run_directory
 from bert_tf.tasks import task
 from bert_tf.training import trainer
 

@@ -16,10 +16,10 @@ import tf_keras
 from absl import logging
 
 from bert_tf import evaluate, modeling, packed_modeling
-from bert_tf.io import files as io_files
-from bert_tf.serving import export
 from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.data import squad
+from bert_tf.io import files as io_files
+from bert_tf.serving import export
 from bert_tf.tasks import task
 from bert_tf.training import trainer
 

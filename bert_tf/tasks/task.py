@@ -32,9 +32,9 @@ from absl import logging
 from bert_tf import tokenization
 from bert_tf.checkpoints import formats, model_files
 from bert_tf.cli import errors as cli_errors
+from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.io import files as io_files, run_directory
 from bert_tf.serving import export
-from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"

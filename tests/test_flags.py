@@ -123,7 +123,7 @@ def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_pa
 
 @pytest.mark.parametrize("script", ["run_squad.py", "run_classifier.py", "run_pretraining.py"])
 def test_help_shows_the_shared_core_flags(script):
-  """--help lists the flags defined in script_flags and distribution, not only --helpfull."""
+  """--help lists the flags defined in cli/flags.py and distribution, not only --helpfull."""
   result = subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--help"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
   shown = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
@@ -134,8 +134,9 @@ def test_help_shows_the_shared_core_flags(script):
 def test_tools_without_cloud_storage_do_not_import_it():
   """The data tools start without google-cloud-storage (it is imported to stage files only)."""
   code = ("import sys\n"
-          "import bert_tf.corpus.build_vocab, bert_tf.corpus.clean_text, bert_tf.checkpoints.convert\n"
-          "import bert_tf.corpus.create_pretraining_data, bert_tf.evaluate, bert_tf.serving.extract_features\n"
+          "import bert_tf.corpus.build_vocab, bert_tf.corpus.clean_text\n"
+          "import bert_tf.checkpoints.convert, bert_tf.corpus.create_pretraining_data\n"
+          "import bert_tf.evaluate, bert_tf.serving.extract_features\n"
           "import run_pretraining  # the script that imports the most of bert_tf\n"
           "print(sorted(m for m in sys.modules if m.startswith('google.cloud.storage')))\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,

@@ -1,4 +1,4 @@
-"""convert_checkpoint: TF1 <-> TF2 <-> Hugging Face, exact round trips, atomic output."""
+"""bert_tf.checkpoints.convert: TF1 <-> TF2 <-> Hugging Face, exact round trips, atomic output."""
 
 import dataclasses
 import itertools

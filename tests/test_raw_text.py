@@ -1,4 +1,4 @@
-"""bert_tf.serving.raw_text: the in-graph pre- and post-processing equal the Python path on the same logits.
+"""serving.raw_text: the in-graph pre- and post-processing equal the Python path on the same logits.
 
 The reference is the scripts' own code: data/classifier.convert_single_example for the classifier,
 data/squad.convert_examples_to_features and write_predictions for QA, run on the same texts with
@@ -18,10 +18,10 @@ import tf_keras
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import configs
-from bert_tf.serving import raw_text
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import sentence_pairs
 from bert_tf.data import squad
+from bert_tf.serving import raw_text
 
 from conftest import PROJECT_ROOT, shared_path
 
