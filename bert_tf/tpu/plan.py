@@ -30,7 +30,7 @@ from bert_tf.tpu import chips
 
 COMPILE_ENV_TARGET = "make tpu-compile-env"
 LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _CONFIG_DIR = os.path.join(_REPO_ROOT, "configs")
 
 
