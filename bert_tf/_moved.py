@@ -2,11 +2,12 @@
 grouping into sub-packages: an import of an old name gives the new module itself, and running an
 old name with -m prints one line naming the new one and runs that. Installed by bert_tf/__init__.
 
-Only importlib and sys: bert_tf/tpu/compile.py runs where TensorFlow is not installed.
+The standard library only: bert_tf/tpu/compile.py runs where TensorFlow is not installed.
 """
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 from types import CodeType, ModuleType
@@ -63,7 +64,7 @@ class _MovedLoader(importlib.abc.Loader):
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder):
-  """Finds bert_tf.<old name> for every old name in MOVED that is not a package now."""
+  """Finds bert_tf.<old name> for every name in MOVED."""
 
   def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
                 target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
