@@ -1,6 +1,6 @@
 # `make demo` installs and runs the SQuAD demo on bundled data; `make test` installs and runs the tests.
 # `make install` is the CPU install (with the test tools); `make install-gpu` and `make install-tpu`
-# install the runtime for a GPU machine or a TPU VM (README, "Hardware and installation").
+# install the runtime for a GPU machine or a TPU VM (docs/installation-and-hardware.md).
 # The TensorFlow 2.19 stack (requirements-tf219.txt) lives in its own venv, $(TF219_VENV):
 # `make install-tf219` (CPU, with the test tools), `make install-tpu-tf219` (a TPU VM), and
 # `make test-tf219` runs the demos and the core tests on it (CI does).
@@ -75,7 +75,7 @@ $(VENV)/installed-tpu: requirements.txt requirements-tpu.txt
 install-tpu: $(VENV)/installed-tpu
 
 # The TPU compiler (jax, jaxlib, libtpu; about 1 GB) for `python -m bert_tf.tpu.plan` and
-# tests/test_compile.py, in its own environment: libtpu must never sit beside the
+# tests/test_tpu_compile.py, in its own environment: libtpu must never sit beside the
 # TensorFlow that .venv imports (requirements-tpu-compile.txt says why).
 TPU_COMPILE_VENV ?= .venv-tpu-compile
 $(TPU_COMPILE_VENV)/installed: requirements-tpu-compile.txt

@@ -1,1 +1,1 @@
-"""Benchmarks: `python -m benchmarks` runs them all, `python -m benchmarks.NAME` one (README)."""
+"""Benchmarks: `python -m benchmarks` runs all, `python -m benchmarks.NAME` one (docs/benchmarks.md)."""

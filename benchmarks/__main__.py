@@ -291,7 +291,7 @@ def run_figure(name: str, arguments: List[str], results: str) -> Optional[str]:
 
 
 def format_table(rows: List[Row]) -> str:
-  """The rows as a Markdown table (what the README carries)."""
+  """The rows as a Markdown table (what docs/benchmarks.md carries)."""
   lines = ["| figure | ours | reference | ratio | target | met? |", "|---|---|---|---|---|---|"]
   for row in rows:
     lines.append(f"| {row['figure']} | {row['ours']} | {row['reference']} | {row['ratio']} | "

@@ -29,7 +29,7 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from bert_tf import modeling, tokenization  # noqa: E402
 from bert_tf.checkpoints import configs  # noqa: E402
-from bert_tf.data import length_buckets, squad  # noqa: E402
+from bert_tf.data import length_buckets, squad_predictions, squad_records  # noqa: E402
 from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf.tasks import squad as squad_task  # noqa: E402
 
@@ -42,8 +42,9 @@ def compare_answers(examples, features, padded, bucketed) -> Dict[str, Any]:
   """How many questions get the same predictions, n-best lists and null odds both ways."""
   figures: Dict[str, Any] = {}
   for version_2 in (False, True):
-    ours, theirs = [squad.compute_predictions(examples, features, results, 20, 30, True,
-                                              version_2) for results in (bucketed, padded)]
+    ours, theirs = [squad_predictions.compute_predictions(examples, features, results, 20, 30,
+                                                          True, version_2)
+                    for results in (bucketed, padded)]
     name = "v2" if version_2 else "v1"
     figures[f"{name}_same_predictions"] = sum(ours[0][k] == theirs[0][k] for k in ours[0])
     figures[f"{name}_same_nbest"] = sum(ours[1][k] == theirs[1][k] for k in ours[1])
@@ -71,9 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "dev.json")
     io_files.write_json_atomic(path, dataset)
-    meta = squad.prepare_features(path, tokenization.FullTokenizer(str(VOCAB), True), str(VOCAB),
-                                  384, 128, 64, False, False, output_dir=tmp)
-    examples, features = squad.load_eval_data(tmp)
+    meta = squad_records.prepare_features(path, tokenization.FullTokenizer(str(VOCAB), True),
+                                          str(VOCAB), 384, 128, 64, False, False, output_dir=tmp)
+    examples, features = squad_records.load_eval_data(tmp)
     # Each call traces its own tf.functions (1 padded shape, up to 4 bucket shapes), as a run
     # does: the timings include that.
     outputs: Dict[str, Any] = {}

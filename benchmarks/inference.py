@@ -34,7 +34,7 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from bert_tf import modeling, tokenization  # noqa: E402
 from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
-from bert_tf.data import squad
+from bert_tf.data import squad_examples, squad_features, squad_predictions
 from bert_tf.serving import export  # noqa: E402
 
 SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
@@ -48,26 +48,27 @@ TF_FUNCTION = "tf.function, no SavedModel"
 EAGER = "Keras eager call"
 
 
-def first_feature(example: squad.SquadExample, tokenizer: tokenization.FullTokenizer
-                  ) -> squad.InputFeatures:
+def first_feature(example: squad_examples.SquadExample, tokenizer: tokenization.FullTokenizer
+                  ) -> squad_features.InputFeatures:
   """The first window of `example` at seq 384, as run_squad.py makes it for prediction."""
-  features: List[squad.InputFeatures] = []
-  squad.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
-                                     MAX_QUERY_LENGTH, False, features.append)
+  features: List[squad_features.InputFeatures] = []
+  squad_features.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
+                                              MAX_QUERY_LENGTH, False, features.append)
   return features[0]
 
 
-def python_answer(serve_features: Callable[..., Any], example: squad.SquadExample,
+def python_answer(serve_features: Callable[..., Any], example: squad_examples.SquadExample,
                   tokenizer: tokenization.FullTokenizer, output_dir: str) -> str:
   """run_squad's prediction of one example: features, the model on them, write_predictions."""
-  features: List[squad.InputFeatures] = []
-  squad.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
-                                     MAX_QUERY_LENGTH, False, features.append)
+  features: List[squad_features.InputFeatures] = []
+  squad_features.convert_examples_to_features([example], tokenizer, SEQ_LENGTH, DOC_STRIDE,
+                                              MAX_QUERY_LENGTH, False, features.append)
   logits = serve_features(**{name: tf.constant([getattr(f, name) for f in features], tf.int32)
                              for name in export.INPUT_NAMES})
-  results = [squad.RawResult(f.unique_id, logits["start_logits"][i].numpy(),
-                             logits["end_logits"][i].numpy()) for i, f in enumerate(features)]
-  return squad.write_predictions(
+  results = [squad_predictions.RawResult(f.unique_id, logits["start_logits"][i].numpy(),
+                                         logits["end_logits"][i].numpy())
+             for i, f in enumerate(features)]
+  return squad_predictions.write_predictions(
       [example], features, results, 20, 30, True, os.path.join(output_dir, "predictions.json"),
       os.path.join(output_dir, "nbest.json"), None)[example.qas_id]
 
@@ -80,7 +81,7 @@ def raw_text_calls(model: tf_keras.Model, tmp: str, question: str, context: str
   signatures = tf.saved_model.load(export.export_run(model, settings, os.path.join(tmp, "raw"))
                                    ).signatures
   tokenizer = tokenization.FullTokenizer(str(VOCAB), do_lower_case=True)
-  example = squad.SquadExample("q", question, squad._split_context(context)[0])
+  example = squad_examples.SquadExample("q", question, squad_examples._split_context(context)[0])
   serve, serve_features = signatures["serving_default"], signatures["serving_features"]
   return {RAW_TEXT: lambda: serve(question=tf.constant([question]), context=tf.constant(
               [context]))["answer"].numpy()[0].decode("utf-8"),
@@ -109,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   missing = common.data_missing([SQUAD_DEV, VOCAB])
   if missing:
     raise SystemExit(missing)
-  example = squad.read_squad_examples(str(SQUAD_DEV), is_training=False)[0]
+  example = squad_examples.read_squad_examples(str(SQUAD_DEV), is_training=False)[0]
   paragraph = json.loads(SQUAD_DEV.read_text(encoding="utf-8"))["data"][0]["paragraphs"][0]
   tokenizer = tokenization.FullTokenizer(str(VOCAB), do_lower_case=True)
   started = time.perf_counter()

@@ -3,9 +3,9 @@
   python -m benchmarks.input_pipeline [--records 16384] [--repeats 3] [--train_steps 8]
 
 Writes sharded TFRecords (8 shards) of random features with realistic shapes at seq 128 (SQuAD
-training features through squad.FeatureWriter, classifier features through
+training features through squad_records.FeatureWriter, classifier features through
 classifier_data.serialize_features; each has a random real length, the rest padding) and reads
-them with the training pipelines the tasks use (squad.make_dataset, and
+them with the training pipelines the tasks use (squad_records.make_dataset, and
 input_pipeline.training_dataset with classifier_data.feature_parser): shuffled, batched 32 with
 drop_remainder, parsed after batching, int32. Records/s is the median over repeats of reading
 `--records` records after the first batch. The reference is the training step of BERT-mini
@@ -28,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_step  # noqa: E402
-from bert_tf.data import squad  # noqa: E402
+from bert_tf.data import squad_features, squad_records  # noqa: E402
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records
@@ -49,11 +49,11 @@ def random_inputs(rng: np.random.Generator, vocab_size: int) -> Dict[str, list]:
 def write_squad_features(pattern: str, count: int, vocab_size: int) -> str:
   """`count` random SQuAD training features in NUM_SHARDS files; returns their glob."""
   rng = np.random.default_rng(1)
-  with squad.FeatureWriter(pattern, is_training=True, num_shards=NUM_SHARDS) as writer:
+  with squad_records.FeatureWriter(pattern, is_training=True, num_shards=NUM_SHARDS) as writer:
     for index in range(count):
       inputs = random_inputs(rng, vocab_size)
       start = int(rng.integers(0, SEQ_LENGTH))
-      writer.process_feature(squad.InputFeatures(
+      writer.process_feature(squad_features.InputFeatures(
           unique_id=1000000000 + index, example_index=index, doc_span_index=0, tokens=[],
           token_to_orig_map={}, token_is_max_context={}, start_position=start,
           end_position=min(start + int(rng.integers(0, 8)), SEQ_LENGTH - 1), is_impossible=False,
@@ -118,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     classifier_files = write_classifier_features(os.path.join(tmp, "classifier.tf_record"),
                                                  count, vocab_size)
     pipelines = {
-        "squad training features (squad.make_dataset)": squad.make_dataset(
+        "squad training features (squad_records.make_dataset)": squad_records.make_dataset(
             squad_files, SEQ_LENGTH, is_training=True, batch_size=BATCH_SIZE,
             drop_remainder=True),
         "classifier features (input_pipeline.training_dataset)": input_pipeline.training_dataset(

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from official.nlp.data import squad_lib  # noqa: E402  (after the log-level variable)
 
 from benchmarks import common  # noqa: E402
-from bert_tf.data import squad  # noqa: E402
+from bert_tf.data import squad_examples, squad_features  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
 
 DATA = common.DATA
@@ -41,7 +41,7 @@ def time_once(convert: Callable[[Callable[..., None]], Any]) -> Dict[str, Any]:
   return {"seconds": time.perf_counter() - started, "features": features}
 
 
-def check_same(ours: Sequence[squad.InputFeatures], theirs: Sequence[Any],
+def check_same(ours: Sequence[squad_features.InputFeatures], theirs: Sequence[Any],
                fields: Sequence[str] = FIELDS) -> None:
   """Raises if the two conversions differ in any of `fields` (google-research's features)."""
   if len(ours) != len(theirs):
@@ -60,7 +60,7 @@ def compare(data: str, vocab: str, do_lower_case: bool, is_training: bool = Fals
   The rounds are interleaved, so that machine load affects both alike. Each conversion starts
   with a fresh tokenizer, built outside the timing, so that no cache carries over between rounds.
   """
-  ours_examples = squad.read_squad_examples(data, is_training=is_training)[:limit]
+  ours_examples = squad_examples.read_squad_examples(data, is_training=is_training)[:limit]
   their_examples = squad_lib.read_squad_examples(data, is_training, False)[:limit]
   if len(ours_examples) != len(their_examples):
     raise AssertionError(f"{len(ours_examples)} examples read by bert_tf, "
@@ -71,7 +71,7 @@ def compare(data: str, vocab: str, do_lower_case: bool, is_training: bool = Fals
   def ours(workers: int) -> Callable[[Callable[..., None]], Any]:
     tokenizers = [tokenization.FullTokenizer(vocab, do_lower_case=do_lower_case)
                   for _ in range(repeats)]
-    return lambda out: squad.convert_examples_to_features(
+    return lambda out: squad_features.convert_examples_to_features(
         ours_examples, tokenizers.pop(), *settings, out, num_workers=workers)
 
   runs = {
@@ -104,7 +104,7 @@ def compare(data: str, vocab: str, do_lower_case: bool, is_training: bool = Fals
           f"{min(seconds[name]):>8.2f}{baseline / median:>9.1f}x")
   fastest = min((m, n) for n, m in medians.items() if n != REFERENCE)
   tokenizer = tokenization.FullTokenizer(vocab, do_lower_case=do_lower_case)
-  profile = common.profile_shares(lambda: squad.convert_examples_to_features(
+  profile = common.profile_shares(lambda: squad_features.convert_examples_to_features(
       ours_examples, tokenizer, *settings, [].append))  # Keeps the features, as the timed runs.
   return {
       "data": os.path.basename(data), "vocab": os.path.basename(vocab),
@@ -124,7 +124,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--limit", type=int, help="convert only the first N questions")
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--num_workers", type=int, default=squad.default_num_workers(),
+  parser.add_argument("--num_workers", type=int, default=squad_features.default_num_workers(),
                       help="bert_tf worker processes (default: usable cores - 1)")
   return parser
 

@@ -55,7 +55,8 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from bert_tf import evaluate, modeling, tokenization  # noqa: E402
 from bert_tf.checkpoints import configs, convert, formats  # noqa: E402
-from bert_tf.data import squad as squad_data  # noqa: E402
+from bert_tf.data import squad_examples, squad_predictions  # noqa: E402
+from bert_tf.data import squad_features as feature_conversion  # noqa: E402  (squad_features below)
 from bert_tf.tasks import classifier as classifier_task  # noqa: E402
 from bert_tf.tasks import classifier_metrics  # noqa: E402
 from bert_tf.tasks import squad as squad_task  # noqa: E402
@@ -132,13 +133,13 @@ def split_squad(dev_file: str, num_train: int, num_eval: int, work: str
 
 def squad_features(tokenizer: tokenization.FullTokenizer, path: str, max_seq_length: int,
                    doc_stride: int, is_training: bool
-                   ) -> Tuple[List[squad_data.SquadExample], List[squad_data.InputFeatures],
-                              Features]:
+                   ) -> Tuple[List[squad_examples.SquadExample],
+                              List[feature_conversion.InputFeatures], Features]:
   """The examples and features of a SQuAD file, and the features as model-input arrays."""
-  examples = squad_data.read_squad_examples(path, is_training)
-  features: List[squad_data.InputFeatures] = []
-  squad_data.convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
-                                          MAX_QUERY_LENGTH, is_training, features.append)
+  examples = squad_examples.read_squad_examples(path, is_training)
+  features: List[feature_conversion.InputFeatures] = []
+  feature_conversion.convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride,
+                                                  MAX_QUERY_LENGTH, is_training, features.append)
   arrays = {name: np.array([getattr(f, name) for f in features], np.int32)
             for name in ("input_ids", "input_mask", "segment_ids")}
   if is_training:
@@ -240,9 +241,10 @@ def scores(task: str, outputs: Dict[str, np.ndarray], eval_data: Dict[str, Any]
     metrics = classifier_metrics.classification_metrics(
         outputs["logits"], eval_data["features"]["label_ids"], ["0", "1"])
     return dict(mcc=metrics["mcc"], accuracy=metrics["accuracy"])
-  results = [squad_data.RawResult(f.unique_id, list(start), list(end)) for f, start, end in zip(
-      eval_data["features"], outputs["start_logits"], outputs["end_logits"])]
-  predictions, _, _ = squad_data.compute_predictions(
+  results = [squad_predictions.RawResult(f.unique_id, list(start), list(end))
+             for f, start, end in zip(eval_data["features"], outputs["start_logits"],
+                                      outputs["end_logits"])]
+  predictions, _, _ = squad_predictions.compute_predictions(
       eval_data["examples"], eval_data["features"], results, N_BEST_SIZE, MAX_ANSWER_LENGTH,
       do_lower_case=True)
   metrics = evaluate.evaluate(eval_data["dataset"], predictions)

@@ -30,7 +30,8 @@ from benchmarks import common, korquad_features, pretraining_data  # noqa: E402
 from benchmarks import tokenization as tokenization_benchmark  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
 from bert_tf.data import classifier as classifier_data  # noqa: E402
-from bert_tf.data import length_buckets, packing, pipeline, squad  # noqa: E402
+from bert_tf.data import length_buckets, packing, pipeline  # noqa: E402
+from bert_tf.data import squad_examples, squad_features  # noqa: E402
 from bert_tf.io import files as io_files  # noqa: E402
 
 VOCABS = common.DATA / "vocabs"
@@ -69,9 +70,9 @@ def classifier_lengths(task: str, data_dir: str, vocab: str, lowercase: bool,
 
 def window_lengths(path: str, vocab: str, lowercase: bool, seq_length: int = 384) -> np.ndarray:
   """The token counts of a SQuAD-format file's windows (stride 128, query 64), as run_squad's."""
-  examples = squad.read_squad_examples(path, False, False)
+  examples = squad_examples.read_squad_examples(path, False, False)
   lengths: List[int] = []
-  squad.convert_examples_to_features(
+  squad_features.convert_examples_to_features(
       examples, tokenization.FullTokenizer(vocab, do_lower_case=lowercase), seq_length, 128, 64,
       False, lambda feature: lengths.append(len(feature.tokens)))
   return np.array(lengths)

@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf.cli import flags as cli_flags
-from bert_tf.data import squad
+from bert_tf.data import squad_examples
 from bert_tf.io import files as io_files
 
 METRICS = ("squad1", "squad2", "korquad1")
@@ -263,7 +263,7 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
       raise FileNotFoundError(f"{name} {path} does not exist. run_squad.py --do_predict writes "
                               "predictions.json (and null_odds.json with "
                               "--version_2_with_negative) to its --output_dir.")
-  squad.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
+  squad_examples.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
   dataset = io_files.read_json(dataset_file)
   if not any("answers" in qa for article in dataset["data"] for paragraph in article["paragraphs"]
              for qa in paragraph["qas"]):

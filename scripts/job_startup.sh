@@ -3,14 +3,15 @@
 #
 # GCE runs it as root at every boot, on every worker of a TPU slice. It installs bert_tf with
 # `make install-tpu` or `make install-gpu`, runs the job's command on worker 0 (the one client
-# TensorFlow needs on a TPU slice; README, "Hardware and installation"), copies the log to the
+# TensorFlow needs on a TPU slice; docs/installation-and-hardware.md), copies the log to the
 # job directory, and deletes the TPU (or VM) when the command ends. A job directory that already
 # has DONE is not run again. After a preemption, recreating the job (running the same launcher
 # command again) boots a fresh VM that runs the same command, which resumes from the latest
 # checkpoint in its gs:// --output_dir.
 #
 # Everything it needs is in the instance metadata the launcher wrote: bert-tf-job-dir,
-# bert-tf-accelerator (tpu|gpu), bert-tf-name, bert-tf-command.
+# bert-tf-accelerator (tpu|gpu), bert-tf-name, bert-tf-command, and on a TPU bert-tf-stack (2.19:
+# `make install-tpu-tf219` into .venv instead of `make install-tpu`).
 set -euo pipefail
 
 APP_DIR="${BERT_TF_APP_DIR:-/opt/bert_tf}"
@@ -27,6 +28,7 @@ log() {
 JOB_DIR="$(metadata attributes/bert-tf-job-dir)"
 ACCELERATOR="$(metadata attributes/bert-tf-accelerator)"
 NAME="$(metadata attributes/bert-tf-name)"
+STACK="$(metadata attributes/bert-tf-stack)"
 ZONE="$(metadata zone)"
 ZONE="${ZONE##*/}"
 # TPU VMs number their workers; a GPU VM is worker 0 of one.
@@ -68,11 +70,15 @@ gcloud storage cp "${JOB_DIR}/code.tar.gz" "${APP_DIR}/code.tar.gz"
 tar -xzf "${APP_DIR}/code.tar.gz" -C "${APP_DIR}"
 cd "${APP_DIR}"
 
-log "step 2: make install-${ACCELERATOR}"
+install=("install-${ACCELERATOR}")
+if [[ "${ACCELERATOR}" == tpu && "${STACK}" == 2.19 ]]; then
+  install=(install-tpu-tf219 TF219_VENV=.venv)  # the same .venv the steps below run
+fi
+log "step 2: make ${install[*]}"
 if ! command -v make >/dev/null || ! python3 -c "import venv" 2>/dev/null; then
   apt-get update -q && apt-get install -y -q make python3-venv
 fi
-make "install-${ACCELERATOR}"
+make "${install[@]}"
 
 if [[ "${ACCELERATOR}" == tpu && "${HOSTS}" -gt 1 ]]; then
   # A slice: every worker serves its chips to the one client on worker 0 (tensorflow-tpu's

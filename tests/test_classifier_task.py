@@ -336,7 +336,8 @@ def test_script_flags_and_a_tsv_run(tmp_path):
 
 
 def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
-  """run_classifier.py under MultiWorkerMirroredStrategy, both workers on one --output_dir.
+  """run_classifier.py under MultiWorkerMirroredStrategy, both workers on one --output_dir, with
+  packed rows (the default) and --use_xla: packing's static shapes compile under multi-worker.
 
   tests/test_distribution.py shows with separate directories that other workers write no
   checkpoint or summary; here their logs show they write no result, cache or best checkpoint.
@@ -346,9 +347,10 @@ def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path):
   results = processes.run_workers(
       [str(PROJECT_ROOT / "run_classifier.py"), *TSV_FLAGS, f"--data_dir={data}",
        f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict", "--keep_best_by=loss",
-       "--distribution_strategy=multi_worker_mirrored"], cwd=PROJECT_ROOT)
+       "--distribution_strategy=multi_worker_mirrored", "--use_xla"], cwd=PROJECT_ROOT)
   for returncode, _, stderr in results:
     assert returncode == 0, stderr[-3000:]
+    assert "Packed training:" in stderr and "XLA compiles forward and backward" in stderr
   outputs = [(stdout, stderr) for _, stdout, stderr in results]
   # Both evaluated every dev example once (each worker a share, gathered).
   assert all("Dev: 10 examples" in stdout for stdout, _ in outputs)

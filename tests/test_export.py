@@ -21,10 +21,10 @@ import tf_keras
 from absl import logging as absl_logging
 
 from bert_tf import modeling, tokenization
-from bert_tf.checkpoints import configs, formats
+from bert_tf.checkpoints import formats, configs
 from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.data import classifier as classifier_data
-from bert_tf.data import squad
+from bert_tf.data import squad_examples, squad_features, squad_predictions
 from bert_tf.serving import export
 from bert_tf.tasks import classifier_metrics
 
@@ -129,9 +129,9 @@ def _python_classifier(model, vocab_file, do_lower_case, max_seq_length, example
 
 def _python_squad(model, vocab_file, do_lower_case, settings, input_file, tmp_path, limit=None):
   """run_squad's path: features, the model, write_predictions (predictions.json)."""
-  examples = squad.read_squad_examples(str(input_file), is_training=False)[:limit]
-  features: List[squad.InputFeatures] = []
-  squad.convert_examples_to_features(
+  examples = squad_examples.read_squad_examples(str(input_file), is_training=False)[:limit]
+  features: List[squad_features.InputFeatures] = []
+  squad_features.convert_examples_to_features(
       examples, tokenization.FullTokenizer(str(vocab_file), do_lower_case),
       settings.max_seq_length, settings.doc_stride, settings.max_query_length, False,
       features.append)
@@ -145,11 +145,11 @@ def _python_squad(model, vocab_file, do_lower_case, settings, input_file, tmp_pa
       logits[name].append(batch[name].numpy())
   logits = {name: np.concatenate(values) for name, values in logits.items()}
   # Over each window's own tokens, as run_squad's default (--length_buckets) prediction gives them.
-  results = [squad.RawResult(f.unique_id, logits["start_logits"][i][:len(f.tokens)],
-                             logits["end_logits"][i][:len(f.tokens)])
+  results = [squad_predictions.RawResult(f.unique_id, logits["start_logits"][i][:len(f.tokens)],
+                                         logits["end_logits"][i][:len(f.tokens)])
              for i, f in enumerate(features)]
   v2 = settings.version_2_with_negative
-  predictions = squad.write_predictions(
+  predictions = squad_predictions.write_predictions(
       examples, features, results, settings.n_best_size, settings.max_answer_length,
       do_lower_case, str(tmp_path / "predictions.json"), str(tmp_path / "nbest.json"),
       str(tmp_path / "null_odds.json") if v2 else None, v2, settings.null_score_diff_threshold)
@@ -183,7 +183,7 @@ def _check_answers(examples, predictions, contexts, served, vocab_file, do_lower
     if answer != predictions[example.qas_id]:
       different.append(example)
     elif answer not in ("", "empty"):
-      assert " ".join(squad._split_context(context[begin:end])[0]) == answer
+      assert " ".join(squad_examples._split_context(context[begin:end])[0]) == answer
   for example in different:
     assert _tokenizer_differs(vocab_file, do_lower_case,
                               [example.question_text, contexts[example.qas_id]]), example.qas_id

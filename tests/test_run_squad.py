@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.checkpoints import configs, model_files
-from bert_tf.data import squad
+from bert_tf.data import squad_features, squad_predictions, squad_records
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import history, trainer
 from tests import processes
@@ -147,7 +147,8 @@ def test_two_replica_mirrored_training_and_prediction(tmp_path, mirrored_cpus):
   # 7 predict batches of 8 cover the features once each, the last one padded.
   results = squad_task.predict(strategy, model, eval_meta, predict_batch_size=8)
   assert sorted(r.unique_id for r in results) == list(
-      range(squad.FIRST_UNIQUE_ID, squad.FIRST_UNIQUE_ID + eval_meta["num_features"]))
+      range(squad_features.FIRST_UNIQUE_ID,
+            squad_features.FIRST_UNIQUE_ID + eval_meta["num_features"]))
   assert all(len(r.start_logits) == 64 for r in results)
 
 
@@ -209,7 +210,7 @@ def test_length_buckets_give_the_padded_logits_and_answers(tmp_path):
   strategy, meta = tf.distribute.get_strategy(), task.eval_meta
   padded = {r.unique_id: r for r in squad_task.predict(strategy, model, meta, 8)}
   bucketed = squad_task.predict(strategy, model, meta, 8, num_buckets=4)
-  examples, features = squad.load_eval_data(str(tmp_path))
+  examples, features = squad_records.load_eval_data(str(tmp_path))
   assert sorted(r.unique_id for r in bucketed) == sorted(padded)
   by_id = {f.unique_id: f for f in features}
   padding_in_nbest = set()
@@ -226,7 +227,8 @@ def test_length_buckets_give_the_padded_logits_and_answers(tmp_path):
   assert min(len(r.start_logits) for r in bucketed) < 100  # short windows ran short
   for version_2 in (False, True):
     (ours, our_nbest, our_odds), (theirs, their_nbest, their_odds) = [
-        squad.compute_predictions(examples, features, results, 20, 30, False, version_2)
+        squad_predictions.compute_predictions(examples, features, results, 20, 30, False,
+                                              version_2)
         for results in (bucketed, list(padded.values()))]
     assert ours == theirs and our_odds == their_odds
     for qas_id, entries in our_nbest.items():

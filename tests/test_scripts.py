@@ -151,7 +151,7 @@ def test_tpu_job_queues_a_spot_tpu_with_the_startup_script_and_the_command(
   assert flag(create, "runtime-version") == "tpu-ubuntu2204-base"
   assert "--spot" in create
   assert metadata(create) == {"bert-tf-job-dir": JOB_DIR, "bert-tf-accelerator": "tpu",
-                              "bert-tf-name": "korquad"}
+                              "bert-tf-name": "korquad", "bert-tf-stack": "2.20"}
   assert (cloud["record"] / "metadata-startup-script").read_text() == (
       SCRIPTS / "job_startup.sh").read_text()
   # The command survives the trip as one shell line that runs the same words.
@@ -172,6 +172,12 @@ def test_tpu_job_on_demand_and_other_tpu_types(cloud: Dict[str, pathlib.Path]) -
   create = gcloud_calls(cloud)[-1]
   assert "--spot" not in create and flag(create, "accelerator-type") == "v5litepod-8"
   assert flag(create, "runtime-version") == "v2-alpha-tpuv5-lite"
+
+
+def test_tpu_job_on_the_tensorflow_2_19_stack(cloud: Dict[str, pathlib.Path]) -> None:
+  done = run(cloud, "tpu_job.sh", tpu_args("--tf_stack=2.19"))
+  assert done.returncode == 0, done.stderr
+  assert metadata(gcloud_calls(cloud)[-1])["bert-tf-stack"] == "2.19"
 
 
 def test_rerunning_after_a_preemption_replaces_the_suspended_queued_resource(
@@ -210,7 +216,9 @@ def test_a_finished_job_is_not_run_again(cloud: Dict[str, pathlib.Path]) -> None
     (tpu_args(command=["python", "run_squad.py", "--use_tpu=True"]), "has no --output_dir"),
     (tpu_args(command=["python", "run_squad.py", "--output_dir=gs://b/o"]), "add --use_tpu=True"),
     (tpu_args("--acelerator_type=v4-8"), "unknown flag --acelerator_type=v4-8"),
-], ids=["name", "zone", "job_dir", "command", "local_output", "no_output", "no_tpu", "typo"])
+    (tpu_args("--tf_stack=2.18"), "--tf_stack=2.18: 2.20 (tensorflow-tpu 2.20.0, the default)"),
+], ids=["name", "zone", "job_dir", "command", "local_output", "no_output", "no_tpu", "typo",
+        "stack"])
 def test_tpu_job_refuses_bad_input_before_any_cloud_call(
     cloud: Dict[str, pathlib.Path], args: List[str], complaint: str) -> None:
   done = run(cloud, "tpu_job.sh", args)
@@ -249,7 +257,7 @@ def test_gpu_job_creates_a_spot_vm_that_deletes_itself(cloud: Dict[str, pathlib.
 
 
 def boot(cloud: Dict[str, pathlib.Path], accelerator: str = "tpu", worker: int = 0,
-         hosts: int = 1, exit_status: int = 0, done_before: bool = False
+         hosts: int = 1, exit_status: int = 0, done_before: bool = False, stack: str = "2.20"
          ) -> subprocess.CompletedProcess:
   """Runs job_startup.sh as GCE would at boot, with this job's metadata and code in gs://."""
   values = {"attributes/bert-tf-job-dir": JOB_DIR, "attributes/bert-tf-accelerator": accelerator,
@@ -257,6 +265,7 @@ def boot(cloud: Dict[str, pathlib.Path], accelerator: str = "tpu", worker: int =
             "attributes/bert-tf-command": "python run_squad.py --use_tpu=True "
                                           "--output_dir=gs://bucket/out\n"}
   if accelerator == "tpu":
+    values["attributes/bert-tf-stack"] = stack
     values["attributes/agent-worker-number"] = str(worker)
     values["attributes/worker-network-endpoints"] = ",".join(
         f"w{i}:uid:10.0.0.{i}" for i in range(hosts))
@@ -302,6 +311,16 @@ def test_single_host_tpu_boot_installs_runs_uploads_and_deletes_the_tpu(
   assert (job / "DONE").exists()
   assert gcloud_calls(cloud)[-1] == ["compute", "tpus", "queued-resources", "delete", "korquad",
                                      "--zone=us-central2-b", "--force", "--quiet", "--async"]
+
+
+def test_a_tpu_boot_on_the_2_19_stack_installs_it_into_the_venv_the_command_runs(
+    cloud: Dict[str, pathlib.Path]) -> None:
+  done = boot(cloud, stack="2.19")
+  assert done.returncode == 0, done.stderr
+  assert "make install-tpu-tf219 TF219_VENV=.venv" in done.stderr
+  assert recorded(cloud, "make.log") == "install-tpu-tf219 TF219_VENV=.venv\n"
+  assert recorded(cloud, "command.log").splitlines()[0] == (
+      "argv=run_squad.py --use_tpu=True --output_dir=gs://bucket/out")
 
 
 def test_pod_slice_worker_0_serves_its_chips_and_runs_the_one_client(

@@ -9,13 +9,14 @@ imported.
 Equal to the Python path on the same logits, step for step:
 - classifier: FullTokenizer ids, google-research's truncation (pop from the longer segment, from
   text_b on a tie; `_pair_lengths` is its closed form) and packing ([CLS] a [SEP] b [SEP]).
-- QA: contexts split on squad.py's whitespace, each word tokenized on its own (so every token has
-  its word), the question cut to max_query_length, doc_stride windows with squad._windows' max-
-  context rule, then write_predictions' choice: the n_best_size best starts and ends of each window,
-  kept when both are context tokens, the start has its max context there and the span is at most
-  max_answer_length tokens; the best sum of logits wins, ties going to the earlier window, start
-  rank, end rank (the order of its stable sort); get_final_text projects it onto the words; with
-  SQuAD 2.0 the answer is "" when the lowest [CLS] score beats it by more than the threshold.
+- QA: contexts split on squad_examples' whitespace, each word tokenized on its own (so every token
+  has its word), the question cut to max_query_length, doc_stride windows with
+  squad_features._windows' max-context rule, then write_predictions' choice: the n_best_size best
+  starts and ends of each window, kept when both are context tokens, the start has its max context
+  there and the span is at most max_answer_length tokens; the best sum of logits wins, ties going to
+  the earlier window, start rank, end rank (the order of its stable sort); get_final_text projects
+  it onto the words; with SQuAD 2.0 the answer is "" when the lowest [CLS] score beats it by more
+  than the threshold.
 The one source of difference is the tokenizer's (InGraphTokenizer's docstring lists its cases).
 The model runs on the request's inputs cut to its longest one (rounded up to 16 positions), not
 on max_seq_length, and QA's n-best looks at each window's own tokens: run_squad's default
@@ -31,7 +32,7 @@ from bert_tf import tokenization
 from bert_tf.data import length_buckets
 from bert_tf.serving import in_graph_tokenization
 
-# squad._CONTEXT_WORD's separators: google-research splits contexts on these characters only.
+# squad_examples._CONTEXT_WORD's separators: google-research splits contexts on these only.
 CONTEXT_SPACES = (0x20, 0x09, 0x0d, 0x0a, 0x202f)
 NO_ANSWER = ""  # SQuAD 2.0's answer when the null score wins
 EMPTY_ANSWER = "empty"  # write_predictions' text when no span is valid (SQuAD 1.1)
@@ -181,7 +182,7 @@ class TextClassifier(ServingModule):
 
 
 def _context_words(context: tf.Tensor):
-  """Each context's whitespace words (as squad._split_context) and their [begin, end) characters.
+  """Each context's whitespace words (squad_examples._split_context) and their [begin, end) chars.
 
   Returns (words, begins, ends), each ragged [batch, (words)].
   """
@@ -245,13 +246,13 @@ class QuestionAnswerer(ServingModule):
 
   def _document(self, words: tf.RaggedTensor):
     """Each context's WordPiece ids [batch, (tokens)] and, flat, the word of every token."""
-    pieces = self.tokenizer.tokenize(words.flat_values)  # word by word, as squad.py does
+    pieces = self.tokenizer.tokenize(words.flat_values)  # word by word, as squad_features does
     word_in_context = tf.ragged.range(_lengths(words)).flat_values
     return (words.with_flat_values(pieces).merge_dims(1, 2),
             tf.gather(word_in_context, pieces.value_rowids()))
 
   def _windows(self, question: tf.Tensor, doc_ids: tf.RaggedTensor) -> Dict[str, tf.Tensor]:
-    """squad._windows over each context, as model features: one row per window of any example.
+    """squad_features._windows over each context as model features: a row per window of any example.
 
     Besides the features: `windows` ([batch, (windows)] of each window's index in its example),
     and per window its `example`, its first context token `start`, `length` and `offset` (the

@@ -1,10 +1,11 @@
 """SQuAD 1.1 / 2.0 and KorQuAD 1.0 with BertSpanLabeler: the task behind run_squad.py.
 
-Data preparation and answer post-processing live in data/squad.py; this task trains on the
-cached feature files, runs the model over the evaluation features and scores or writes the
-answers. With --eval_every_epoch (or --eval_steps, or --keep_best_by) and a predict file with
-answers, the model is scored with the dataset's own metric (SQuAD 1.1, SQuAD 2.0 or KorQuAD 1.0,
-as bert_tf.evaluate chooses it) after every training segment, like the classifier.
+Data preparation and answer post-processing live in data/squad_examples.py, squad_features.py,
+squad_records.py and squad_predictions.py; this task trains on the cached feature files, runs the
+model over the evaluation features and scores or writes the answers. With --eval_every_epoch (or
+--eval_steps, or --keep_best_by) and a predict file with answers, the model is scored with the
+dataset's own metric (SQuAD 1.1, SQuAD 2.0 or KorQuAD 1.0, as bert_tf.evaluate chooses it) after
+every training segment, like the classifier.
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ from absl import logging
 
 from bert_tf import evaluate, modeling, packed_modeling
 from bert_tf.data import length_buckets, packing, pipeline
-from bert_tf.data import squad
+from bert_tf.data import squad_examples, squad_predictions, squad_records
 from bert_tf.io import files as io_files
 from bert_tf.serving import export
 from bert_tf.tasks import task
@@ -62,7 +63,7 @@ def span_loss(features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]) -> 
 
 def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
             metadata: Dict[str, Any], predict_batch_size: int,
-            num_buckets: int = 0) -> List[squad.RawResult]:
+            num_buckets: int = 0) -> List[squad_predictions.RawResult]:
   """Start/end logits for every evaluation feature, as google-research's RawResults.
 
   With `num_buckets`, each window runs at its length bucket's length (data/length_buckets.py)
@@ -74,19 +75,19 @@ def predict(strategy: tf.distribute.Strategy, model: modeling.BertSpanLabeler,
   if num_buckets:
     logits = ["start_logits", "end_logits"]
     outputs = length_buckets.predict(
-        strategy, model, metadata["file_pattern"], squad.feature_parser(seq_length, False),
-        seq_length, predict_batch_size, logits, passthrough_keys=["unique_ids"],
-        num_buckets=num_buckets, per_position_keys=logits)
-    return [squad.RawResult(int(unique_id), start, end) for unique_id, start, end in
+        strategy, model, metadata["file_pattern"],
+        squad_records.feature_parser(seq_length, False), seq_length, predict_batch_size, logits,
+        passthrough_keys=["unique_ids"], num_buckets=num_buckets, per_position_keys=logits)
+    return [squad_predictions.RawResult(int(unique_id), start, end) for unique_id, start, end in
             zip(outputs["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
-  dataset = squad.make_dataset(metadata["file_pattern"], seq_length,
-                               is_training=False, batch_size=predict_batch_size,
-                               drop_remainder=False)
+  dataset = squad_records.make_dataset(metadata["file_pattern"], seq_length,
+                                       is_training=False, batch_size=predict_batch_size,
+                                       drop_remainder=False)
   # Full batches keep shapes static (TPUs need it); the padding has unique_id 0 and is dropped.
   dataset = pipeline.pad_to_full_batches(dataset, predict_batch_size)
   outputs = trainer.predict(strategy, model, dataset, ["start_logits", "end_logits"],
                             passthrough_keys=["unique_ids"])
-  return [squad.RawResult(int(unique_id), start, end)
+  return [squad_predictions.RawResult(int(unique_id), start, end)
           for unique_id, start, end in zip(outputs["unique_ids"], outputs["start_logits"],
                                            outputs["end_logits"]) if unique_id]
 
@@ -124,8 +125,8 @@ class SquadTask(task.Task):
                        f"max_query_length ({config.max_query_length}) + 3")
     examples = []
     if config.do_train:
-      examples = squad.read_squad_examples(config.train_file, True,
-                                           config.version_2_with_negative)
+      examples = squad_examples.read_squad_examples(config.train_file, True,
+                                                    config.version_2_with_negative)
     if config.do_predict:
       self._dataset = self._read_predict_file()
     if examples:
@@ -134,8 +135,8 @@ class SquadTask(task.Task):
 
   def _read_predict_file(self) -> Dict[str, Any]:
     """The predict file's JSON, checked as SQuAD (a clear error naming the place if not)."""
-    squad.read_squad_examples(self.config.predict_file, False,
-                              self.config.version_2_with_negative)
+    squad_examples.read_squad_examples(self.config.predict_file, False,
+                                       self.config.version_2_with_negative)
     return io_files.read_json(self.config.predict_file)
 
   @property
@@ -153,7 +154,7 @@ class SquadTask(task.Task):
     tokenizer = self.files.tokenizer()
 
     def prepare(input_file: str, is_training: bool) -> Dict[str, Any]:
-      return squad.prepare_features(
+      return squad_records.prepare_features(
           input_file, tokenizer, self.files.vocab_file, config.max_seq_length, config.doc_stride,
           config.max_query_length, is_training, config.version_2_with_negative,
           output_dir=config.output_dir, num_workers=config.num_workers)
@@ -166,7 +167,7 @@ class SquadTask(task.Task):
                    self.train_meta["num_examples"], self.train_meta["num_features"])
       if config.pack_sequences:
         self.pack_training_data(self.train_meta["file_pattern"],
-                                squad.metadata_path(config.output_dir, True),
+                                squad_records.metadata_path(config.output_dir, True),
                                 ("start_positions", "end_positions", "unique_ids"))
     if config.do_predict:
       self.eval_meta = prepare(config.predict_file, False)
@@ -188,21 +189,22 @@ class SquadTask(task.Task):
     if self.packed:
       return self.packed_train_dataset(context, start_batch)
     config = self.config
-    return squad.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
-                              is_training=True, batch_size=config.training.train_batch_size,
-                              drop_remainder=True, input_context=context, seed=config.seed,
-                              start_batch=start_batch,
-                              files_in_parallel=config.training.input_files_in_parallel)
+    return squad_records.make_dataset(self.train_meta["file_pattern"], config.max_seq_length,
+                                      is_training=True,
+                                      batch_size=config.training.train_batch_size,
+                                      drop_remainder=True, input_context=context,
+                                      seed=config.seed, start_batch=start_batch,
+                                      files_in_parallel=config.training.input_files_in_parallel)
 
   def _answers(self, model: tf_keras.Model):
     """(predictions, n-best, null odds) of `model` on the predict file."""
     config = self.config
     if self._eval_data is None:
-      self._eval_data = squad.load_eval_data(config.output_dir, config.predict_file)
+      self._eval_data = squad_records.load_eval_data(config.output_dir, config.predict_file)
     examples, features = self._eval_data
     results = predict(self.strategy, model, self.eval_meta, config.predict_batch_size,
                       config.length_buckets)
-    return squad.compute_predictions(
+    return squad_predictions.compute_predictions(
         examples, features, results, config.n_best_size, config.max_answer_length,
         self.files.do_lower_case, config.version_2_with_negative,
         config.null_score_diff_threshold)

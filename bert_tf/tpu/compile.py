@@ -11,7 +11,7 @@ its error), XLA's memory analysis (bytes of arguments, outputs, aliased outputs,
 code) and cost analysis (FLOPs) for one device of the topology. The steps:
 jax.extend.mlir.hlo_to_stablehlo converts the HLO; TF's `mhlo.copy` ops (on variable outputs),
 which the TPU legaliser refuses, are erased; the module is compiled for one device. These are
-experimental JAX APIs, pinned, with a smoke test (tests/test_compile.py).
+experimental JAX APIs, pinned, with a smoke test (tests/test_tpu_compile.py).
 Imports nothing from TensorFlow or the rest of bert_tf.
 """
 

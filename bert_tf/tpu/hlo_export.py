@@ -19,6 +19,7 @@ import tf_keras
 
 from bert_tf import modeling
 from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.data import packing
 from bert_tf.tasks import classifier, pretraining, squad
 from bert_tf.training import trainer
 
@@ -38,8 +39,9 @@ class StepSpec:
   max_predictions_per_seq: int = 20  # pretraining
   num_labels: int = 2  # classifier
   next_sentence_prediction: bool = True  # pretraining
-  # Packing (several short examples per row) is not exported yet: a packed row costs what a
-  # row of max_seq_length costs here, so batch and FLOPs stand for rows, not examples.
+  # Packed rows (data/packing.py) of at most this many examples, for squad and classifier
+  # training; 0: one example a row. Packed, batch_size counts rows.
+  examples_per_row: int = 0
 
 
 def _model_and_loss(spec: StepSpec) -> tuple:
@@ -60,6 +62,8 @@ def features(spec: StepSpec, batch_size: int) -> Dict[str, tf.Tensor]:
   """Zero features of the shapes and dtypes the task's training input pipeline yields."""
   shape = [batch_size, spec.max_seq_length]
   ints = lambda *dims: tf.zeros(dims, tf.int32)  # pylint: disable=unnecessary-lambda-assignment
+  if spec.examples_per_row:
+    return _packed_features(spec, batch_size, ints)
   result = dict(input_ids=ints(*shape), input_mask=ints(*shape), segment_ids=ints(*shape))
   if spec.task == "squad":
     result.update(start_positions=ints(batch_size), end_positions=ints(batch_size))
@@ -71,6 +75,22 @@ def features(spec: StepSpec, batch_size: int) -> Dict[str, tf.Tensor]:
                   masked_lm_weights=tf.ones(predictions, tf.float32))
     if spec.next_sentence_prediction:
       result["next_sentence_labels"] = ints(batch_size, 1)
+  return result
+
+
+def _packed_features(spec: StepSpec, rows: int, ints: Callable[..., tf.Tensor]
+                     ) -> Dict[str, tf.Tensor]:
+  """Zero packed rows (data/packing.py's layout) as the task's packed training pipeline yields."""
+  if spec.task not in ("squad", "classifier"):
+    raise ValueError(f"task {spec.task!r}: packed rows are built for squad and classifier only.")
+  tokens = [rows, spec.max_seq_length]
+  slots = [rows, spec.examples_per_row]
+  result = {"input_ids": ints(*tokens), "segment_ids": ints(*tokens),
+            packing.POSITION_IDS: ints(*tokens), packing.EXAMPLE_IDS: ints(*tokens),
+            packing.EXAMPLE_STARTS: ints(*slots),
+            packing.EXAMPLE_WEIGHTS: tf.ones(slots, tf.float32)}
+  labels = ("start_positions", "end_positions") if spec.task == "squad" else ("label_ids",)
+  result.update({name: ints(*slots) for name in labels})
   return result
 
 

@@ -1,9 +1,9 @@
 """serving.raw_text: the in-graph pre- and post-processing equal the Python path on the same logits.
 
 The reference is the scripts' own code: data/classifier.convert_single_example for the classifier,
-data/squad.convert_examples_to_features and write_predictions for QA, run on the same texts with
-FullTokenizer. A stand-in model gives logits from each token and position, rounded so that many
-candidates tie (which exercises the tie order), or not.
+data/squad_features.convert_examples_to_features and squad_predictions.write_predictions for QA,
+run on the same texts with FullTokenizer. A stand-in model gives logits from each token and
+position, rounded so that many candidates tie (which exercises the tie order), or not.
 """
 
 import itertools
@@ -20,7 +20,7 @@ from bert_tf import modeling, tokenization
 from bert_tf.checkpoints import configs
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import sentence_pairs
-from bert_tf.data import squad
+from bert_tf.data import squad_examples, squad_features, squad_predictions
 from bert_tf.serving import raw_text
 
 from conftest import PROJECT_ROOT, shared_path
@@ -78,22 +78,23 @@ def _squad_file(path: pathlib.Path, contexts: List[str], questions: List[str]) -
 def _python_predictions(model, path: str, vocab_file: str, do_lower_case: bool,
                         settings: Dict, tmp_path: pathlib.Path):
   """run_squad's path: features with FullTokenizer, the model, write_predictions."""
-  examples = squad.read_squad_examples(path, is_training=False)
-  features: List[squad.InputFeatures] = []
-  squad.convert_examples_to_features(
+  examples = squad_examples.read_squad_examples(path, is_training=False)
+  features: List[squad_features.InputFeatures] = []
+  squad_features.convert_examples_to_features(
       examples, tokenization.FullTokenizer(vocab_file, do_lower_case),
       settings["max_seq_length"], settings["doc_stride"], settings["max_query_length"], False,
       features.append)
   logits = model({name: tf.constant([getattr(f, name) for f in features]) for name in
                   FEATURE_NAMES})
   # Over each window's own tokens, as run_squad's default (--length_buckets) prediction gives them.
-  results = [squad.RawResult(f.unique_id, logits["start_logits"][i].numpy()[:len(f.tokens)],
-                             logits["end_logits"][i].numpy()[:len(f.tokens)])
+  results = [squad_predictions.RawResult(f.unique_id,
+                                         logits["start_logits"][i].numpy()[:len(f.tokens)],
+                                         logits["end_logits"][i].numpy()[:len(f.tokens)])
              for i, f in enumerate(features)]
   v2 = settings["version_2_with_negative"]
 
   def predict(threshold):
-    return squad.write_predictions(
+    return squad_predictions.write_predictions(
         examples, features, results, settings["n_best_size"], settings["max_answer_length"],
         do_lower_case, str(tmp_path / "predictions.json"), str(tmp_path / "nbest.json"),
         str(tmp_path / "null_odds.json") if v2 else None, v2, threshold)
@@ -125,7 +126,7 @@ def _check_answers(pairs, served, contexts, examples, predictions, nbest, settin
       assert begin == end == -1
       continue
     # The context's characters hold the answer's words, with the context's own whitespace.
-    assert " ".join(squad._split_context(contexts[c][begin:end])[0]) == answer
+    assert " ".join(squad_examples._split_context(contexts[c][begin:end])[0]) == answer
     best = next(entry for entry in nbest[qas_id] if entry["text"] == answer)
     assert served["score"][row] == pytest.approx(best["start_logit"] + best["end_logit"],
                                                  abs=1e-5)
@@ -185,11 +186,11 @@ def test_contexts_without_words_give_no_answer(tmp_path):
 def test_windows_equal_convert_examples_to_features(tmp_path):
   settings = dict(max_seq_length=40, doc_stride=7, max_query_length=9)
   tokenizer = tokenization.FullTokenizer(str(SAMPLE_VOCAB), False)
-  examples = squad.read_squad_examples(_squad_file(tmp_path / "s.json", CONTEXTS, QUESTIONS),
-                                       is_training=False)
-  expected: List[squad.InputFeatures] = []
-  squad.convert_examples_to_features(examples, tokenizer, is_training=False,
-                                     output_fn=expected.append, **settings)
+  examples = squad_examples.read_squad_examples(
+      _squad_file(tmp_path / "s.json", CONTEXTS, QUESTIONS), is_training=False)
+  expected: List[squad_features.InputFeatures] = []
+  squad_features.convert_examples_to_features(examples, tokenizer, is_training=False,
+                                              output_fn=expected.append, **settings)
   answerer = raw_text.QuestionAnswerer(TokenLogits(378, 0, False), str(SAMPLE_VOCAB), False,
                                        **settings)
   context = raw_text._clean_utf8(tf.constant([e.doc_tokens and " ".join(e.doc_tokens)
@@ -205,14 +206,14 @@ def test_windows_equal_convert_examples_to_features(tmp_path):
 
 def test_context_spaces_are_squads():
   breaks = [cp for cp in range(0x110000) if not 0xd800 <= cp < 0xe000
-            and squad._CONTEXT_WORD.fullmatch(chr(cp)) is None]
+            and squad_examples._CONTEXT_WORD.fullmatch(chr(cp)) is None]
   assert sorted(raw_text.CONTEXT_SPACES) == breaks
 
 
 def test_context_words_and_characters_follow_squad():
   text = " a\u00a0b  c\td\u202fé\n\nfin "
   words, begins, ends = raw_text._context_words(tf.constant([text, "", "x"]))
-  expected, starts = squad._split_context(text)
+  expected, starts = squad_examples._split_context(text)
   assert [w.decode() for w in words[0].numpy()] == expected
   assert begins[0].numpy().tolist() == starts
   assert [text[b:e] for b, e in zip(begins[0].numpy(), ends[0].numpy())] == expected

@@ -1,8 +1,8 @@
 """The TPU compiler (libtpu, from `make tpu-compile-env`) accepts every task's real steps.
 
 The training steps are the Trainer's own (tpu/hlo_export.py): the three tasks, float32 and
-mixed_bfloat16, with and without gradient accumulation, compiled for v3-8, v4-8 and v5e-8, so
-an op TPUs do not support fails here. Tests that compile skip when the compile environment is
+mixed_bfloat16, with and without gradient accumulation, and the packed rows of squad and the
+classifier, compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile skip when the compile environment is
 absent; `make test` builds it.
 """
 
@@ -41,6 +41,9 @@ def step_files(tmp_path_factory):
   for task, dtype, accumulation in STEPS:
     files[f"train {task} {dtype} accumulation {accumulation}"] = hlo_export.train_step_hlo(
         _spec(task, dtype, accumulation))
+  for task in ("squad", "classifier"):
+    files[f"train {task} packed"] = hlo_export.train_step_hlo(
+        _spec(task, "mixed_bfloat16", examples_per_row=3))
   for task in hlo_export.TASKS:
     files[f"predict {task}"] = hlo_export.predict_step_hlo(_spec(task, "mixed_bfloat16"))
   paths = {}
