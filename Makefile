@@ -74,7 +74,7 @@ $(VENV)/installed-tpu: requirements.txt requirements-tpu.txt
 
 install-tpu: $(VENV)/installed-tpu
 
-# The TPU compiler (jax, jaxlib, libtpu; about 1 GB) for `python -m bert_tf.tpu_plan` and
+# The TPU compiler (jax, jaxlib, libtpu; about 1 GB) for `python -m bert_tf.tpu.plan` and
 # tests/test_tpu_compile.py, in its own environment: libtpu must never sit beside the
 # TensorFlow that .venv imports (requirements-tpu-compile.txt says why).
 TPU_COMPILE_VENV ?= .venv-tpu-compile

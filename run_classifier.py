@@ -16,7 +16,8 @@ from typing import Any, Dict
 
 from absl import app, flags, logging
 
-from bert_tf import model_files, script_flags
+from bert_tf.checkpoints import model_files
+from bert_tf.cli import flags as cli_flags
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import classifier_metrics
@@ -26,13 +27,13 @@ import tensorflow as tf  # after bert_tf, which quiets TensorFlow's start-up lin
 FLAGS = flags.FLAGS
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "classifier")
 
-script_flags.define_model_flags()
-script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
-script_flags.define_evaluation_flags(eval_every_epoch=True, metrics=classifier_metrics.SELECTABLE)
-script_flags.define_cloud_flags()
-script_flags.define_packing_flags()
+cli_flags.define_model_flags()
+cli_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+cli_flags.define_evaluation_flags(eval_every_epoch=True, metrics=classifier_metrics.SELECTABLE)
+cli_flags.define_cloud_flags()
+cli_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
-flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(cli_flags)
 flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("data_dir", None, "Directory with the task's files (local or gs://), e.g. "
                     "train.tsv and dev.tsv for GLUE tasks or ratings_train.txt for NSMC.")
@@ -59,13 +60,13 @@ flags.DEFINE_list("label_list", None, "(bert_tf) tsv/csv: the labels, in order (
 flags.DEFINE_bool("test_results_with_labels", False, "(bert_tf) test_results.tsv gets a header "
                   "row (the labels) and a last column with the predicted label.")
 flags.DEFINE_string("export_dir", None, "(bert_tf) After training, a SavedModel that serves raw "
-                    "text (python -m bert_tf.export makes one from any run later).")
+                    "text (python -m bert_tf.serving.export makes one from any run later).")
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data: a tiny model "
                   "trained from scratch on CPU, on a Korean NSMC-like and an English CoLA-like "
                   "set. Not a benchmark.")
 
-# Flags that change the weights training ends with; see script_flags.check_output_dir.
-TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, *script_flags.EVALUATION_FLAGS,
+# Flags that change the weights training ends with; see cli_flags.check_output_dir.
+TRAINING_FLAGS = (*cli_flags.TRAINING_FLAGS, *cli_flags.EVALUATION_FLAGS,
                   "num_train_epochs", "warmup_proportion", "pack_sequences", "task_name",
                   "data_dir", "max_seq_length", "xnli_language", "mnli_mismatched",
                   "text_a_column", "text_b_column", "label_column", "has_header", "label_list")
@@ -81,7 +82,7 @@ DEMO_FLAGS = dict(
 
 def task_config() -> classifier_task.ClassifierConfig:
   """The ClassifierConfig the flags describe."""
-  return script_flags.config_from_flags(classifier_task.ClassifierConfig, table=(
+  return cli_flags.config_from_flags(classifier_task.ClassifierConfig, table=(
       classifier_data.TableFormat(
           text_a_column=FLAGS.text_a_column, text_b_column=FLAGS.text_b_column,
           label_column=FLAGS.label_column, has_header=FLAGS.has_header,
@@ -114,7 +115,7 @@ def prepared_task(files: model_files.ModelFiles,
                   strategy: tf.distribute.Strategy) -> classifier_task.ClassifierTask:
   """The task the flags describe, checked and with its data prepared."""
   task = classifier_task.ClassifierTask(task_config(), files, strategy)
-  script_flags.prepare_task(task, TRAINING_FLAGS)
+  cli_flags.prepare_task(task, TRAINING_FLAGS)
   return task
 
 
@@ -127,23 +128,23 @@ def run_and_report(task: classifier_task.ClassifierTask) -> Dict[str, Any]:
 
 def main(_) -> None:
   # Errors in the flags, files or data are a user's to fix: printed plainly, without a traceback.
-  with script_flags.user_errors():
+  with cli_flags.user_errors():
     if FLAGS.demo:
       run_demo()
       return
     if not (FLAGS.task_name and FLAGS.data_dir and FLAGS.output_dir):
       raise app.UsageError("--task_name, --data_dir and --output_dir are required (or --demo).")
-    files, strategy, staging_client = script_flags.start_run(
+    files, strategy, staging_client = cli_flags.start_run(
         ["data_dir", "vocab_file", "bert_config_file", "init_checkpoint"])
     task = prepared_task(files, strategy)
   results = run_and_report(task)
-  script_flags.copy_results_back(staging_client, results["written"])
+  cli_flags.copy_results_back(staging_client, results["written"])
 
 
 def run_demo() -> None:
   """Both bundled tasks, one after the other, with the demo settings (flags given still win)."""
-  script_flags.apply_demo_flags(DEMO_FLAGS)
-  files, strategy, _ = script_flags.start_run([])
+  cli_flags.apply_demo_flags(DEMO_FLAGS)
+  files, strategy, _ = cli_flags.start_run([])
   started = time.time()
   root = FLAGS.output_dir
   logging.info("DEMO: a smoke run of the whole pipeline with a tiny model trained from scratch "

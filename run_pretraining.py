@@ -30,20 +30,23 @@ from typing import Any, Dict
 
 from absl import app, flags, logging
 
-from bert_tf import build_vocab, clean_text, io_utils, script_flags, tokenization
-from bert_tf import create_pretraining_data as cpd
-from bert_tf.configs import BertConfig
+from bert_tf import tokenization
+from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.cli import flags as cli_flags
+from bert_tf.corpus import build_vocab, clean_text, instances
+from bert_tf.corpus import create_pretraining_data as cpd
+from bert_tf.io import files as io_files
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.training import distribution
 
 FLAGS = flags.FLAGS
 
-script_flags.define_model_flags()
-script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
-script_flags.define_cloud_flags()
-script_flags.define_packing_flags()
+cli_flags.define_model_flags()
+cli_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+cli_flags.define_cloud_flags()
+cli_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
-flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(cli_flags)
 flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("input_file", None, "Input TF example files (can be a glob or comma "
                     "separated).")
@@ -68,8 +71,8 @@ flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run of the whole pipeline on b
                   "text: clean, learn a vocab, make the data, pretrain a tiny model on CPU. Not a "
                   "benchmark.")
 
-# Flags that change the weights training ends with; see script_flags.check_output_dir.
-TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_steps",
+# Flags that change the weights training ends with; see cli_flags.check_output_dir.
+TRAINING_FLAGS = (*cli_flags.TRAINING_FLAGS, "num_train_steps", "num_warmup_steps",
                   "input_file", "max_seq_length", "max_predictions_per_seq", "keep_best_by_loss",
                   "save_checkpoints_steps", "pack_sequences")
 DEMO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "pretraining")
@@ -96,7 +99,7 @@ def validate_flags() -> None:
 def prepare_demo() -> None:
   """Runs clean -> vocab -> data on the bundled raw text into OUTPUT_DIR and points the flags at
   the results (flags given on the command line still win)."""
-  script_flags.apply_demo_flags(DEMO_FLAGS)
+  cli_flags.apply_demo_flags(DEMO_FLAGS)
   out = FLAGS.output_dir
   logging.info("DEMO: the whole pretraining pipeline on bundled Korean text with a tiny model "
                "trained from scratch. It is not a benchmark.")
@@ -112,14 +115,14 @@ def prepare_demo() -> None:
   print(f"2. Vocab {vocab_file}: {vocab_size} tokens; on "
         f"{len(held_out)} held-out lines [UNK] rate {report['unk_rate']:.4f}, "
         f"{report['tokens_per_word']:.2f} tokens per word")
-  metadata = cpd.create_pretraining_data(cpd.DataConfig(
+  metadata = cpd.create_pretraining_data(instances.DataConfig(
       input_file=clean, output_file=os.path.join(out, "data", "pretrain.tfrecord"),
       vocab_file=vocab_file, do_lower_case=False, max_seq_length=FLAGS.max_seq_length,
       max_predictions_per_seq=FLAGS.max_predictions_per_seq, dupe_factor=5))
   print(f"3. Data {metadata['file_pattern']}: {metadata['counts']['instances']} instances")
   config = BertConfig.from_json_file(os.path.join(DEMO_DATA, "bert_config.json"))
   config_file = os.path.join(out, "bert_config.json")
-  io_utils.write_text_atomic(config_file, dataclasses.replace(
+  io_files.write_text_atomic(config_file, dataclasses.replace(
       config, vocab_size=vocab_size).to_json_string())
   for name, value in (("input_file", metadata["file_pattern"]), ("vocab_file", vocab_file),
                       ("bert_config_file", config_file)):
@@ -132,9 +135,9 @@ def task_config() -> pretraining_task.PretrainingConfig:
   """The PretrainingConfig the flags describe: google-research's fixed steps and warmup; with
   --keep_best_by_loss a score every save_checkpoints_steps."""
   keep_best = FLAGS.keep_best_by_loss
-  return script_flags.config_from_flags(
+  return cli_flags.config_from_flags(
       pretraining_task.PretrainingConfig, training=dataclasses.replace(
-          script_flags.train_config(FLAGS.num_train_steps),
+          cli_flags.train_config(FLAGS.num_train_steps),
           num_warmup_steps=FLAGS.num_warmup_steps),
       keep_best_by="loss" if keep_best else None,
       eval_steps=FLAGS.save_checkpoints_steps if keep_best else None)
@@ -158,18 +161,18 @@ def main(_) -> None:
   started = time.time()
   # Errors in the flags, files or data found before any training are a user's to fix:
   # print them plainly, without a traceback.
-  with script_flags.user_errors():
+  with cli_flags.user_errors():
     if FLAGS.demo:
       prepare_demo()
     validate_flags()
-    files, strategy, staging_client = script_flags.start_run(
+    files, strategy, staging_client = cli_flags.start_run(
         ["input_file", "eval_input_file", "bert_config_file", "vocab_file", "init_checkpoint"],
         special_tokens=(*tokenization.SPECIAL_TOKENS, "[MASK]"), vocab_required=False)
     task = pretraining_task.PretrainingTask(task_config(), files, strategy)
-    script_flags.prepare_task(task, TRAINING_FLAGS)
+    cli_flags.prepare_task(task, TRAINING_FLAGS)
   results = task.run()
   if task.chief:
-    script_flags.copy_results_back(staging_client, results["written"])
+    cli_flags.copy_results_back(staging_client, results["written"])
     report(results, started)
 
 

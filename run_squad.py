@@ -15,20 +15,20 @@ import os
 
 from absl import app, flags, logging
 
-from bert_tf import script_flags
+from bert_tf.cli import flags as cli_flags
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import distribution, history
 
 FLAGS = flags.FLAGS
 SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data")
 
-script_flags.define_model_flags()
-script_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
-script_flags.define_evaluation_flags(eval_every_epoch=False, metrics=squad_task.SquadTask.metrics)
-script_flags.define_cloud_flags()
-script_flags.define_packing_flags()
+cli_flags.define_model_flags()
+cli_flags.define_training_flags(learning_rate=5e-5, train_batch_size=32)
+cli_flags.define_evaluation_flags(eval_every_epoch=False, metrics=squad_task.SquadTask.metrics)
+cli_flags.define_cloud_flags()
+cli_flags.define_packing_flags()
 # --help shows the shared flags (learning_rate, output_dir, ...) as this script's own.
-flags.adopt_module_key_flags(script_flags)
+flags.adopt_module_key_flags(cli_flags)
 flags.adopt_module_key_flags(distribution)
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
 flags.DEFINE_string("predict_file", None, "SQuAD json for predictions. E.g., dev-v1.1.json")
@@ -53,12 +53,12 @@ flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_n
 flags.DEFINE_integer("num_workers", 0, "(bert_tf) Worker processes for feature conversion; 0 "
                      "converts in this process, which measured fastest on 2 cores.")
 flags.DEFINE_string("export_dir", None, "(bert_tf) After training, a SavedModel that serves raw "
-                    "text (python -m bert_tf.export makes one from any run later).")
+                    "text (python -m bert_tf.serving.export makes one from any run later).")
 flags.DEFINE_bool("demo", False, "(bert_tf) Smoke run on the bundled sample data: a tiny model "
                   "trained from scratch on CPU. Not a benchmark.")
 
-# Flags that change the weights training ends with; see script_flags.check_output_dir.
-TRAINING_FLAGS = (*script_flags.TRAINING_FLAGS, *script_flags.EVALUATION_FLAGS,
+# Flags that change the weights training ends with; see cli_flags.check_output_dir.
+TRAINING_FLAGS = (*cli_flags.TRAINING_FLAGS, *cli_flags.EVALUATION_FLAGS,
                   "num_train_epochs", "warmup_proportion", "pack_sequences", "train_file",
                   "max_seq_length", "doc_stride", "max_query_length", "version_2_with_negative")
 DEMO_FLAGS = dict(
@@ -108,19 +108,19 @@ def report(results) -> None:
 def main(_) -> None:
   # Errors in the flags, files or data found before any training are a user's to fix:
   # print them plainly, without a traceback.
-  with script_flags.user_errors():
+  with cli_flags.user_errors():
     if FLAGS.demo:
-      script_flags.apply_demo_flags(DEMO_FLAGS)
+      cli_flags.apply_demo_flags(DEMO_FLAGS)
       logging.info("DEMO: a smoke run of the whole pipeline on 29 bundled questions with a tiny "
                    "model trained from scratch. It is not a benchmark.")
     validate_flags()
-    files, strategy, staging_client = script_flags.start_run(input_flags())
-    task = squad_task.SquadTask(script_flags.config_from_flags(squad_task.SquadConfig),
+    files, strategy, staging_client = cli_flags.start_run(input_flags())
+    task = squad_task.SquadTask(cli_flags.config_from_flags(squad_task.SquadConfig),
                                 files, strategy)
-    script_flags.prepare_task(task, TRAINING_FLAGS)
+    cli_flags.prepare_task(task, TRAINING_FLAGS)
   results = task.run()
   if task.chief:
-    script_flags.copy_results_back(staging_client, results["written"])
+    cli_flags.copy_results_back(staging_client, results["written"])
     report(results)
 
 

@@ -21,8 +21,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from benchmarks import common
 from benchmarks.pretraining_data import CORPUS, VOCAB, write_korean_corpus
-from bert_tf import beam_pipelines, clean_text
-from bert_tf import create_pretraining_data as cpd
+from bert_tf.corpus import beam_pipelines, clean_text, instances
+from bert_tf.corpus import create_pretraining_data as cpd
 
 MODES = ("multi_threading", "multi_processing")
 
@@ -54,9 +54,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     root = pathlib.Path(tmp)
     write_korean_corpus(str(root / "ko.txt"), max_lines=args.max_lines, corpus=CORPUS)
     pattern = _split(root / "ko.txt", root / "input", args.files)
-    config = cpd.DataConfig(input_file=pattern, output_file=str(root / "local" / "ko"),
-                            vocab_file=str(VOCAB), do_lower_case=False,
-                            dupe_factor=args.dupe_factor, num_output_shards=8)
+    config = instances.DataConfig(input_file=pattern, output_file=str(root / "local" / "ko"),
+                                  vocab_file=str(VOCAB), do_lower_case=False,
+                                  dupe_factor=args.dupe_factor, num_output_shards=8)
     local: Dict[str, Any] = {}
     seconds = {"local, 1 worker": _timed(lambda: local.update(cpd.create_pretraining_data(config)))}
     identical = {}

@@ -27,8 +27,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import configs, io_utils, modeling, tokenization  # noqa: E402
+from bert_tf import modeling, tokenization  # noqa: E402
+from bert_tf.checkpoints import configs  # noqa: E402
 from bert_tf.data import length_buckets, squad_predictions, squad_records  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 from bert_tf.tasks import squad as squad_task  # noqa: E402
 
 DEV = common.DATA / "squad" / "dev-v1.1.json"
@@ -61,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   missing = common.data_missing([str(DEV), str(VOCAB)])
   if missing:
     raise SystemExit(missing)
-  dataset = io_utils.read_json(str(DEV))
+  dataset = io_files.read_json(str(DEV))
   dataset["data"] = dataset["data"][:args.articles]
   config = configs.BertConfig.from_json_file(args.config)
   tf_keras.utils.set_random_seed(1)
@@ -69,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   strategy = tf.distribute.get_strategy()
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "dev.json")
-    io_utils.write_json_atomic(path, dataset)
+    io_files.write_json_atomic(path, dataset)
     meta = squad_records.prepare_features(path, tokenization.FullTokenizer(str(VOCAB), True),
                                           str(VOCAB), 384, 128, 64, False, False, output_dir=tmp)
     examples, features = squad_records.load_eval_data(tmp)

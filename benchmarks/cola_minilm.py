@@ -33,11 +33,11 @@ from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
+from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier_metrics
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.training import trainer
-from bert_tf.configs import BertConfig  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -43,16 +43,16 @@ def merge_results(name: str, entry: Dict[str, Any], path: str = str(RESULTS)) ->
   directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
   try:
     fcntl.flock(directory, fcntl.LOCK_EX)
-    results = io_utils.read_json(path) if os.path.exists(path) else {}
+    results = io_files.read_json(path) if os.path.exists(path) else {}
     results[name] = entry
-    io_utils.write_json_atomic(path, results, indent=2)
+    io_files.write_json_atomic(path, results, indent=2)
   finally:
     os.close(directory)  # Releases the lock.
 
 
 def read_results(path: str = str(RESULTS)) -> Dict[str, Any]:
   """The results file as a dict ({} when it does not exist yet)."""
-  return io_utils.read_json(path) if os.path.exists(path) else {}
+  return io_files.read_json(path) if os.path.exists(path) else {}
 
 
 def cpu_model() -> str:

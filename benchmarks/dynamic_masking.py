@@ -21,9 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import common, pretraining_data  # noqa: E402
-from bert_tf import create_pretraining_data as cpd  # noqa: E402
-from bert_tf import model_files  # noqa: E402
-from bert_tf.configs import BertConfig  # noqa: E402
+from bert_tf.checkpoints import model_files  # noqa: E402
+from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
+from bert_tf.corpus import instances  # noqa: E402
+from bert_tf.corpus import create_pretraining_data as cpd  # noqa: E402
 from bert_tf.tasks import pretraining as pretraining_task  # noqa: E402
 from bert_tf.training import trainer  # noqa: E402
 
@@ -51,7 +52,7 @@ def run(lines: int, batches: int, repeats: int) -> Dict[str, Any]:
     pretraining_data.write_korean_corpus(text, max_lines=lines)
     readers = {}
     for name, options in MODES.items():
-      metadata = cpd.create_pretraining_data(cpd.DataConfig(
+      metadata = cpd.create_pretraining_data(instances.DataConfig(
           input_file=text, output_file=os.path.join(tmp, name, "data"),
           vocab_file=str(pretraining_data.VOCAB), do_lower_case=False, max_seq_length=SEQ,
           max_predictions_per_seq=PREDICTIONS, dupe_factor=1, num_output_shards=8, **options))

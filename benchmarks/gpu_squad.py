@@ -26,9 +26,9 @@ import tf_keras  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import train_step  # noqa: E402
 from bert_tf import modeling  # noqa: E402
-from bert_tf.training import distribution, trainer  # noqa: E402
+from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
 from bert_tf.tasks import squad as squad_task
-from bert_tf.configs import BertConfig  # noqa: E402
+from bert_tf.training import distribution, trainer  # noqa: E402
 
 SEQ_LENGTH = 384
 BERT_BASE = common.ROOT / "configs" / "bert_base_uncased.json"

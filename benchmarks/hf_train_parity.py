@@ -7,7 +7,7 @@ Runs with torch and transformers (TensorFlow is not imported):
 JOB holds `task` ("cola": BertForSequenceClassification on label_ids; "squad":
 BertForQuestionAnswering on start_positions and end_positions, its loss the mean of the start
 and end cross-entropies as bert_tf's), `model_dir` (a Hugging Face directory, e.g. written by
-`python -m bert_tf.convert_checkpoint --to=hf` from bert_tf's initial weights), `batches` (an
+`python -m bert_tf.checkpoints.convert --to=hf` from bert_tf's initial weights), `batches` (an
 .npz of input_ids, input_mask, segment_ids and the labels, taken `batch_size` rows at a time in
 order), `steps`, `num_train_steps`, `num_warmup_steps`, `learning_rate`, `weight_decay_rate`,
 `optimizer`, `seed` (torch's, which draws the dropout masks) and optionally `eval_batches` (an

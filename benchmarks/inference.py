@@ -3,14 +3,14 @@
   python -m benchmarks.inference [--config configs/bert_base_uncased.json] [--calls 20]
 
 Builds a SQuAD span labeler with random weights from the config, exports it with
-bert_tf.export (SavedModel, "serving_default" signature), reloads it and times the signature on
-the first question of SQuAD 1.1 dev (its first 384-token window, bert-base-uncased vocab). The
+bert_tf.serving.export (SavedModel, "serving_default" signature), reloads it and times the signature
+on the first question of SQuAD 1.1 dev (its first 384-token window, bert-base-uncased vocab). The
 reference, timed in the same rounds, is the same Keras model's call wrapped in a tf.function
 (what training and bert_tf.trainer.predict run; no SavedModel), and, for information, the eager
 Keras call. Reports p50/p90 milliseconds over `--calls` calls after 3 warm-up calls, and the
 host-side preprocessing of that example (tokenizing and windowing with bert_tf.squad).
 
-From raw text to answer: the same weights exported with bert_tf.export.export_run (the QA
+From raw text to answer: the same weights exported with bert_tf.serving.export.export_run (the QA
 SavedModel: in-graph tokenizing, windows and answer choice), its "serving_default" on the
 question and its whole paragraph, next to the Python path run_squad takes, timed in the same
 rounds: FullTokenizer + convert_examples_to_features, the same SavedModel's int32
@@ -32,9 +32,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import export, modeling, tokenization  # noqa: E402
+from bert_tf import modeling, tokenization  # noqa: E402
+from bert_tf.checkpoints.configs import BertConfig  # noqa: E402
 from bert_tf.data import squad_examples, squad_features, squad_predictions
-from bert_tf.configs import BertConfig  # noqa: E402
+from bert_tf.serving import export  # noqa: E402
 
 SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
 SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"

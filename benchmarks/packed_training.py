@@ -30,7 +30,7 @@ import time
 from typing import Any, Dict, List
 
 from benchmarks import common
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 VOCABS = common.DATA / "vocabs"
 TASKS = dict(
@@ -50,7 +50,7 @@ def uptime() -> str:
 
 def mini_config(vocab: pathlib.Path, directory: pathlib.Path) -> pathlib.Path:
   """configs/bert_mini.json with the vocab's size."""
-  config = io_utils.read_json(str(common.ROOT / "configs" / "bert_mini.json"))
+  config = io_files.read_json(str(common.ROOT / "configs" / "bert_mini.json"))
   with open(vocab, encoding="utf-8") as f:
     config["vocab_size"] = sum(1 for _ in f)
   path = directory / f"bert_mini_{vocab.stem}.json"
@@ -73,7 +73,7 @@ def classifier_data(name: str, examples: int, directory: pathlib.Path) -> pathli
 def squad_data(questions: int, directory: pathlib.Path) -> pathlib.Path:
   """The first paragraphs of dev-v1.1 holding at least `questions` questions, each with its first
   answer (training takes one)."""
-  dataset = io_utils.read_json(str(SQUAD_DEV))
+  dataset = io_files.read_json(str(SQUAD_DEV))
   article = dict(dataset["data"][0], paragraphs=[])
   count = 0
   for paragraph in (p for a in dataset["data"] for p in a["paragraphs"]):
@@ -102,13 +102,13 @@ def timed(command: List[str]) -> float:
 
 def training_seconds(output_dir: pathlib.Path) -> float:
   """The training loop's seconds, from the run's training_state.json."""
-  state = io_utils.read_json(str(output_dir / "training_state.json"))
+  state = io_files.read_json(str(output_dir / "training_state.json"))
   return sum(row["training_time"] for row in state["history"] if row.get("training_time"))
 
 
 def packed_share(output_dir: pathlib.Path, seq_length: int) -> Dict[str, Any]:
   """Useful-token share of the training rows before and after packing (packed run's metadata)."""
-  meta = io_utils.read_json(str(output_dir / "train_packed.tf_record.json"))
+  meta = io_files.read_json(str(output_dir / "train_packed.tf_record.json"))
   return dict(examples_per_row=round(meta["num_examples"] / meta["num_rows"], 2),
               useful_token_share_padded=round(
                   meta["num_tokens"] / (meta["num_examples"] * seq_length), 3),
@@ -157,10 +157,10 @@ def run_task(name: str, args: argparse.Namespace, directory: pathlib.Path) -> Di
       hf_results.append(dict(json.loads(result.stdout.strip().splitlines()[-1]),
                              process_seconds=time.perf_counter() - started))
   share = packed_share(directory / f"{name}-packed-0", seq_length)
-  steps = {side: io_utils.read_json(str(directory / f"{name}-{side.split()[0]}-0" /
+  steps = {side: io_files.read_json(str(directory / f"{name}-{side.split()[0]}-0" /
                                          "training_state.json"))["history"][-1]["step"]
            for side in sides}
-  trained = (io_utils.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))[
+  trained = (io_files.read_json(str(directory / f"{name}-packed-0" / "train_meta.json"))[
       "num_features"] if squad else args.examples)
   median = {side: statistics.median(values) for side, values in seconds.items()}
   loop = {side: statistics.median(values) for side, values in loop_seconds.items()}

@@ -29,8 +29,8 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from benchmarks import common
-from bert_tf import io_utils
 from bert_tf.data import records
+from bert_tf.io import files as io_files
 
 ROOT = common.ROOT
 DATA = common.DATA
@@ -66,13 +66,13 @@ def write_korean_corpus(path: str, max_lines: Optional[int] = None,
         lines.append("")
     if max_lines and len(lines) >= max_lines:
       break
-  io_utils.write_text_atomic(path, "\n".join(lines) + "\n")
+  io_files.write_text_atomic(path, "\n".join(lines) + "\n")
   return len(lines)
 
 
-TOOLS = {"bert_tf": "bert_tf.create_pretraining_data",
+TOOLS = {"bert_tf": "bert_tf.corpus.create_pretraining_data",
          "tf-models": "official.nlp.data.create_pretraining_data",
-         "clean_text": "bert_tf.clean_text"}  # benchmarks.pretraining_scale's first stage
+         "clean_text": "bert_tf.corpus.clean_text"}  # benchmarks.pretraining_scale's first stage
 
 
 def child(tool: str, argv: List[str]) -> None:
@@ -150,7 +150,7 @@ def run_ours(input_file: str, output_file: str, dupe_factor: int, num_workers: i
              more_flags: Sequence[str] = ()) -> Dict[str, Any]:
   figures = measure("bert_tf", [*_common_flags(input_file, output_file, dupe_factor),
                                 f"--num_workers={num_workers}", *more_flags])
-  figures["instances"] = io_utils.read_json(output_file + ".metadata.json")["counts"]["instances"]
+  figures["instances"] = io_files.read_json(output_file + ".metadata.json")["counts"]["instances"]
   return figures
 
 
@@ -186,7 +186,7 @@ def _instances_in(output_file: str) -> int:
   """Instances written by either tool: from our metadata, else by reading the records."""
   metadata = output_file + ".metadata.json"
   if os.path.exists(metadata):
-    return io_utils.read_json(metadata)["counts"]["instances"]
+    return io_files.read_json(metadata)["counts"]["instances"]
   return sum(1 for _ in records.read_records(output_file))
 
 
@@ -229,7 +229,7 @@ def profile_one_worker(text: str, output_file: str, dupe_factor: int, top: int =
   import cProfile  # pylint: disable=import-outside-toplevel
   import pstats  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from bert_tf import create_pretraining_data  # pylint: disable=import-outside-toplevel
+  from bert_tf.corpus import create_pretraining_data  # pylint: disable=import-outside-toplevel
   create_pretraining_data.define_flags()
   flags.FLAGS(["create_pretraining_data", *_common_flags(text, output_file, dupe_factor),
                "--num_workers=1"])

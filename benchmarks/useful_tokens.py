@@ -31,10 +31,11 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common, korquad_features, pretraining_data  # noqa: E402
 from benchmarks import tokenization as tokenization_benchmark  # noqa: E402
-from bert_tf import io_utils, tokenization  # noqa: E402
+from bert_tf import tokenization  # noqa: E402
 from bert_tf.data import classifier as classifier_data  # noqa: E402
 from bert_tf.data import length_buckets, packed_pretraining, packing, pipeline  # noqa: E402
 from bert_tf.data import squad_examples, squad_features  # noqa: E402
+from bert_tf.io import files as io_files  # noqa: E402
 
 VOCABS = common.DATA / "vocabs"
 SETS = ("nsmc", "cola", "squad", "korquad", "pretraining")
@@ -84,7 +85,7 @@ def korquad_lengths() -> np.ndarray:
   dataset = korquad_features.korquad_like(tokenization_benchmark.korean_texts(), 10000)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "korquad_like.json")
-    io_utils.write_json_atomic(path, dataset)
+    io_files.write_json_atomic(path, dataset)
     return window_lengths(path, str(VOCABS / "kcbert-base-vocab.txt"), False)
 
 

@@ -2,6 +2,8 @@
 
 import os
 
+from bert_tf import _moved
+
 __version__ = "0.1.0"
 
 # TensorFlow's C++ start-up lines (CUDA stubs and "failed call to cuInit" on machines without a
@@ -11,3 +13,7 @@ __version__ = "0.1.0"
 # also hides TensorFlow's later C++ ERROR lines; failures that stop a run still reach Python as
 # exceptions. A value the user set is kept: TF_CPP_MIN_LOG_LEVEL=0 shows everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# `from bert_tf import io_utils`, `python -m bert_tf.clean_text`: the names before the modules
+# were grouped into sub-packages still work (bert_tf/_moved.py).
+_moved.install()

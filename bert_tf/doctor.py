@@ -31,9 +31,9 @@ import google.auth.exceptions
 import requests
 import tensorflow as tf
 
-from bert_tf import gcs
 from bert_tf import tf_stacks
 from bert_tf import tokenization
+from bert_tf.io import gcs
 from bert_tf.training import distribution
 
 # The variables that change what TensorFlow finds: TPU address and library loading (the PJRT

@@ -32,8 +32,9 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Opti
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils, script_flags
+from bert_tf.cli import flags as cli_flags
 from bert_tf.data import squad_examples
+from bert_tf.io import files as io_files
 
 METRICS = ("squad1", "squad2", "korquad1")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -263,7 +264,7 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
                               "predictions.json (and null_odds.json with "
                               "--version_2_with_negative) to its --output_dir.")
   squad_examples.read_squad_examples(dataset_file, is_training=False)  # a clear error if malformed
-  dataset = io_utils.read_json(dataset_file)
+  dataset = io_files.read_json(dataset_file)
   if not any("answers" in qa for article in dataset["data"] for paragraph in article["paragraphs"]
              for qa in paragraph["qas"]):
     logging.warning("%s has no answers: nothing to evaluate.", dataset_file)
@@ -272,14 +273,14 @@ def evaluate_files(dataset_file: str, prediction_file: str, na_prob_file: Option
   na_probs = _read_mapping(na_prob_file, (int, float), "a number") if na_prob_file else None
   results = evaluate(dataset, predictions, metric, na_probs, na_prob_thresh)
   if output_file:
-    io_utils.write_json_atomic(output_file, results)
+    io_files.write_json_atomic(output_file, results)
   return results
 
 
 def _read_mapping(path: str, value_types: Tuple[type, ...], what: str) -> Dict[str, Any]:
   """A JSON object of question id -> value, checked, with errors naming the file."""
   try:
-    mapping = io_utils.read_json(path)
+    mapping = io_files.read_json(path)
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}: not valid JSON ({e}).") from None
   if not isinstance(mapping, dict):
@@ -308,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   parser.add_argument("--na-prob-thresh", type=float, default=1.0,
                       help="squad2: predict no answer above this probability (default 1.0)")
   args = parser.parse_args(argv)
-  with script_flags.user_errors():  # a bad file: one line, no traceback
+  with cli_flags.user_errors():  # a bad file: one line, no traceback
     results = evaluate_files(args.dataset_file, args.prediction_file, args.na_prob_file,
                              metric=args.metric, na_prob_thresh=args.na_prob_thresh)
     if results is None:

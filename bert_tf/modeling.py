@@ -20,7 +20,7 @@ from official.nlp.modeling import layers as nlp_layers
 from official.nlp.modeling import networks
 
 from bert_tf import packed_modeling
-from bert_tf.configs import BertConfig
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.data import packing
 
 Features = Dict[str, tf.Tensor]

@@ -19,13 +19,12 @@ tokens.
 `resolve_do_lower_case` infers `do_lower_case` from the vocab and refuses settings that contradict
 the vocab or a known Google checkpoint name; `vocab_coverage` and `warn_if_vocab_misfits` measure
 on sample texts how many words a vocab loses to [UNK] or to Hangul jamo (an uncased English vocab
-on Korean) and warn loudly. `InGraphTokenizer` (in bert_tf.in_graph_tokenization, importable
-from here too) is a TensorFlow Text version for serving graphs; its docstring lists where it
-differs from `FullTokenizer`.
+on Korean) and warn loudly. `InGraphTokenizer` (bert_tf.serving.in_graph_tokenization) is a
+TensorFlow Text version for serving graphs; its docstring lists where it differs from
+`FullTokenizer`.
 
 Importing this module does not import TensorFlow, so that command-line tools which only tokenize
-start in a fraction of a second: TensorFlow is imported for gs:// vocab files and for
-`InGraphTokenizer`, on first use.
+start in a fraction of a second: TensorFlow is imported for gs:// vocab files, on first use.
 """
 
 import collections
@@ -37,7 +36,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from absl import logging
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 try:  # Built by `make install` (setup.py build_ext --inplace); the Python below is the fallback.
   from bert_tf import _wordpiece
@@ -173,10 +172,10 @@ def load_vocab(vocab_file: str) -> "collections.OrderedDict[str, int]":
 def _vocab_tokens(vocab_file: str) -> List[str]:
   """The token of each line of a vocab file, read as `load_vocab` reads it."""
   try:
-    with io_utils.gfile.GFile(vocab_file, "r") as reader:
+    with io_files.gfile.GFile(vocab_file, "r") as reader:
       lines = convert_to_unicode(reader.read()).replace("\r", "").split("\n")
   except UnicodeDecodeError:
-    raise io_utils.utf8_error(vocab_file) from None
+    raise io_files.utf8_error(vocab_file) from None
   if lines[-1] == "":
     lines.pop()  # After the final newline, or the whole of an empty file.
   return [line.strip() for line in lines]
@@ -597,8 +596,8 @@ def _misfit_fix(coverage: VocabCoverage, do_lower_case: bool) -> str:
     return ("Likely fix: a vocab and model made for this text's language and script; if the "
             "vocab is cased, --do_lower_case=False (lowercased words miss its cased entries).")
   return ("Likely fix: a vocab and model made for this text's language and script (a cased "
-          "multilingual one covers most), or a vocab built from text like it (bert_tf.build_vocab)"
-          ".")
+          "multilingual one covers most), or a vocab built from text like it "
+          "(bert_tf.corpus.build_vocab).")
 
 
 def warn_if_vocab_misfits(tokenizer: FullTokenizer, texts: Iterable[str], vocab_file: str,
@@ -616,10 +615,3 @@ def warn_if_vocab_misfits(tokenizer: FullTokenizer, texts: Iterable[str], vocab_
         coverage.jamo, "; ".join(coverage.examples), _misfit_fix(coverage, do_lower_case))
   return coverage
 
-
-def __getattr__(name: str):
-  """`InGraphTokenizer`, imported (with TensorFlow) on first use of the name."""
-  if name == "InGraphTokenizer":
-    from bert_tf import in_graph_tokenization  # pylint: disable=import-outside-toplevel
-    return in_graph_tokenization.InGraphTokenizer
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import configs
+from bert_tf.checkpoints import configs
 from bert_tf.data import packing, records
 
 SEQ_LENGTH = 32

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import script_errors
+from bert_tf.cli import errors as cli_errors
 
 
 def interrupt_after(process: subprocess.Popen, appeared: Callable[[], bool], delay: float,
@@ -67,7 +67,7 @@ def kill_preempt_kill(start: Callable[[pathlib.Path], subprocess.Popen],
 def user_error(*args: str) -> str:
   """Runs `python ARGS` in the project root, which must fail as a user error: exit status 1 and
   exactly one `error:` line on stderr, no traceback, no line longer than
-  script_errors.MAX_LINE. Returns the message: that line and the lines that follow it."""
+  cli_errors.MAX_LINE. Returns the message: that line and the lines that follow it."""
   result = subprocess.run([sys.executable, *args], cwd=pathlib.Path(__file__).parent.parent,
                           capture_output=True, text=True, timeout=180, check=False)
   lines = result.stderr.splitlines()
@@ -75,7 +75,7 @@ def user_error(*args: str) -> str:
   assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
   message = lines[lines.index(errors[0]):]
-  assert max(len(line) for line in message) <= script_errors.MAX_LINE, message
+  assert max(len(line) for line in message) <= cli_errors.MAX_LINE, message
   return "\n".join(message)
 
 

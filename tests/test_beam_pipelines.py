@@ -7,8 +7,8 @@ import random
 import pytest
 
 from benchmarks.pretraining_data import write_korean_corpus
-from bert_tf import beam_pipelines, clean_text
-from bert_tf import create_pretraining_data as cpd
+from bert_tf.corpus import beam_pipelines, clean_text, instances, shards
+from bert_tf.corpus import create_pretraining_data as cpd
 from tests.conftest import shared_path
 
 TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
@@ -34,10 +34,10 @@ def corpus(tmp_path):
     documents = ["\n".join(random.Random(100 * f + d).sample(SENTENCES * 3, 3 + d % 6))
                  for d in range(num_documents)]
     (tmp_path / f"text{f}.txt").write_text("\n\n\n".join(documents) + "\n")
-  return cpd.DataConfig(input_file=str(tmp_path / "text*.txt"),
-                        output_file=str(tmp_path / "local" / "data"), vocab_file=str(vocab),
-                        do_lower_case=True, max_seq_length=32, max_predictions_per_seq=5,
-                        dupe_factor=3, documents_per_shard=4)
+  return instances.DataConfig(input_file=str(tmp_path / "text*.txt"),
+                              output_file=str(tmp_path / "local" / "data"), vocab_file=str(vocab),
+                              do_lower_case=True, max_seq_length=32, max_predictions_per_seq=5,
+                              dupe_factor=3, documents_per_shard=4)
 
 
 def _files(directory: pathlib.Path):
@@ -79,11 +79,11 @@ def test_korean_text_cleaned_and_made_into_shards_as_locally(tmp_path):
   lines = (tmp_path / "ko.txt").read_text(encoding="utf-8").splitlines(keepends=True)
   for i in range(3):
     (tmp_path / f"ko{i}.txt").write_text("".join(lines[i * 2000:(i + 1) * 2000]), encoding="utf-8")
-  config = cpd.DataConfig(input_file=str(tmp_path / "ko?.txt"),
-                          output_file=str(tmp_path / "local" / "ko"),
-                          vocab_file=str(shared_path("vocabs", "kcbert-base-vocab.txt")),
-                          do_lower_case=False, do_whole_word_mask=True, dupe_factor=2,
-                          num_output_shards=4, clean="kcbert")
+  config = instances.DataConfig(input_file=str(tmp_path / "ko?.txt"),
+                                output_file=str(tmp_path / "local" / "ko"),
+                                vocab_file=str(shared_path("vocabs", "kcbert-base-vocab.txt")),
+                                do_lower_case=False, do_whole_word_mask=True, dupe_factor=2,
+                                num_output_shards=4, clean="kcbert")
   local = cpd.create_pretraining_data(config)
   made = cpd.create_pretraining_data(
       dataclasses.replace(config, output_file=str(tmp_path / "beam" / "ko")), beam_options=direct())
@@ -115,17 +115,17 @@ def test_rerun_after_a_failed_shard_writes_only_the_unfinished_ones(corpus, monk
   cpd.create_pretraining_data(corpus)
   expected = _files(pathlib.Path(corpus.output_file).parent)
   config = dataclasses.replace(corpus, output_file=corpus.output_file.replace("local", "beam"))
-  write_shard = cpd.write_shard
+  write_shard = shards.write_shard
 
   def fail_on_shard_4(config, shard, num_shards, blocks):
     if shard == 4:
       raise ValueError("the machine went away")
     return write_shard(config, shard, num_shards, blocks)
 
-  monkeypatch.setattr(cpd, "write_shard", fail_on_shard_4)
+  monkeypatch.setattr(shards, "write_shard", fail_on_shard_4)
   with pytest.raises(ValueError, match="the machine went away"):
     cpd.create_pretraining_data(config, beam_options=direct())
-  monkeypatch.setattr(cpd, "write_shard", write_shard)
+  monkeypatch.setattr(shards, "write_shard", write_shard)
   beam_dir = pathlib.Path(config.output_file).parent
   written = {p.name: p.stat().st_mtime_ns for p in beam_dir.glob("data-*")}
   assert "data-00004-of-00005" not in written

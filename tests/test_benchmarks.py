@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import common, gpu_squad, pretraining_scale, train_step
-from bert_tf import clean_text, configs
+from bert_tf.checkpoints import configs
+from bert_tf.corpus import clean_text
 from conftest import PROJECT_ROOT, shared_path
 
 TINY = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,

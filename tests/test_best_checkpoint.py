@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 from bert_tf.training import best_checkpoint
 
 STRATEGY = tf.distribute.get_strategy()
@@ -48,15 +48,15 @@ def test_a_crash_before_the_commit_keeps_the_previous_best_and_is_cleaned_up(tmp
                                                                            monkeypatch):
   keeper = best_checkpoint.BestCheckpointKeeper(STRATEGY, str(tmp_path), "loss", False)
   keeper.offer(_model(1.0), 10, 3.0)
-  real_write = io_utils.write_json_atomic
+  real_write = io_files.write_json_atomic
 
   def crash(path, obj, *args):
     raise KeyboardInterrupt("killed after the checkpoint, before best.json")
 
-  monkeypatch.setattr(best_checkpoint.io_utils, "write_json_atomic", crash)
+  monkeypatch.setattr(best_checkpoint.io_files, "write_json_atomic", crash)
   with pytest.raises(KeyboardInterrupt):
     keeper.offer(_model(2.0), 20, 2.0)
-  monkeypatch.setattr(best_checkpoint.io_utils, "write_json_atomic", real_write)
+  monkeypatch.setattr(best_checkpoint.io_files, "write_json_atomic", real_write)
   assert (tmp_path / "best" / "ckpt-20.index").exists()  # written, but not committed
   resumed = best_checkpoint.BestCheckpointKeeper(STRATEGY, str(tmp_path), "loss", False)
   assert resumed.best["step"] == 10

@@ -7,7 +7,8 @@ import pytest
 from absl.testing import flagsaver
 
 from benchmarks.pretraining_data import write_korean_corpus
-from bert_tf import build_vocab, tokenization
+from bert_tf import tokenization
+from bert_tf.corpus import build_vocab
 from tests import processes
 from tests.conftest import shared_path
 
@@ -81,8 +82,8 @@ def test_small_korean_corpus_learns_from_most_lines_and_warns(tmp_path, caplog):
 
 def test_output_file_that_is_a_directory_is_one_error_line(tmp_path):
   (tmp_path / "in.txt").write_text("some text\n")
-  error = processes.user_error("-m", "bert_tf.build_vocab", f"--input_file={tmp_path / 'in.txt'}",
-                               f"--output_file={tmp_path}")
+  error = processes.user_error("-m", "bert_tf.corpus.build_vocab",
+                               f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path}")
   assert error == (f"error: --output_file={tmp_path} is a directory: name the vocab file to "
                    f"write, e.g. --output_file={tmp_path / 'vocab.txt'}.")
   with pytest.raises(ValueError, match=r"--input_file=.*missing.txt: nothing exists"):
@@ -94,7 +95,7 @@ def test_output_file_that_is_a_directory_is_one_error_line(tmp_path):
 def test_cp949_input_names_the_file_line_and_the_iconv_fix(tmp_path):
   text = tmp_path / "comments.txt"
   text.write_bytes("The first line is English.\n한국어 문장입니다.\n".encode("cp949"))
-  error = processes.user_error("-m", "bert_tf.build_vocab", f"--input_file={text}",
+  error = processes.user_error("-m", "bert_tf.corpus.build_vocab", f"--input_file={text}",
                                f"--output_file={tmp_path / 'vocab.txt'}")
   assert error.startswith(f"error: {text}, line 2: not valid UTF-8")
   assert error.endswith(f"`iconv -f cp949 -t utf-8 {text} > {tmp_path / 'comments.utf8.txt'}`, "

@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, model_files, modeling, script_errors, tokenization
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import configs, model_files
+from bert_tf.cli import errors as cli_errors
 from bert_tf.data import classifier as classifier_data
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import classifier_metrics
@@ -380,7 +382,7 @@ def test_a_cache_rewrite_cut_short_is_rebuilt_not_reused(tmp_path, tokenizer, mo
     raise SystemExit("killed before the sidecar was written")
 
   with monkeypatch.context() as patch:
-    patch.setattr(classifier_data.io_utils, "write_json_atomic", die)
+    patch.setattr(classifier_data.io_files, "write_json_atomic", die)
     with pytest.raises(SystemExit):
       classifier_data.prepare_features(new, ["0", "1"], 8, tokenizer, output_file)
   # The file now holds the 4 new records; the old settings must not reuse it as their 2.
@@ -404,8 +406,9 @@ def test_a_corrupt_training_record_is_named_with_its_file(tmp_path, data_dir, to
   data = bytearray(path.read_bytes())
   data[20] ^= 0xFF  # in the first record's payload (after its 8-byte length and 4-byte crc)
   path.write_bytes(bytes(data))
-  with pytest.raises(script_errors.RunFault, match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
-                                       "Copy the file again, or remove it"):
+  with pytest.raises(cli_errors.RunFault,
+                     match=rf"error: {path}: corrupted TFRecord .*\(TensorFlow: .*\)\. "
+                     "Copy the file again, or remove it"):
     classifier_task.ClassifierTask(config, files, tf.distribute.get_strategy()).run()
 
 

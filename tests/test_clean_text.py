@@ -7,14 +7,14 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from bert_tf import clean_text
+from bert_tf.corpus import clean_text, cleaning
 from tests import processes
 from tests.conftest import PROJECT_ROOT
 
 
 def test_kcbert_rules():
   counts = collections.Counter()
-  clean = lambda line: clean_text.clean_line_kcbert(line, counts)  # noqa: E731
+  clean = lambda line: cleaning.clean_line_kcbert(line, counts)  # noqa: E731
   assert clean("ㅋㅋㅋㅋㅋ 진짜 웃기네요ㅋㅋㅋ 😂😂 좋아요") == "ㅋㅋ 진짜 웃기네요ㅋㅋ 😂😂 좋아요"
   assert clean("漢字 섞인 文章 문장입니다 정말로!!!") == "섞인 문장입니다 정말로!!"
   assert clean("링크 https://www.example.com/a?b=1 참고하세요 ％·∼") == "링크 참고하세요 ％·∼"
@@ -30,7 +30,7 @@ def test_help_speaks_to_users():
 
 
 def test_any_character_repeated_more_than_twice_becomes_two():
-  clean = clean_text.clean_line_kcbert
+  clean = cleaning.clean_line_kcbert
   assert clean("와 대박이다ㅋㅋㅋㅋ!!!!....???~~~") == "와 대박이다ㅋㅋ!!..??~~"
   assert clean("아아아아 정말 좋아요 😂😂😂😂 최고 1111") == "아아 정말 좋아요 😂😂 최고 11"
   assert clean("두 번은 그대로ㅋㅋ!! 남아요..") == "두 번은 그대로ㅋㅋ!! 남아요.."
@@ -88,15 +88,15 @@ def test_duplicates_found_in_buckets_keep_each_first_occurrence(tmp_path, monkey
   for i, chunk in enumerate((lines[:100], lines[100:])):
     (tmp_path / f"part{i}.txt").write_text("\n".join(chunk) + "\n")
   paths = [str(tmp_path / "part0.txt"), str(tmp_path / "part1.txt")]
-  monkeypatch.setattr(clean_text, "LINES_PER_BUCKET", 16)  # 19 buckets
-  first = clean_text.first_occurrences(paths, len(lines))
+  monkeypatch.setattr(cleaning, "LINES_PER_BUCKET", 16)  # 19 buckets
+  first = cleaning.first_occurrences(paths, len(lines))
   seen = set()
   expected = [not (line in seen or seen.add(line)) for line in lines]
   assert first.dtype == np.uint8 and len(first) == -(-len(lines) // 8)
-  assert list(clean_text.unpack_flags(first, chunk=16))[:len(lines)] == expected
+  assert list(cleaning.unpack_flags(first, chunk=16))[:len(lines)] == expected
   assert sum(expected) == 40
   counts = collections.Counter(lines_in=300)
-  clean_text.merge_unique(paths, str(tmp_path / "out.txt"), counts)
+  cleaning.merge_unique(paths, str(tmp_path / "out.txt"), counts)
   assert (tmp_path / "out.txt").read_text().splitlines() == list(dict.fromkeys(lines))
   assert counts["kept"] == 40 and counts["dropped_duplicate"] == 260
 
@@ -106,7 +106,7 @@ def test_command_line_on_local_files_does_not_import_tensorflow(tmp_path):
   (tmp_path / "in.txt").write_text("첫 번째 문장입니다 정말로.\n\n두 번째 문장입니다 정말로.\n",
                                    encoding="utf-8")
   result, imported = processes.tensorflow_imports(
-      ["-m", "bert_tf.clean_text", f"--input_file={tmp_path / 'in.txt'}",
+      ["-m", "bert_tf.corpus.clean_text", f"--input_file={tmp_path / 'in.txt'}",
        f"--output_file={tmp_path / 'out.txt'}", "--num_workers=1"], cwd=PROJECT_ROOT, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   assert (tmp_path / "out.txt").read_text(encoding="utf-8") == (
@@ -117,6 +117,7 @@ def test_command_line_on_local_files_does_not_import_tensorflow(tmp_path):
 def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_dir):
   (tmp_path / "in.txt").write_text("첫 번째 문장입니다 정말로.\n", encoding="utf-8")
   output = unwritable_dir / "out.txt"
-  line = processes.user_error("-m", "bert_tf.clean_text", f"--input_file={tmp_path / 'in.txt'}",
-                              f"--output_file={output}", "--num_workers=1")
+  line = processes.user_error("-m", "bert_tf.corpus.clean_text",
+                              f"--input_file={tmp_path / 'in.txt'}", f"--output_file={output}",
+                              "--num_workers=1")
   assert line.startswith(f"error: --output_file={output}: nothing can be written in ")

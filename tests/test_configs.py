@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from bert_tf import configs
+from bert_tf.checkpoints import configs
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 

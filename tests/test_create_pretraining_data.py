@@ -20,9 +20,11 @@ from official.nlp.data import pretrain_dataloader
 
 from benchmarks import pretraining_data
 from benchmarks.pretraining_data import write_korean_corpus
-from bert_tf import create_pretraining_data as cpd
-from bert_tf import io_utils, tokenization
+from bert_tf import tokenization
+from bert_tf.corpus import instances, reading, shards
+from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf.data import pipeline, records
+from bert_tf.io import files as io_files
 from bert_tf.tasks import pretraining as pretraining_task
 from tests import processes
 from tests.conftest import shared_path
@@ -47,10 +49,11 @@ def english(tmp_path):
                "the cat played with a ball .", "the dog sat on a big mat ."]
   docs = ["\n".join(random.Random(d).sample(sentences * 3, 8)) for d in range(12)]
   text.write_text("\n\n".join(docs) + "\n")
-  return cpd.DataConfig(input_file=str(text), output_file=str(tmp_path / "out" / "data.tfrecord"),
-                        vocab_file=str(vocab), do_lower_case=True, max_seq_length=SEQ,
-                        max_predictions_per_seq=PREDICTIONS, dupe_factor=3,
-                        documents_per_shard=4)
+  return instances.DataConfig(input_file=str(text),
+                              output_file=str(tmp_path / "out" / "data.tfrecord"),
+                              vocab_file=str(vocab), do_lower_case=True, max_seq_length=SEQ,
+                              max_predictions_per_seq=PREDICTIONS, dupe_factor=3,
+                              documents_per_shard=4)
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +62,9 @@ def korean(tmp_path_factory):
   vocab = shared_path("vocabs", "kcbert-base-vocab.txt")
   tmp = tmp_path_factory.mktemp("ko")
   write_korean_corpus(str(tmp / "ko.txt"), max_lines=6000, corpus=corpus)
-  config = cpd.DataConfig(input_file=str(tmp / "ko.txt"), output_file=str(tmp / "out" / "ko"),
-                          vocab_file=str(vocab), do_lower_case=False, dupe_factor=2,
-                          documents_per_shard=200)
+  config = instances.DataConfig(input_file=str(tmp / "ko.txt"), output_file=str(tmp / "out" / "ko"),
+                                vocab_file=str(vocab), do_lower_case=False, dupe_factor=2,
+                                documents_per_shard=200)
   return config, cpd.create_pretraining_data(config)
 
 
@@ -100,45 +103,6 @@ def test_instances_follow_google_layout(english):
     assert not data["masked_lm_positions"][i][count:].any()
 
 
-def test_whole_word_mask_masks_whole_words(english):
-  config = dataclasses.replace(english, do_whole_word_mask=True, masked_lm_prob=0.3)
-  maker = cpd.InstanceMaker(config, tokenization.load_vocab(config.vocab_file))
-  vocab = tokenization.load_vocab(config.vocab_file)
-  tokens = [vocab[t] for t in "[CLS] the cat play ##ing [SEP] play ##ed a ball [SEP]".split()]
-  rng, np_rng = random.Random(3), np.random.default_rng(3)
-  for _ in range(50):
-    batch = maker.mask_batch([(list(tokens), 6, False)], rng, np_rng)
-    positions = batch.positions[0][:batch.num_masked[0]].tolist()
-    chosen = set(positions)
-    for first, second in ((3, 4), (6, 7)):  # play ##ing, play ##ed
-      assert (first in chosen) == (second in chosen)
-    assert [tokens[p] for p in positions] == batch.labels[0][:len(positions)].tolist()
-
-
-def test_truncation_cuts_each_side_as_google_loop_does():
-  rng = random.Random(0)
-  for _ in range(500):
-    a, b = list(range(rng.randrange(1, 60))), list(range(100, 100 + rng.randrange(1, 60)))
-    limit = rng.randrange(2, 80)
-    loop_a, loop_b = list(a), list(b)  # google-research's truncate_seq_pair, token by token
-    while len(loop_a) + len(loop_b) > limit:
-      longer = loop_a if len(loop_a) > len(loop_b) else loop_b
-      del longer[0 if rng.random() < 0.5 else -1]
-    cut_a, cut_b = cpd.truncate_pair(a, b, limit, rng)
-    assert (len(cut_a), len(cut_b)) == (len(loop_a), len(loop_b))
-    for cut, whole in ((cut_a, a), (cut_b, b)):  # a contiguous run of the original
-      assert not cut or whole[whole.index(cut[0]):whole.index(cut[0]) + len(cut)] == cut
-
-
-def test_truncation_keeps_pairs_within_max_length(english):
-  maker = cpd.InstanceMaker(english, tokenization.load_vocab(english.vocab_file))
-  rng = random.Random(0)
-  long_document = [[5] * 30, [6] * 40, [7] * 50]
-  for _ in range(20):
-    for tokens, num_a, _ in maker.from_document([long_document, [[8] * 70]], 0, rng):
-      assert len(tokens) <= SEQ and num_a >= 3 and len(tokens) - num_a >= 2
-
-
 def test_statistics_on_real_korean_text(korean):
   config, metadata = korean
   counts = metadata["counts"]
@@ -172,29 +136,6 @@ def test_tf_models_reader_reads_our_records(korean):
   np.testing.assert_array_equal(batch["masked_lm_weights"].numpy(), ours["masked_lm_weights"][:4])
   np.testing.assert_array_equal(batch["next_sentence_labels"].numpy().ravel(),
                                 ours["next_sentence_labels"][:4].ravel())
-
-
-def test_encoder_matches_protobuf_serialization():
-  encoder = cpd.ExampleEncoder(30000, 8, 3)
-  batch = cpd.MaskedBatch(
-      input_ids=np.array([[2, 29999, 4, 3, 200, 3, 0, 0], [2, 5, 3, 16384, 3, 0, 0, 0]]),
-      lengths=np.array([6, 5]), num_a=np.array([4, 3]),
-      positions=np.array([[2, 4, 0], [1, 0, 0]]), labels=np.array([[17, 130, 0], [9, 0, 0]]),
-      num_masked=np.array([2, 1]), is_random_next=np.array([1, 0]))
-  records = encoder.encode_batch(batch)
-  feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
-  weights = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
-  expected = [
-      {"input_ids": feature([2, 29999, 4, 3, 200, 3, 0, 0]),
-       "input_mask": feature([1] * 6 + [0, 0]), "segment_ids": feature([0] * 4 + [1, 1, 0, 0]),
-       "masked_lm_positions": feature([2, 4, 0]), "masked_lm_ids": feature([17, 130, 0]),
-       "masked_lm_weights": weights([1, 1, 0]), "next_sentence_labels": feature([1])},
-      {"input_ids": feature([2, 5, 3, 16384, 3, 0, 0, 0]),
-       "input_mask": feature([1] * 5 + [0] * 3), "segment_ids": feature([0] * 3 + [1, 1, 0, 0, 0]),
-       "masked_lm_positions": feature([1, 0, 0]), "masked_lm_ids": feature([9, 0, 0]),
-       "masked_lm_weights": weights([1, 0, 0]), "next_sentence_labels": feature([0])}]
-  assert [tf.train.Example.FromString(r) for r in records] == [
-      tf.train.Example(features=tf.train.Features(feature=f)) for f in expected]
 
 
 def _shard_bytes(metadata):
@@ -235,10 +176,10 @@ def test_a_damaged_shard_is_made_again_and_named_to_training(english):
     f.truncate(len(before[1]) - 10)
   with pytest.raises(ValueError, match=rf"{damaged} is .* bytes, .* when it was written .*"
                                        "rerun create_pretraining_data with the same flags"):
-    cpd.check_shards(shard_files(metadata))
+    shards.check_shards(shard_files(metadata))
   again = cpd.create_pretraining_data(english)
   assert _shard_bytes(again) == before
-  cpd.check_shards(shard_files(again))
+  shards.check_shards(shard_files(again))
 
 
 def test_bad_flags_fail_early(english):
@@ -304,16 +245,15 @@ def test_fuzz_raw_text_makes_data_or_names_the_file(english, content):
   assert metadata["counts"]["instances"] >= 1
 
 
-
 def test_data_made_with_another_vocab_is_named(english, tmp_path):
   metadata = cpd.create_pretraining_data(english)
-  cpd.check_data_vocab(shard_files(metadata)[0], english.vocab_file)
+  shards.check_data_vocab(shard_files(metadata)[0], english.vocab_file)
   other = tmp_path / "other_vocab.txt"
   other.write_text("".join(t + "\n" for t in TOKENS + ["extra"]))
   with pytest.raises(ValueError, match=rf"{metadata['files'][0]} was made with the vocab "
                                        rf"{english.vocab_file} .*--vocab_file={other}"):
-    cpd.check_data_vocab(shard_files(metadata)[0], str(other))
-  cpd.check_data_vocab(str(tmp_path / "records-without-metadata"), str(other))
+    shards.check_data_vocab(shard_files(metadata)[0], str(other))
+  shards.check_data_vocab(str(tmp_path / "records-without-metadata"), str(other))
 
 
 def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
@@ -324,7 +264,7 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
   vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Seoul", "서울"]) + "\n",
                    encoding="utf-8")
   result = subprocess.run(
-      [sys.executable, "-m", "bert_tf.create_pretraining_data", f"--input_file={text}",
+      [sys.executable, "-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={text}",
        f"--output_file={tmp_path / 'out' / 'data.tfrecord'}", f"--vocab_file={vocab}",
        "--do_lower_case=True"], cwd=pathlib.Path(__file__).resolve().parent.parent,
       capture_output=True, text=True, timeout=120)
@@ -372,9 +312,9 @@ def _numbered_corpus(tmp_path, num_documents):
   text = tmp_path / "numbered.txt"
   text.write_text("\n\n".join("\n".join(" ".join([f"d{i}"] * 6) for _ in range(6))
                               for i in range(num_documents)) + "\n")
-  return cpd.DataConfig(input_file=str(text), output_file=str(tmp_path / "numbered" / "data"),
-                        vocab_file=str(vocab), do_lower_case=True, max_seq_length=16,
-                        max_predictions_per_seq=2, dupe_factor=4, num_output_shards=8)
+  return instances.DataConfig(input_file=str(text), output_file=str(tmp_path / "numbered" / "data"),
+                              vocab_file=str(vocab), do_lower_case=True, max_seq_length=16,
+                              max_predictions_per_seq=2, dupe_factor=4, num_output_shards=8)
 
 
 def _documents(input_ids, segment_ids):
@@ -414,13 +354,13 @@ def test_command_line_on_local_files_does_not_import_tensorflow(english, tmp_pat
   """TensorFlow (seconds to import) is for gs:// paths only; the shards are still exactly what
   tf.io.TFRecordWriter writes, and tf.data reads them."""
   result, imported = processes.tensorflow_imports(
-      ["-m", "bert_tf.create_pretraining_data", f"--input_file={english.input_file}",
+      ["-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={english.input_file}",
        f"--output_file={english.output_file}", f"--vocab_file={english.vocab_file}",
        f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}", "--dupe_factor=3",
        "--documents_per_shard=4", "--num_workers=1"],
       cwd=pathlib.Path(__file__).resolve().parent.parent, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
-  metadata = cpd.read_metadata(records.shard_name(english.output_file, 0, 3))
+  metadata = shards.read_metadata(records.shard_name(english.output_file, 0, 3))
   assert metadata["counts"] == cpd.create_pretraining_data(
       dataclasses.replace(english, output_file=str(tmp_path / "in_process" / "data"))
   )["counts"]
@@ -463,18 +403,6 @@ def test_dynamic_data_holds_the_static_instances_unmasked(english, tmp_path):
   assert not (unmasked["input_ids"] == tokenization.load_vocab(english.vocab_file)["[MASK]"]).any()
 
 
-def test_full_sentences_pack_whole_sentences_of_one_document(english):
-  config = dataclasses.replace(english, short_seq_prob=0.0, next_sentence_prediction=False)
-  maker = cpd.InstanceMaker(config, tokenization.load_vocab(config.vocab_file))
-  document = [[5] * 10, [6] * 20, [7] * 30, [8] * 70, [9] * 5, [10] * 3]
-  instances = maker.full_sentences(document, random.Random(0))
-  cls, sep = maker.cls_id, maker.sep_id
-  # SEQ - 2 = 62 tokens: 10 + 20 + 30 fit, the 70 are cut to 62 alone, then 5 + 3.
-  assert [(tokens, num_a, random_next) for tokens, num_a, random_next in instances] == [
-      ([cls, *[5] * 10, *[6] * 20, *[7] * 30, sep], 62, False), ([cls, *[8] * 62, sep], 64, False),
-      ([cls, *[9] * 5, *[10] * 3, sep], 10, False)]
-
-
 def test_mlm_only_data_has_one_segment_and_no_next_sentence_labels(english):
   config = dataclasses.replace(english, next_sentence_prediction=False)
   metadata = cpd.create_pretraining_data(config)
@@ -503,23 +431,6 @@ def test_mlm_only_data_has_one_segment_and_no_next_sentence_labels(english):
   assert (data["masked_lm_positions"][counts > 0, 0] >= 1).all()
 
 
-def test_encoder_writes_unmasked_and_label_free_examples():
-  encoder = cpd.ExampleEncoder(30000, 6, 2, next_sentence_prediction=False)
-  batch = cpd.MaskedBatch(input_ids=np.array([[2, 300, 5, 3, 0, 0]]), lengths=np.array([4]),
-                          num_a=np.array([4]), positions=None, labels=None, num_masked=None,
-                          is_random_next=np.array([0]))
-  feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
-  assert tf.train.Example.FromString(encoder.encode_batch(batch)[0]) == tf.train.Example(
-      features=tf.train.Features(feature={
-          "input_ids": feature([2, 300, 5, 3, 0, 0]), "input_mask": feature([1] * 4 + [0] * 2),
-          "segment_ids": feature([0] * 6)}))
-
-
-def test_unknown_masking_mode_is_an_error(english):
-  with pytest.raises(ValueError, match="--masking=random: use one of static, dynamic"):
-    dataclasses.replace(english, masking="random").check()
-
-
 @pytest.mark.parametrize("next_sentence_prediction, consequence", [
     (True, "next-sentence pairs cannot come from it"),
     (False, "an instance (whole sentences of one document) holds one sentence")])
@@ -536,7 +447,8 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_d
   text.write_text("한국어 문장입니다.\n\n또 다른 문서입니다.\n", encoding="utf-8")
   output = unwritable_dir / "data.tfrecord"
   line = processes.user_error(
-      "-m", "bert_tf.create_pretraining_data", f"--input_file={text}", f"--output_file={output}",
+      "-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={text}",
+      f"--output_file={output}",
       f"--vocab_file={pathlib.Path(__file__).parent.parent / 'sample_data' / 'vocab.txt'}",
       "--num_workers=1")
   assert line.startswith(f"error: --output_file={output}: nothing can be written in ")
@@ -544,7 +456,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_d
 
 class FileCalls:
   """Counts, under one directory, the files opened and the read calls on them, at the file layer
-  every reader and writer here goes through: Python's `open` (io_utils.gfile's local files too).
+  every reader and writer here goes through: Python's `open` (io_files.gfile's local files too).
   Line iteration over the input text (a buffered stream read once a pass) is not a read call."""
 
   READS = ("read", "read1", "readinto", "readinto1", "readline", "readlines")
@@ -600,10 +512,10 @@ def _tiny_documents(tmp_path, num_documents):
                               for _ in range(num_documents)) + "\n")
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("".join(t + "\n" for t in TOKENS))
-  return cpd.DataConfig(input_file=str(text), output_file=str(tmp_path / "out" / "data"),
-                        vocab_file=str(vocab), do_lower_case=True, max_seq_length=16,
-                        max_predictions_per_seq=2, dupe_factor=1, documents_per_shard=1,
-                        num_output_shards=num_documents)
+  return instances.DataConfig(input_file=str(text), output_file=str(tmp_path / "out" / "data"),
+                              vocab_file=str(vocab), do_lower_case=True, max_seq_length=16,
+                              max_predictions_per_seq=2, dupe_factor=1, documents_per_shard=1,
+                              num_output_shards=num_documents)
 
 
 @pytest.mark.parametrize("path", ["local", "beam"])
@@ -637,14 +549,14 @@ def test_bucket_output_gets_only_finished_shards_and_records(english, tmp_path, 
   progress records and the metadata only, each written once; the shards are the local run's."""
   local = cpd.create_pretraining_data(english)
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmpdir"))
-  written, real_gfile = [], io_utils.gfile.GFile
+  written, real_gfile = [], io_files.gfile.GFile
 
   def recording_gfile(path, mode="r"):
-    if io_utils.is_url(path) and "w" in mode:
+    if io_files.is_url(path) and "w" in mode:
       written.append(os.path.basename(path).split(".tmp-")[0].lstrip("."))
     return real_gfile(path, mode)
 
-  monkeypatch.setattr(io_utils.gfile, "GFile", recording_gfile)
+  monkeypatch.setattr(io_files.gfile, "GFile", recording_gfile)
   url = f"ram://{tmp_path.name}/out/data.tfrecord"
   remote = cpd.create_pretraining_data(dataclasses.replace(english, output_file=url))
   monkeypatch.undo()
@@ -664,7 +576,7 @@ def test_a_long_document_is_cut_once_logged_and_a_text_without_breaks_warned(eng
   lines = [f"the cat sat on the mat {i} ." for i in range(200)]
   (tmp_path / "one.txt").write_text("\n".join(lines) + "\n")
   shape = {}
-  pieces = list(cpd.read_documents([str(tmp_path / "one.txt")], shape=shape))
+  pieces = list(reading.read_documents([str(tmp_path / "one.txt")], shape=shape))
   assert [len(piece) for piece in pieces] == [64, 64, 64, 8]
   assert sum(pieces, []) == lines
   assert shape == {"lines": 200, "document_breaks": 0, "documents_cut": 1, "pieces": 4}
@@ -706,7 +618,7 @@ def test_a_single_document_of_a_million_lines_in_bounded_memory_and_linear_time(
         f"--input_file={tmp_path / (name + '.txt')}", f"--output_file={output}",
         f"--vocab_file={tmp_path / 'vocab.txt'}", "--do_lower_case=True", "--dupe_factor=1",
         "--num_workers=1"])
-    runs[name]["counts"] = cpd.read_metadata(records.shard_name(str(output), 0, 1))["counts"]
+    runs[name]["counts"] = shards.read_metadata(records.shard_name(str(output), 0, 1))["counts"]
   one, normal = runs["one"], runs["documents"]
   assert one["counts"]["documents_cut"] == 1 and one["counts"]["documents"] == 15_625
   rate = {name: run["counts"]["instances"] / run["cpu_seconds"] for name, run in runs.items()}

@@ -471,7 +471,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     import tf_keras
-    from bert_tf import configs, modeling
+    from bert_tf import modeling
+    from bert_tf.checkpoints import configs
     from bert_tf.training import distribution
     from bert_tf.data import pipeline as input_pipeline
     from bert_tf.training import trainer

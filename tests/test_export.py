@@ -20,10 +20,12 @@ import tensorflow as tf
 import tf_keras
 from absl import logging as absl_logging
 
-from bert_tf import checkpoints, configs, export, modeling, tokenization
-from bert_tf.configs import BertConfig
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats, configs
+from bert_tf.checkpoints.configs import BertConfig
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import squad_examples, squad_features, squad_predictions
+from bert_tf.serving import export
 from bert_tf.tasks import classifier_metrics
 
 import serving_client
@@ -92,7 +94,7 @@ def _model(config: BertConfig, label_list: Optional[Sequence[str]], seed: int = 
   model = modeling.build_model(modeling.BertClassifier(config, len(label_list)) if label_list
                                else modeling.BertSpanLabeler(config))
   if init_checkpoint:
-    checkpoints.load_init_checkpoint(model, init_checkpoint)
+    formats.load_init_checkpoint(model, init_checkpoint)
   return model
 
 
@@ -221,7 +223,7 @@ def test_cli_exports_a_classifier_run_that_serves_like_run_classifier(tmp_path):
   run_flags = {"task_name": "cola", "do_lower_case": False, "max_seq_length": 24}
   _make_run(tmp_path / "run", model, config_file, vocab_file, run_flags, labels)
   process = subprocess.run(
-      [sys.executable, "-m", "bert_tf.export", f"--model_dir={tmp_path / 'run'}",
+      [sys.executable, "-m", "bert_tf.serving.export", f"--model_dir={tmp_path / 'run'}",
        f"--output_dir={tmp_path / 'export'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
       timeout=300)
   assert process.returncode == 0, process.stderr[-3000:]
@@ -358,7 +360,7 @@ def test_read_run_errors_name_the_missing_file_and_its_flag(tmp_path):
 
 def test_cli_error_is_one_line(tmp_path):
   process = subprocess.run(
-      [sys.executable, "-m", "bert_tf.export", f"--model_dir={tmp_path}",
+      [sys.executable, "-m", "bert_tf.serving.export", f"--model_dir={tmp_path}",
        f"--output_dir={tmp_path / 'export'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
       timeout=120)
   assert process.returncode == 1
@@ -369,7 +371,7 @@ def test_cli_error_is_one_line(tmp_path):
 
 def test_an_unwritable_output_dir_is_one_line_before_the_run_is_read(tmp_path, unwritable_dir):
   export_dir = unwritable_dir / "export"
-  line = processes.user_error("-m", "bert_tf.export", f"--model_dir={tmp_path}",
+  line = processes.user_error("-m", "bert_tf.serving.export", f"--model_dir={tmp_path}",
                               f"--output_dir={export_dir}")
   assert line.startswith(f"error: --output_dir={export_dir}: nothing can be written in ")
 

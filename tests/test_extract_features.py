@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import checkpoints, extract_features as ef, modeling, tokenization
-from bert_tf.configs import BertConfig
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats
+from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.serving import extract_features as ef
 from conftest import PROJECT_ROOT, shared_path
-from test_checkpoints import GOLDEN, TINY, _write_hf, minilm_dir
+from test_formats import GOLDEN, TINY, _write_hf, minilm_dir
 from tests import processes
 
 
@@ -75,7 +77,7 @@ def test_end_to_end_on_google_tiny_checkpoint(tmp_path):
                     ["[CLS]", "makes", "jack", "[SEP]", "a", "dull", "boy", "[SEP]"]]
 
   model = modeling.build_model(modeling.BertModel(config))
-  checkpoints.load_init_checkpoint(model, init_checkpoint)
+  formats.load_init_checkpoint(model, init_checkpoint)
   ids = [[2, 10, 11, 3, 12, 13, 14, 3, 0, 0, 0, 0]]
   outputs = model(dict(input_ids=tf.constant(ids), input_mask=tf.constant([[1] * 8 + [0] * 4]),
                        segment_ids=tf.constant([[0] * 4 + [1] * 4 + [0] * 4])))
@@ -104,7 +106,7 @@ def test_bad_arguments_fail_early(tmp_path):
 def test_input_and_output_files_are_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
   init_checkpoint, _ = _tiny_checkpoint()
   (tmp_path / "in.txt").write_text("jack\n")
-  monkeypatch.setattr(checkpoints, "load_init_checkpoint", None)  # never reached
+  monkeypatch.setattr(formats, "load_init_checkpoint", None)  # never reached
   with pytest.raises(ValueError, match=r"--input_file=.*missing.txt: nothing exists"):
     ef.extract_features(str(tmp_path / "missing.txt"), str(tmp_path / "o"), init_checkpoint,
                         max_seq_length=8, layers="-1")
@@ -119,7 +121,7 @@ def test_input_and_output_files_are_checked_before_the_model_is_loaded(tmp_path,
 def test_command_line_user_error_is_one_line(tmp_path):
   init_checkpoint, _ = _tiny_checkpoint()
   error = processes.user_error(
-      "-m", "bert_tf.extract_features", f"--input_file={tmp_path / 'missing.txt'}",
+      "-m", "bert_tf.serving.extract_features", f"--input_file={tmp_path / 'missing.txt'}",
       f"--output_file={tmp_path / 'out.jsonl'}", f"--init_checkpoint={init_checkpoint}",
       "--layers=-1", "--max_seq_length=8")
   assert f"--input_file={tmp_path / 'missing.txt'}: nothing exists at this path" in error
@@ -128,7 +130,7 @@ def test_command_line_user_error_is_one_line(tmp_path):
 def test_files_that_do_not_fit_fail_before_any_features(tmp_path, monkeypatch):
   """A checkpoint that contradicts the config, or a vocab without BERT's special tokens, is
   refused before the input is read or a model built."""
-  hf = _write_hf(tmp_path / "hf", checkpoints.to_hf_arrays(checkpoints.google_arrays(
+  hf = _write_hf(tmp_path / "hf", formats.to_hf_arrays(formats.google_arrays(
       modeling.build_model(modeling.BertModel(TINY)))))
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghij")
   (tmp_path / "hf" / "vocab.txt").write_text("\n".join(vocab) + "\n")
@@ -170,8 +172,9 @@ def test_command_line(tmp_path):
   init_checkpoint, _ = _tiny_checkpoint()
   (tmp_path / "in.txt").write_text("jack\n")
   result = subprocess.run(
-      [sys.executable, "-m", "bert_tf.extract_features", f"--input_file={tmp_path / 'in.txt'}",
-       f"--output_file={tmp_path / 'out.jsonl'}", f"--init_checkpoint={init_checkpoint}",
+      [sys.executable, "-m", "bert_tf.serving.extract_features",
+       f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path / 'out.jsonl'}",
+       f"--init_checkpoint={init_checkpoint}",
        "--layers=-2", "--max_seq_length=8", "--batch_size=4"],
       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert result.returncode == 0, result.stderr[-2000:]

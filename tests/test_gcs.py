@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from bert_tf import gcs
+from bert_tf.io import gcs
 
 BUCKET = "staging-bucket"
 
@@ -219,7 +219,8 @@ def test_copy_back_refuses_names_that_escape_the_results_dir(client, tmp_path):
 def test_a_run_directory_synced_through_cloud_storage_means_the_same_model(client, tmp_path):
   """Local -> gs:// -> local: every record (best.json, the checkpoint state) names files inside
   the directory, so the synced copy means the same best model with the original gone."""
-  from bert_tf import export, run_directory  # pylint: disable=import-outside-toplevel
+  from bert_tf.io import run_directory  # pylint: disable=import-outside-toplevel
+  from bert_tf.serving import export  # pylint: disable=import-outside-toplevel
   from tests.test_run_directory import _kernel, _make_run  # pylint: disable=import-outside-toplevel
   out = tmp_path / "out"
   weights = _make_run(str(out))

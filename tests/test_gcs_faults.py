@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bert_tf import gcs
+from bert_tf.io import gcs
 from gcs_fault_proxy import Fault, FaultProxy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def test_output_dir_lock_on_gcs_survives_transient_answers(client, proxy):
   proxy.inject(Fault("503", "GET", "fields=size", count=2), Fault("503", "PUT", UPLOAD_CHUNK))
   result = _tensorflow(proxy, (
       "import tensorflow as tf\n"
-      "from bert_tf import run_lock\n"
+      "from bert_tf.io import run_lock\n"
       f"lock = run_lock.RunLock('gs://{BUCKET}/locked')\n"
       "lock.acquire()\n"
       f"print(tf.io.gfile.exists('gs://{BUCKET}/locked/' + run_lock.LOCK_FILE))\n"

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 from conftest import PROJECT_ROOT
 
 
@@ -18,8 +18,8 @@ def test_a_writer_killed_mid_write_leaves_no_file_under_the_real_name(tmp_path):
   script = textwrap.dedent(f"""
       import sys, time
       import tensorflow as tf
-      from bert_tf import io_utils
-      with io_utils.atomic_output({str(target)!r}) as temporary:
+      from bert_tf.io import files as io_files
+      with io_files.atomic_output({str(target)!r}) as temporary:
         with tf.io.gfile.GFile(temporary, "w") as f:
           f.write('{{"half": ')
           f.flush()
@@ -43,13 +43,13 @@ def test_a_writer_killed_mid_write_leaves_no_file_under_the_real_name(tmp_path):
 
 def test_an_error_inside_the_block_removes_the_temporary_and_keeps_the_old_file(tmp_path):
   target = tmp_path / "eval_results.json"
-  io_utils.write_json_atomic(str(target), {"f1": 1.0})
+  io_files.write_json_atomic(str(target), {"f1": 1.0})
   with pytest.raises(RuntimeError):
-    with io_utils.atomic_output(str(target)) as temporary:
+    with io_files.atomic_output(str(target)) as temporary:
       with open(temporary, "w", encoding="utf-8") as f:
         f.write("{")
       raise RuntimeError("crash")
-  assert io_utils.read_json(str(target)) == {"f1": 1.0}
+  assert io_files.read_json(str(target)) == {"f1": 1.0}
   assert [p.name for p in tmp_path.iterdir()] == ["eval_results.json"]
 
 
@@ -59,15 +59,15 @@ def test_an_error_inside_the_block_removes_the_temporary_and_keeps_the_old_file(
     ("a/../b.json", "b.json"),
 ])
 def test_join_under_keeps_names_inside(name, expected):
-  assert io_utils.join_under("/out", name) == os.path.join("/out", expected)
-  assert io_utils.join_under("gs://bucket/out", name) == f"gs://bucket/out/{expected}"
+  assert io_files.join_under("/out", name) == os.path.join("/out", expected)
+  assert io_files.join_under("gs://bucket/out", name) == f"gs://bucket/out/{expected}"
 
 
 @pytest.mark.parametrize("name", ["../x.json", "a/../../x", "..", "/etc/passwd", "gs://other/x",
                                   "", ".", "a\\..\\..\\x"])
 def test_join_under_refuses_names_that_escape(name):
   with pytest.raises(ValueError, match="is not a file name inside /out.*no '\\.\\.'"):
-    io_utils.join_under("/out", name)
+    io_files.join_under("/out", name)
 
 
 def test_gfile_on_local_paths_behaves_as_tf_io_gfile(tmp_path):
@@ -77,40 +77,32 @@ def test_gfile_on_local_paths_behaves_as_tf_io_gfile(tmp_path):
     (tmp_path / name).write_bytes("한국어\r\nline two\rthree\n".encode("utf-8"))
   (tmp_path / "sub").mkdir()
   for pattern in ("*", "*.txt", "?.txt", "[ab].*", "sub", "missing*"):
-    assert (sorted(io_utils.gfile.glob(str(tmp_path / pattern)))
+    assert (sorted(io_files.gfile.glob(str(tmp_path / pattern)))
             == sorted(tf.io.gfile.glob(str(tmp_path / pattern))))
   path = str(tmp_path / "a.txt")
-  with io_utils.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
+  with io_files.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
     assert list(ours) == list(theirs) == ["한국어\n", "line twothree\n"]
-  with io_utils.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
+  with io_files.gfile.GFile(path) as ours, tf.io.gfile.GFile(path) as theirs:
     assert ours.read() == theirs.read() == "한국어\r\nline two\rthree\n"
   written = str(tmp_path / "written.txt")
-  with io_utils.gfile.GFile(written, "w") as f:
+  with io_files.gfile.GFile(written, "w") as f:
     f.write("한국어\r\n\n")
   assert (tmp_path / "written.txt").read_bytes() == "한국어\r\n\n".encode("utf-8")
-  assert io_utils.gfile.stat(path).length == tf.io.gfile.stat(path).length
-  assert io_utils.gfile.isdir(str(tmp_path / "sub")) and not io_utils.gfile.isdir(path)
-  io_utils.gfile.makedirs(str(tmp_path / "sub" / "deeper"))
-  io_utils.gfile.makedirs(str(tmp_path / "sub" / "deeper"))  # exists already: fine
+  assert io_files.gfile.stat(path).length == tf.io.gfile.stat(path).length
+  assert io_files.gfile.isdir(str(tmp_path / "sub")) and not io_files.gfile.isdir(path)
+  io_files.gfile.makedirs(str(tmp_path / "sub" / "deeper"))
+  io_files.gfile.makedirs(str(tmp_path / "sub" / "deeper"))  # exists already: fine
   with pytest.raises(FileExistsError):
-    io_utils.gfile.rename(path, str(tmp_path / "b.json"))
-  io_utils.gfile.rename(path, str(tmp_path / "b.json"), overwrite=True)
-  assert not io_utils.gfile.exists(path) and io_utils.gfile.exists(str(tmp_path / "b.json"))
+    io_files.gfile.rename(path, str(tmp_path / "b.json"))
+  io_files.gfile.rename(path, str(tmp_path / "b.json"), overwrite=True)
+  assert not io_files.gfile.exists(path) and io_files.gfile.exists(str(tmp_path / "b.json"))
 
 
 def test_gfile_and_atomic_outputs_on_urls_go_through_tf_io_gfile():
   """ram:// stands in for gs://."""
-  io_utils.write_json_atomic("ram://io_utils_test/out/results.json", {"f1": 1.0})
+  io_files.write_json_atomic("ram://io_utils_test/out/results.json", {"f1": 1.0})
   assert tf.io.gfile.listdir("ram://io_utils_test/out") == ["results.json"]
-  assert io_utils.read_json("ram://io_utils_test/out/results.json") == {"f1": 1.0}
-  assert io_utils.list_files("ram://io_utils_test/out/*.json") == [
+  assert io_files.read_json("ram://io_utils_test/out/results.json") == {"f1": 1.0}
+  assert io_files.list_files("ram://io_utils_test/out/*.json") == [
       "ram://io_utils_test/out/results.json"]
 
-
-def test_check_writable_creates_nothing_and_names_the_flag(tmp_path, unwritable_dir):
-  writable = tmp_path / "writable"
-  writable.mkdir()
-  io_utils.check_writable(str(writable / "new" / "deeper"), "output_dir", "VALUE")
-  assert list(writable.iterdir()) == []  # probed in `writable`, and the probe is gone
-  with pytest.raises(ValueError, match=r"^--output_file=VALUE: nothing can be written in "):
-    io_utils.check_writable(str(unwritable_dir / "sub"), "output_file", "VALUE")

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, modeling
+from bert_tf import modeling
+from bert_tf.checkpoints import configs
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import length_buckets, pipeline
 from bert_tf.training import trainer

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.pretraining_data import write_korean_corpus
-from bert_tf import create_pretraining_data as cpd
 from bert_tf import tokenization
+from bert_tf.corpus import create_pretraining_data as cpd
+from bert_tf.corpus.instances import DataConfig, InstanceMaker, MaskedBatch
 from bert_tf.data import masking
 from bert_tf.tasks import pretraining as pretraining_task
 from tests.conftest import shared_path
@@ -25,14 +26,14 @@ def _instances(config):
   text = open(config.input_file, encoding="utf-8").read().replace("play", "playing")
   documents = [[[vocab[t] for t in tokenizer.tokenize(line)] for line in document.splitlines()]
                for document in text.split("\n\n") if document.strip()]
-  maker = cpd.InstanceMaker(config, vocab)
+  maker = InstanceMaker(config, vocab)
   rng = random.Random(0)
   instances = [instance for i in range(len(documents))
                for instance in maker.from_document(documents, i, rng)]
   return maker, vocab, instances
 
 
-def _features(batch: cpd.MaskedBatch):
+def _features(batch: MaskedBatch):
   width = batch.input_ids.shape[1]
   columns = np.arange(width)
   real = columns < batch.lengths[:, None]
@@ -113,7 +114,7 @@ def test_dynamic_masks_have_the_static_statistics(english, whole_words):
 
 def test_masks_are_a_pure_function_of_the_seed_and_the_batch(english):
   _, vocab, instances = _instances(english)
-  maker = cpd.InstanceMaker(english, vocab)
+  maker = InstanceMaker(english, vocab)
   features = _features(maker.pad_batch(instances[:8]))
   masker = masking.DynamicMasker(vocab, PREDICTIONS, 0.15, False)
   seeds = masking.batch_seeds(5, 0)
@@ -154,9 +155,9 @@ def test_statistics_of_dynamic_korean_data(tmp_path):
   corpus = shared_path("corpus_ko")
   vocab_file = shared_path("vocabs", "kcbert-base-vocab.txt")
   write_korean_corpus(str(tmp_path / "ko.txt"), max_lines=6000, corpus=corpus)
-  config = cpd.DataConfig(input_file=str(tmp_path / "ko.txt"), output_file=str(tmp_path / "ko"),
-                          vocab_file=str(vocab_file), do_lower_case=False, dupe_factor=1,
-                          documents_per_shard=200, masking="dynamic")
+  config = DataConfig(input_file=str(tmp_path / "ko.txt"), output_file=str(tmp_path / "ko"),
+                      vocab_file=str(vocab_file), do_lower_case=False, dupe_factor=1,
+                      documents_per_shard=200, masking="dynamic")
   metadata = cpd.create_pretraining_data(config)
   data_format = pretraining_task.check_data_shapes(metadata["file_pattern"], 128, 20)
   assert data_format.dynamic and data_format.next_sentence_prediction

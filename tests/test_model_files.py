@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from bert_tf import model_files
+from bert_tf.checkpoints import model_files
 from conftest import PROJECT_ROOT, shared_path
 
 SAMPLE = PROJECT_ROOT / "sample_data"

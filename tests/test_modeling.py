@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, modeling
+from bert_tf import modeling
+from bert_tf.checkpoints import configs
 
 TINY = configs.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
                           num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)

@@ -7,8 +7,10 @@ import random
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import configs, tokenization
-from bert_tf import create_pretraining_data as cpd
+from bert_tf import tokenization
+from bert_tf.checkpoints import configs
+from bert_tf.corpus import create_pretraining_data as cpd
+from bert_tf.corpus import instances
 from bert_tf.data import masking, packed_pretraining, packing
 from bert_tf.tasks import pretraining as pretraining_task
 from tests.test_run_pretraining import PREDICTIONS, SAMPLE, SEQ
@@ -27,7 +29,7 @@ def write_short_documents(tmp_path, next_sentence: bool = True, shards: int = 2,
   docs = ["\n".join(" ".join(rng.sample(vocab, rng.randint(2, 6)))
                     for _ in range(rng.randint(2, 4))) for _ in range(40)]
   (tmp_path / "short.txt").write_text("\n\n".join(docs) + "\n")
-  return cpd.create_pretraining_data(cpd.DataConfig(
+  return cpd.create_pretraining_data(instances.DataConfig(
       input_file=str(tmp_path / "short.txt"), output_file=str(tmp_path / "data" / "short"),
       vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False, max_seq_length=SEQ,
       max_predictions_per_seq=PREDICTIONS, dupe_factor=2, num_output_shards=shards,

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from bert_tf import gcs, script_errors
+from bert_tf.cli import errors as cli_errors
+from bert_tf.io import gcs
 from bert_tf.training import partial_saves, trainer
 from tests import test_trainer
 
@@ -77,7 +78,7 @@ def test_the_write_probe_needs_a_few_megabytes(small_disk):
 def test_any_write_on_a_full_disk_is_one_error_line(tmp_path):
   path = tmp_path / "run_flags.json"
   with pytest.raises(SystemExit) as stopped:
-    with script_errors.user_errors():
+    with cli_errors.user_errors():
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
   assert str(stopped.value).startswith(f"error: No space left on device while writing {path}: "
                                        "free ")

@@ -11,9 +11,12 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import build_vocab, checkpoints, io_utils, model_files, modeling, tokenization
-from bert_tf import create_pretraining_data as cpd
-from bert_tf.configs import BertConfig
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import formats, model_files
+from bert_tf.checkpoints.configs import BertConfig
+from bert_tf.corpus import build_vocab, instances, shards
+from bert_tf.corpus import create_pretraining_data as cpd
+from bert_tf.io import files as io_files
 from bert_tf.tasks import classifier as classifier_task
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
@@ -72,7 +75,7 @@ def test_every_file_of_the_data_is_checked(tmp_path):
   (tmp_path / "empty.tfrecord").write_bytes(b"")
   pretraining_task.check_data_shapes(f"{tmp_path / 'empty.tfrecord'},{pattern}", SEQ,
                                      PREDICTIONS)
-  longer = cpd.create_pretraining_data(cpd.DataConfig(
+  longer = cpd.create_pretraining_data(instances.DataConfig(
       input_file=str(tmp_path / "text.txt"), output_file=str(tmp_path / "long" / "train"),
       vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False, max_seq_length=2 * SEQ,
       max_predictions_per_seq=PREDICTIONS, dupe_factor=1))["file_pattern"]
@@ -99,7 +102,7 @@ def test_learns_masked_words_of_held_out_korean_text(tmp_path, pack_sequences, s
   seq, predictions = 32, 5
   patterns = {}
   for name in ("train", "eval"):
-    patterns[name] = cpd.create_pretraining_data(cpd.DataConfig(
+    patterns[name] = cpd.create_pretraining_data(instances.DataConfig(
         input_file=str(tmp_path / f"{name}.txt"), output_file=str(tmp_path / name / "data"),
         vocab_file=vocab_file, do_lower_case=False, max_seq_length=seq,
         max_predictions_per_seq=predictions, dupe_factor=2))["file_pattern"]
@@ -158,7 +161,7 @@ def _assert_same_encoder(model: tf_keras.Model, expected: tf_keras.Model) -> Non
 def test_export_initializes_squad_fine_tuning(pretrained, fmt, tmp_path):
   run, exports = pretrained.run, pretrained.exports
   init_checkpoint = exports[fmt]
-  vocab_file, config_file = checkpoints.resolve_model_files(init_checkpoint, None, None)
+  vocab_file, config_file = formats.resolve_model_files(init_checkpoint, None, None)
   # A learning rate of 0 leaves the weights as loaded: they must be the pretrained encoder's.
   training = trainer.TrainConfig(output_dir=str(tmp_path), train_batch_size=8,
                                  num_train_steps=1, learning_rate=0.0)
@@ -179,7 +182,7 @@ def test_export_initializes_classifier_fine_tuning(pretrained, tmp_path):
       max_seq_length=32, do_train=True, num_train_epochs=0.1)
   classifier_task.ClassifierTask(config, _files(init_checkpoint=exports["hf"]), STRATEGY).run()
   fine_tuned = modeling.build_model(modeling.BertModel(TINY))
-  checkpoints.load_init_checkpoint(fine_tuned, str(tmp_path))
+  formats.load_init_checkpoint(fine_tuned, str(tmp_path))
   _assert_same_encoder(fine_tuned, run.model)
 
 
@@ -201,19 +204,19 @@ def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monk
   first, second = run.manager.checkpoints[-2:]
   files = (str(SAMPLE / "bert_config.json"), str(SAMPLE / "vocab.txt"))
   # An export that dies half-way leaves no directory that a later run would take as done.
-  real_convert = pretraining_task.convert_checkpoint.convert_checkpoint
+  real_convert = pretraining_task.convert.convert_checkpoint
 
   def convert_then_crash(source, target, fmt, *args):
     real_convert(source, target, fmt, *args)
     if fmt == "hf":
       raise KeyboardInterrupt("killed")
 
-  monkeypatch.setattr(pretraining_task.convert_checkpoint, "convert_checkpoint",
+  monkeypatch.setattr(pretraining_task.convert, "convert_checkpoint",
                       convert_then_crash)
   with pytest.raises(KeyboardInterrupt):
     pretraining_task.export_model(output_dir, first, *files)
   assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["tf1", "tf2"]
-  monkeypatch.setattr(pretraining_task.convert_checkpoint, "convert_checkpoint", real_convert)
+  monkeypatch.setattr(pretraining_task.convert, "convert_checkpoint", real_convert)
   exported = pretraining_task.export_model(output_dir, first, *files)
   assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["hf", "tf1", "tf2"]
   record = tmp_path / "export" / "tf1" / pretraining_task.EXPORT_SOURCE
@@ -221,7 +224,7 @@ def test_export_is_redone_for_a_newer_checkpoint_only(pretrained, tmp_path, monk
   pretraining_task.export_model(output_dir, first, *files)  # current: kept as it is
   assert record.stat().st_mtime_ns == written
   pretraining_task.export_model(output_dir, second, *files)  # newer: replaced
-  recorded = io_utils.read_json(str(record))  # outside output_dir: the path as given
+  recorded = io_files.read_json(str(record))  # outside output_dir: the path as given
   assert recorded["checkpoint"] == second and len(recorded["index_sha256"]) == 64
   assert tf.train.load_variable(exported["tf1"] + "/bert_model.ckpt",
                                 "bert/pooler/dense/bias").shape == (TINY.hidden_size,)
@@ -240,21 +243,21 @@ def test_best_model_is_always_complete_and_a_crashed_score_is_redone(pretrained,
     return _pretraining(tmp_path, pretrained.pattern, 30, do_eval=True, keep_best_by="loss",
                         eval_steps=10)
 
-  real_write = io_utils.write_json_atomic
+  real_write = io_files.write_json_atomic
 
   def crash_on_second_best(path, obj, *args):
     if isinstance(obj, dict) and obj.get("step") == 20:
       raise KeyboardInterrupt("killed after the checkpoint, before best.json")
     real_write(path, obj, *args)
 
-  monkeypatch.setattr(best_checkpoint.io_utils, "write_json_atomic", crash_on_second_best)
+  monkeypatch.setattr(best_checkpoint.io_files, "write_json_atomic", crash_on_second_best)
   with pytest.raises(KeyboardInterrupt):
     task().train()
   best = best_checkpoint.read_best(str(tmp_path))
   assert best["step"] == 10 and best["value"] == 3.0
   tf.train.Checkpoint(model=pretrained.run.model).read(best["checkpoint"]).assert_consumed()
   assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-20")
-  monkeypatch.setattr(best_checkpoint.io_utils, "write_json_atomic", real_write)
+  monkeypatch.setattr(best_checkpoint.io_files, "write_json_atomic", real_write)
   # Step 20 was saved but never scored: the resumed run scores it first, as it would have.
   scored[:] = [20, 30, 30]  # its two segments, then the final evaluation of the best model
   results = task().run()
@@ -275,7 +278,7 @@ def _repetitive_data(tmp_path, masking="dynamic", next_sentence_prediction=True,
   rng = np.random.default_rng(0)
   documents = ["\n".join(rng.choice(sentences, 8)) for _ in range(30)]
   (tmp_path / "text.txt").write_text("\n\n".join(documents) + "\n")
-  return cpd.create_pretraining_data(cpd.DataConfig(
+  return cpd.create_pretraining_data(instances.DataConfig(
       input_file=str(tmp_path / "text.txt"), output_file=str(tmp_path / "data" / "train"),
       vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False, max_seq_length=SEQ,
       max_predictions_per_seq=PREDICTIONS, dupe_factor=dupe_factor, masking=masking,
@@ -325,7 +328,7 @@ def test_resumed_dynamic_pipeline_gives_the_same_masked_batches(tmp_path):
     for name in want:
       np.testing.assert_array_equal(got[name], want[name], err_msg=name)
   # The same record in two epochs: same tokens, other masks.
-  records = cpd.count_instances(pattern)
+  records = shards.count_instances(pattern)
   per_epoch = records // 16
   first = {tuple(ids) for ids in np.concatenate([b["masked_lm_ids"] for b in whole[:per_epoch]])}
   second = {tuple(ids) for ids in np.concatenate(
@@ -345,10 +348,10 @@ def test_mlm_only_model_exports_its_masked_lm_head(tmp_path):
   names = {name for name, _ in tf.train.list_variables(exports["tf1"] + "/bert_model.ckpt")}
   assert "cls/predictions/output_bias" in names
   assert not any(name.startswith("cls/seq_relationship") for name in names)
-  config = io_utils.read_json(exports["hf"] + "/config.json")
+  config = io_files.read_json(exports["hf"] + "/config.json")
   assert config["architectures"] == ["BertForMaskedLM"]
   restored = modeling.build_model(modeling.BertPretrainer(TINY, next_sentence_prediction=False))
-  checkpoints.load_init_checkpoint(restored, exports["tf2"])
+  formats.load_init_checkpoint(restored, exports["tf2"])
   for got, want in zip(restored.masked_lm.weights, run.model.masked_lm.weights):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 

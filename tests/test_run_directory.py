@@ -10,9 +10,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import checkpoints, configs, export, extract_features, model_files, modeling
-from bert_tf import run_directory
-from bert_tf.convert_checkpoint import convert_checkpoint
+from bert_tf import modeling
+from bert_tf.checkpoints import configs, formats, model_files
+from bert_tf.checkpoints.convert import convert_checkpoint
+from bert_tf.io import run_directory
+from bert_tf.serving import export, extract_features
 from bert_tf.training import best_checkpoint
 from conftest import PROJECT_ROOT
 
@@ -49,7 +51,7 @@ def _make_run(out: str) -> dict:
 
 def _kernel(prefix: str) -> np.ndarray:
   model = _classifier(7)
-  checkpoints.load_init_checkpoint(model, prefix)
+  formats.load_init_checkpoint(model, prefix)
   return model.classifier.kernel.numpy()
 
 
@@ -65,10 +67,10 @@ def test_a_copied_or_moved_run_directory_means_its_own_files(tmp_path, monkeypat
   shutil.copytree(os.path.join("runs", "out"), "copy")
   # The original's best model changes after the copy: the copy must not see it.
   tf.train.Checkpoint(model=_classifier(5)).write(os.path.join("runs", "out", "best", "ckpt-1"))
-  for tool in (lambda: checkpoints.detect_format("copy")[1],
+  for tool in (lambda: formats.detect_format("copy")[1],
                lambda: export.read_run("copy").checkpoint,
                lambda: model_files.resolve("copy", None, None, None).init_checkpoint):
-    assert os.path.abspath(checkpoints.detect_format(tool())[1]) == str(
+    assert os.path.abspath(formats.detect_format(tool())[1]) == str(
         tmp_path / "copy" / "best" / "ckpt-1")
   np.testing.assert_array_equal(_kernel("copy"), weights["best"])
   os.rename("runs", "moved")  # the original goes away: the copy still works
@@ -83,13 +85,13 @@ def test_every_tool_means_the_best_model_of_a_run_directory(tmp_path, caplog):
   assert not np.array_equal(weights["best"], weights["last"])
   caplog.set_level(logging.INFO)
   for given in (out, out + "/", os.path.join(out, "best")):
-    assert checkpoints.detect_format(given) == (checkpoints.TF2, best)
+    assert formats.detect_format(given) == (formats.TF2, best)
     files = model_files.resolve(given, None, None, None)  # best/ alone: files of the run above
     assert (files.vocab_file, files.config_file) == (os.path.join(out, "vocab.txt"),
                                                      os.path.join(out, "bert_config.json"))
   assert f"{out} means the best model by loss 0.5000 at step 1: {best}" in caplog.text
   assert export.read_run(out).checkpoint == best
-  # convert_checkpoint --input=OUTPUT_DIR and --input=OUTPUT_DIR/best convert the best model.
+  # checkpoints.convert --input=OUTPUT_DIR and --input=OUTPUT_DIR/best convert the best model.
   for name, given in (("from_dir", out), ("from_best", os.path.join(out, "best"))):
     convert_checkpoint(given, str(tmp_path / name), "tf2")
     np.testing.assert_array_equal(_kernel(str(tmp_path / name)), weights["best"])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bert_tf import run_lock
+from bert_tf.io import run_lock
 from tests import processes
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import create_pretraining_data as cpd
 from bert_tf import tokenization
+from bert_tf.corpus import instances
+from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.training import best_checkpoint
 from tests import processes
@@ -54,10 +55,11 @@ def write_data(tmp_path) -> str:
       lines.append(" ".join(vocab[start:start + 8]))
     docs.append("\n".join(lines))
   (tmp_path / "text.txt").write_text("\n\n".join(docs) + "\n")
-  config = cpd.DataConfig(input_file=str(tmp_path / "text.txt"),
-                          output_file=str(tmp_path / "data" / "train"),
-                          vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
-                          max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=4)
+  config = instances.DataConfig(input_file=str(tmp_path / "text.txt"),
+                                output_file=str(tmp_path / "data" / "train"),
+                                vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
+                                max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS,
+                                dupe_factor=4)
   return cpd.create_pretraining_data(config)["file_pattern"]
 
 
@@ -254,11 +256,11 @@ def test_missing_input_is_reported_before_any_work(tmp_path):
 
 
 def test_next_sentence_flag_the_data_contradicts_stops_the_script_with_one_line(tmp_path):
-  config = cpd.DataConfig(input_file=str(SAMPLE / "pretraining" / "raw_comments.txt"),
-                          output_file=str(tmp_path / "data" / "train"),
-                          vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
-                          max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1,
-                          masking="dynamic", next_sentence_prediction=False)
+  config = instances.DataConfig(input_file=str(SAMPLE / "pretraining" / "raw_comments.txt"),
+                                output_file=str(tmp_path / "data" / "train"),
+                                vocab_file=str(SAMPLE / "vocab.txt"), do_lower_case=False,
+                                max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS,
+                                dupe_factor=1, masking="dynamic", next_sentence_prediction=False)
   pattern = cpd.create_pretraining_data(config)["file_pattern"]
   result = _run(f"--input_file={pattern}", f"--output_dir={tmp_path / 'out'}", "--do_train=True",
                 f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",

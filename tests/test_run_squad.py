@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import configs, model_files
+from bert_tf.checkpoints import configs, model_files
 from bert_tf.data import squad_features, squad_predictions, squad_records
 from bert_tf.tasks import squad as squad_task
 from bert_tf.training import history, trainer

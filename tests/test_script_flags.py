@@ -8,7 +8,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from bert_tf import configs, model_files, script_flags
+from bert_tf.checkpoints import configs, model_files
+from bert_tf.cli import flags as cli_flags
 from bert_tf.training import history
 from conftest import PROJECT_ROOT
 from tests import processes
@@ -31,7 +32,7 @@ def _settings(config, vocab_file):
 
 def _previous_run(output_dir, model, training=TRAINING):
   """A training run's record, checkpoints and summaries in output_dir, and a user's own file."""
-  script_flags.check_output_dir(str(output_dir), model, training, do_train=True)
+  cli_flags.check_output_dir(str(output_dir), model, training, do_train=True)
   for name in ("ckpt-4.index", "ckpt-4.data-00000-of-00001", "notes.txt"):
     (output_dir / name).write_text("x")
   (output_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-4"\n')
@@ -44,7 +45,7 @@ def test_a_training_run_records_its_flags_and_the_same_flags_resume(tmp_path, mo
   recorded = json.loads((tmp_path / history.RUN_FLAGS_FILE).read_text())
   assert recorded == {**model, **TRAINING}
   assert recorded["vocab_file"].startswith("sha256:")
-  script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING), do_train=True)
+  cli_flags.check_output_dir(str(tmp_path), model, dict(TRAINING), do_train=True)
   assert (tmp_path / "ckpt-4.index").exists()
 
 
@@ -53,7 +54,7 @@ def test_different_training_flags_are_refused_with_each_difference_and_the_fix(t
   _previous_run(tmp_path, model)
   changed = dict(TRAINING, learning_rate=3e-5, train_batch_size=16)
   with pytest.raises(ValueError) as caught:
-    script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
+    cli_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
   message = str(caught.value)
   assert "--learning_rate: 5e-05 then, 3e-05 now" in message
   assert "--train_batch_size: 32 then, 16 now" in message
@@ -72,7 +73,7 @@ def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_pat
                     intermediate_size=16), str(tmp_path / "vocab.txt"))):
     with pytest.raises(ValueError, match=r"--(vocab_file|bert_config_file\[num_hidden_layers\])"
                        ) as refused:
-      script_flags.check_output_dir(str(tmp_path), other, TRAINING, do_train=False)
+      cli_flags.check_output_dir(str(tmp_path), other, TRAINING, do_train=False)
     # Advice that works for a run that does not train: --overwrite_output_dir would not.
     assert "--overwrite_output_dir" not in str(refused.value)
     assert "trained with" in str(refused.value)
@@ -81,18 +82,18 @@ def test_a_different_vocab_or_config_is_refused_even_for_prediction_only(tmp_pat
 def test_prediction_only_ignores_training_flags_and_records_nothing(tmp_path, model):
   _previous_run(tmp_path, model)
   before = (tmp_path / history.RUN_FLAGS_FILE).read_text()
-  script_flags.check_output_dir(str(tmp_path), model, dict(TRAINING, train_batch_size=8),
-                                do_train=False)
+  cli_flags.check_output_dir(str(tmp_path), model, dict(TRAINING, train_batch_size=8),
+                             do_train=False)
   assert (tmp_path / history.RUN_FLAGS_FILE).read_text() == before
   fresh = tmp_path / "fresh"
-  script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=False)
+  cli_flags.check_output_dir(str(fresh), model, TRAINING, do_train=False)
   assert not (fresh / history.RUN_FLAGS_FILE).exists()
 
 
 def test_overwrite_deletes_the_previous_runs_checkpoints_only(tmp_path, model):
   _previous_run(tmp_path, model)
   changed = dict(TRAINING, learning_rate=3e-5)
-  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True)
+  cli_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True)
   assert tf.train.latest_checkpoint(str(tmp_path)) is None
   assert sorted(p.name for p in tmp_path.iterdir()) == [
       "notes.txt", history.RUN_FLAGS_FILE, "vocab.txt"]
@@ -103,26 +104,26 @@ def test_a_non_chief_worker_compares_but_writes_and_deletes_nothing(tmp_path, mo
   _previous_run(tmp_path, model)
   changed = dict(TRAINING, learning_rate=3e-5)
   with pytest.raises(ValueError, match="--learning_rate"):
-    script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, chief=False)
-  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True,
-                                chief=False)
+    cli_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, chief=False)
+  cli_flags.check_output_dir(str(tmp_path), model, changed, do_train=True, overwrite=True,
+                             chief=False)
   assert (tmp_path / "ckpt-4.index").exists()
   fresh = tmp_path / "fresh"
-  script_flags.check_output_dir(str(fresh), model, TRAINING, do_train=True, chief=False)
+  cli_flags.check_output_dir(str(fresh), model, TRAINING, do_train=True, chief=False)
   assert not (fresh / history.RUN_FLAGS_FILE).exists()
 
 
 def test_flags_of_a_run_that_saved_no_checkpoint_are_replaced_not_refused(tmp_path, model):
   # E.g. a run stopped by a bad line in its data file before training began.
-  script_flags.check_output_dir(str(tmp_path), model, TRAINING, do_train=True)
+  cli_flags.check_output_dir(str(tmp_path), model, TRAINING, do_train=True)
   changed = dict(TRAINING, learning_rate=3e-5)
-  script_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
+  cli_flags.check_output_dir(str(tmp_path), model, changed, do_train=True)
   assert json.loads((tmp_path / history.RUN_FLAGS_FILE).read_text())["learning_rate"] == 3e-5
 
 
 @pytest.mark.parametrize("script", ["run_squad.py", "run_classifier.py", "run_pretraining.py"])
 def test_help_shows_the_shared_core_flags(script):
-  """--help lists the flags defined in script_flags and distribution, not only --helpfull."""
+  """--help lists the flags defined in cli/flags.py and distribution, not only --helpfull."""
   result = subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--help"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
   shown = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.M))
@@ -133,8 +134,9 @@ def test_help_shows_the_shared_core_flags(script):
 def test_tools_without_cloud_storage_do_not_import_it():
   """The data tools start without google-cloud-storage (it is imported to stage files only)."""
   code = ("import sys\n"
-          "import bert_tf.build_vocab, bert_tf.clean_text, bert_tf.convert_checkpoint\n"
-          "import bert_tf.create_pretraining_data, bert_tf.evaluate, bert_tf.extract_features\n"
+          "import bert_tf.corpus.build_vocab, bert_tf.corpus.clean_text\n"
+          "import bert_tf.checkpoints.convert, bert_tf.corpus.create_pretraining_data\n"
+          "import bert_tf.evaluate, bert_tf.serving.extract_features\n"
           "import run_pretraining  # the script that imports the most of bert_tf\n"
           "print(sorted(m for m in sys.modules if m.startswith('google.cloud.storage')))\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,

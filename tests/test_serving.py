@@ -1,4 +1,4 @@
-"""bert_tf.serving: the in-graph pre- and post-processing equal the Python path on the same logits.
+"""serving.raw_text: the in-graph pre- and post-processing equal the Python path on the same logits.
 
 The reference is the scripts' own code: data/classifier.convert_single_example for the classifier,
 data/squad_features.convert_examples_to_features and squad_predictions.write_predictions for QA,
@@ -16,15 +16,17 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from bert_tf import configs, modeling, serving, tokenization
+from bert_tf import modeling, tokenization
+from bert_tf.checkpoints import configs
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import sentence_pairs
 from bert_tf.data import squad_examples, squad_features, squad_predictions
+from bert_tf.serving import raw_text
 
 from conftest import PROJECT_ROOT, shared_path
 
 SAMPLE_VOCAB = PROJECT_ROOT / "sample_data" / "vocab.txt"  # cased, 378 tokens
-FEATURE_NAMES = serving.INPUT_NAMES
+FEATURE_NAMES = raw_text.INPUT_NAMES
 
 # Our own texts with what get_final_text and the windows must get right: accents and capitals
 # (lowercasing changes them), punctuation inside words, U+00A0 (a break for BERT, not for SQuAD),
@@ -106,7 +108,7 @@ def _python_predictions(model, path: str, vocab_file: str, do_lower_case: bool,
 
 
 def _served_answers(model, vocab_file, do_lower_case, settings, contexts, questions):
-  answerer = serving.QuestionAnswerer(model, vocab_file, do_lower_case, **settings)
+  answerer = raw_text.QuestionAnswerer(model, vocab_file, do_lower_case, **settings)
   pairs = list(itertools.product(range(len(contexts)), range(len(questions))))
   served = answerer.answer(tf.constant([questions[q] for _, q in pairs]),
                            tf.constant([contexts[c] for c, _ in pairs]))
@@ -189,11 +191,11 @@ def test_windows_equal_convert_examples_to_features(tmp_path):
   expected: List[squad_features.InputFeatures] = []
   squad_features.convert_examples_to_features(examples, tokenizer, is_training=False,
                                               output_fn=expected.append, **settings)
-  answerer = serving.QuestionAnswerer(TokenLogits(378, 0, False), str(SAMPLE_VOCAB), False,
-                                      **settings)
-  context = serving._clean_utf8(tf.constant([e.doc_tokens and " ".join(e.doc_tokens)
-                                             for e in examples]))
-  words, _, _ = serving._context_words(context)
+  answerer = raw_text.QuestionAnswerer(TokenLogits(378, 0, False), str(SAMPLE_VOCAB), False,
+                                       **settings)
+  context = raw_text._clean_utf8(tf.constant([e.doc_tokens and " ".join(e.doc_tokens)
+                                              for e in examples]))
+  words, _, _ = raw_text._context_words(context)
   assert words.to_list() == [[w.encode() for w in e.doc_tokens] for e in examples]
   doc_ids, _ = answerer._document(words)
   windows = answerer._windows(tf.constant([e.question_text for e in examples]), doc_ids)
@@ -205,12 +207,12 @@ def test_windows_equal_convert_examples_to_features(tmp_path):
 def test_context_spaces_are_squads():
   breaks = [cp for cp in range(0x110000) if not 0xd800 <= cp < 0xe000
             and squad_examples._CONTEXT_WORD.fullmatch(chr(cp)) is None]
-  assert sorted(serving.CONTEXT_SPACES) == breaks
+  assert sorted(raw_text.CONTEXT_SPACES) == breaks
 
 
 def test_context_words_and_characters_follow_squad():
   text = " a\u00a0b  c\td\u202fé\n\nfin "
-  words, begins, ends = serving._context_words(tf.constant([text, "", "x"]))
+  words, begins, ends = raw_text._context_words(tf.constant([text, "", "x"]))
   expected, starts = squad_examples._split_context(text)
   assert [w.decode() for w in words[0].numpy()] == expected
   assert begins[0].numpy().tolist() == starts
@@ -226,8 +228,8 @@ def test_pair_lengths_equal_truncate_seq_pair():
   cases = [(a, b, m) for a in range(9) for b in range(9) for m in range(1, 12)]
   for max_length in range(1, 12):
     subset = [(a, b) for a, b, m in cases if m == max_length]
-    got_a, got_b = serving._pair_lengths(tf.constant([a for a, _ in subset]),
-                                         tf.constant([b for _, b in subset]), max_length)
+    got_a, got_b = raw_text._pair_lengths(tf.constant([a for a, _ in subset]),
+                                          tf.constant([b for _, b in subset]), max_length)
     for (a, b), kept_a, kept_b in zip(subset, got_a.numpy(), got_b.numpy()):
       tokens_a, tokens_b = list(range(a)), list(range(b))
       sentence_pairs.truncate_seq_pair(tokens_a, tokens_b, max_length)
@@ -257,8 +259,8 @@ def test_classifier_features_equal_convert_single_example(pair, max_seq_length):
   expected = [classifier_data.convert_single_example(
       10, classifier_data.InputExample("g", a, b), ["x"], max_seq_length, tokenizer)
       for a, b in pairs]
-  classifier = serving.TextClassifier(ConstantLogits(378, 3), str(SAMPLE_VOCAB), False,
-                                      max_seq_length, ["a", "b", "c"], pair)
+  classifier = raw_text.TextClassifier(ConstantLogits(378, 3), str(SAMPLE_VOCAB), False,
+                                       max_seq_length, ["a", "b", "c"], pair)
   texts_b = [tf.constant([b for _, b in pairs])] if pair else []
   features = classifier.features(tf.constant([a for a, _ in pairs]), *texts_b)
   for name in FEATURE_NAMES:
@@ -266,8 +268,8 @@ def test_classifier_features_equal_convert_single_example(pair, max_seq_length):
 
 
 def test_classifier_labels_are_the_argmax_of_the_probabilities():
-  classifier = serving.TextClassifier(ConstantLogits(378, 3), str(SAMPLE_VOCAB), False, 32,
-                                      ["neg", "neu", "pos"], False)
+  classifier = raw_text.TextClassifier(ConstantLogits(378, 3), str(SAMPLE_VOCAB), False, 32,
+                                       ["neg", "neu", "pos"], False)
   outputs = classifier.classify(tf.constant(CONTEXTS + QUESTIONS))
   probabilities = outputs["probabilities"].numpy()
   np.testing.assert_allclose(probabilities, tf.nn.softmax(outputs["logits"]).numpy(), rtol=1e-6)
@@ -288,8 +290,8 @@ class LengthSeen(tf.Module):
 @pytest.mark.parametrize("texts", [QUESTIONS[:1], QUESTIONS, CONTEXTS[:3], CONTEXTS])
 def test_served_model_runs_at_the_requests_longest_input(texts):
   """Not at max_seq_length: at the longest input of the request, rounded up to 16."""
-  classifier = serving.TextClassifier(LengthSeen(), str(SAMPLE_VOCAB), False, 100, ["a", "b"],
-                                      False)
+  classifier = raw_text.TextClassifier(LengthSeen(), str(SAMPLE_VOCAB), False, 100, ["a", "b"],
+                                       False)
   longest = classifier.features(tf.constant(texts))["input_mask"].numpy().sum(axis=1).max()
   seen = classifier.classify(tf.constant(texts))["logits"].numpy()[:, 0]
   assert set(seen) == {min(-(-longest // 16) * 16, 100)}
@@ -301,14 +303,14 @@ def test_trimmed_classifier_gives_the_full_length_logits_to_the_bit():
                               max_position_embeddings=128)
   tf_keras.utils.set_random_seed(4)
   model = modeling.build_model(modeling.BertClassifier(config, 3))
-  classifier = serving.TextClassifier(model, str(SAMPLE_VOCAB), False, 128, ["a", "b", "c"],
-                                      False)
+  classifier = raw_text.TextClassifier(model, str(SAMPLE_VOCAB), False, 128, ["a", "b", "c"],
+                                       False)
   texts = tf.constant(QUESTIONS + CONTEXTS[:3])
   features = classifier.features(texts)
   assert features["input_mask"].numpy().sum(axis=1).max() < 100  # trimmed below 128
   # The model at max_seq_length in a graph, as the served function ran it before trimming (a
   # graph's fused kernels round differently from eager calls, trimmed or not).
   full = tf.function(lambda features: model(features, training=False),
-                     input_signature=[serving.features_spec(128)])(features)["logits"].numpy()
+                     input_signature=[raw_text.features_spec(128)])(features)["logits"].numpy()
   assert np.array_equal(classifier.classify(texts)["logits"].numpy(), full)
   assert np.array_equal(classifier.classify_features(features)["logits"].numpy(), full)

@@ -17,7 +17,7 @@ import pytest
 from conftest import PROJECT_ROOT
 
 # What the import prints from another directory: where bert_tf and its C tokenizer come from.
-_WHERE = ("import bert_tf, bert_tf._wordpiece as w, bert_tf.clean_text; "
+_WHERE = ("import bert_tf, bert_tf._wordpiece as w, bert_tf.corpus.clean_text; "
           "print(bert_tf.__file__); print(w.__file__)")
 
 
@@ -68,7 +68,7 @@ def test_an_editable_install_imports_from_any_directory_with_the_c_tokenizer(tmp
   package, extension = where.stdout.split()
   assert pathlib.Path(package) == source / "bert_tf" / "__init__.py"
   assert pathlib.Path(extension).parent == source / "bert_tf"  # built in place
-  tool = subprocess.run([python, "-m", "bert_tf.clean_text", "--helpfull"], cwd=elsewhere,
+  tool = subprocess.run([python, "-m", "bert_tf.corpus.clean_text", "--helpfull"], cwd=elsewhere,
                         capture_output=True, text=True, timeout=120, check=False)
   assert "--output_file" in tool.stdout, tool.stderr[-3000:]  # absl's help exits with 1
 

@@ -1,9 +1,9 @@
 """The TPU compiler (libtpu, from `make tpu-compile-env`) accepts every task's real steps.
 
-The training steps are the Trainer's own (tpu_export.py): the three tasks, float32 and
+The training steps are the Trainer's own (tpu/hlo_export.py): the three tasks, float32 and
 mixed_bfloat16, with and without gradient accumulation, and the packed rows of every task,
-compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile skip when the compile environment is
-absent; `make test` builds it.
+compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile
+skip when the compile environment is absent; `make test` builds it.
 """
 
 import json
@@ -13,21 +13,22 @@ import sys
 
 import pytest
 
-from bert_tf import configs, tpu_chips, tpu_export, tpu_plan
+from bert_tf.checkpoints import configs
+from bert_tf.tpu import chips, hlo_export, plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_compiler = pytest.mark.skipif(
-    not os.path.exists(tpu_plan.compile_python()),
+    not os.path.exists(plan.compile_python()),
     reason="no TPU compile environment (make tpu-compile-env)")
 
 TINY = configs.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
                           num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
-STEPS = [(task, dtype, accumulation) for task in tpu_export.TASKS
+STEPS = [(task, dtype, accumulation) for task in hlo_export.TASKS
          for dtype in ("float32", "mixed_bfloat16") for accumulation in (1, 2)]
 
 
 def _spec(task, dtype="float32", accumulation=1, config=TINY, seq=16, batch=4, **kwargs):
-  return tpu_export.StepSpec(task=task, config=config, max_seq_length=seq, batch_size=batch,
+  return hlo_export.StepSpec(task=task, config=config, max_seq_length=seq, batch_size=batch,
                              gradient_accumulation_steps=accumulation, mixed_precision=dtype,
                              max_predictions_per_seq=4, **kwargs)
 
@@ -38,13 +39,13 @@ def step_files(tmp_path_factory):
   directory = tmp_path_factory.mktemp("hlo")
   files = {}
   for task, dtype, accumulation in STEPS:
-    files[f"train {task} {dtype} accumulation {accumulation}"] = tpu_export.train_step_hlo(
+    files[f"train {task} {dtype} accumulation {accumulation}"] = hlo_export.train_step_hlo(
         _spec(task, dtype, accumulation))
-  for task in tpu_export.TASKS:
-    files[f"train {task} packed"] = tpu_export.train_step_hlo(
+  for task in hlo_export.TASKS:
+    files[f"train {task} packed"] = hlo_export.train_step_hlo(
         _spec(task, "mixed_bfloat16", examples_per_row=3))
-  for task in tpu_export.TASKS:
-    files[f"predict {task}"] = tpu_export.predict_step_hlo(_spec(task, "mixed_bfloat16"))
+  for task in hlo_export.TASKS:
+    files[f"predict {task}"] = hlo_export.predict_step_hlo(_spec(task, "mixed_bfloat16"))
   paths = {}
   for name, hlo in files.items():
     paths[name] = str(directory / (name.replace(" ", "_") + ".pb"))
@@ -56,8 +57,8 @@ def step_files(tmp_path_factory):
 @needs_compiler
 @pytest.mark.parametrize("tpu", ["v3-8", "v4-8", "v5e-8"])
 def test_every_task_step_compiles_for_tpu(step_files, tpu):
-  results = tpu_plan.compile_hlo_files(tpu_chips.tpu_type(tpu), list(step_files.values()))
-  refused = {name: tpu_plan.first_line(r["error"])
+  results = plan.compile_hlo_files(chips.tpu_type(tpu), list(step_files.values()))
+  refused = {name: plan.first_line(r["error"])
              for name, r in zip(step_files, results) if not r["compiles"]}
   assert not refused
   for name, result in zip(step_files, results):
@@ -75,7 +76,7 @@ def test_compile_environment_smoke(tmp_path):
   with open(os.path.join(REPO, "requirements-tpu-compile.txt"), encoding="utf-8") as f:
     pins = dict(line.strip().split("==") for line in f if "==" in line and not line.startswith("#"))
   versions = subprocess.run(
-      [tpu_plan.compile_python(), "-c", "import json, importlib.metadata as m; print(json.dumps("
+      [plan.compile_python(), "-c", "import json, importlib.metadata as m; print(json.dumps("
        f"{{n: m.version(n) for n in {sorted(pins)!r}}}))"],
       capture_output=True, text=True, check=True).stdout
   assert json.loads(versions) == pins
@@ -83,7 +84,7 @@ def test_compile_environment_smoke(tmp_path):
   path = tmp_path / "add_one.pb"
   path.write_bytes(add_one.experimental_get_compiler_ir(tf.zeros([8, 128]))(
       stage="hlo_serialized"))
-  [result] = tpu_plan.compile_hlo_files(tpu_chips.tpu_type("v5e-8"), [str(path)])
+  [result] = plan.compile_hlo_files(chips.tpu_type("v5e-8"), [str(path)])
   assert result["compiles"], result.get("error")
   assert result["flops"] == pytest.approx(8 * 128)
 
@@ -101,15 +102,15 @@ def test_xla_flops_match_the_readme_formula(tmp_path):
                               max_position_embeddings=128)
   spec = _spec("pretraining", "mixed_bfloat16", config=config, seq=128, batch=8)
   path = tmp_path / "step.pb"
-  path.write_bytes(tpu_export.train_step_hlo(spec))
-  [result] = tpu_plan.compile_hlo_files(tpu_chips.tpu_type("v5e-8"), [str(path)])
-  analytic = 8 * tpu_plan.analytic_flops_per_example(config, "pretraining", 128, True, 4)
+  path.write_bytes(hlo_export.train_step_hlo(spec))
+  [result] = plan.compile_hlo_files(chips.tpu_type("v5e-8"), [str(path)])
+  analytic = 8 * plan.analytic_flops_per_example(config, "pretraining", 128, True, 4)
   assert result["flops"] == pytest.approx(analytic, rel=0.05)
 
 
 def _plan(*args, env=None):
   """Runs the planner's command line; returns (exit status, stdout, stderr)."""
-  done = subprocess.run([sys.executable, "-m", "bert_tf.tpu_plan", *args], cwd=REPO,
+  done = subprocess.run([sys.executable, "-m", "bert_tf.tpu.plan", *args], cwd=REPO,
                         capture_output=True, text=True, env={**os.environ, **(env or {})},
                         check=False)
   return done.returncode, done.stdout, done.stderr
@@ -118,7 +119,7 @@ def _plan(*args, env=None):
 def test_unknown_tpu_type_lists_the_known_ones():
   status, _, stderr = _plan("--tpu=v9-8")
   assert status and stderr.strip().splitlines()[-1] == (
-      f"error: --tpu=v9-8: unknown TPU type; known: {', '.join(tpu_chips.TPU_TYPES)}.")
+      f"error: --tpu=v9-8: unknown TPU type; known: {', '.join(chips.TPU_TYPES)}.")
 
 
 def test_missing_compile_environment_names_the_make_target(tmp_path):
@@ -132,13 +133,13 @@ def test_missing_compile_environment_names_the_make_target(tmp_path):
 def test_another_libtpu_process_holding_the_lock_is_named(monkeypatch):
   monkeypatch.setenv("BERT_TF_TPU_COMPILE_PYTHON", sys.executable)
   holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'a');"
-                             " print(flush=True); time.sleep(60)", tpu_plan.LIBTPU_LOCKFILE],
+                             " print(flush=True); time.sleep(60)", plan.LIBTPU_LOCKFILE],
                             stdout=subprocess.PIPE)
   try:
     holder.stdout.readline()  # the file is open
     # Other libtpu processes on the machine may be listed too.
     with pytest.raises(ValueError, match=rf"another libtpu process \(pid [\d, ]*\b{holder.pid}\b"):
-      tpu_plan.compile_hlo_files(tpu_chips.tpu_type("v3-8"), [])
+      plan.compile_hlo_files(chips.tpu_type("v3-8"), [])
   finally:
     holder.kill()
     holder.wait()
@@ -176,7 +177,7 @@ def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_st
   # The step's FLOPs and the formula's, both printed; and the time of 1000 steps at peak.
   xla = float(train.split("FLOPs: ")[1].split(" per step")[0])
   formula = float(train.split("formula: ")[1].split(" per step")[0])
-  expected = 32 * tpu_plan.analytic_flops_per_example(TINY, "squad", 16)
+  expected = 32 * plan.analytic_flops_per_example(TINY, "squad", 16)
   assert formula == pytest.approx(expected, rel=1e-3)
   assert xla > 0
   assert "1000 steps:" in train and "at 40% MFU" in train

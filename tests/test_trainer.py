@@ -14,7 +14,8 @@ import tensorflow as tf
 import tf_keras
 
 from benchmarks import training_parity
-from bert_tf import configs, modeling
+from bert_tf import modeling
+from bert_tf.checkpoints import configs
 from bert_tf.data import packing
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.tasks import classifier as classifier_task
@@ -378,8 +379,8 @@ def _torch_python():
 def test_training_steps_match_hugging_face_from_the_same_weights(tmp_path, task, optimizer):
   """A tiny classifier or span head trained 12 steps here and in transformers + torch
   (benchmarks.training_parity, as on MiniLM), from the same weights (exported with
-  convert_checkpoint --to=hf), on the same batches, dropout off: every loss and weight equal to
-  float32 rounding. `google` is our default AdamW against the torch transcription of
+  bert_tf.checkpoints.convert --to=hf), on the same batches, dropout off: every loss and weight
+  equal to float32 rounding. `google` is our default AdamW against the torch transcription of
   google-research's update; `adamw` --adam_bias_correction against torch.optim.AdamW (Keras'
   Adam, epsilon before the bias correction, missed issue 14's 1e-3 on MiniLM's losses). The
   span head's loss reaches the padding, and so the [PAD] embedding (trained on both sides here)

@@ -32,10 +32,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils, tokenization
-from bert_tf.script_errors import quoted, summary
+from bert_tf import tokenization
+from bert_tf.cli.errors import quoted, summary
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records, sentence_pairs
+from bert_tf.io import files as io_files
 
 FEATURE_FORMAT = "bert_tf.classifier_features/1"
 TASK_NAMES = ("cola", "csv", "mnli", "mrpc", "nsmc", "tsv", "xnli")
@@ -92,7 +93,7 @@ def read_rows(path: str, delimiter: str = "\t") -> List[Row]:
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError:
-    raise io_utils.utf8_error(path) from None
+    raise io_files.utf8_error(path) from None
   text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
   reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
@@ -543,7 +544,7 @@ def file_based_convert_examples_to_features(
     max_seq_length: int, tokenizer: tokenization.FullTokenizer, output_file: str) -> int:
   """Writes the features of `examples` to a TFRecord file, atomically; returns the count."""
   count = 0
-  with io_utils.atomic_output(output_file) as temporary:
+  with io_files.atomic_output(output_file) as temporary:
     with tf.io.TFRecordWriter(temporary) as writer:
       for index, example in enumerate(examples):
         writer.write(serialize_features(

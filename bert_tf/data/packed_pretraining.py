@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
 from bert_tf.data import masking, packing, pipeline, records
+from bert_tf.io import files as io_files
 
 PACKED_FORMAT = "bert_tf.packed_pretraining_rows/1"
 MASKED_LM_KEYS = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
@@ -158,7 +158,7 @@ def prepare_packed(files: Sequence[str], seq_length: int, max_predictions_per_se
     directory = os.path.dirname(output_file)
     for path, name, rows in zip(files, names, rows_by_file):  # pass 2: the rows
       arrays = _read_instances(path, spec, max_predictions_per_seq, masked_lm_prob)
-      with io_utils.atomic_output(os.path.join(directory, name)) as temporary:
+      with io_files.atomic_output(os.path.join(directory, name)) as temporary:
         with records.TFRecordWriter(temporary) as writer:
           for members in rows:
             writer.write(_packed_row(arrays, members, seq_length, max_examples, max_predictions,

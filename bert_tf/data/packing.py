@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
 from bert_tf.data import pipeline, records
+from bert_tf.io import files as io_files
 
 PACKED_FORMAT = "bert_tf.packed_rows/1"
 POSITION_IDS = "position_ids"
@@ -141,14 +141,14 @@ def prepare_packed(file_pattern: str, source_metadata: str, seq_length: int,
   packed rows are reused while it, the length, the keys and the seed are unchanged
   (records.cached_records), so a resumed run reads the same rows.
   """
-  key = dict(format=PACKED_FORMAT, source_sha256=io_utils.file_sha256(source_metadata),
+  key = dict(format=PACKED_FORMAT, source_sha256=io_files.file_sha256(source_metadata),
              seq_length=seq_length, example_keys=list(example_keys), seed=seed)
 
   def build() -> Dict[str, Any]:
     arrays = _read_features(file_pattern, seq_length, example_keys)
     rows = pack_lengths(arrays["length"], seq_length, seed)
     max_examples = max(len(row) for row in rows)
-    with io_utils.atomic_output(output_file) as temporary:
+    with io_files.atomic_output(output_file) as temporary:
       with records.TFRecordWriter(temporary) as writer:
         for members in rows:
           writer.write(_packed_row(arrays, members, seq_length, max_examples, example_keys))

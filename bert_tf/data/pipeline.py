@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils
 from bert_tf.data import records
+from bert_tf.io import files as io_files
 
 Parser = Callable[[tf.Tensor], Dict[str, tf.Tensor]]
 
@@ -41,7 +41,7 @@ def example_parser(spec: Dict[str, tf.io.FixedLenFeature]) -> Parser:
   return parse
 
 
-list_files = io_utils.list_files  # defined in io_utils, which tools without TensorFlow import
+list_files = io_files.list_files  # defined in io/files.py, which tools without TensorFlow import
 
 
 def _published_counts(directory: str) -> Dict[str, int]:
@@ -51,7 +51,7 @@ def _published_counts(directory: str) -> Dict[str, int]:
     if tf.io.gfile.stat(path).length > _MAX_METADATA_BYTES:
       continue  # e.g. SQuAD's nbest_predictions.json beside its features
     try:
-      published = io_utils.read_json(path).get("record_counts")
+      published = io_files.read_json(path).get("record_counts")
     except (ValueError, AttributeError):
       continue
     if isinstance(published, dict):
@@ -86,7 +86,7 @@ def record_counts(files: Sequence[str], cache_dir: Optional[str] = None) -> List
   """
   published: Dict[str, Dict[str, int]] = {}
   cache_path = os.path.join(cache_dir, COUNTS_CACHE) if cache_dir else None
-  cache = (io_utils.read_json(cache_path)
+  cache = (io_files.read_json(cache_path)
            if cache_path and tf.io.gfile.exists(cache_path) else {})
   counts, counted = [], False
   for path in files:
@@ -104,7 +104,7 @@ def record_counts(files: Sequence[str], cache_dir: Optional[str] = None) -> List
       counted = True
     counts.append(entry["records"])
   if counted and cache_path:
-    io_utils.write_json_atomic(cache_path, cache)
+    io_files.write_json_atomic(cache_path, cache)
   return counts
 
 

@@ -20,12 +20,12 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optio
 from absl import logging
 import google_crc32c
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 if TYPE_CHECKING:
   import tensorflow as tf
 
-gfile = io_utils.gfile
+gfile = io_files.gfile
 
 
 def int64_feature(values: Sequence[int]) -> tf.train.Feature:
@@ -124,7 +124,7 @@ def count_frames(path: str) -> int:
 
 def file_sizes(directory: str, names: Sequence[str]) -> Dict[str, int]:
   """Bytes of each file (names relative to `directory`), as metadata records them at write time."""
-  return {name: gfile.stat(io_utils.join_under(directory, name)).length for name in names}
+  return {name: gfile.stat(io_files.join_under(directory, name)).length for name in names}
 
 
 def damage(metadata_path: str, metadata: Dict[str, Any],
@@ -135,13 +135,13 @@ def damage(metadata_path: str, metadata: Dict[str, Any],
   directory = os.path.dirname(metadata_path)
   sizes, counts = metadata.get("file_sizes", {}), metadata.get("record_counts", {})
   for name in metadata.get("files", []) if names is None else names:
-    path = io_utils.join_under(directory, name)
+    path = io_files.join_under(directory, name)
     if not gfile.exists(path):
       return f"{path} is missing"
     size = gfile.stat(path).length
     if name in sizes and size != sizes[name]:
       return f"{path} is {size:,} bytes, {sizes[name]:,} when it was written (cut short or damaged)"
-    if name in counts and not io_utils.is_url(path):  # a read per record: slow over HTTP
+    if name in counts and not io_files.is_url(path):  # a read per record: slow over HTTP
       try:
         found = count_frames(path)
       except ValueError as e:
@@ -172,7 +172,7 @@ def _valid_metadata(path: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   """The metadata at `path` if it records `key` and every file it lists is intact, else None."""
   if not gfile.exists(path):
     return None
-  cached = io_utils.read_json(path)
+  cached = io_files.read_json(path)
   changed = sorted(name for name in key if cached.get(name) != key[name])
   if changed:
     logging.info("Rebuilding the records of %s: %s changed.", path, ", ".join(changed))
@@ -202,14 +202,14 @@ def cached_records(metadata_path: str, key: Dict[str, Any],
     return cached
   stale: List[str] = []
   if gfile.exists(metadata_path):
-    stale = io_utils.read_json(metadata_path).get("files", [])
+    stale = io_files.read_json(metadata_path).get("files", [])
     gfile.remove(metadata_path)
   built = build()
   directory = os.path.dirname(metadata_path)
   for name in set(stale) - set(built["files"]):
-    path = io_utils.join_under(directory, name)
+    path = io_files.join_under(directory, name)
     if gfile.exists(path):
       gfile.remove(path)
   metadata = {**key, **built, "file_sizes": file_sizes(directory, built["files"])}
-  io_utils.write_json_atomic(metadata_path, metadata)
+  io_files.write_json_atomic(metadata_path, metadata)
   return metadata

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 # google-research splits contexts on these characters only (not on every Unicode space).
 _CONTEXT_WORD = re.compile("[^ \t\r\n\u202f]+")
@@ -71,7 +71,7 @@ def _read_dataset(input_file: str) -> Any:
   try:
     return json.loads(data.decode("utf-8"))
   except UnicodeDecodeError:
-    raise io_utils.utf8_error(input_file) from None
+    raise io_files.utf8_error(input_file) from None
   except json.JSONDecodeError as e:
     raise ValueError(f"{input_file}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg}). "
                      "A SQuAD file is one JSON object {\"data\": [...]}; check that the file is "

@@ -13,10 +13,10 @@ import heapq
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from bert_tf import tokenization
 from bert_tf.data.squad_examples import SquadExample
 from bert_tf.data.squad_features import InputFeatures
-from bert_tf import io_utils
-from bert_tf import tokenization
+from bert_tf.io import files as io_files
 
 RawResult = collections.namedtuple("RawResult", ["unique_id", "start_logits", "end_logits"])
 
@@ -147,10 +147,10 @@ def write_predictions(all_examples: Sequence[SquadExample], all_features: Sequen
   predictions, all_nbest, null_odds = compute_predictions(
       all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
       version_2_with_negative, null_score_diff_threshold)
-  io_utils.write_json_atomic(output_prediction_file, predictions)
-  io_utils.write_json_atomic(output_nbest_file, all_nbest)
+  io_files.write_json_atomic(output_prediction_file, predictions)
+  io_files.write_json_atomic(output_nbest_file, all_nbest)
   if version_2_with_negative:
-    io_utils.write_json_atomic(output_null_log_odds_file, null_odds)
+    io_files.write_json_atomic(output_null_log_odds_file, null_odds)
   return predictions
 
 

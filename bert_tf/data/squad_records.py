@@ -20,7 +20,7 @@ import tensorflow as tf
 from bert_tf.data import pipeline as input_pipeline
 from bert_tf.data import records
 from bert_tf.data import squad_examples, squad_features
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 EVAL_SIDECAR = "eval_features.jsonl"
 _METADATA_FORMAT = "bert_tf.squad_features/1"
@@ -43,7 +43,7 @@ class FeatureWriter:
     directory = os.path.dirname(filename_or_pattern)
     if directory:
       tf.io.gfile.makedirs(directory)
-    self._temporary = [io_utils.temporary_path(name) for name in self.filenames]
+    self._temporary = [io_files.temporary_path(name) for name in self.filenames]
     self._writers = [tf.io.TFRecordWriter(name) for name in self._temporary]
 
   def process_feature(self, feature: squad_features.InputFeatures) -> None:
@@ -134,7 +134,7 @@ def metadata_path(output_dir: str, is_training: bool) -> str:
 
 def _write_eval_sidecar(path: str, features: List[squad_features.InputFeatures]) -> None:
   """One JSON line per feature with what write_predictions needs (not the model inputs)."""
-  with io_utils.atomic_output(path) as temporary:
+  with io_files.atomic_output(path) as temporary:
     with tf.io.gfile.GFile(temporary, "w") as f:
       for feature in features:
         positions = list(feature.token_to_orig_map)
@@ -188,8 +188,8 @@ def prepare_features(input_file: str, tokenizer: Any, vocab_file: str, max_seq_l
   key = {
       "format": _METADATA_FORMAT,
       "split": split,
-      "input_sha256": io_utils.file_sha256(input_file),
-      "vocab_sha256": io_utils.file_sha256(vocab_file),
+      "input_sha256": io_files.file_sha256(input_file),
+      "vocab_sha256": io_files.file_sha256(vocab_file),
       "do_lower_case": bool(tokenizer.basic_tokenizer.do_lower_case),
       "max_seq_length": max_seq_length,
       "doc_stride": doc_stride,
@@ -239,9 +239,9 @@ def load_eval_data(output_dir: str, input_file: Optional[str] = None
   if not tf.io.gfile.exists(meta_path):
     raise FileNotFoundError(f"{meta_path} does not exist: run prepare_features with "
                             "is_training=False first.")
-  metadata = io_utils.read_json(meta_path)
+  metadata = io_files.read_json(meta_path)
   input_file = input_file or metadata["input_file"]
-  if io_utils.file_sha256(input_file) != metadata["input_sha256"]:
+  if io_files.file_sha256(input_file) != metadata["input_sha256"]:
     raise ValueError(f"{input_file} changed after its features were written to "
                      f"{output_dir}: run prepare_features again.")
   examples = squad_examples.read_squad_examples(

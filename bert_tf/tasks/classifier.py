@@ -17,10 +17,12 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import export, io_utils, modeling
-from bert_tf.script_errors import summary
+from bert_tf import modeling
+from bert_tf.cli.errors import summary
 from bert_tf.data import classifier as classifier_data
 from bert_tf.data import length_buckets, pipeline
+from bert_tf.io import files as io_files
+from bert_tf.serving import export
 from bert_tf.tasks import classifier_metrics, task
 from bert_tf.training import trainer
 
@@ -101,7 +103,7 @@ def write_test_results(path: str, probabilities: np.ndarray,
   if label_list is not None:
     rows = [[*label_list, "prediction"]] + [
         row + [label_list[int(np.argmax(p))]] for row, p in zip(rows, probabilities)]
-  io_utils.write_text_atomic(path, "".join("\t".join(row) + "\n" for row in rows))
+  io_files.write_text_atomic(path, "".join("\t".join(row) + "\n" for row in rows))
 
 
 class ClassifierTask(task.Task):
@@ -212,11 +214,11 @@ class ClassifierTask(task.Task):
   def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
     """eval_results.txt (google-research's sorted `key = value` lines) and eval_results.json."""
     output_dir = self.config.output_dir
-    io_utils.write_key_values(os.path.join(output_dir, "eval_results.txt"), dict(
+    io_files.write_key_values(os.path.join(output_dir, "eval_results.txt"), dict(
         eval_accuracy=metrics["accuracy"], eval_loss=metrics["loss"], eval_mcc=metrics["mcc"],
         eval_f1=metrics["f1"], eval_num_examples=metrics["num_examples"], global_step=step,
         loss=metrics["loss"]))
-    io_utils.write_json_atomic(os.path.join(output_dir, "eval_results.json"), dict(
+    io_files.write_json_atomic(os.path.join(output_dir, "eval_results.json"), dict(
         metrics, global_step=step, task_name=self.config.task_name,
         task_metric=self.processor.metric, label_list=self.label_list,
         eval_file=self.processor.find_file(self.config.data_dir, "dev")))
@@ -238,7 +240,7 @@ class ClassifierTask(task.Task):
     results["test_results"] = path
     if not labeled:
       return ["test_results.tsv"]
-    io_utils.write_json_atomic(os.path.join(self.config.output_dir, "test_metrics.json"),
+    io_files.write_json_atomic(os.path.join(self.config.output_dir, "test_metrics.json"),
                                dict(results["test"], global_step=step))
     return ["test_results.tsv", "test_metrics.json"]
 

@@ -27,9 +27,13 @@ import tf_keras
 from absl import logging
 from google.protobuf import message
 
-from bert_tf import checkpoints, convert_checkpoint, create_pretraining_data, io_utils, modeling
-from bert_tf import run_directory, tokenization
+from bert_tf import modeling
+from bert_tf import tokenization
+from bert_tf.checkpoints import convert, formats
+from bert_tf.corpus import shards
 from bert_tf.data import masking, packed_pretraining, packing, pipeline
+from bert_tf.io import files as io_files
+from bert_tf.io import run_directory
 from bert_tf.tasks import task
 from bert_tf.training import trainer
 
@@ -81,7 +85,7 @@ def _first_features(path: str):
   except (tf.errors.OpError, message.DecodeError) as e:
     raise ValueError(f"{path} is not a TFRecord file of tf.train.Examples ({e}); check "
                      "--input_file, or make the data with python -m "
-                     "bert_tf.create_pretraining_data.") from None
+                     "bert_tf.corpus.create_pretraining_data.") from None
 
 
 def _file_format(path: str, feature) -> Tuple[DataFormat, int]:
@@ -89,17 +93,17 @@ def _file_format(path: str, feature) -> Tuple[DataFormat, int]:
   missing = [name for name in _INPUT_FEATURES if name not in feature]
   if missing:
     raise ValueError(f"{path} is not pretraining data: it lacks {', '.join(missing)}. Make "
-                     "it with python -m bert_tf.create_pretraining_data.")
+                     "it with python -m bert_tf.corpus.create_pretraining_data.")
   next_sentence = "next_sentence_labels" in feature
   if "masked_lm_positions" in feature:
     return (DataFormat(next_sentence_prediction=next_sentence),
             len(feature["masked_lm_positions"].int64_list.value))
-  metadata = create_pretraining_data.read_metadata(path)
+  metadata = shards.read_metadata(path)
   if not metadata or metadata.get("masking") != "dynamic":
     raise ValueError(f"{path} holds unmasked records (no masked_lm_positions) but no "
                      "create_pretraining_data metadata with masking=dynamic says how to mask "
                      "them. Keep OUTPUT_FILE.metadata.json beside the shards, or make the data "
-                     "again with python -m bert_tf.create_pretraining_data.")
+                     "again with python -m bert_tf.corpus.create_pretraining_data.")
   return (DataFormat(True, next_sentence, metadata["masked_lm_prob"],
                      metadata["do_whole_word_mask"]), metadata["max_predictions_per_seq"])
 
@@ -292,7 +296,7 @@ class PretrainingTask(task.Task):
     size (and holds the records) its metadata recorded."""
     config = self.config
     for pattern in dict.fromkeys([config.input_file, self.eval_input]):
-      create_pretraining_data.check_shards(pipeline.list_files(pattern))
+      shards.check_shards(pipeline.list_files(pattern))
       data_format = self.data_format(pattern)
       wanted = config.next_sentence_prediction
       if wanted is None:
@@ -309,8 +313,8 @@ class PretrainingTask(task.Task):
         raise ValueError(f"{pattern} holds {data_format.describe()}: masking them needs the "
                          "vocab ([MASK], random tokens, ## word pieces). Pass --vocab_file.")
       if self.files.vocab_file:
-        create_pretraining_data.check_data_vocab(pipeline.list_files(pattern)[0],
-                                                 self.files.vocab_file)
+        shards.check_data_vocab(pipeline.list_files(pattern)[0],
+                                self.files.vocab_file)
       logging.info("%s: %s. %s", pattern, data_format.describe(), (
           "Masking is dynamic: each record gets new masks every time it is read, so every "
           "epoch sees other masked words" if data_format.dynamic else
@@ -347,7 +351,7 @@ class PretrainingTask(task.Task):
 
   def num_train_records(self) -> Optional[int]:
     """The instances of the input, when its create_pretraining_data metadata covers it."""
-    return create_pretraining_data.count_instances(self.config.input_file)
+    return shards.count_instances(self.config.input_file)
 
   def train_files(self) -> str:
     return self.config.input_file
@@ -384,7 +388,7 @@ class PretrainingTask(task.Task):
 
   def write_evaluation(self, metrics: Dict[str, Any], step: int) -> List[str]:
     """google-research's eval_results.txt: 'key = value' lines, sorted."""
-    io_utils.write_key_values(os.path.join(self.config.output_dir, "eval_results.txt"),
+    io_files.write_key_values(os.path.join(self.config.output_dir, "eval_results.txt"),
                               {**metrics, "global_step": step})
     return ["eval_results.txt"]
 
@@ -403,7 +407,7 @@ class PretrainingTask(task.Task):
                                       self.files.vocab_file, self.files.do_lower_case)
 
 
-EXPORT_FORMATS = (checkpoints.TF1, checkpoints.TF2, checkpoints.HF)
+EXPORT_FORMATS = (formats.TF1, formats.TF2, formats.HF)
 EXPORT_SOURCE = "exported_from.json"
 
 
@@ -424,22 +428,22 @@ def export_model(output_dir: str, source: str, bert_config_file: str, vocab_file
     target = os.path.join(output_dir, task.EXPORT_DIR, fmt)
     record = os.path.join(target, EXPORT_SOURCE)
     written[fmt] = target
-    if tf.io.gfile.exists(record) and io_utils.read_json(record) == recorded:
+    if tf.io.gfile.exists(record) and io_files.read_json(record) == recorded:
       logging.info("%s already holds %s; not exported again.", target, source)
       continue
-    tmp = io_utils.temporary_path(target)
+    tmp = io_files.temporary_path(target)
     try:
-      convert_checkpoint.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file,
-                                            do_lower_case)
-      io_utils.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), recorded)
+      convert.convert_checkpoint(source, tmp, fmt, bert_config_file, vocab_file,
+                                 do_lower_case)
+      io_files.write_json_atomic(os.path.join(tmp, EXPORT_SOURCE), recorded)
       if tf.io.gfile.exists(target):
         logging.warning("%s held an export of %s; replaced by one of %s.", target,
-                        io_utils.read_json(record).get("checkpoint") if tf.io.gfile.exists(record)
+                        io_files.read_json(record).get("checkpoint") if tf.io.gfile.exists(record)
                         else "unrecorded weights", recorded["checkpoint"])
         tf.io.gfile.rmtree(target)
       tf.io.gfile.rename(tmp, target)
     finally:
       if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
-    logging.info("Exported %s as %s to %s.", source, checkpoints.FORMAT_NAMES[fmt], target)
+    logging.info("Exported %s as %s to %s.", source, formats.FORMAT_NAMES[fmt], target)
   return written

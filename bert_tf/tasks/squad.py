@@ -16,9 +16,11 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import evaluate, export, io_utils, modeling, packed_modeling
+from bert_tf import evaluate, modeling, packed_modeling
 from bert_tf.data import length_buckets, packing, pipeline
 from bert_tf.data import squad_examples, squad_predictions, squad_records
+from bert_tf.io import files as io_files
+from bert_tf.serving import export
 from bert_tf.tasks import task
 from bert_tf.training import trainer
 
@@ -135,7 +137,7 @@ class SquadTask(task.Task):
     """The predict file's JSON, checked as SQuAD (a clear error naming the place if not)."""
     squad_examples.read_squad_examples(self.config.predict_file, False,
                                        self.config.version_2_with_negative)
-    return io_utils.read_json(self.config.predict_file)
+    return io_files.read_json(self.config.predict_file)
 
   @property
   def predict_dataset(self) -> Dict[str, Any]:
@@ -235,18 +237,18 @@ class SquadTask(task.Task):
       return []  # every worker predicts its share; the chief gathers them and writes the files
     config = self.config
     paths = output_files(config.output_dir)
-    io_utils.write_json_atomic(paths["predictions"], predictions)
-    io_utils.write_json_atomic(paths["nbest_predictions"], nbest)
+    io_files.write_json_atomic(paths["predictions"], predictions)
+    io_files.write_json_atomic(paths["nbest_predictions"], nbest)
     written = ["predictions", "nbest_predictions"]
     if config.version_2_with_negative:
-      io_utils.write_json_atomic(paths["null_odds"], null_odds)
+      io_files.write_json_atomic(paths["null_odds"], null_odds)
       written.append("null_odds")
     logging.info("Predicted %d questions: %s", len(predictions), paths["predictions"])
     results["predictions"] = paths["predictions"]
     names = [os.path.basename(paths[name]) for name in written]
     if self.has_eval_data():
       results["metrics"] = self._score(predictions, null_odds)
-      io_utils.write_json_atomic(os.path.join(config.output_dir, EVAL_RESULTS_FILE),
+      io_files.write_json_atomic(os.path.join(config.output_dir, EVAL_RESULTS_FILE),
                                  dict(results["metrics"], global_step=step))
       names.append(EVAL_RESULTS_FILE)
     return names

@@ -29,9 +29,12 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import (checkpoints, export, io_utils, model_files, run_directory, script_errors,
-                     tokenization)
+from bert_tf import tokenization
+from bert_tf.checkpoints import formats, model_files
+from bert_tf.cli import errors as cli_errors
 from bert_tf.data import length_buckets, packing, pipeline
+from bert_tf.io import files as io_files, run_directory
+from bert_tf.serving import export
 from bert_tf.training import best_checkpoint, distribution, history, trainer
 
 EXPORT_DIR = "export"
@@ -302,11 +305,11 @@ class Task:
   def _write_model_files(self) -> None:
     """bert_config.json and vocab.txt into output_dir (lowercasing is in run_flags.json)."""
     output_dir = self.config.output_dir
-    io_utils.write_text_atomic(os.path.join(output_dir, CONFIG_FILE),
+    io_files.write_text_atomic(os.path.join(output_dir, CONFIG_FILE),
                                self.files.config.to_json_string())
     vocab = os.path.join(output_dir, VOCAB_FILE)
     if self.files.vocab_file and os.path.abspath(self.files.vocab_file) != os.path.abspath(vocab):
-      io_utils.copy_atomic(self.files.vocab_file, vocab)
+      io_files.copy_atomic(self.files.vocab_file, vocab)
 
   def _train_config(self) -> trainer.TrainConfig:
     training = self.config.training
@@ -328,7 +331,7 @@ class Task:
 
   def _init_weights(self, model: tf_keras.Model) -> None:
     if self.files.init_checkpoint:
-      checkpoints.load_init_checkpoint(model, self.files.init_checkpoint)
+      formats.load_init_checkpoint(model, self.files.init_checkpoint)
     else:
       logging.warning("No --init_checkpoint: training from randomly initialised weights.")
 
@@ -410,7 +413,7 @@ class Task:
                         "current.", config.output_dir, chosen.description,
                         chosen.best.get("metric"), chosen.best.get("metric"))
       logging.info("Restoring %s: %s.", chosen.description, chosen.prefix)
-      checkpoints.load_init_checkpoint(run.model, chosen.prefix)
+      formats.load_init_checkpoint(run.model, chosen.prefix)
     self.model_source = chosen.prefix if chosen else None
     return run.model
 
@@ -424,7 +427,7 @@ class Task:
       problem = pipeline.damaged_file(self.packed.path if self.packed else self.train_files())
       if problem is None:
         raise
-      raise script_errors.RunFault(
+      raise cli_errors.RunFault(
           f"{problem.rstrip('.')} (TensorFlow: {e.message.splitlines()[0]}). Copy the file "
           "again, or remove it and rerun the command that made it (run_squad and run_classifier "
           "rebuild their cached features; create_pretraining_data, a shard).") from e
@@ -479,7 +482,7 @@ class Task:
   def _restore(self, source: str, what: str) -> tf_keras.Model:
     with self.strategy.scope():
       model = self._seeded_model()
-    report = checkpoints.load_init_checkpoint(model, source)
+    report = formats.load_init_checkpoint(model, source)
     if self.head and self.head not in report.components:
       logging.warning("%s (%s) has no %s layer: %s uses a randomly initialised one, so its "
                       "outputs mean nothing until the model is fine-tuned.", source, what,

@@ -4,7 +4,7 @@ A candidate is written under a new prefix (best/ckpt-STEP) through the same all-
 part save as training checkpoints, then best/best.json names it: that rename is the commit
 point, so a crash at any moment leaves best.json naming a complete checkpoint. Older bests and
 the leftovers of a crashed write are deleted after the commit (and when a run starts). best.json
-names the checkpoint relative to the run directory (run_directory.py reads it, in every tool),
+names the checkpoint relative to the run directory (io/run_directory.py reads it, in every tool),
 and the model's files (config, vocab) are copied beside it, so best/ alone is a model.
 """
 
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import io_utils, run_directory
+from bert_tf.io import files as io_files, run_directory
 from bert_tf.training import distribution, partial_saves, trainer
 
 BEST_DIR = run_directory.BEST_DIR
@@ -77,8 +77,8 @@ class BestCheckpointKeeper:
       for name in self.model_files:
         source, target = os.path.join(self.output_dir, name), os.path.join(self.directory, name)
         if tf.io.gfile.exists(source) and not tf.io.gfile.exists(target):
-          io_utils.copy_atomic(source, target)
-      io_utils.write_json_atomic(os.path.join(self.directory, BEST_FILE),
+          io_files.copy_atomic(source, target)
+      io_files.write_json_atomic(os.path.join(self.directory, BEST_FILE),
                                  run_directory.best_record(**self.best))
       self._remove_checkpoints_but(prefix)
     logging.info("New best %s %.4f at step %d: saved to %s.", self.metric, value, step, prefix)

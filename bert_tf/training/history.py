@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from bert_tf import io_utils
+from bert_tf.io import files as io_files
 
 RUN_FLAGS_FILE = "run_flags.json"
 STATE_FILE = "training_state.json"
@@ -35,10 +35,10 @@ class TrainingState:
   @classmethod
   def load(cls, output_dir: str) -> "TrainingState":
     path = os.path.join(output_dir, STATE_FILE)
-    return cls(**io_utils.read_json(path)) if tf.io.gfile.exists(path) else cls()
+    return cls(**io_files.read_json(path)) if tf.io.gfile.exists(path) else cls()
 
   def save(self, output_dir: str) -> None:
-    io_utils.write_json_atomic(os.path.join(output_dir, STATE_FILE), dataclasses.asdict(self))
+    io_files.write_json_atomic(os.path.join(output_dir, STATE_FILE), dataclasses.asdict(self))
 
 
 def columns(metrics: Sequence[str]) -> List[str]:
@@ -55,7 +55,7 @@ def write_stats(path: str, rows: Sequence[Row], metrics: Sequence[str]) -> None:
   writer.writeheader()
   for row in rows:
     writer.writerow({k: "" if row.get(k) is None else row[k] for k in names})
-  io_utils.write_text_atomic(path, buffer.getvalue())
+  io_files.write_text_atomic(path, buffer.getvalue())
 
 
 def _duration(seconds: Optional[float]) -> str:
@@ -112,6 +112,6 @@ def plot_curves(path: str, rows: Sequence[Row], metrics: Sequence[str],
   figure.tight_layout()
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png")
-  with io_utils.atomic_output(path) as temporary:
+  with io_files.atomic_output(path) as temporary:
     with tf.io.gfile.GFile(temporary, "wb") as f:
       f.write(buffer.getvalue())

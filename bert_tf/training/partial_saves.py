@@ -16,7 +16,8 @@ from typing import Iterator, List
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import io_utils, script_errors
+from bert_tf.cli import errors as cli_errors
+from bert_tf.io import files as io_files
 
 # TensorFlow's temporary directory of a checkpoint prefix (checkpoint_management's "ckpt"
 # prefix, and best/'s), and the scratch directory of a non-chief worker's save.
@@ -24,21 +25,21 @@ _TEMPORARY = re.compile(r"(ckpt-\d+_temp|\.worker_tmp_\d+)")
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as TensorFlow reports it too
 
 
-class DiskFullError(script_errors.RunFault):
+class DiskFullError(cli_errors.RunFault):
   """A save found no space left: the message names the checkpoint, the directory, the free space
   and the fix."""
 
 
 def remove_temporaries(directory: str) -> List[str]:
   """Removes the partial checkpoint directories in `directory`; returns their paths."""
-  if not io_utils.gfile.isdir(directory):
+  if not io_files.gfile.isdir(directory):
     return []
   removed = []
   for name in tf.io.gfile.listdir(directory):
     name = name.rstrip("/")
     if _TEMPORARY.fullmatch(name):
       path = os.path.join(directory, name)
-      io_utils.gfile.rmtree(path)
+      io_files.gfile.rmtree(path)
       removed.append(path)
   if removed:
     logging.warning("Removed what failed saves left: %s.", ", ".join(removed))
@@ -47,9 +48,9 @@ def remove_temporaries(directory: str) -> List[str]:
 
 def free_space(directory: str) -> str:
   """The free space of a local `directory`, e.g. "free 12 MB" ("" for gs:// and the like)."""
-  if io_utils.is_url(directory):
+  if io_files.is_url(directory):
     return ""
-  return f": free {io_utils.free_bytes(directory) // 2**20:,} MB"
+  return f": free {io_files.free_bytes(directory) // 2**20:,} MB"
 
 
 @contextlib.contextmanager

@@ -32,8 +32,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bert_tf import run_directory
 from bert_tf.data import packing
+from bert_tf.io import run_directory
 from bert_tf.training import distribution, optimization, partial_saves
 
 Features = Dict[str, tf.Tensor]

@@ -20,7 +20,7 @@ from typing import List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from bert_tf import build_vocab  # noqa: E402  (after the path set-up
+from bert_tf.corpus import build_vocab  # noqa: E402  (after the path set-up
 
 SEED = 20240601
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,6 +1,6 @@
 """Writes minilm_last_layer.json: Hugging Face transformers' outputs of all-MiniLM-L6-v2.
 
-The golden values let tests/test_checkpoints.py and tests/test_extract_features.py check that our
+The golden values let tests/test_formats.py and tests/test_extract_features.py check that our
 BertModel, loaded from the Hugging Face directory, computes what transformers computes. torch and
 transformers are not bert_tf dependencies: run this in a separate virtualenv, e.g.
 

@@ -1,0 +1,1 @@
+"""Model files: the checkpoint formats, google-research conversion, configs, a model directory."""

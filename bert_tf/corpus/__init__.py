@@ -1,0 +1,1 @@
+"""Corpus to pretraining records: cleaning, vocab, masked-LM instances (locally or on Beam)."""

@@ -1,0 +1,1 @@
+"""Files local and on Cloud Storage: atomic writes, gs:// checks, the run lock and directory."""

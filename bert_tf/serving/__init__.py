@@ -1,0 +1,1 @@
+"""Serving: SavedModel export, raw-text and in-graph tokenization, and feature extraction."""
