@@ -263,8 +263,8 @@ def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
     return [Problem(
         f"This TPU is a {machine.accelerator_type} ({generation}), and TensorFlow has no TPU "
         "support for that generation (Cloud TPU: TensorFlow is not supported on TPU7x).",
-        f"use a TPU of {', '.join(tf_stacks.TPU_GENERATIONS)} (README, \"Hardware and "
-        "installation\"), or a GPU")]
+        f"use a TPU of {', '.join(tf_stacks.TPU_GENERATIONS)} (docs/installation-and-hardware.md), "
+        "or a GPU")]
   reason = local_tpu(machine) or ("--expect=tpu" if expect == "tpu" else None)
   if machine.tpu_error:
     problems.append(Problem(machine.tpu_error.replace(f"; {distribution.TPU_FIX}", ""),
@@ -281,7 +281,7 @@ def _tpu_problems(machine: Machine, expect: Optional[str]) -> List[Problem]:
       problems.append(Problem(
           f"This is meant to use a TPU ({reason}), but the installed TensorFlow "
           f"({machine.tf_owner or machine.tf_version}) has no TPU support.",
-          f"`make {stack.install_tpu}` (README, \"Hardware and installation\")"))
+          f"`make {stack.install_tpu}` (docs/installation-and-hardware.md)"))
     return problems
   pin = stack.tpu_pin("libtpu")
   libtpu = machine.versions.get("libtpu")

@@ -2,8 +2,9 @@
 
 TensorFlow 2.20 (requirements.txt, requirements-tpu.txt) is the default. TensorFlow 2.19
 (requirements-tf219.txt, requirements-tpu-tf219.txt) is kept because tensorflow-tpu 2.19.1 with
-libtpu 0.0.10 is the pair in the newest TF-on-TPU recipe Google published (README, "Hardware and
-installation"). `make test` and `make test-tf219` run the code on each; neither ran on a TPU.
+libtpu 0.0.10 is the pair in the newest TF-on-TPU recipe Google published
+(docs/installation-and-hardware.md, "Two TensorFlow stacks, and why"). `make test` and
+`make test-tf219` run the code on each; neither ran on a TPU.
 """
 
 import dataclasses

@@ -107,7 +107,8 @@ def run_classifier(proxy: FaultProxy, output_dir: str, *flags: str) -> subproces
 
 
 def test_tensorflow_retries_transient_answers_and_dropped_connections(client, proxy):
-  """What TensorFlow's own GCS file system does (README, "Cloud Storage faults")."""
+  """What TensorFlow's own GCS file system does (docs/cloud-storage-and-preemption.md, "Cloud
+  Storage faults: what is retried, by whom")."""
   proxy.inject(Fault("503", "POST", "uploadType=resumable"), Fault("drop", "PUT", UPLOAD_CHUNK),
                Fault("429", "GET", r"^/fault-bucket/"), Fault("500", "POST", "rewriteTo"))
   result = _tensorflow(proxy, (

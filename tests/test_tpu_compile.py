@@ -95,7 +95,7 @@ def test_xla_flops_match_the_readme_formula(tmp_path):
 
   The formula counts matrix multiplies only; softmax, GELU, LayerNorm, dropout's random bits
   and the update add about 7% at hidden size 256 and fall as 1/hidden_size (1% at BERT-Base,
-  README); hidden size 512 keeps the compile short.
+  docs/tpu-planning.md); hidden size 512 keeps the compile short.
   """
   config = configs.BertConfig(vocab_size=1024, hidden_size=512, num_hidden_layers=1,
                               num_attention_heads=8, intermediate_size=2048,

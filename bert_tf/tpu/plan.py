@@ -7,9 +7,9 @@ exports the Trainer's replica step (tpu/hlo_export.py) for the per-replica batch
 the TPU compiler (libtpu, in the separate environment `make tpu-compile-env` builds; see
 tpu/compile.py) for one replica of the TPU type, and prints whether XLA accepts it (or its
 error), per-replica HBM (weights and optimizer state, temporaries, total, against the chip's),
-FLOPs per step and per example from XLA's cost analysis beside the README's analytic formula,
-the time of the run at the chip's peak and at --mfu, the largest global batch that compiles
-(--search_batch), and the same for the prediction step. Compile-time estimates: the HLO is
+FLOPs per step and per example from XLA's cost analysis beside the analytic formula
+(docs/tpu-planning.md), the time of the run at the chip's peak and at --mfu, the largest global
+batch that compiles (--search_batch), and the same for the prediction step. Compile-time estimates: the HLO is
 TensorFlow's CPU lowering of the step (TF cannot export a stateful step for a TPU without
 one), and nothing here ran on TPU hardware.
 """
@@ -96,7 +96,8 @@ def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str]) -> List[Dict[str
 
 def analytic_flops_per_example(config, task: str, seq: int, training: bool = True,
                                max_predictions_per_seq: int = 20, num_labels: int = 2) -> float:
-  """The README's formula: matrix-multiply FLOPs of one example (x3 for a training step).
+  """docs/tpu-planning.md's formula: matrix-multiply FLOPs of one example (x3 for a training
+  step).
 
   Per layer 2*S*(4*H*H + 2*H*I) for the projections and feed-forward and 4*S*S*H for attention;
   then the task's head (MLM: 2*P*H*(H + V), the pooler 2*H*H, span/classifier/NSP logits).
@@ -296,7 +297,7 @@ def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: f
       f"total {_gb(report.total_bytes)} of {_gb(tpu.hbm_per_replica)} "
       f"({100 * report.total_bytes / tpu.hbm_per_replica:.0f}%).",
       f"  FLOPs: {flops:.4g} per step, {flops / global_batch:.4g} per example (XLA's cost "
-      f"analysis); the README's formula: {analytic * global_batch:.4g} per step."]
+      f"analysis); the formula of docs/tpu-planning.md: {analytic * global_batch:.4g} per step."]
   if steps:
     at_peak = report.flops * steps / tpu.peak_flops_per_replica
     lines.append(f"  {steps} steps: {_duration(at_peak)} at peak ({tpu.peak_flops_per_replica / 1e12:g}"

@@ -9,7 +9,7 @@ including today's Colab TPU runtime, where the TPU is attached to this machine).
 (node name or grpc://) runs the input pipeline and writes checkpoints itself, so it can only reach
 gs:// paths. A TPU pod slice is one of these: TensorFlow drives it from a single client, the one
 process started on worker 0 with the slice's name (TPU_NAME), and the TPU hosts' TensorFlow
-servers read the data and write the checkpoints (README, "Hardware and installation").
+servers read the data and write the checkpoints (docs/installation-and-hardware.md).
 
 Using this machine's TPU needs TensorFlow's TPU build (the tensorflow-tpu wheel, `make
 install-tpu`); `check_tpu_support` refuses `--tpu_name=local` on any other build before any
@@ -41,7 +41,7 @@ _TPU_ONLY_OP = "TPUCompile"
 # The TPU install of the installed TensorFlow's stack: `make install-tpu` for 2.20, `make
 # install-tpu-tf219` for 2.19.
 TPU_FIX = (f"run `make {(tf_stacks.installed() or tf_stacks.DEFAULT).install_tpu}` (or the pip "
-           "commands in the README, \"Hardware and installation\"), then `python -m "
+           "commands in docs/installation-and-hardware.md), then `python -m "
            "bert_tf.doctor` to see what this machine can run")
 
 
