@@ -106,18 +106,22 @@ def window_blocks(index: int, raw_documents: List[List[str]], counts: Dict[str, 
       batch = maker.pad_batch(made)
     else:
       batch = maker.mask_batch(made, rng, np_rng)
-    frames = [records.frame(record) for record in encoder.encode_batch(batch)]
+    del made  # Peak memory: a pass's instances live once, as lists, arrays or records in turn.
     first = stats["instances"]
+    stats["instances"] += len(batch.lengths)
+    stats["random_next"] += int(batch.is_random_next.sum())
+    stats["tokens"] += int(batch.lengths.sum())
+    if batch.num_masked is not None:
+      stats["masked"] += int(batch.num_masked.sum())
+    frames = encoder.encode_batch(batch)
+    del batch
+    for i, record in enumerate(frames):  # framed in place: each record's bytes held once
+      frames[i] = records.frame(record)
     keys = sort_keys(config.random_seed, index, first, len(frames))
     for offset in range(min(num_shards, len(frames))):
       yield ((first + offset + index) % num_shards,
              _block((first + offset + index) % num_shards, keys[offset::num_shards],
                     frames[offset::num_shards]))
-    stats["instances"] += len(made)
-    stats["random_next"] += int(batch.is_random_next.sum())
-    stats["tokens"] += int(batch.lengths.sum())
-    if batch.num_masked is not None:
-      stats["masked"] += int(batch.num_masked.sum())
   counts.update(stats)
 
 
