@@ -9,7 +9,7 @@ from bert_tf import modeling
 from bert_tf.data import packing
 from bert_tf.tasks import pretraining as pretraining_task
 from bert_tf.tasks import squad as squad_task
-from tests import test_packed_pretraining as packed_pretraining_data
+from tests import packed_pretraining_data
 from tests.packed_data import TINY, packed_rows, real_slots, unpacked_examples
 
 
