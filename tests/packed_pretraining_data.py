@@ -11,7 +11,7 @@ from bert_tf import tokenization
 from bert_tf.checkpoints import configs
 from bert_tf.corpus import create_pretraining_data as cpd
 from bert_tf.corpus import instances
-from bert_tf.data import masking, packed_pretraining, packing
+from bert_tf.data import packed_pretraining, packing
 from bert_tf.tasks import pretraining as pretraining_task
 from tests.test_run_pretraining import PREDICTIONS, SAMPLE, SEQ
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from bert_tf.cli import errors as cli_errors
 from bert_tf.io import gcs
-from bert_tf.training import partial_saves, trainer
+from bert_tf.training import partial_saves
 from tests import test_trainer
 
 

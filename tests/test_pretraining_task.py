@@ -428,7 +428,7 @@ def test_static_data_trains_packed_into_a_checkpoint_an_unpacked_model_reads(tmp
       tf.train.list_variables(r.manager.latest_checkpoint) for r in (run, unpacked_run))
   assert packed_variables == unpacked_variables
   restored = modeling.build_model(modeling.BertPretrainer(TINY))
-  checkpoints.load_init_checkpoint(restored, run.manager.latest_checkpoint)
+  formats.load_init_checkpoint(restored, run.manager.latest_checkpoint)
   for got, want in zip(restored.weights, run.model.weights):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 

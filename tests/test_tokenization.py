@@ -5,7 +5,6 @@ The reference for google-research/bert's tokenization is tf-models-official's po
 """
 
 import concurrent.futures
-import csv
 import json
 import logging
 import random
