@@ -181,3 +181,22 @@ def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_st
   assert formula == pytest.approx(expected, rel=1e-3)
   assert xla > 0
   assert "1000 steps:" in train and "at 40% MFU" in train
+
+
+def test_a_compiler_process_that_dies_during_the_search_keeps_what_is_known(tmp_path):
+  """The search reports the largest batch compiled so far when a later compile's process fails
+  (libtpu once failed to initialise under heavy load), instead of losing the plan to a traceback."""
+  tpu = chips.tpu_type("v5e-8")
+  logged = []
+  planner = plan.Planner(_spec("classifier"), tpu, str(tmp_path), logged.append)
+  fits = plan.StepReport(batch=4, compiles=True, memory=dict(
+      argument_size_in_bytes=10**9, output_size_in_bytes=0, alias_size_in_bytes=0,
+      temp_size_in_bytes=10**9, generated_code_size_in_bytes=0))
+
+  def dying_compile(batch):
+    raise RuntimeError("the TPU compiler process failed:\nFailed to find host bounds")
+
+  planner.train = dying_compile
+  assert planner.largest_batch(fits, max_compiles=2) == (4, None)
+  assert logged == ["  the search stopped at 60 per replica: the TPU compiler process failed: "
+                    "Failed to find host bounds"]

@@ -9,9 +9,9 @@ tpu/compile.py) for one replica of the TPU type, and prints whether XLA accepts 
 error), per-replica HBM (weights and optimizer state, temporaries, total, against the chip's),
 FLOPs per step and per example from XLA's cost analysis beside the analytic formula
 (docs/tpu-planning.md), the time of the run at the chip's peak and at --mfu, the largest global
-batch that compiles (--search_batch), and the same for the prediction step. Compile-time estimates: the HLO is
-TensorFlow's CPU lowering of the step (TF cannot export a stateful step for a TPU without
-one), and nothing here ran on TPU hardware.
+batch that compiles (--search_batch), and the same for the prediction step. Compile-time
+estimates: the HLO is TensorFlow's CPU lowering of the step (TF cannot export a stateful step
+for a TPU without one), and nothing here ran on TPU hardware.
 """
 
 import dataclasses
@@ -213,7 +213,12 @@ class Planner:
         guess = (fits + fails) // 2 // step * step
         if guess <= fits:
           guess = fits + step
-      report = self.train(guess)
+      try:
+        report = self.train(guess)
+      except RuntimeError as e:  # its process died (seen under heavy load): keep what is known
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        self.log(f"  the search stopped at {guess} per replica: {' '.join(lines[:2])}")
+        break
       if report.compiles:
         fits, known = max(fits, guess), report
       elif report.out_of_memory:
