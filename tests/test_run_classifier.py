@@ -67,11 +67,11 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path, pack_seq
                                 resumed, (15, 40, 65), None if pack_sequences else 90, tmp_path)
     last = _start_classifier(resumed, tmp_path / "last.log", pack_sequences)
     try:
-      assert last.wait(timeout=300) == 0, (tmp_path / "last.log").read_text()[-3000:]
+      assert last.wait(timeout=900) == 0, (tmp_path / "last.log").read_text()[-3000:]
     finally:
       processes.stop(last)
     assert "Resumed from" in (tmp_path / "last.log").read_text()
-    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    assert uninterrupted.wait(timeout=900) == 0, (tmp_path / "straight.log").read_text()[-3000:]
   finally:
     processes.stop(uninterrupted)
   processes.assert_same_final_checkpoint(straight, resumed)

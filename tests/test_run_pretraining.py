@@ -174,7 +174,7 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
     result = _run(*args, f"--output_dir={resumed}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resumed from" in result.stderr
-    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    assert uninterrupted.wait(timeout=900) == 0, (tmp_path / "straight.log").read_text()[-3000:]
   finally:
     processes.stop(uninterrupted)
   processes.assert_same_final_checkpoint(straight, resumed)

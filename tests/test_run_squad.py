@@ -91,7 +91,7 @@ def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):
         resumed, (10, 20, 30), 44, tmp_path)
     result = _run_squad(*args, f"--output_dir={resumed}")
     assert "Resumed from" in result.stderr
-    assert uninterrupted.wait(timeout=300) == 0
+    assert uninterrupted.wait(timeout=900) == 0
   finally:
     processes.stop(uninterrupted)
   processes.assert_same_final_checkpoint(straight, resumed)

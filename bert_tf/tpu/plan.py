@@ -301,7 +301,7 @@ def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: f
       f"total {_gb(report.total_bytes)} of {_gb(tpu.hbm_per_replica)} "
       f"({100 * report.total_bytes / tpu.hbm_per_replica:.0f}%).",
       f"  FLOPs: {flops:.4g} per step, {flops / global_batch:.4g} per example (XLA's cost "
-      f"analysis); the formula of docs/tpu-planning.md: {analytic * global_batch:.4g} per step."]
+      f"analysis); docs/tpu-planning.md's formula: {analytic * global_batch:.4g} per step."]
   if steps:
     at_peak = report.flops * steps / tpu.peak_flops_per_replica
     lines.append(f"  {steps} steps: {_duration(at_peak)} at peak ({tpu.peak_flops_per_replica / 1e12:g}"
