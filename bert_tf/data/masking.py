@@ -31,7 +31,7 @@ import tensorflow as tf
 Features = Dict[str, tf.Tensor]
 
 
-def _num_to_predict(lengths: tf.Tensor, masked_lm_prob: float,
+def num_to_predict(lengths: tf.Tensor, masked_lm_prob: float,
                     max_predictions_per_seq: int) -> tf.Tensor:
   """google-research's min(max_predictions, max(1, int(round(length * prob)))) per row."""
   rounded = tf.cast(tf.round(tf.cast(lengths, tf.float64) * masked_lm_prob), tf.int32)
@@ -69,10 +69,10 @@ class DynamicMasker:
     columns = tf.range(width)[None]
     candidate = ((columns >= 1) & (columns < lengths[:, None] - 1)
                  & (columns != num_a[:, None] - 1))
-    num_to_predict = _num_to_predict(lengths, self.masked_lm_prob, most)
+    predictions = num_to_predict(lengths, self.masked_lm_prob, most)
     order_seed, replace_seed, random_seed = tf.unstack(
         tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3))
-    chosen = self._choose(ids, candidate, num_to_predict, order_seed)
+    chosen = self._choose(ids, candidate, predictions, order_seed)
     # The chosen positions in ascending order, padded with `width` (then zeroed).
     keys = tf.where(chosen, columns, width)
     if most > width:

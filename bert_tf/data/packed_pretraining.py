@@ -64,10 +64,8 @@ def _instance_spec(seq_length: int, max_predictions: int, next_sentence: bool,
 
 def num_to_predict(lengths: np.ndarray, masked_lm_prob: float,
                    max_predictions_per_seq: int) -> np.ndarray:
-  """The predictions dynamic masking gives instances of these lengths (masking's rule, in
-  float64 with ties to even)."""
-  rounded = np.round(lengths.astype(np.float64) * masked_lm_prob).astype(np.int64)
-  return np.minimum(max_predictions_per_seq, np.maximum(1, rounded))
+  """The predictions dynamic masking gives instances of these lengths (masking's own rule)."""
+  return masking.num_to_predict(lengths, masked_lm_prob, max_predictions_per_seq).numpy()
 
 
 def _read_instances(path: str, spec: Dict[str, tf.io.FixedLenFeature], max_predictions: int,
