@@ -454,6 +454,17 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, unwritable_d
   assert line.startswith(f"error: --output_file={output}: nothing can be written in ")
 
 
+def test_a_missing_vocab_is_one_line_naming_the_flag(tmp_path):
+  text = tmp_path / "text.txt"
+  text.write_text("한국어 문장입니다.\n\n또 다른 문서입니다.\n", encoding="utf-8")
+  line = processes.user_error(
+      "-m", "bert_tf.corpus.create_pretraining_data", f"--input_file={text}",
+      f"--output_file={tmp_path / 'data.tfrecord'}", f"--vocab_file={tmp_path / 'vocb.txt'}")
+  assert line.startswith(f"error: --vocab_file={tmp_path / 'vocb.txt'}: nothing exists at this "
+                         "path"), line
+  assert "ls -ld" in line and not (tmp_path / "data.tfrecord.metadata.json").exists()
+
+
 class FileCalls:
   """Counts, under one directory, the files opened and the read calls on them, at the file layer
   every reader and writer here goes through: Python's `open` (io_files.gfile's local files too).

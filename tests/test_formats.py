@@ -4,6 +4,7 @@ import importlib.util
 import json
 import logging
 import os
+import pathlib
 import sys
 import types
 
@@ -440,7 +441,14 @@ def test_resolve_model_files(tmp_path):
   (tmp_path / "google" / "bert_config.json").write_text(TINY.to_json_string())
   assert formats.resolve_model_files(prefix + ".index", None, None) == (
       str(tmp_path / "google" / "vocab.txt"), str(tmp_path / "google" / "bert_config.json"))
-  assert formats.resolve_model_files(prefix, "v.txt", None)[0] == "v.txt"
+  given = str(tmp_path / "v.txt")
+  pathlib.Path(given).write_text("a\n")
+  assert formats.resolve_model_files(prefix, given, None)[0] == given
+  # A file named by a flag that is not there: the flag, the path and how to check it.
+  with pytest.raises(ValueError, match=r"--vocab_file=.*missing.txt: nothing exists at this path"):
+    formats.resolve_model_files(prefix, str(tmp_path / "missing.txt"), None)
+  with pytest.raises(ValueError, match=r"--bert_config_file=.*no.json: nothing exists at this"):
+    formats.resolve_model_files(None, given, str(tmp_path / "no.json"))
   hf = _write_hf(tmp_path / "hf", formats.to_hf_arrays(_values(_build(modeling.BertModel))))
   with pytest.raises(ValueError, match="--vocab_file was not given.*has no vocab.txt"):
     formats.resolve_model_files(hf, None, None)
@@ -448,7 +456,7 @@ def test_resolve_model_files(tmp_path):
   assert formats.resolve_model_files(hf + "/model.safetensors", None, None) == (
       os.path.join(hf, "vocab.txt"), os.path.join(hf, "config.json"))
   with pytest.raises(ValueError, match="--bert_config_file is required"):
-    formats.resolve_model_files(None, "v.txt", None)
+    formats.resolve_model_files(None, given, None)
 
 
 def minilm_dir():

@@ -42,7 +42,7 @@ from absl import logging
 
 from bert_tf import modeling, tokenization
 from bert_tf.checkpoints.configs import BertConfig
-from bert_tf.io import files as io_files, run_directory
+from bert_tf.io import files as io_files, gcs, run_directory
 
 TF1 = "tf1"
 TF2 = "tf2"
@@ -637,13 +637,14 @@ def resolve_model_files(init_checkpoint: Optional[str], vocab_file: Optional[str
                         ) -> Tuple[str, str]:
   """(vocab_file, bert_config_file), each taken from the directory of --init_checkpoint (a
   Hugging Face directory, an output directory or the folder of a Google checkpoint) when not
-  given. Raises ValueError naming the flag to pass when one cannot be found."""
+  given. Raises ValueError naming the flag to pass when one cannot be found or read."""
   directory = None
   if init_checkpoint and not (vocab_file and bert_config_file):
     directory = checkpoint_directory(init_checkpoint, flag)
 
   def find(file_flag: str, given: Optional[str], names: Sequence[str]) -> str:
     if given:
+      gcs.check_inputs_and_output({file_flag: given}, file_flag, None)
       return given
     if directory is None:
       raise ValueError(f"--{file_flag} is required: there is no --{flag} to find "
