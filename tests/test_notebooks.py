@@ -7,6 +7,8 @@ packages already installed.
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -58,3 +60,44 @@ def test_the_notebook_fine_tunes_on_cpu_top_to_bottom(tmp_path: pathlib.Path,
   assert set(scores) >= {"exact_match", "f1"} and 0 <= scores["f1"] <= 100
   assert (output_dir / "predictions.json").exists()
   assert list(output_dir.glob("ckpt-*.index"))  # checkpoints to resume from
+
+
+def install_commands(runtime: str, tf_stack: str, monkeypatch: pytest.MonkeyPatch) -> list:
+  """The commands the notebook's parameter, install and TPU cells run for RUNTIME and TF_STACK,
+  recorded instead of run (the cells are executed as they are, with `run` a recorder)."""
+  for name, value in {"RUNTIME": runtime, "TF_STACK": tf_stack, "CODE_DIR": str(PROJECT_ROOT),
+                      "INSTALL": "1"}.items():
+    monkeypatch.setenv(f"BERT_TF_{name}", value)
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+  commands = []
+  namespace = {"run": lambda *command: commands.append(command[1:]), "sys": sys,
+               "subprocess": subprocess}
+  exec(code[0], namespace)  # pylint: disable=exec-used
+  for source in code:
+    if "pip" in source and "install" in source:
+      exec(source, namespace)  # pylint: disable=exec-used
+  return [" ".join(command) for command in commands]
+
+
+@pytest.mark.parametrize("tf_stack, venv", [("2.20", "VENV"), ("2.19", "TF219_VENV")])
+def test_the_notebook_installs_a_tpu_runtime_as_make_does(tf_stack, venv, monkeypatch):
+  commands = install_commands("tpu", tf_stack, monkeypatch)
+  # `$(call install_tpu,$(VENV),requirements.txt,requirements-tpu.txt)` and its 2.19 twin.
+  recipes = [line for line in (PROJECT_ROOT / "Makefile").read_text().splitlines()
+             if line.strip().startswith("$(call install_tpu,$(" + venv + ")")]
+  [recipe] = recipes
+  plain, tpu = recipe.strip().rstrip(")").split(",")[2:]
+  assert commands == [f"-m pip install -q -r {plain}",
+                      f"-m pip install -q --no-deps -e {PROJECT_ROOT}",
+                      f"-m pip install -q --no-deps --force-reinstall -r {tpu}"], commands
+  assert (PROJECT_ROOT / plain).exists() and (PROJECT_ROOT / tpu).exists()
+
+
+def test_the_notebook_refuses_a_stack_it_has_no_wheels_for(monkeypatch):
+  with pytest.raises(ValueError, match="TF_STACK='2.19' is for the TPU"):
+    install_commands("gpu", "2.19", monkeypatch)
+  with pytest.raises(ValueError, match="TF_STACK='2.21': use '2.20' or '2.19'"):
+    install_commands("tpu", "2.21", monkeypatch)
+  assert install_commands("gpu", "2.20", monkeypatch)[0] == (
+      "-m pip install -q -r requirements.txt -r requirements-gpu.txt")
