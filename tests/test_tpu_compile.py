@@ -3,7 +3,8 @@
 The training steps are the Trainer's own (tpu/hlo_export.py): the three tasks, float32 and
 mixed_bfloat16, with and without gradient accumulation, and the packed rows of every task,
 compiled for v3-8, v4-8 and v5e-8, so an op TPUs do not support fails here. Tests that compile
-skip when the compile environment is absent; `make test` builds it.
+skip when the compile environment is absent; `make test` builds it. The planner's packed rows
+(--pack_sequences) are checked without the compiler and compiled once through the planner.
 """
 
 import json
@@ -14,6 +15,7 @@ import sys
 import pytest
 
 from bert_tf.checkpoints import configs
+from bert_tf.data import packing
 from bert_tf.tpu import chips, hlo_export, plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,7 +156,7 @@ def test_a_model_that_does_not_fit_one_example_per_core_says_by_how_much(tmp_pat
                                     max_position_embeddings=8192)))
   status, _, stderr = _plan("--tpu=v2-8", f"--bert_config_file={config}", "--task=classifier",
                             "--max_seq_length=8192", "--train_batch_size=8",
-                            "--mixed_precision=float32")
+                            "--mixed_precision=float32", "--pack_sequences=false")
   last = stderr.strip().splitlines()[-1]
   assert status and last.startswith("error: the model does not fit a v2-8 even at one example")
   assert "exceed" in last.lower()
@@ -167,7 +169,7 @@ def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_st
   status, stdout, stderr = _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
                                  "--max_seq_length=16", "--train_batch_size=32",
                                  "--num_train_steps=1000", "--search_batch=false",
-                                 "--predict_batch_size=64")
+                                 "--predict_batch_size=64", "--pack_sequences=false")
   assert status == 0, stderr
   assert "Training step, global batch 32 (4 per replica): compiles" in stdout
   assert "Prediction step, global batch 64 (8 per replica): compiles" in stdout
@@ -200,3 +202,113 @@ def test_a_compiler_process_that_dies_during_the_search_keeps_what_is_known(tmp_
   assert planner.largest_batch(fits, max_compiles=2) == (4, None)
   assert logged == ["  the search stopped at 60 per replica: the TPU compiler process failed: "
                     "Failed to find host bounds"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed rows (--pack_sequences, the scripts' default)
+
+
+def test_packing_flags_default_to_the_least_rows_and_slots_and_refuse_impossible_figures():
+  assert plan.packing_plan("squad", 1.0) == plan.Packing(1.0, 1)
+  assert plan.packing_plan("classifier", 6.67) == plan.Packing(6.67, 7)
+  assert plan.packing_plan("classifier", 6.67, 12) == plan.Packing(6.67, 12)
+  # Pretraining: M defaults to the most E instances can get, E x max_predictions_per_seq.
+  assert plan.packing_plan("pretraining", 1.66, 8, 0, 20) == plan.Packing(1.66, 8, 160)
+  assert plan.packing_plan("pretraining", 1.66, 8, 21, 20) == plan.Packing(1.66, 8, 21)
+  with pytest.raises(ValueError, match=r"^--examples_per_row=0.5: expected 1 or more"):
+    plan.packing_plan("squad", 0.5)
+  with pytest.raises(ValueError, match=r"^--examples_per_row=3.5 exceeds --max_examples_per_row=3"):
+    plan.packing_plan("squad", 3.5, 3)
+  with pytest.raises(ValueError, match=r"^--max_predictions_per_row applies to --task=pretraining"):
+    plan.packing_plan("classifier", 2.0, 0, 20)
+  with pytest.raises(ValueError, match=r"^--max_predictions_per_row=41: expected 1 to 40"):
+    plan.packing_plan("pretraining", 1.5, 2, 41, 20)
+
+
+def test_packed_rows_a_step_are_the_scripts_count_for_the_batch():
+  # 32 examples at 2.3 a row are 13.9 rows; 8 replicas take whole rows: 16, as the scripts
+  # take (data/packing.py's rows_per_step over the data's examples and rows).
+  assert plan.Packing(2.3, 4).rows_per_step(32, 8, 384) == 16 == packing.rows_per_step(
+      32, 2300, 1000, 8)
+  assert plan.Packing(2.3, 4).rows_per_step(32, 16, 384) == 16  # 8 replicas x 2 micro-batches
+  assert plan.Packing(1.0, 1).rows_per_step(256, 8, 128) == 256  # no gain: rows are examples
+  # Where whole rows per replica cannot make about the batch, the scripts refuse it: so does this.
+  with pytest.raises(ValueError, match=r"a step of 8 row\(s\).*about 24 examples, not "
+                     r"--train_batch_size=8: raise --train_batch_size to at least 24"):
+    plan.Packing(3.0, 4).rows_per_step(8, 8, 384)
+
+
+def test_the_formula_of_a_packed_row_counts_each_slots_heads():
+  one = plan.analytic_flops_per_example(TINY, "classifier", 16, True, num_labels=3)
+  row = plan.analytic_flops_per_example(TINY, "classifier", 16, True, num_labels=3, slots=4)
+  h = TINY.hidden_size
+  assert row - one == 3 * 3 * (2 * h * h + 2 * h * 3)  # three more poolers and classifiers
+  squad_row = plan.analytic_flops_per_example(TINY, "squad", 16, slots=4)
+  assert squad_row == plan.analytic_flops_per_example(TINY, "squad", 16)  # per position
+  pretraining_row = plan.analytic_flops_per_example(TINY, "pretraining", 16, True, 21, slots=8)
+  assert pretraining_row == plan.analytic_flops_per_example(TINY, "pretraining", 16, True, 21) + (
+      3 * 7 * (2 * h * h + 2 * h * 2))
+
+
+def _report(batch, flops=1e12):
+  return plan.StepReport(batch=batch, compiles=True, flops=flops, seconds=30, memory=dict(
+      argument_size_in_bytes=2 * 10**9, output_size_in_bytes=0, alias_size_in_bytes=0,
+      temp_size_in_bytes=10**9, generated_code_size_in_bytes=0), batch_bytes=10**6)
+
+
+def test_a_packed_step_is_described_in_rows_and_examples_and_costs_less_per_example():
+  tpu = chips.tpu_type("v5e-8")
+  unpacked = plan.describe_step("Training step", _report(4), tpu, 1e11, 100, 0.4)
+  assert unpacked[0] == ("Training step, global batch 32 (4 per replica): compiles (XLA's TPU "
+                         "compiler, 30 s).")
+  assert "FLOPs: 8e+12 per step, 2.5e+11 per example (XLA's cost analysis); " in unpacked[2]
+  packed = {per_row: plan.describe_step("Training step", _report(2), tpu, 1e11, 100, 0.4, per_row)
+            for per_row in (2.0, 4.0)}
+  assert packed[2.0][0] == ("Training step, 16 rows a step (2 per replica) holding 32.0 examples "
+                            "on average: compiles (XLA's TPU compiler, 30 s).")
+  assert "FLOPs: 8e+12 per step, 5e+11 per row, 2.5e+11 per example (XLA's cost analysis); " \
+         "docs/tpu-planning.md's formula: 1.6e+12 per step." in packed[2.0][2]
+  assert "5e+11 per row, 1.25e+11 per example" in packed[4.0][2]  # twice the examples a row
+  assert packed[2.0][3] == unpacked[3]  # the time of the steps: the same FLOPs a step
+  assert plan.describe_search(6, 7, tpu, 1, 2.5) == (
+      "Largest global batch that compiles: 48 rows, about 120 examples on average (exactly: 56 "
+      "rows do not).")
+  assert plan.describe_search(6, None, tpu, 1) == (
+      "Largest global batch that compiles: 48 (no larger one tried).")
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--examples_per_row=0.5"], "error: --examples_per_row=0.5: expected 1 or more"),
+    (["--pack_sequences=false", "--examples_per_row=2"],
+     "error: --examples_per_row describes packed rows, which --pack_sequences=false turns off"),
+    (["--train_batch_size=8", "--examples_per_row=3"],
+     "error: --pack_sequences: rows of 384 tokens hold 3.0 training examples on average")])
+def test_packing_flags_the_scripts_would_refuse_are_one_error_line(args, error):
+  status, _, stderr = _plan("--tpu=v5e-8", *args)
+  assert status and stderr.strip().splitlines()[-1].startswith(error)
+
+
+@needs_compiler
+def test_planner_compiles_the_packed_step_at_the_scripts_rows(tmp_path):
+  config = tmp_path / "tiny.json"
+  config.write_text(TINY.to_json_string())
+  status, stdout, stderr = _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
+                                 "--max_seq_length=16", "--train_batch_size=32",
+                                 "--examples_per_row=2", "--max_examples_per_row=3",
+                                 "--num_train_examples=3200", "--num_train_epochs=1",
+                                 "--search_batch=false")
+  assert status == 0, stderr
+  assert "squad on tiny.json, seq 16, mixed_bfloat16, adamw, accumulation 1, packed rows of 2 " \
+         "examples on average, at most 3 a row:" in stdout
+  # 32 examples at 2 a row: 16 rows, 2 per replica of a v5e-8.
+  assert "Training step, 16 rows a step (2 per replica) holding 32.0 examples on average: " \
+         "compiles" in stdout
+  flops = stdout.split("FLOPs: ")[1]
+  per_step, per_row, per_example = (float(flops.split(f" per {unit}")[0].split(", ")[-1])
+                                    for unit in ("step", "row", "example"))
+  assert per_row == pytest.approx(per_step / 16, rel=1e-3)
+  assert per_example == pytest.approx(per_row / 2, rel=1e-3)
+  formula = float(stdout.split("formula: ")[1].split(" per step")[0])
+  assert formula == pytest.approx(16 * plan.analytic_flops_per_example(TINY, "squad", 16, slots=3),
+                                  rel=1e-3)
+  assert "100 steps:" in stdout  # 3,200 examples at 32 a step

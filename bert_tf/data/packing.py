@@ -71,11 +71,33 @@ def pack_lengths(lengths: Sequence[int], capacity: int, seed: int) -> List[List[
   return [rows[i] for i in rng.permutation(len(rows))]
 
 
-def rows_per_step(train_batch_size: int, num_examples: int, num_rows: int, multiple: int) -> int:
-  """Rows a step takes so that it holds about `train_batch_size` examples: a multiple of
-  `multiple` (replicas x micro-batches), at least one each."""
+# How far a packed step's average example count may stray from --train_batch_size (whole rows
+# per replica make it a step) before the run is refused.
+PACKED_BATCH_TOLERANCE = 1.5
+
+
+def rows_per_step(train_batch_size: int, num_examples: float, num_rows: float,
+                  multiple: int) -> int:
+  """Rows a step takes so that it holds about `train_batch_size` examples (rows hold
+  num_examples / num_rows on average): a multiple of `multiple` (replicas x micro-batches), at
+  least one each."""
   rows = train_batch_size * num_rows / num_examples
   return max(multiple, int(round(rows / multiple)) * multiple)
+
+
+def check_step_examples(train_batch_size: int, rows: int, examples_per_row: float,
+                        multiple: int, seq_length: int) -> None:
+  """A ValueError naming the batch to use when `rows` rows of `examples_per_row` examples on
+  average make a step far from `train_batch_size` examples (`multiple` replicas x
+  micro-batches need a row each)."""
+  per_step = rows * examples_per_row
+  if not 1 / PACKED_BATCH_TOLERANCE <= per_step / train_batch_size <= PACKED_BATCH_TOLERANCE:
+    raise ValueError(
+        f"--pack_sequences: rows of {seq_length} tokens hold {examples_per_row:.1f} training "
+        f"examples on average, so a step of {rows} row(s) ({multiple} replica(s) x "
+        f"micro-batch(es) need a row each) learns from about {per_step:.0f} examples, not "
+        f"--train_batch_size={train_batch_size}: raise --train_batch_size to at least "
+        f"{round(multiple * examples_per_row)} or pass --pack_sequences=false.")
 
 
 @dataclasses.dataclass

@@ -49,9 +49,6 @@ RUN_OUTPUTS = ("checkpoint", "ckpt-*", best_checkpoint.BEST_DIR, EXPORT_DIR,
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
 PACKED_TRAIN_FILE = "train_packed.tf_record"
-# How far a packed step's average example count may stray from --train_batch_size (whole rows
-# per replica make it a step) before the run is refused.
-_PACKED_BATCH_TOLERANCE = 1.5
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -198,19 +195,13 @@ class Task:
     config = self.config
     self.packed, self.packed_parser = packed, parser
     batch, rows = config.training.train_batch_size, self.rows_per_step()
-    per_step = rows * self.packed.examples_per_row
-    if not 1 / _PACKED_BATCH_TOLERANCE <= per_step / batch <= _PACKED_BATCH_TOLERANCE:
-      wanted = self.strategy.num_replicas_in_sync * config.training.gradient_accumulation_steps
-      raise ValueError(
-          f"--pack_sequences: rows of {config.max_seq_length} tokens hold "
-          f"{self.packed.examples_per_row:.1f} training examples on average, so a step of "
-          f"{rows} row(s) ({wanted} replica(s) x micro-batch(es) need a row each) learns from "
-          f"about {per_step:.0f} examples, not --train_batch_size={batch}: raise "
-          f"--train_batch_size to at least {round(wanted * self.packed.examples_per_row)} or "
-          "pass --pack_sequences=false.")
+    packing.check_step_examples(
+        batch, rows, packed.examples_per_row,
+        self.strategy.num_replicas_in_sync * config.training.gradient_accumulation_steps,
+        config.max_seq_length)
     logging.info("Packed training: %d rows a step hold %.1f examples on average "
-                 "(--train_batch_size=%d); %.1f steps an epoch.", rows, per_step, batch,
-                 self.steps_per_epoch())
+                 "(--train_batch_size=%d); %.1f steps an epoch.", rows,
+                 rows * packed.examples_per_row, batch, self.steps_per_epoch())
 
   def packed_train_dataset(self, context: tf.distribute.InputContext,
                            start_batch: int) -> tf.data.Dataset:

@@ -3,19 +3,22 @@
     python -m bert_tf.tpu.plan --task=squad --bert_config_file=bert_base_uncased \
         --max_seq_length=384 --train_batch_size=32 --tpu=v3-8 --num_train_steps=5500
 
-exports the Trainer's replica step (tpu/hlo_export.py) for the per-replica batch, compiles it with
-the TPU compiler (libtpu, in the separate environment `make tpu-compile-env` builds; see
-tpu/compile.py) for one replica of the TPU type, and prints whether XLA accepts it (or its
-error), per-replica HBM (weights and optimizer state, temporaries, total, against the chip's),
-FLOPs per step and per example from XLA's cost analysis beside the analytic formula
-(docs/tpu-planning.md), the time of the run at the chip's peak and at --mfu, the largest global
-batch that compiles (--search_batch), and the same for the prediction step. Compile-time
-estimates: the HLO is TensorFlow's CPU lowering of the step (TF cannot export a stateful step
-for a TPU without one), and nothing here ran on TPU hardware.
+exports the Trainer's replica step (tpu/hlo_export.py) for the per-replica batch (with
+--pack_sequences, the scripts' default, of packed rows, as many as the scripts take for
+--examples_per_row, a figure their logs give), compiles it with the TPU compiler (libtpu, in
+the separate environment `make tpu-compile-env` builds; see tpu/compile.py) for one replica of
+the TPU type, and prints whether XLA accepts it (or its error), per-replica HBM (weights and
+optimizer state, temporaries, total, against the chip's), FLOPs per step, per row and per
+example from XLA's cost analysis beside the analytic formula (docs/tpu-planning.md), the time
+of the run at the chip's peak and at --mfu, the largest global batch that compiles
+(--search_batch), and the same for the prediction step. Compile-time estimates: the HLO is
+TensorFlow's CPU lowering of the step (TF cannot export a stateful step for a TPU without one),
+and nothing here ran on TPU hardware.
 """
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -94,9 +97,11 @@ def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str]) -> List[Dict[str
 
 
 def analytic_flops_per_example(config, task: str, seq: int, training: bool = True,
-                               max_predictions_per_seq: int = 20, num_labels: int = 2) -> float:
+                               max_predictions_per_seq: int = 20, num_labels: int = 2,
+                               slots: int = 1) -> float:
   """docs/tpu-planning.md's formula: matrix-multiply FLOPs of one example (x3 for a training
-  step).
+  step), or of one packed row of `slots` example slots (E), each with its own pooler and
+  classifier or next-sentence head; max_predictions_per_seq is then the row's (M).
 
   Per layer 2*S*(4*H*H + 2*H*I) for the projections and feed-forward and 4*S*S*H for attention;
   then the task's head (MLM: 2*P*H*(H + V), the pooler 2*H*H, span/classifier/NSP logits).
@@ -107,10 +112,56 @@ def analytic_flops_per_example(config, task: str, seq: int, training: bool = Tru
   if task == "squad":
     forward += 2 * seq * h * 2
   elif task == "classifier":
-    forward += 2 * h * h + 2 * h * num_labels
+    forward += slots * (2 * h * h + 2 * h * num_labels)
   elif task == "pretraining":
-    forward += 2 * max_predictions_per_seq * h * (h + v) + 2 * h * h + 2 * h * 2
+    forward += 2 * max_predictions_per_seq * h * (h + v) + slots * (2 * h * h + 2 * h * 2)
   return float(forward * (3 if training else 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing:
+  """The packed training rows a plan assumes: the figures the scripts log of their data
+  (data/packing.py, data/packed_pretraining.py), which the planner cannot see."""
+  examples_per_row: float  # on average
+  max_examples_per_row: int  # E: every row's example slots
+  max_predictions_per_row: int = 0  # M: pretraining's prediction slots a row
+
+  def rows_per_step(self, train_batch_size: int, multiple: int, seq_length: int) -> int:
+    """The rows a global step takes, as the scripts count them (whole rows for each of
+    `multiple` replicas x micro-batches); a ValueError where the scripts refuse the batch."""
+    from bert_tf.data import packing  # pylint: disable=import-outside-toplevel  # TensorFlow
+    rows = packing.rows_per_step(train_batch_size, self.examples_per_row, 1, multiple)
+    packing.check_step_examples(train_batch_size, rows, self.examples_per_row, multiple,
+                                seq_length)
+    return rows
+
+
+def packing_plan(task: str, examples_per_row: float, max_examples_per_row: int = 0,
+                 max_predictions_per_row: int = 0, max_predictions_per_seq: int = 20) -> Packing:
+  """The flags' packed rows, checked (ValueErrors name the flags); 0 picks the bounds' defaults:
+  E = ceil(examples_per_row), M = E x max_predictions_per_seq (the most a row can hold)."""
+  if examples_per_row < 1:
+    raise ValueError(f"--examples_per_row={examples_per_row:g}: expected 1 or more (a row holds "
+                     "at least one example; 1: packing gains nothing).")
+  slots = max_examples_per_row or math.ceil(examples_per_row)
+  if slots < examples_per_row:
+    raise ValueError(f"--examples_per_row={examples_per_row:g} exceeds --max_examples_per_row="
+                     f"{slots}: the average cannot exceed the most a row holds.")
+  if task != "pretraining":
+    if max_predictions_per_row:
+      raise ValueError("--max_predictions_per_row applies to --task=pretraining only.")
+    return Packing(examples_per_row, slots)
+  most = slots * max_predictions_per_seq
+  predictions = max_predictions_per_row or most
+  if not 1 <= predictions <= most:
+    raise ValueError(f"--max_predictions_per_row={predictions}: expected 1 to {most} (a row's "
+                     f"{slots} instances get at most --max_predictions_per_seq="
+                     f"{max_predictions_per_seq} each).")
+  return Packing(examples_per_row, slots, predictions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,8 +200,9 @@ def first_line(error: str) -> str:
 class Planner:
   """Exports and compiles one task's steps for one TPU type, caching per batch."""
 
-  def __init__(self, spec, tpu: chips.TpuType, scratch: str, log=print):
+  def __init__(self, spec, tpu: chips.TpuType, scratch: str, log=print, predict_spec=None):
     self.spec = spec  # hlo_export.StepSpec; its batch_size is replaced per compile
+    self.predict_spec = predict_spec or spec  # prediction is never packed
     self.tpu = tpu
     self.scratch = scratch
     self.log = log
@@ -158,9 +210,10 @@ class Planner:
 
   def _compile(self, kind: str, batches: List[int]) -> List[StepReport]:
     from bert_tf.tpu import hlo_export  # pylint: disable=import-outside-toplevel  # TensorFlow
+    base = self.spec if kind == "train" else self.predict_spec
     paths = []
     for batch in batches:
-      spec = dataclasses.replace(self.spec, batch_size=batch)
+      spec = dataclasses.replace(base, batch_size=batch)
       started = time.time()
       hlo = (hlo_export.train_step_hlo if kind == "train" else hlo_export.predict_step_hlo)(spec)
       path = os.path.join(self.scratch, f"{kind}_{batch}.hlo.pb")
@@ -173,7 +226,7 @@ class Planner:
     results = compile_hlo_files(self.tpu, paths)
     reports = [StepReport(batch=b, compiles=r["compiles"], error=r.get("error", ""),
                           memory=r.get("memory"), flops=r.get("flops", 0.0), seconds=r["seconds"],
-                          batch_bytes=hlo_export.features_bytes(self.spec, b))
+                          batch_bytes=hlo_export.features_bytes(base, b))
                for b, r in zip(batches, results)]
     self.log(f"  compiled in {time.time() - started:.0f} s: " + ", ".join(
         f"{r.batch}: {'fits' if r.compiles else 'does not compile'}" for r in reports))
@@ -248,6 +301,20 @@ def define_flags() -> None:
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
   flags.DEFINE_integer("max_predictions_per_seq", 20, "pretraining: masked positions per sequence.")
   flags.DEFINE_integer("num_labels", 2, "classifier: number of labels.")
+  flags.DEFINE_bool("pack_sequences", True, "Plan the packed training step, as the scripts train "
+                    "by default: rows of --max_seq_length holding several examples each, about "
+                    "--train_batch_size examples a step. false: one example a row.")
+  flags.DEFINE_float("examples_per_row", 1.0, "With --pack_sequences: the examples a row holds "
+                     "on average, from a training log of the same data and --max_seq_length: "
+                     "X / N of 'Packed training: N rows a step hold X examples on average', or "
+                     "instances / rows of 'Packed ... into ... rows'. 1: packing gains nothing.")
+  flags.DEFINE_integer("max_examples_per_row", 0, "With --pack_sequences: every row's example "
+                       "slots, the 'up to N (instances) a row' of the same log's 'Packed ...' "
+                       "line (0: the least --examples_per_row needs, rounded up).")
+  flags.DEFINE_integer("max_predictions_per_row", 0, "pretraining with --pack_sequences: a row's "
+                       "masked-LM slots, the 'N predictions a row' of the log's 'Packed ...' line "
+                       "(0: --max_examples_per_row x --max_predictions_per_seq, the most a row "
+                       "can need).")
   flags.DEFINE_string("tpu", "v3-8", f"TPU type: one of {', '.join(chips.TPU_TYPES)}.")
   flags.DEFINE_integer("num_train_steps", 0, "Steps to time (0: from --num_train_examples and "
                        "--num_train_epochs).")
@@ -284,24 +351,36 @@ def _duration(seconds: float) -> str:
 
 
 def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: float,
-                  steps: int, mfu: float) -> List[str]:
-  """The lines the planner prints for one compiled step (global figures = replicas x one)."""
+                  steps: int, mfu: float, examples_per_row: float = 0.0) -> List[str]:
+  """The lines the planner prints for one compiled step (global figures = replicas x one).
+
+  With examples_per_row (packed) the batch counts rows and `analytic` is the formula of a row;
+  FLOPs are then also given per row and per example (fewer as rows hold more examples).
+  """
   replicas = tpu.replicas
   global_batch = report.batch * replicas
+  if examples_per_row:
+    batch = (f"{global_batch} rows a step ({report.batch} per replica) holding "
+             f"{global_batch * examples_per_row:.1f} examples on average")
+  else:
+    batch = f"global batch {global_batch}" + (f" ({report.batch} per replica)"
+                                              if report.compiles else "")
   if not report.compiles:
-    return [f"{name}, global batch {global_batch}: does NOT compile: {first_line(report.error)}"]
+    return [f"{name}, {batch}: does NOT compile: {first_line(report.error)}"]
   m = report.memory
   flops = report.flops * replicas
+  per_example = (f"{flops / global_batch:.4g} per row, "
+                 f"{flops / (global_batch * examples_per_row):.4g} per example" if examples_per_row
+                 else f"{flops / global_batch:.4g} per example")
   lines = [
-      f"{name}, global batch {global_batch} ({report.batch} per replica): compiles "
-      f"(XLA's TPU compiler, {report.seconds:.0f} s).",
+      f"{name}, {batch}: compiles (XLA's TPU compiler, {report.seconds:.0f} s).",
       f"  HBM per replica: weights + optimizer state "
       f"{_gb(m['argument_size_in_bytes'] - report.batch_bytes)}, batch {_gb(report.batch_bytes)}"
       f", temporaries {_gb(m['temp_size_in_bytes'])}, "
       f"total {_gb(report.total_bytes)} of {_gb(tpu.hbm_per_replica)} "
       f"({100 * report.total_bytes / tpu.hbm_per_replica:.0f}%).",
-      f"  FLOPs: {flops:.4g} per step, {flops / global_batch:.4g} per example (XLA's cost "
-      f"analysis); docs/tpu-planning.md's formula: {analytic * global_batch:.4g} per step."]
+      f"  FLOPs: {flops:.4g} per step, {per_example} (XLA's cost analysis); "
+      f"docs/tpu-planning.md's formula: {analytic * global_batch:.4g} per step."]
   if steps:
     at_peak = report.flops * steps / tpu.peak_flops_per_replica
     lines.append(f"  {steps} steps: {_duration(at_peak)} at peak ({tpu.peak_flops_per_replica / 1e12:g}"
@@ -309,8 +388,41 @@ def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: f
   return lines
 
 
+def describe_search(fits: int, fails: Optional[int], tpu: chips.TpuType, accumulation: int,
+                    examples_per_row: float = 0.0) -> str:
+  """The line of the batch search's answer: (largest per-replica batch that compiled, smallest
+  that did not or None); with examples_per_row (packed) the batch counts rows."""
+  does_not = " rows do not" if examples_per_row else " does not"
+  bound = (f"exactly: {fails * tpu.replicas}{does_not}" if fails is not None
+           and fails - fits <= accumulation else
+           f"{fails * tpu.replicas}{does_not}" if fails is not None else "no larger one tried")
+  largest = (f"{fits * tpu.replicas} rows, about {fits * tpu.replicas * examples_per_row:.0f} "
+             "examples on average" if examples_per_row else f"{fits * tpu.replicas}")
+  return f"Largest global batch that compiles: {largest} ({bound})."
+
+
 def _say(line: str) -> None:
   print(line, flush=True)
+
+
+def training_rows(tpu: chips.TpuType, accumulation: int) -> Tuple[Optional[Packing], int]:
+  """The flags' packed rows (None: --pack_sequences=false) and the rows of a global step:
+  packed, the scripts' count for --train_batch_size; else the batch, whole per replica."""
+  packing_flags = [name for name in ("examples_per_row", "max_examples_per_row",
+                                     "max_predictions_per_row") if FLAGS[name].present]
+  if FLAGS.pack_sequences:
+    packed = packing_plan(FLAGS.task, FLAGS.examples_per_row, FLAGS.max_examples_per_row,
+                          FLAGS.max_predictions_per_row, FLAGS.max_predictions_per_seq)
+    return packed, packed.rows_per_step(FLAGS.train_batch_size, tpu.replicas * accumulation,
+                                        FLAGS.max_seq_length)
+  if packing_flags:
+    raise ValueError(f"--{', --'.join(packing_flags)} describe{'' if packing_flags[1:] else 's'}"
+                     " packed rows, which --pack_sequences=false turns off: drop one or the other.")
+  if FLAGS.train_batch_size % (tpu.replicas * accumulation):
+    raise ValueError(f"--train_batch_size={FLAGS.train_batch_size} is not a multiple of the "
+                     f"{tpu.replicas} replicas of a {tpu.name} times "
+                     f"--gradient_accumulation_steps={accumulation}.")
+  return None, FLAGS.train_batch_size
 
 
 def plan(log=_say) -> None:
@@ -322,10 +434,7 @@ def plan(log=_say) -> None:
   accumulation = FLAGS.gradient_accumulation_steps
   if accumulation < 1:
     raise ValueError(f"--gradient_accumulation_steps={accumulation}: expected 1 or more.")
-  if FLAGS.train_batch_size % (tpu.replicas * accumulation):
-    raise ValueError(f"--train_batch_size={FLAGS.train_batch_size} is not a multiple of the "
-                     f"{tpu.replicas} replicas of a {tpu.name} times "
-                     f"--gradient_accumulation_steps={accumulation}.")
+  packed, rows = training_rows(tpu, accumulation)
   if FLAGS.predict_batch_size % tpu.replicas:
     raise ValueError(f"--predict_batch_size={FLAGS.predict_batch_size} is not a multiple of the "
                      f"{tpu.replicas} replicas of a {tpu.name}.")
@@ -334,43 +443,56 @@ def plan(log=_say) -> None:
     raise ValueError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
                      f"max_position_embeddings={config.max_position_embeddings} in {config_file}.")
   check_compile_env()
+  # Examples a row: packed, the data's average (the scripts' epochs count examples too).
+  per_row = packed.examples_per_row if packed else 1
   steps = FLAGS.num_train_steps or int(FLAGS.num_train_examples * FLAGS.num_train_epochs
-                                       / FLAGS.train_batch_size)
-  spec = hlo_export.StepSpec(
+                                       / (rows * per_row))
+  predict_spec = hlo_export.StepSpec(
       task=FLAGS.task, config=config, max_seq_length=FLAGS.max_seq_length,
-      batch_size=FLAGS.train_batch_size // tpu.replicas, gradient_accumulation_steps=accumulation,
+      batch_size=rows // tpu.replicas, gradient_accumulation_steps=accumulation,
       mixed_precision=FLAGS.mixed_precision, optimizer=FLAGS.optimizer,
       max_predictions_per_seq=FLAGS.max_predictions_per_seq, num_labels=FLAGS.num_labels)
+  spec = predict_spec  # prediction is never packed, as in the scripts
+  if packed:
+    spec = dataclasses.replace(spec, examples_per_row=packed.max_examples_per_row)
+    if FLAGS.task == "pretraining":
+      spec = dataclasses.replace(spec, max_predictions_per_seq=packed.max_predictions_per_row)
   analytic = analytic_flops_per_example(config, FLAGS.task, FLAGS.max_seq_length, True,
-                                        FLAGS.max_predictions_per_seq, FLAGS.num_labels)
+                                        spec.max_predictions_per_seq, FLAGS.num_labels,
+                                        packed.max_examples_per_row if packed else 1)
   log(f"{tpu.name}: {tpu.replicas} replicas ({tpu.replica_kind}s) on {tpu.chips} chips, "
       f"{_gb(tpu.hbm_per_replica)} HBM and {tpu.peak_flops_per_replica / 1e12:g} bf16 TFLOP/s "
       f"per replica (Cloud TPU docs). Compile-time estimates: TF's CPU lowering of the step, "
       "compiled by libtpu; not run on a TPU.")
+  packed_rows = ""
+  if packed:
+    packed_rows = (f", packed rows of {packed.examples_per_row:g} examples on average, at most "
+                   f"{packed.max_examples_per_row}" + (
+                       f" and {packed.max_predictions_per_row} predictions"
+                       if FLAGS.task == "pretraining" else "") + " a row")
   log(f"{FLAGS.task} on {os.path.basename(config_file)}, seq {FLAGS.max_seq_length}, "
-      f"{FLAGS.mixed_precision}, {FLAGS.optimizer}, accumulation {accumulation}:")
+      f"{FLAGS.mixed_precision}, {FLAGS.optimizer}, accumulation {accumulation}{packed_rows}:")
   with tempfile.TemporaryDirectory() as scratch:
-    planner = Planner(spec, tpu, scratch, log)
+    planner = Planner(spec, tpu, scratch, log, predict_spec)
     report = planner.train(spec.batch_size)
     if not report.compiles and not report.out_of_memory:
       raise ValueError(f"XLA's TPU compiler refuses the step: {first_line(report.error)}")
     if report.out_of_memory:
       smallest = planner.train(accumulation)
       if not smallest.compiles:
-        raise ValueError(f"the model does not fit a {tpu.name} even at one example per "
+        raise ValueError(f"the model does not fit a {tpu.name} even at one "
+                         f"{'row' if packed else 'example'} per "
                          f"replica{' per micro-batch' if accumulation > 1 else ''}: "
                          f"{first_line(smallest.error)}")
-    for line in describe_step("Training step", report, tpu, analytic, steps, FLAGS.mfu):
+    for line in describe_step("Training step", report, tpu, analytic, steps, FLAGS.mfu,
+                              packed.examples_per_row if packed else 0.0):
       log(line)
     if FLAGS.search_batch:
       if report.compiles:
         fits, fails = planner.largest_batch(report, FLAGS.search_compiles)
       else:
         fits, fails = planner.largest_batch(smallest, FLAGS.search_compiles, report.batch)
-      bound = (f"exactly: {fails * tpu.replicas} does not" if fails is not None
-               and fails - fits <= accumulation else
-               f"{fails * tpu.replicas} does not" if fails is not None else "no larger one tried")
-      log(f"Largest global batch that compiles: {fits * tpu.replicas} ({bound}).")
+      log(describe_search(fits, fails, tpu, accumulation, per_row if packed else 0.0))
     if FLAGS.predict_batch_size:
       predict = planner.predict(FLAGS.predict_batch_size // tpu.replicas)
       forward = analytic_flops_per_example(config, FLAGS.task, FLAGS.max_seq_length, False,
