@@ -534,7 +534,7 @@ def test_file_operations_grow_as_windows_plus_shards(tmp_path, monkeypatch, path
   """1,000 windows (one tiny document each) dealt over 1,000 shards. Per window: its part file
   written and read once, its counts written and read; per shard: its spool written and read,
   the shard and its progress record written; so at most 4 opens and 4 read calls a window plus
-  a shard, and a few for the run (measured: 9,010 opens and 6,005 read calls locally). Assembling
+  a shard, and a few for the run (measured: 9,011 opens and 4,005 read calls locally). Assembling
   each shard from a byte range of every window's part file, as before, opened windows x shards =
   1,000,000 files."""
   num = 1000

@@ -34,6 +34,7 @@ def read_documents(files: Sequence[str], clean: str = "none",
   blank line ended), "documents_cut" and "pieces" (the long documents and the pieces they gave).
   """
   lines_read = breaks = cut = pieces = 0
+  most = MAX_DOCUMENT_LINES  # a local: this loop runs once a line of the corpus, twice a run
   for path in files:
     lines: List[str] = []
     parts = 0  # pieces of the current document already given
@@ -44,12 +45,13 @@ def read_documents(files: Sequence[str], clean: str = "none",
           if line and clean != "none":
             line = cleaning.clean_line_kcbert(line) or ""
           if line:
-            if len(lines) == MAX_DOCUMENT_LINES:
+            if len(lines) == most:
+              lines_read += most
               yield lines
               lines, parts = [], parts + 1
             lines.append(line)
-            lines_read += 1
           elif lines:
+            lines_read += len(lines)
             breaks += 1
             cut, pieces = cut + (parts > 0), pieces + (parts + 1 if parts else 0)
             yield lines
@@ -57,6 +59,7 @@ def read_documents(files: Sequence[str], clean: str = "none",
     except UnicodeDecodeError:
       raise io_files.utf8_error(path) from None
     if lines:
+      lines_read += len(lines)
       cut, pieces = cut + (parts > 0), pieces + (parts + 1 if parts else 0)
       yield lines
   if shape is not None:

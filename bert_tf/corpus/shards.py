@@ -46,8 +46,6 @@ _WORKER: Dict[str, Any] = {}
 # written from all of its blocks in key order, whatever order they arrive in (_write_shard).
 _BLOCK_HEADER = struct.Struct("<IIQ")
 
-_READ_BYTES = 1 << 22
-
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:
   """splitmix64's finalizer on uint64s: a bijection that scatters consecutive numbers."""
@@ -125,45 +123,60 @@ def window_blocks(index: int, raw_documents: List[List[str]], counts: Dict[str, 
   counts.update(stats)
 
 
-def read_blocks(path: str) -> Iterator[Tuple[int, bytes]]:
-  """The (shard, block)s of a file of blocks, read in 4 MiB pieces (a few read calls a file)."""
+def read_blocks(path: str, buffer: bytearray) -> Iterator[Tuple[int, memoryview]]:
+  """The (shard, block)s of a local file of blocks, read whole in one call into `buffer` (at
+  least the file's size): each block is a view of it, valid until the buffer is read into again.
+  The caller reuses one buffer from file to file, so its pages are not faulted in afresh for
+  every file (which cost more system time than the copying)."""
+  size = gfile.stat(path).length
+  data = memoryview(buffer)[:size]
   with gfile.GFile(path, "rb") as f:
-    buffer, position = b"", 0
-    while True:
-      chunk = f.read(_READ_BYTES)
-      buffer = buffer[position:] + chunk
-      position = 0
-      while len(buffer) - position >= _BLOCK_HEADER.size:
-        shard, count, size = _BLOCK_HEADER.unpack_from(buffer, position)
-        end = position + _BLOCK_HEADER.size + 12 * count + size
-        if end > len(buffer):
-          break
-        yield shard, buffer[position:end]
-        position = end
-      if not chunk:
-        if position < len(buffer):
-          raise ValueError(f"{path} ends in the middle of a block: a scratch file was cut short. "
-                           "Delete it and rerun.")
-        return
+    read = f.readinto(data)
+  position = 0
+  while read - position >= _BLOCK_HEADER.size:
+    shard, count, frames = _BLOCK_HEADER.unpack_from(data, position)
+    end = position + _BLOCK_HEADER.size + 12 * count + frames
+    if end > read:
+      break
+    yield shard, data[position:end]
+    position = end
+  if position < size:
+    raise ValueError(f"{path} ends in the middle of a block: a scratch file was cut short. "
+                     "Delete it and rerun.")
+
+
+def _largest(paths: Iterable[str]) -> bytearray:
+  """A buffer for read_blocks as large as the largest of `paths`."""
+  return bytearray(max((gfile.stat(path).length for path in paths), default=0))
 
 
 def write_shard(config: instances.DataConfig, shard: int, num_shards: int,
                 blocks: Iterable[bytes]) -> int:
   """Writes shard `shard` atomically, its records in sort-key order (so the same whatever order
-  the blocks come in), then its progress record; returns its record count. Memory: the shard."""
-  views, keys, sources, starts, ends = [], [], [], [], []
+  the blocks come in), then its progress record; returns its record count. Memory: the shard.
+
+  Per block, only its header is read in Python; the records' keys and places are found with
+  NumPy over all the blocks at once (a local shard has one block per window and dupe pass).
+  """
+  views, counts, sizes, keys, lengths = [], [], [], [], []
   for block in blocks:
-    _, count, _ = _BLOCK_HEADER.unpack_from(block)
-    keys.append(np.frombuffer(block, "<u8", count, _BLOCK_HEADER.size))
-    lengths = np.frombuffer(block, "<u4", count, _BLOCK_HEADER.size + 8 * count)
-    block_ends = _BLOCK_HEADER.size + 12 * count + np.cumsum(lengths, dtype=np.int64)
-    ends.append(block_ends)
-    starts.append(block_ends - lengths)
-    sources.append(np.full(count, len(views)))
-    views.append(memoryview(block))
-  order = np.argsort(np.concatenate(keys), kind="stable") if keys else np.zeros(0, np.int64)
-  ordered = [np.concatenate(column)[order].tolist() if keys else []
-             for column in (sources, starts, ends)]
+    view = memoryview(block)
+    _, count, size = _BLOCK_HEADER.unpack_from(view)
+    keys_end = _BLOCK_HEADER.size + 8 * count
+    keys.append(view[_BLOCK_HEADER.size:keys_end])
+    lengths.append(view[keys_end:keys_end + 4 * count])
+    views.append(view)
+    counts.append(count)
+    sizes.append(size)
+  record_lengths = np.frombuffer(b"".join(lengths), "<u4").astype(np.int64)
+  # A record's end among all the blocks' frames laid end to end, moved into its own block: past
+  # the block's header, keys and lengths, less the frames of the blocks before it.
+  frames_before = np.cumsum(sizes, dtype=np.int64) - sizes
+  shifts = _BLOCK_HEADER.size + 12 * np.array(counts, np.int64) - frames_before
+  ends = np.cumsum(record_lengths) + np.repeat(shifts, counts)
+  order = np.argsort(np.frombuffer(b"".join(keys), "<u8"), kind="stable")
+  ordered = [column[order].tolist() for column in
+             (np.repeat(np.arange(len(views)), counts), ends - record_lengths, ends)]
   path = records.shard_name(config.output_file, shard, num_shards)
   with io_files.atomic_output(path) as tmp, gfile.GFile(tmp, "wb") as out:
     for begin in range(0, len(order), 4096):
@@ -237,14 +250,16 @@ def _spool(scratch: str, num_windows: int, shards: Sequence[int]) -> None:
   """Moves the windows' blocks to one spool file per shard of `shards`: each part file is read
   once, sequentially, in window order, and the spools are written through files held open, so
   the file operations grow as windows + shards, not as their product. (Beyond the open-file
-  limit, the shards go in groups and each group reads the part files again.)"""
+  limit, the shards go in groups and each group reads the part files again.) Memory: the
+  largest part file (one window's records)."""
   group = _open_files_allowed(len(shards))
+  buffer = _largest(_part_path(scratch, window) for window in range(num_windows))
   for begin in range(0, len(shards), group):
     with contextlib.ExitStack() as stack:
       spools = {shard: stack.enter_context(gfile.GFile(_spool_path(scratch, shard), "wb"))
                 for shard in shards[begin:begin + group]}
       for window in range(num_windows):
-        for shard, block in read_blocks(_part_path(scratch, window)):
+        for shard, block in read_blocks(_part_path(scratch, window), buffer):
           if shard in spools:
             spools[shard].write(block)
 
@@ -367,9 +382,10 @@ def make_shards_locally(config: instances.DataConfig, scratch: str, files: Seque
     for i in range(num_windows):
       gfile.remove(_part_path(scratch, i))
   totals = io_files.read_json(counts_path(output))
+  buffer = _largest(_spool_path(scratch, shard) for shard in todo_shards)
   for n, shard in enumerate(todo_shards):
     write_shard(config, shard, num_shards,
-                (block for _, block in read_blocks(_spool_path(scratch, shard))))
+                (block for _, block in read_blocks(_spool_path(scratch, shard), buffer)))
     gfile.remove(_spool_path(scratch, shard))
     _log_progress("shard", n, len(todo_shards))
   gfile.rmtree(scratch)
