@@ -185,6 +185,49 @@ def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_st
   assert "1000 steps:" in train and "at 40% MFU" in train
 
 
+def _flaky_compiler(tmp_path, failures: int) -> str:
+  """A stand-in for the compile environment's python that fails as libtpu does when it cannot
+  start (its message, status 1) `failures` times, then answers the request with one result."""
+  script = tmp_path / "flaky_python"
+  script.write_text(f"""#!{sys.executable}
+import json, pathlib, sys
+starts = pathlib.Path({str(tmp_path / 'starts')!r})
+n = int(starts.read_text()) + 1 if starts.exists() else 1
+starts.write_text(str(n))
+if n <= {failures}:
+  sys.exit("Failed to find host bounds for accelerator type: WARNING: could not determine TPU "
+           "accelerator type")
+pathlib.Path(sys.argv[-1]).write_text(json.dumps(dict(results=[dict(compiles=True, seconds=1.0)])))
+""")
+  script.chmod(0o755)
+  return str(script)
+
+
+def test_libtpu_that_fails_to_start_is_started_again(tmp_path, monkeypatch):
+  monkeypatch.setenv("BERT_TF_TPU_COMPILE_PYTHON", _flaky_compiler(tmp_path, failures=2))
+  monkeypatch.setattr(plan, "lock_holders", lambda: [])  # a real libtpu may run beside the test
+  logged = []
+  assert plan.compile_hlo_files(chips.tpu_type("v3-8"), [], logged.append) == [
+      dict(compiles=True, seconds=1.0)]
+  assert (tmp_path / "starts").read_text() == "3" and len(logged) == 2
+  assert logged[0].startswith('  libtpu failed to start ("Failed to find host bounds for '
+                              'accelerator type"; start 1 of 3): starting it again.')
+
+
+def test_libtpu_that_never_starts_is_one_error_line(tmp_path, monkeypatch):
+  monkeypatch.setenv("BERT_TF_TPU_COMPILE_PYTHON", _flaky_compiler(tmp_path, failures=99))
+  monkeypatch.setattr(plan, "lock_holders", lambda: [])
+  with pytest.raises(plan.LibtpuStartError, match="libtpu failed to start 3 times"):
+    plan.compile_hlo_files(chips.tpu_type("v3-8"), [], lambda line: None)
+  (tmp_path / "starts").unlink()
+  status, _, stderr = _plan("--tpu=v3-8", "--task=classifier", "--bert_config_file=bert_tiny",
+                            "--max_seq_length=32", "--train_batch_size=8", "--search_batch=false",
+                            env=dict(BERT_TF_TPU_COMPILE_PYTHON=str(tmp_path / "flaky_python")))
+  last = stderr.strip().splitlines()[-1]
+  assert status and last.startswith("error: libtpu failed to start 3 times"), stderr[-2000:]
+  assert "Traceback" not in stderr and (tmp_path / "starts").read_text() == "3"
+
+
 def test_a_compiler_process_that_dies_during_the_search_keeps_what_is_known(tmp_path):
   """The search reports the largest batch compiled so far when a later compile's process fails
   (libtpu once failed to initialise under heavy load), instead of losing the plan to a traceback."""

@@ -71,25 +71,47 @@ def _lock_error(holders: List[int]) -> ValueError:
                     f"{LIBTPU_LOCKFILE}; libtpu runs one process at a time: wait for it to end.")
 
 
-def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str]) -> List[Dict[str, Any]]:
-  """Compiles HLO files for one replica of `tpu` in the compile environment (tpu/compile.py)."""
+# libtpu's start-up failure on a machine without a TPU when it is heavily loaded (seen at load
+# average 5-40 on 2 cores; the same compile then succeeded): worth another start.
+LIBTPU_START_FAILURE = "Failed to find host bounds for accelerator type"
+LIBTPU_STARTS = 3
+
+
+class LibtpuStartError(RuntimeError):
+  """libtpu failed to start LIBTPU_STARTS times: the plan so far stands, the user runs again."""
+
+
+def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str],
+                      log=print) -> List[Dict[str, Any]]:
+  """Compiles HLO files for one replica of `tpu` in the compile environment (tpu/compile.py),
+  starting the compiler's process again (at most LIBTPU_STARTS times) when libtpu fails to
+  start as it does under heavy load."""
   check_compile_env()
-  holders = lock_holders()
-  if holders:
-    raise _lock_error(holders)
   with tempfile.TemporaryDirectory() as scratch:
     request, result = os.path.join(scratch, "request.json"), os.path.join(scratch, "result.json")
     with open(request, "w", encoding="utf-8") as f:
       json.dump(dict(topology=tpu.topology, options=tpu.options, hlo_files=hlo_files), f)
     env = dict(os.environ, PYTHONPATH=_REPO_ROOT)
-    done = subprocess.run([compile_python(), "-m", "bert_tf.tpu.compile", request, result],
-                          env=env, cwd=_REPO_ROOT, capture_output=True, text=True, check=False)
-    if done.returncode:
+    for start in range(1, LIBTPU_STARTS + 1):
+      holders = lock_holders()
+      if holders:
+        raise _lock_error(holders)
+      done = subprocess.run([compile_python(), "-m", "bert_tf.tpu.compile", request, result],
+                            env=env, cwd=_REPO_ROOT, capture_output=True, text=True, check=False)
+      if not done.returncode:
+        with open(result, encoding="utf-8") as f:
+          return json.load(f)["results"]
       if "libtpu multi-process lockfile" in done.stderr:
         raise _lock_error(lock_holders())
-      raise RuntimeError(f"the TPU compiler process failed:\n{done.stderr[-3000:]}")
-    with open(result, encoding="utf-8") as f:
-      return json.load(f)["results"]
+      if LIBTPU_START_FAILURE not in done.stderr or start == LIBTPU_STARTS:
+        break
+      log(f"  libtpu failed to start (\"{LIBTPU_START_FAILURE}\"; start {start} of "
+          f"{LIBTPU_STARTS}): starting it again.")
+    if LIBTPU_START_FAILURE in done.stderr:
+      raise LibtpuStartError(f"libtpu failed to start {LIBTPU_STARTS} times (\"{LIBTPU_START_FAILURE}"
+                         "\"), as it does on a heavily loaded machine: run again when it is "
+                         "quieter.")
+    raise RuntimeError(f"the TPU compiler process failed:\n{done.stderr[-3000:]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +245,7 @@ class Planner:
       self.log(f"  exported the {kind} step at {batch} per replica ({time.time() - started:.0f} s); "
                "compiling for the TPU...")
     started = time.time()
-    results = compile_hlo_files(self.tpu, paths)
+    results = compile_hlo_files(self.tpu, paths, self.log)
     reports = [StepReport(batch=b, compiles=r["compiles"], error=r.get("error", ""),
                           memory=r.get("memory"), flops=r.get("flops", 0.0), seconds=r["seconds"],
                           batch_bytes=hlo_export.features_bytes(base, b))
@@ -503,7 +525,10 @@ def plan(log=_say) -> None:
 
 def main(argv: List[str]) -> None:
   with cli_errors.user_errors(argv):
-    plan()
+    try:
+      plan()
+    except LibtpuStartError as e:  # one line, not a traceback: nothing is wrong with the input
+      raise ValueError(str(e)) from None
 
 
 if __name__ == "__main__":
