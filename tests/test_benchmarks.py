@@ -172,3 +172,23 @@ def test_useful_token_shares_padded_bucketed_and_packed():
   assert figures["buckets"] == round(160 / (16 + 32 + 32 + 112), 4)
   # Best fit: 100 + 20 in one row, 30 + 10 in another.
   assert figures["packed"] == round(160 / (2 * 128), 4) and figures["examples_per_packed_row"] == 2
+
+
+def test_packed_quality_reads_the_packed_log_line_and_compares_sides():
+  from benchmarks import packed_quality  # pylint: disable=import-outside-toplevel
+  log = ("I1207 02:40:01 task.py:211] Packed training: 7 rows a step hold 32.4 examples on "
+         "average (--train_batch_size=32); 263.9 steps an epoch.\n")
+  assert packed_quality.packed_rows(log) == dict(rows_per_step=7, examples_per_step=32.4)
+  assert packed_quality.packed_rows("I1207 task.py] Training 534 steps.") is None
+  runs = dict(packed=[dict(mcc=0.30, steps=520, seconds=10.0), dict(mcc=0.34, steps=520,
+                                                                    seconds=12.0)],
+              unpacked=[dict(mcc=0.20, steps=534, seconds=20.0), dict(mcc=0.22, steps=534,
+                                                                      seconds=22.0)])
+  summary = packed_quality.compare(runs, ["mcc"])
+  assert summary["packed"]["mcc"] == pytest.approx([0.32, 0.04 / 2 ** 0.5])
+  assert summary["unpacked"]["steps"] == [534, 0.0]
+  difference = summary["difference"]["mcc"]
+  assert difference["packed_minus_unpacked"] == pytest.approx(0.11)
+  assert difference["standard_error"] == pytest.approx((0.0008 / 2 + 0.0002 / 2) ** 0.5)
+  assert not difference["within_2_standard_errors"]  # 0.11 > 2 x 0.022
+  assert "difference" not in packed_quality.compare(dict(packed=runs["packed"]), ["mcc"])
