@@ -36,7 +36,14 @@ HF_TOKENIZERS_VENV = "/tmp/hf_tokenizers_venv"
 
 
 def merge_results(name: str, entry: Dict[str, Any], path: str = str(RESULTS)) -> None:
-  """Sets results[name] = entry in the results file (created if missing), atomically.
+  """Sets results[name] = entry in the results file (created if missing), atomically."""
+  update_results(name, lambda _: entry, path)
+
+
+def update_results(name: str, update: Callable[[Optional[Dict[str, Any]]], Dict[str, Any]],
+                   path: str = str(RESULTS)) -> None:
+  """Sets results[name] = update(results.get(name)) in the results file (created if missing),
+  atomically.
 
   The file's directory is locked meanwhile, so benchmarks finishing at once keep both entries.
   """
@@ -44,7 +51,7 @@ def merge_results(name: str, entry: Dict[str, Any], path: str = str(RESULTS)) ->
   try:
     fcntl.flock(directory, fcntl.LOCK_EX)
     results = io_files.read_json(path) if os.path.exists(path) else {}
-    results[name] = entry
+    results[name] = update(results.get(name))
     io_files.write_json_atomic(path, results, indent=2)
   finally:
     os.close(directory)  # Releases the lock.

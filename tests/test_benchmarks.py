@@ -172,3 +172,43 @@ def test_useful_token_shares_padded_bucketed_and_packed():
   assert figures["buckets"] == round(160 / (16 + 32 + 32 + 112), 4)
   # Best fit: 100 + 20 in one row, 30 + 10 in another.
   assert figures["packed"] == round(160 / (2 * 128), 4) and figures["examples_per_packed_row"] == 2
+
+
+def test_packed_quality_reads_the_packed_log_line_and_compares_sides():
+  from benchmarks import packed_quality  # pylint: disable=import-outside-toplevel
+  log = ("I1207 02:40:01 task.py:211] Packed training: 7 rows a step hold 32.4 examples on "
+         "average (--train_batch_size=32); 263.9 steps an epoch.\n")
+  assert packed_quality.packed_rows(log) == dict(rows_per_step=7, examples_per_step=32.4)
+  assert packed_quality.packed_rows("I1207 task.py] Training 534 steps.") is None
+  runs = dict(packed=[dict(mcc=0.30, steps=520, seconds=10.0), dict(mcc=0.34, steps=520,
+                                                                    seconds=12.0)],
+              unpacked=[dict(mcc=0.20, steps=534, seconds=20.0), dict(mcc=0.22, steps=534,
+                                                                      seconds=22.0)])
+  summary = packed_quality.compare(runs, ["mcc"])
+  assert summary["packed"]["mcc"] == pytest.approx([0.32, 0.04 / 2 ** 0.5])
+  assert summary["unpacked"]["steps"] == [534, 0.0]
+  difference = summary["difference"]["mcc"]
+  assert difference["packed_minus_unpacked"] == pytest.approx(0.11)
+  assert difference["standard_error"] == pytest.approx((0.0008 / 2 + 0.0002 / 2) ** 0.5)
+  assert not difference["within_2_standard_errors"]  # 0.11 > 2 x 0.022
+  assert "difference" not in packed_quality.compare(dict(packed=runs["packed"]), ["mcc"])
+
+
+def test_packed_quality_merges_seeds_run_apart_on_the_same_settings():
+  from benchmarks import packed_quality  # pylint: disable=import-outside-toplevel
+
+  def entry(seed, mcc, settings=("--num_train_epochs=2.0",)):
+    runs = {side: [dict(seed=seed, mcc=mcc, steps=10, seconds=1.0)]
+            for side in packed_quality.SIDES}
+    return dict(command=f"--seeds {seed}", machine_before=dict(seed=seed), seeds=[seed],
+                data="cola", settings=list(settings), runs=runs)
+
+  merged = packed_quality.merge_task(entry(1, 0.2), entry(2, 0.3), ["mcc"])
+  assert merged["seeds"] == [1, 2] and merged["machine_before"] == dict(seed=1)
+  assert [r["seed"] for r in merged["runs"]["packed"]] == [1, 2]
+  assert merged["summary"]["unpacked"]["mcc"][0] == pytest.approx(0.25)
+  assert merged["commands"] == ["--seeds 1", "--seeds 2"]
+  rerun = packed_quality.merge_task(merged, entry(2, 0.4), ["mcc"])  # seed 2 again: replaced
+  assert [r["mcc"] for r in rerun["runs"]["packed"]] == [0.2, 0.4]
+  other = entry(3, 0.5, settings=("--num_train_epochs=1.0",))
+  assert packed_quality.merge_task(merged, other, ["mcc"]) is other  # other settings: not mixed
