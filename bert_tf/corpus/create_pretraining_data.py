@@ -60,7 +60,7 @@ from bert_tf import tokenization
 from bert_tf.cli import errors as cli_errors
 from bert_tf.corpus import beam_flags, cleaning, instances, reading, shards
 from bert_tf.data import records
-from bert_tf.io import files as io_files, gcs, writable
+from bert_tf.io import files as io_files, writable
 
 gfile = io_files.gfile  # tf.io.gfile's functions; TensorFlow only for gs:// paths
 
@@ -279,7 +279,9 @@ def main(argv: Sequence[str]) -> None:
   # A bad flag or file: one line, no traceback. Arguments after `--` are Beam's (with --runner).
   with cli_errors.user_errors(None if FLAGS.runner else argv):
     beam_options = beam_flags.pipeline_options(argv)
-    gcs.check_inputs_and_output({"vocab_file": FLAGS.vocab_file}, "output_file", None)
+    if not io_files.gfile.exists(FLAGS.vocab_file):  # io.gcs's preflight would import TensorFlow
+      raise ValueError(f"--vocab_file={FLAGS.vocab_file}: nothing exists at this path. Check "
+                       f"it (`ls -ld {FLAGS.vocab_file}`).")
     given = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
     config = instances.DataConfig(
         input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
