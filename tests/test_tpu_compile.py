@@ -118,6 +118,14 @@ def _plan(*args, env=None):
   return done.returncode, done.stdout, done.stderr
 
 
+def _plan_tiny_squad(tmp_path, *args):
+  """The planner on the tiny config's SQuAD step at seq 16, batch 32, for a v5e-8."""
+  config = tmp_path / "tiny.json"
+  config.write_text(TINY.to_json_string())
+  return _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
+               "--max_seq_length=16", "--train_batch_size=32", *args)
+
+
 def test_unknown_tpu_type_lists_the_known_ones():
   status, _, stderr = _plan("--tpu=v9-8")
   assert status and stderr.strip().splitlines()[-1] == (
@@ -164,12 +172,9 @@ def test_a_model_that_does_not_fit_one_example_per_core_says_by_how_much(tmp_pat
 
 @needs_compiler
 def test_planner_reports_memory_flops_and_time_of_the_training_and_prediction_steps(tmp_path):
-  config = tmp_path / "tiny.json"
-  config.write_text(TINY.to_json_string())
-  status, stdout, stderr = _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
-                                 "--max_seq_length=16", "--train_batch_size=32",
-                                 "--num_train_steps=1000", "--search_batch=false",
-                                 "--predict_batch_size=64", "--pack_sequences=false")
+  status, stdout, stderr = _plan_tiny_squad(
+      tmp_path, "--num_train_steps=1000", "--search_batch=false", "--predict_batch_size=64",
+      "--pack_sequences=false")
   assert status == 0, stderr
   assert "Training step, global batch 32 (4 per replica): compiles" in stdout
   assert "Prediction step, global batch 64 (8 per replica): compiles" in stdout
@@ -333,13 +338,9 @@ def test_packing_flags_the_scripts_would_refuse_are_one_error_line(args, error):
 
 @needs_compiler
 def test_planner_compiles_the_packed_step_at_the_scripts_rows(tmp_path):
-  config = tmp_path / "tiny.json"
-  config.write_text(TINY.to_json_string())
-  status, stdout, stderr = _plan("--tpu=v5e-8", f"--bert_config_file={config}", "--task=squad",
-                                 "--max_seq_length=16", "--train_batch_size=32",
-                                 "--examples_per_row=2", "--max_examples_per_row=3",
-                                 "--num_train_examples=3200", "--num_train_epochs=1",
-                                 "--search_batch=false")
+  status, stdout, stderr = _plan_tiny_squad(
+      tmp_path, "--examples_per_row=2", "--max_examples_per_row=3", "--num_train_examples=3200",
+      "--num_train_epochs=1", "--search_batch=false")
   assert status == 0, stderr
   assert "squad on tiny.json, seq 16, mixed_bfloat16, adamw, accumulation 1, packed rows of 2 " \
          "examples on average, at most 3 a row:" in stdout
