@@ -108,9 +108,9 @@ def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str],
       log(f"  libtpu failed to start (\"{LIBTPU_START_FAILURE}\"; start {start} of "
           f"{LIBTPU_STARTS}): starting it again.")
     if LIBTPU_START_FAILURE in done.stderr:
-      raise LibtpuStartError(f"libtpu failed to start {LIBTPU_STARTS} times (\"{LIBTPU_START_FAILURE}"
-                         "\"), as it does on a heavily loaded machine: run again when it is "
-                         "quieter.")
+      raise LibtpuStartError(f"libtpu failed to start {LIBTPU_STARTS} times "
+                             f"(\"{LIBTPU_START_FAILURE}\"), as it does on a heavily loaded "
+                             "machine: run again when it is quieter.")
     raise RuntimeError(f"the TPU compiler process failed:\n{done.stderr[-3000:]}")
 
 
