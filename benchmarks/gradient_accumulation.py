@@ -63,7 +63,8 @@ def make_trainer(task: str, accumulation: int, output_dir: str, steps: int,
       num_train_steps=train_step.NUM_TRAIN_STEPS, learning_rate=train_step.LEARNING_RATE,
       num_warmup_steps=train_step.NUM_WARMUP_STEPS, iterations_per_loop=steps,
       save_checkpoints_steps=train_step.NUM_TRAIN_STEPS, jit_compile=jit_compile,
-      gradient_accumulation_steps=accumulation)
+      gradient_accumulation_steps=accumulation,
+      max_seconds_per_loop=train_step.UNBOUNDED_LOOP_SECONDS)
   return trainer.Trainer(tf.distribute.get_strategy(), config, model_fn, loss_fn, dataset_fn)
 
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -86,30 +87,54 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def run_workers(args: Sequence[str], cwd: pathlib.Path, count: int = 2, timeout: float = 600
+def run_workers(args: Sequence[str], cwd: pathlib.Path, count: int = 2, timeout: float = 600,
+                worker_args: Sequence[Sequence[str]] = (),
+                interrupt: Optional[Callable[[List[subprocess.Popen]], None]] = None
                 ) -> List[Tuple[int, str, str]]:
   """Runs `count` copies of `python args` as the workers of one localhost TF_CONFIG cluster;
-  returns each one's (exit code, stdout, stderr), the chief's first. The timeout is generous:
-  two TensorFlow processes on 2 cores beside other load took more than 240 s once."""
+  returns each one's (exit code, stdout, stderr), the chief's first. `worker_args[i]` are more
+  arguments for worker i; `interrupt(workers)` runs once all started (e.g. to signal one). The
+  timeout is generous: two TensorFlow processes on 2 cores beside other load took more than
+  240 s once; a run that passes it fails with the end of every worker's log (a hang shows where).
+  """
   ports = []
   for _ in range(count):
     with socket.socket() as s:
       s.bind(("localhost", 0))
       ports.append(s.getsockname()[1])
   cluster = {"worker": [f"localhost:{port}" for port in ports]}
-  workers = []
+  workers, logs = [], []
   for index in range(count):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                   "index": index}}))
-    workers.append(subprocess.Popen([sys.executable, *args], cwd=cwd, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # Files, not pipes: a worker blocked on a full pipe while another is waited for would hang.
+    logs.append((tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")))
+    extra = worker_args[index] if index < len(worker_args) else ()
+    workers.append(subprocess.Popen([sys.executable, *args, *extra], cwd=cwd, env=env,
+                                    stdout=logs[-1][0], stderr=logs[-1][1], text=True))
   try:
-    outputs = [worker.communicate(timeout=timeout) for worker in workers]
+    if interrupt:
+      interrupt(workers)
+    deadline = time.time() + timeout
+    try:
+      for worker in workers:
+        worker.wait(timeout=max(1.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+      tails = [_read(stderr)[-2000:] for _, stderr in logs]
+      raise AssertionError(f"the workers ran past {timeout} s; their logs end:\n" + "\n---\n".join(
+          tails)) from None
   finally:
     for worker in workers:
       stop(worker)
-  return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+  return [(worker.returncode, _read(out), _read(err)) for worker, (out, err) in zip(workers, logs)]
+
+
+def _read(file) -> str:
+  """All of a temporary log file (then closed)."""
+  with file:
+    file.seek(0)
+    return file.read()
 
 
 def model_weights(checkpoint: str) -> Dict[str, np.ndarray]:

@@ -114,7 +114,7 @@ def test_train_step_split_times_each_part_alone(tmp_path, monkeypatch):
   assert any((w != v.numpy()).any()
              for w, v in zip(updated, ours.update_run.model.trainable_variables))
   # Its loss is the fixed one whatever the batch: no forward pass runs in it.
-  total, done = ours.update_run._train_loop(ours.update_iterator, ours.steps)  # pylint: disable=protected-access
+  total, done, _ = ours.update_run._train_loop(ours.update_iterator, ours.steps)  # pylint: disable=protected-access
   assert int(done) == int(ours.steps) and float(total) / int(done) == float(ours.fixed_loss)
 
 

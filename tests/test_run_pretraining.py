@@ -5,8 +5,11 @@ import json
 import os
 import pathlib
 import random
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +113,15 @@ def test_pretrains_evaluates_keeps_best_and_exports(tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
 
 
+def _two_worker_args(pattern: str, out: pathlib.Path, *more: str):
+  """run_pretraining.py's arguments for the two-worker tests: tiny, a checkpoint every 10 steps."""
+  return [str(ROOT / "run_pretraining.py"), f"--input_file={pattern}", f"--output_dir={out}",
+          f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
+          f"--max_predictions_per_seq={PREDICTIONS}", "--do_train=True",
+          "--train_batch_size=16", "--learning_rate=2e-3", "--num_warmup_steps=3",
+          "--save_checkpoints_steps=10", "--distribution_strategy=multi_worker_mirrored", *more]
+
+
 def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   """run_pretraining.py under MultiWorkerMirroredStrategy, --keep_best_by_loss --do_eval.
 
@@ -117,16 +129,11 @@ def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   the chief's lands in best/: one complete checkpoint, the one best.json names, with the weights
   of the training checkpoint of that step, and no worker's scratch copy left behind.
   """
-  pattern = write_data(tmp_path)
   out = tmp_path / "out"
   results = processes.run_workers(
-      [str(ROOT / "run_pretraining.py"), f"--input_file={pattern}", f"--output_dir={out}",
-       f"--bert_config_file={SAMPLE / 'bert_config.json'}", f"--max_seq_length={SEQ}",
-       f"--max_predictions_per_seq={PREDICTIONS}", "--do_train=True", "--do_eval=True",
-       "--keep_best_by_loss=True", "--train_batch_size=16", "--eval_batch_size=16",
-       "--learning_rate=2e-3", "--num_train_steps=30", "--num_warmup_steps=3",
-       "--save_checkpoints_steps=10", "--iterations_per_loop=10", "--max_eval_steps=3",
-       "--distribution_strategy=multi_worker_mirrored"], cwd=ROOT)
+      _two_worker_args(write_data(tmp_path), out, "--do_eval=True", "--keep_best_by_loss=True",
+                       "--eval_batch_size=16", "--num_train_steps=30", "--max_eval_steps=3",
+                       "--iterations_per_loop=10"), cwd=ROOT)
   for returncode, _, stderr in results:
     assert returncode == 0, stderr[-3000:]
   outputs = [(stdout, stderr) for _, stdout, stderr in results]
@@ -154,6 +161,63 @@ def test_two_workers_keep_one_best_checkpoint_through_the_chiefs_save(tmp_path):
   assert "Eval results:" in chief_out and not other_out
   assert "Saved checkpoint" in chief_log and "Saved checkpoint" not in other_log
   assert not list(out.glob("**/.worker_tmp_*")) and not list(out.glob("**/.*.tmp-*"))
+
+
+def _steps_logged(log: str) -> list:
+  return [int(step) for step in re.findall(r"trainer.py:\d+\] step (\d+)/", log)]
+
+
+def test_workers_whose_loops_would_end_at_different_times_run_the_same_loops(tmp_path):
+  """A loop ends after about max_seconds_per_loop, by each worker's clock; workers whose clocks
+  disagree (one busier: CI once hung here for 600 s) must still end every loop at the same
+  step, or each waits for the other's collectives forever. Here one worker's loops would end
+  after every step and the other's never by time."""
+  out = tmp_path / "out"
+  results = processes.run_workers(
+      _two_worker_args(write_data(tmp_path), out, "--num_train_steps=30",
+                       "--iterations_per_loop=10"), cwd=ROOT, timeout=300,
+      worker_args=[["--max_seconds_per_loop=1e-6"], ["--max_seconds_per_loop=1e6"]])
+  for returncode, _, stderr in results:
+    assert returncode == 0, stderr[-3000:]
+  chief_steps, other_steps = (_steps_logged(stderr) for _, _, stderr in results)
+  assert chief_steps == other_steps and chief_steps[-1] == 30
+  # The busy clock decided: loops of one or two steps (the vote is taken as a step starts),
+  # where the other worker alone would have run 1, then 9, 10 and 10.
+  assert len(chief_steps) > 10, chief_steps
+  assert (out / "ckpt-30.index").exists()
+
+
+def test_sigterm_to_one_worker_stops_every_worker_at_the_same_saved_step(tmp_path):
+  """Preemption reaches one VM of a multi-worker job first: every worker must stop at the
+  same step (a worker that stopped alone would leave the others waiting in a collective),
+  save that step once, through the chief, and exit with status 1."""
+  out = tmp_path / "out"
+  sent = []
+
+  def sigterm_to_the_second_worker(workers):
+    deadline = time.time() + 300
+    while not (out / "ckpt-10.index").exists():
+      assert time.time() < deadline and all(w.poll() is None for w in workers)
+      time.sleep(0.05)
+    workers[1].send_signal(signal.SIGTERM)
+    sent.append(time.time())
+
+  results = processes.run_workers(
+      _two_worker_args(write_data(tmp_path), out, "--num_train_steps=100000",
+                       "--iterations_per_loop=1000", "--max_seconds_per_loop=1e6"),
+      cwd=ROOT, timeout=300, interrupt=sigterm_to_the_second_worker)
+  print(f"SIGTERM to one of two workers, to both exited: {time.time() - sent[0]:.1f} s")
+  stops = []
+  for returncode, _, stderr in results:
+    stopped = re.search(r"Stopped by (.+) at step (\d+) after saving (\S+);", stderr)
+    assert returncode == 1 and stopped, stderr[-3000:]
+    stops.append(stopped.groups())
+  (chief_cause, chief_step, chief_path), (other_cause, other_step, _) = stops
+  assert chief_step == other_step and int(chief_step) < 100000
+  assert other_cause == "SIGTERM" and chief_cause == "a signal to another worker"
+  assert chief_path == str(out / f"ckpt-{chief_step}")
+  assert tf.train.latest_checkpoint(str(out)) == chief_path
+  assert not list(out.glob("**/.worker_tmp_*"))
 
 
 def test_killed_and_preempted_run_resumes_to_the_same_weights(tmp_path):

@@ -67,9 +67,9 @@ def define_training_flags(learning_rate: float, train_batch_size: int) -> None:
   flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
   flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each call to "
                        "the accelerator (one tf.function).")
-  flags.DEFINE_float("max_seconds_per_loop", 20.0, "(bert_tf) A loop also ends after about this "
-                     "many seconds (from the step time measured so far), so progress shows at "
-                     "least that often (SIGTERM and Ctrl-C stop after the current step).")
+  flags.DEFINE_float("max_seconds_per_loop", 20.0, "(bert_tf) A loop also ends with the first step "
+                     "that starts after this many seconds of it, so progress shows at least "
+                     "that often (SIGTERM and Ctrl-C stop after the current step).")
   flags.DEFINE_integer("keep_checkpoint_max", 5, "(bert_tf) Checkpoints to keep.")
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "(bert_tf) Optimizer.")
   flags.DEFINE_float("weight_decay_rate", 0.01, "(bert_tf) Decoupled weight decay (every "

@@ -228,7 +228,7 @@ def evaluate(strategy: tf.distribute.Strategy, model: modeling.BertPretrainer, f
 
   totals: Dict[str, float] = {}
   for features in strategy.experimental_distribute_dataset(dataset):
-    trainer.check_stop_request()  # during training, a SIGTERM stops an evaluation too
+    trainer.check_stop_request(strategy)  # during training, a SIGTERM stops an evaluation too
     sums = strategy.run(step, args=(features,))
     for key, value in sums.items():
       totals[key] = totals.get(key, 0.0) + float(

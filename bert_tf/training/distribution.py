@@ -261,6 +261,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
       and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def has_other_workers(strategy: tf.distribute.Strategy) -> bool:
+  """True when other processes drive some of the replicas (MultiWorkerMirroredStrategy over
+  several workers): each worker then decides only what all of them agree on, or collectives
+  wait forever. One TPU client drives all its cores, so a TPUStrategy has none."""
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
+
+
 def barrier(strategy: tf.distribute.Strategy) -> None:
   """Returns once every worker has got here (a one-number all-reduce; instant on one worker).
 

@@ -261,10 +261,15 @@ class StopRequested(Exception):
   the run."""
 
 
-def check_stop_request() -> None:
+def check_stop_request(strategy: tf.distribute.Strategy) -> None:
   """Raises StopRequested if SIGTERM or Ctrl-C came in the open sigterm_requests block: long work
-  between training segments (an evaluation) calls it between batches, so it stops too."""
-  if _stop_request is not None and _stop_request.is_set():
+  between training segments (an evaluation) calls it between batches, so it stops too.
+
+  Not with other workers: one that stopped alone would leave them waiting in a collective, so
+  they finish the evaluation and agree on the stop in the next training loop.
+  """
+  if (_stop_request is not None and _stop_request.is_set()
+      and not distribution.has_other_workers(strategy)):
     raise StopRequested()
 
 
@@ -362,7 +367,8 @@ class Trainer:
     # Raised by SIGTERM or Ctrl-C while train() runs (StopRequest.attached); a host variable
     # outside the strategy's scope, not checkpointed.
     self._stop_flag = tf.Variable(False, trainable=False, name="stop_requested")
-    self._seconds_per_step: Optional[float] = None  # of the last loop, for its time bound
+    self._other_workers = distribution.has_other_workers(strategy)  # then stops are agreed
+    self._looped = False  # whether a training loop has run (the first one is one step)
     # Mean loss over the steps the last train() call ran (None if it ran none), for per-epoch stats.
     self.mean_loss: Optional[float] = None
     # XLA compiles the whole replica step (forward, backward, accumulation, cross-replica sum,
@@ -488,20 +494,38 @@ class Trainer:
     return loss
 
   def _train_loop_fn(self, iterator: Iterator, num_steps: tf.Tensor
-                     ) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Runs `num_steps` steps, or fewer if a stop is requested (checked before each step);
-    returns the sum of their losses and how many ran.
+                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Runs `num_steps` steps, or fewer; returns the sum of their losses, how many ran and
+    whether a stop was requested.
 
-    The stop flag is a host variable read in the while condition: the loop stays one call to
-    the accelerator (the step inside is what XLA or the TPU compiles), yet ends within a step
-    of a SIGTERM.
+    The loop stays one call to the accelerator (the step inside is what XLA or the TPU
+    compiles), yet ends within a step of a SIGTERM, and after about max_seconds_per_loop. Every
+    worker must run the same steps in each call (a step's collectives wait for all of them), so
+    both ends are agreed: each step's all-reduce of the loss also sums every worker's stop flag
+    and whether its loop has run max_seconds_per_loop, and the loop ends after a step in which
+    one had. One process also reads its flag before the first step, so a stop between loops
+    runs no further step.
     """
     total, done = tf.constant(0.0), tf.constant(0)
-    while tf.logical_and(done < num_steps, tf.logical_not(self._stop_flag)):
-      per_replica = self.strategy.run(self._train_step, args=(next(iterator),))
-      total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    stop = tf.constant(False) if self._other_workers else self._stop_flag.read_value()
+    over_time = tf.constant(False)
+    started = tf.timestamp()
+    while tf.logical_and(done < num_steps, tf.logical_not(tf.logical_or(stop, over_time))):
+      votes = tf.cast(tf.stack([self._stop_flag.read_value(),
+                                tf.timestamp() - started >= self.config.max_seconds_per_loop]),
+                      tf.float32)
+      sums = self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM,
+          self.strategy.run(self._step_and_votes, args=(next(iterator), votes)), axis=None)
+      total += sums[0]
+      stop, over_time = sums[1] > 0, sums[2] > 0
       done += 1
-    return total, done
+    return total, done, stop
+
+  def _step_and_votes(self, features: Dict[str, tf.Tensor], votes: tf.Tensor) -> tf.Tensor:
+    """One replica's step; returns [loss, *votes], for one all-reduce of both."""
+    loss = tf.cast(self._train_step(features), tf.float32)
+    return tf.concat([loss[tf.newaxis], votes], axis=0)
 
   def _distributed_dataset(self) -> Iterator:
     start = self.step
@@ -530,15 +554,14 @@ class Trainer:
                  self.strategy.num_replicas_in_sync)
     loss_sum, steps_run = 0.0, 0
     with sigterm_requests() as sigterm, sigterm.attached(self._stop_flag):
-      while self.step < last_step and not sigterm.is_set():
-        steps = min(self._steps_to_next_stop(), last_step - self.step)
-        started = time.time()
-        loss_total, ran = self._train_loop(iterator, tf.constant(steps))
-        steps = int(ran)
+      stopped = False
+      while self.step < last_step and not stopped:
+        steps = self._steps_to_next_stop(last_step)
+        loss_total, ran, stop = self._train_loop(iterator, tf.constant(steps))
+        steps, stopped = int(ran), bool(stop)
         if not steps:  # the stop came before the loop's first step
           continue
         loss = float(loss_total) / steps
-        self._seconds_per_step = (time.time() - started) / steps
         loss_sum, steps_run = loss_sum + loss * steps, steps_run + steps
         self._loss_sum.assign_add(loss * steps)
         step = self.step
@@ -560,7 +583,9 @@ class Trainer:
           tf.summary.scalar("steps_per_sec", stats["steps_per_sec"])
         if step % config.save_checkpoints_steps == 0 or step >= last_step:
           self.save()
-      if sigterm.is_set():  # wherever it arrived: in a loop, between loops, before this call
+      # One process also stops for a signal that came after its last loop; workers stop only
+      # when they agree (a later loop, or the next segment's, takes a late signal).
+      if stopped or (sigterm.is_set() and not self._other_workers):
         self._stop_for_sigterm(writer, sigterm)
     writer.flush()
     self.mean_loss = loss_sum / steps_run if steps_run else None
@@ -578,8 +603,9 @@ class Trainer:
     # the 14 s from SIGTERM to exit of a tiny run_classifier on 2 busy cores (1.8 s without it),
     # out of a spot TPU's 30 s. Everything is saved and flushed, so the exit skips it.
     atexit.register(gc.freeze)
+    cause = request.signal_name if request.is_set() else "a signal to another worker"
     raise TrainingPreempted(
-        f"Stopped by {request.signal_name} at step {self.step} after saving {path}; run the same "
+        f"Stopped by {cause} at step {self.step} after saving {path}; run the same "
         "command again to resume from it.")
 
   def save(self) -> str:
@@ -603,18 +629,19 @@ class Trainer:
     """The path save() gives the current step's checkpoint (the CheckpointManager's naming)."""
     return os.path.join(self.config.output_dir, f"ckpt-{self.step}")
 
-  def _steps_to_next_stop(self) -> int:
-    """Steps until the next loop end, checkpoint or the final step, whichever comes first.
+  def _steps_to_next_stop(self, last_step: int) -> int:
+    """Steps until the next loop end, checkpoint or `last_step`, whichever comes first (a loop
+    also ends after about max_seconds_per_loop: see _train_loop_fn).
 
-    A loop also ends after about max_seconds_per_loop at the step time of the last loop; the
-    first loop is one step, which measures it (with the tracing). The loop length is a tensor
-    argument, so changing it does not retrace.
+    The trainer's first loop is one step: it also traces and compiles, so its line shows as
+    soon as that is done, and the ETA counts from its end.
     """
+    if not self._looped:
+      self._looped = True
+      return 1
     step, config = self.step, self.config
     to_save = config.save_checkpoints_steps - step % config.save_checkpoints_steps
-    by_time = 1 if self._seconds_per_step is None else max(
-        1, int(config.max_seconds_per_loop / max(self._seconds_per_step, 1e-9)))
-    return min(config.iterations_per_loop, to_save, config.num_train_steps - step, by_time)
+    return min(config.iterations_per_loop, to_save, last_step - step)
 
   def _current_learning_rate(self) -> tf.Tensor:
     optimizer = self.optimizer
@@ -641,7 +668,7 @@ def predict(strategy: tf.distribute.Strategy, model: tf_keras.Model,
 
   collected: Dict[str, List[np.ndarray]] = {k: [] for k in [*output_keys, *passthrough_keys]}
   for features in strategy.experimental_distribute_dataset(dataset):
-    check_stop_request()  # an evaluation between training segments stops within a batch
+    check_stop_request(strategy)  # an evaluation between training segments stops within a batch
     # Every replica's share of the batch, in order, on every worker: with several workers each
     # one computes a share, and the chief, which writes the outputs, needs all of them.
     per_replica = strategy.run(step, args=(features,))
