@@ -381,15 +381,42 @@ def make_shards_locally(config: instances.DataConfig, scratch: str, files: Seque
     io_files.write_json_atomic(spooled, {"shards": todo_shards})
     for i in range(num_windows):
       gfile.remove(_part_path(scratch, i))
-  totals = io_files.read_json(counts_path(output))
-  buffer = _largest(_spool_path(scratch, shard) for shard in todo_shards)
-  for n, shard in enumerate(todo_shards):
-    write_shard(config, shard, num_shards,
-                (block for _, block in read_blocks(_spool_path(scratch, shard), buffer)))
-    gfile.remove(_spool_path(scratch, shard))
-    _log_progress("shard", n, len(todo_shards))
+  _write_shards(config, scratch, num_shards, todo_shards, num_workers)
   gfile.rmtree(scratch)
-  return totals
+  return io_files.read_json(counts_path(output))
+
+
+def _write_shards(config: instances.DataConfig, scratch: str, num_shards: int,
+                  todo_shards: Sequence[int], num_workers: int) -> None:
+  """Writes each shard of `todo_shards` from its spool. Shards are independent, so with several
+  workers they are written in parallel (memory: a shard a worker); the spool pass before is
+  one sequential read of the part files and stays in this process."""
+  if num_workers <= 1 or len(todo_shards) <= 1:
+    for n, shard in enumerate(todo_shards):
+      _shard_from_spool(config, scratch, shard, num_shards)
+      _log_progress("shard", n, len(todo_shards))
+    return
+  context = multiprocessing.get_context("fork")
+  with concurrent.futures.ProcessPoolExecutor(min(num_workers, len(todo_shards)),
+                                              mp_context=context) as pool:
+    futures = [pool.submit(_shard_from_spool, config, scratch, shard, num_shards)
+               for shard in todo_shards]
+    for n, future in enumerate(concurrent.futures.as_completed(futures)):
+      future.result()
+      _log_progress("shard", n, len(todo_shards))
+
+
+def _shard_from_spool(config: instances.DataConfig, scratch: str, shard: int,
+                      num_shards: int) -> None:
+  """Writes shard `shard` from its spool, then deletes the spool. The read buffer is kept for
+  the process's next shard, so its pages are not faulted in afresh for every shard."""
+  spool = _spool_path(scratch, shard)
+  size = gfile.stat(spool).length
+  if len(_WORKER.get("spool_buffer", b"")) < size:
+    _WORKER["spool_buffer"] = bytearray(size)
+  write_shard(config, shard, num_shards,
+              (block for _, block in read_blocks(spool, _WORKER["spool_buffer"])))
+  gfile.remove(spool)
 
 
 def _log_progress(what: str, index: int, total: int) -> None:
