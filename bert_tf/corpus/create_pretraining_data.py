@@ -25,8 +25,8 @@ written once, atomically, with all of its records sorted by key: a seeded shuffl
 a function of the seed and the flags only. Moving the blocks to their shards is a shuffle: Beam's
 GroupByKey on the Beam path (bert_tf.corpus.beam_pipelines); locally, each window writes its blocks
 to a part file, one sequential pass appends them to one spool file per shard (files held open), and
-each shard is sorted from its spool, so the file operations grow as windows + shards, not as
-their product. The part and spool files live in OUTPUT_FILE.progress/scratch, or for a gs://
+the worker processes sort each shard from its spool, so the file operations grow as windows +
+shards, not as their product. The part and spool files live in OUTPUT_FILE.progress/scratch, or for a gs://
 output on local disk ($TMPDIR), so that only finished shards go to the bucket. Windows are made
 by --num_workers processes; window i uses its own random generator seeded from (random_seed, i),
 so the output depends on the seed and the flags, not on the number of workers or the runner.
