@@ -14,6 +14,12 @@ __version__ = "0.1.0"
 # exceptions. A value the user set is kept: TF_CPP_MIN_LOG_LEVEL=0 shows everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# bert_tf builds everything with tf_keras (Keras 2, what tf-models-official is built on). Unless
+# told otherwise TensorFlow also imports Keras 3 for `tf.keras` as it starts: 2-3 s of every
+# process's start on 2 cores, for a Keras nothing here uses. This makes `tf.keras` tf_keras, as
+# tf-models-official expects; the same rule as above (set before TensorFlow, a user's value kept).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 # `from bert_tf import io_utils`, `python -m bert_tf.clean_text`: the names before the modules
 # were grouped into sub-packages still work (bert_tf/_moved.py).
 _moved.install()

@@ -56,7 +56,9 @@ def run(requests: List[Dict[str, Any]], workdir: str) -> Dict[str, Any]:
   responses_path = os.path.join(workdir, "responses.json")
   with open(requests_path, "w", encoding="utf-8") as f:
     json.dump(requests, f)
-  env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+  # Nor what importing bert_tf set in this process's environment (TF_USE_LEGACY_KERAS).
+  env = {key: value for key, value in os.environ.items()
+         if key not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
   env["TF_CPP_MIN_LOG_LEVEL"] = "2"
   # -I: isolated mode, so neither the project directory nor PYTHONPATH is on sys.path.
   process = subprocess.run([sys.executable, "-I", os.path.abspath(__file__), requests_path,
