@@ -110,7 +110,7 @@ demo-pretraining: install
 	$(PY) run_pretraining.py --demo
 
 test: install tpu-compile-env
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 # The code on the TensorFlow 2.19 stack (CI runs it after `make test`): the three demos and the
 # tests of what differs between stacks (the trainer, the stacks, the doctor). Demo outputs go to
