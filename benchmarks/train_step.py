@@ -1,7 +1,7 @@
 """Training-step throughput on the CPU: bert_tf's Trainer against transformers + torch, same run.
 
   python -m benchmarks.train_step [--repeats 5] [--steps 3] [--tasks classifier,pretraining,squad]
-                                  [--jit]
+                                  [--jit] [--batch_size N]
 
 BERT-mini (L=4, H=256, A=4, intermediate 1024, vocab 30522), full training steps on random
 int32 batches: sentence classification (seq 128, batch 32), masked-LM pretraining (seq 128,
@@ -29,7 +29,9 @@ term is attention's scores and weighted sum; N_head: the head's matmul parameter
 its positions (B for the pooler and classifier, B * 20 for the masked-LM transform and vocabulary
 projection plus B for next-sentence, B * S for SQuAD). torch's BertForPreTraining projects all
 B * S positions onto the vocabulary; that extra work is not counted as model FLOPs.
-Merges the figures into benchmarks/results.json under "train_step".
+Merges the figures into benchmarks/results.json under "train_step" ("train_step_batch_N" with
+--batch_size N: every task's batch set to N, e.g. the few packed rows a fine-tuning step takes,
+to see the costs a step pays whatever its size).
 """
 
 import argparse
@@ -376,6 +378,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                       help="side of the float32 matmul that measures the peak")
   parser.add_argument("--jit", action="store_true", help="our step compiled by XLA "
                       "(--use_xla), forward+backward alone too")
+  parser.add_argument("--batch_size", type=int, default=0, help="every task's batch (0: its "
+                      "own, above)")
   parser.add_argument("--hf_venv", default=common.HF_VENV, help="where torch and transformers "
                       "are installed when this venv lacks them")
   args = parser.parse_args(argv)
@@ -383,8 +387,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   unknown = sorted(set(names) - set(TASKS))
   if unknown or not names:
     parser.error(f"--tasks={args.tasks}: expected some of {', '.join(TASKS)}.")
-  if args.repeats < 1 or args.steps < 1:
-    parser.error("--repeats and --steps must be at least 1.")
+  if args.repeats < 1 or args.steps < 1 or args.batch_size < 0:
+    parser.error("--repeats and --steps must be at least 1, --batch_size at least 0.")
+  if args.batch_size:
+    TASKS.update({name: dataclasses.replace(TASKS[name], batch_size=args.batch_size)
+                  for name in names})
 
   threads = set_threads(args.threads)
   python = torch_python(args.hf_venv)
@@ -416,8 +423,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       peak_flops_per_sec=peak, matmul_flops_per_sec=matmul,
       flops_formula="6*N_layers*B*S + 12*L*H*S*B*S + 6*N_head*positions",
       machine=common.machine_info(), tasks=figures)
-  common.merge_results("train_step", entry)
-  print(f"Merged into {common.RESULTS} under 'train_step'.")
+  key = f"train_step_batch_{args.batch_size}" if args.batch_size else "train_step"
+  common.merge_results(key, entry)
+  print(f"Merged into {common.RESULTS} under '{key}'.")
   return entry
 
 
