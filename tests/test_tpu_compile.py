@@ -253,6 +253,59 @@ def test_libtpu_that_never_starts_is_one_error_line(tmp_path, monkeypatch):
   assert "Traceback" not in stderr and (tmp_path / "starts").read_text() == "3"
 
 
+def test_a_compiler_killed_by_a_signal_is_not_taken_for_a_start_failure(tmp_path, monkeypatch):
+  """libtpu prints its start warning in every process; one the kernel then kills (its OOM killer
+  took a 14.7 GB compile) is named as killed, with its memory, and not started again."""
+  script = tmp_path / "killed_python"
+  script.write_text(f"""#!{sys.executable}
+import os, pathlib, signal, sys
+starts = pathlib.Path({str(tmp_path / 'starts')!r})
+starts.write_text(str(int(starts.read_text()) + 1 if starts.exists() else 1))
+sys.stderr.write("Failed to find host bounds for accelerator type\\n")
+sys.stderr.flush()
+memory = bytearray(300 * 2**20)  # touched: counted in the peak
+os.kill(os.getpid(), signal.SIGKILL)
+""")
+  script.chmod(0o755)
+  monkeypatch.setenv("BERT_TF_TPU_COMPILE_PYTHON", str(script))
+  monkeypatch.setattr(plan, "lock_holders", lambda: [])
+  logged = []
+  with pytest.raises(plan.CompilerKilled) as killed:
+    plan.compile_hlo_files(chips.tpu_type("v3-8"), [], logged.append)
+  message = str(killed.value)
+  assert message.startswith("the TPU compiler's process was killed by signal 9 after ")
+  assert "most likely the kernel's out-of-memory killer" in message
+  peak = float(message.split(" GB of host memory")[0].rsplit(" ", 1)[1])
+  assert peak >= 0.3, message
+  assert (tmp_path / "starts").read_text() == "1" and logged == []
+
+
+def test_the_search_goes_on_below_a_batch_too_big_for_the_host(tmp_path):
+  """A compile the host cannot hold says nothing about the TPU: the search bisects below it and
+  says why it stopped there."""
+  tpu = chips.tpu_type("v5e-8")
+  logged = []
+  planner = plan.Planner(_spec("classifier"), tpu, str(tmp_path), logged.append)
+  memory = dict(argument_size_in_bytes=10**9, output_size_in_bytes=0, alias_size_in_bytes=0,
+                temp_size_in_bytes=10**9, generated_code_size_in_bytes=0)
+  fits = plan.StepReport(batch=4, compiles=True, memory=memory)
+  tried = []
+
+  def compile_below_40(batch):
+    tried.append(batch)
+    if batch >= 40:
+      raise plan.CompilerKilled("killed by signal 9")
+    return plan.StepReport(batch=batch, compiles=True, memory=memory)
+
+  planner.train = compile_below_40
+  assert planner.largest_batch(fits, max_compiles=3) == (32, None)
+  assert tried == [60, 32, 46] and planner.host_limited == 46
+  assert logged == ["  60 per replica: killed by signal 9", "  46 per replica: killed by signal 9"]
+  assert plan.describe_search(32, None, tpu, 1, host_limited=46) == (
+      "Largest global batch that compiles: 256 (no larger one tried; 368 took more host memory "
+      "to compile than this machine has).")
+
+
 def test_a_compiler_process_that_dies_during_the_search_keeps_what_is_known(tmp_path):
   """The search reports the largest batch compiled so far when a later compile's process fails
   (libtpu once failed to initialise under heavy load), instead of losing the plan to a traceback."""

@@ -81,6 +81,13 @@ class LibtpuStartError(RuntimeError):
   """libtpu failed to start LIBTPU_STARTS times: the plan so far stands, the user runs again."""
 
 
+class CompilerKilled(RuntimeError):
+  """The compiler's process was killed by a signal: on this kind of machine, the kernel's
+  out-of-memory killer (a compile's host memory grows with the batch: BERT-Large at 116 examples
+  a v4 chip took over 14.7 GB). libtpu prints its start warning in every process, so the
+  warning alone does not tell a start failure from this."""
+
+
 def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str],
                       log=print) -> List[Dict[str, Any]]:
   """Compiles HLO files for one replica of `tpu` in the compile environment (tpu/compile.py),
@@ -91,27 +98,49 @@ def compile_hlo_files(tpu: chips.TpuType, hlo_files: List[str],
     request, result = os.path.join(scratch, "request.json"), os.path.join(scratch, "result.json")
     with open(request, "w", encoding="utf-8") as f:
       json.dump(dict(topology=tpu.topology, options=tpu.options, hlo_files=hlo_files), f)
-    env = dict(os.environ, PYTHONPATH=_REPO_ROOT)
+    command = [compile_python(), "-m", "bert_tf.tpu.compile", request, result]
     for start in range(1, LIBTPU_STARTS + 1):
       holders = lock_holders()
       if holders:
         raise _lock_error(holders)
-      done = subprocess.run([compile_python(), "-m", "bert_tf.tpu.compile", request, result],
-                            env=env, cwd=_REPO_ROOT, capture_output=True, text=True, check=False)
-      if not done.returncode:
+      status, stderr = _run_compiler(command, scratch)
+      if not status:
         with open(result, encoding="utf-8") as f:
           return json.load(f)["results"]
-      if "libtpu multi-process lockfile" in done.stderr:
+      if "libtpu multi-process lockfile" in stderr:
         raise _lock_error(lock_holders())
-      if LIBTPU_START_FAILURE not in done.stderr or start == LIBTPU_STARTS:
+      start_failed = status > 0 and LIBTPU_START_FAILURE in stderr  # a signal is no start failure
+      if not start_failed or start == LIBTPU_STARTS:
         break
       log(f"  libtpu failed to start (\"{LIBTPU_START_FAILURE}\"; start {start} of "
           f"{LIBTPU_STARTS}): starting it again.")
-    if LIBTPU_START_FAILURE in done.stderr:
+    if start_failed:
       raise LibtpuStartError(f"libtpu failed to start {LIBTPU_STARTS} times "
                              f"(\"{LIBTPU_START_FAILURE}\"), as it does on a heavily loaded "
                              "machine: run again when it is quieter.")
-    raise RuntimeError(f"the TPU compiler process failed:\n{done.stderr[-3000:]}")
+    raise RuntimeError(f"the TPU compiler process failed:\n{stderr[-3000:]}")
+
+
+def _run_compiler(command: List[str], scratch: str) -> Tuple[int, str]:
+  """Runs the compiler's process; returns its exit status and stderr. Raises CompilerKilled,
+  naming its peak host memory, when a signal killed it."""
+  started = time.time()
+  with open(os.path.join(scratch, "stderr.txt"), "w+", encoding="utf-8") as stderr:
+    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=_REPO_ROOT),
+                               cwd=_REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    _, wait_status, usage = os.wait4(process.pid, 0)
+    process.returncode = status = os.waitstatus_to_exitcode(wait_status)
+    stderr.seek(0)
+    text = stderr.read()
+  if status < 0:
+    with open("/proc/meminfo", encoding="utf-8") as f:
+      total_kb = int(f.readline().split()[1])
+    raise CompilerKilled(
+        f"the TPU compiler's process was killed by signal {-status} after "
+        f"{time.time() - started:.0f} s, at {usage.ru_maxrss / 2**20:.1f} GB of host memory "
+        f"(this machine has {total_kb / 2**20:.1f} GB): most likely the kernel's out-of-memory "
+        "killer; compiling a larger batch takes more host memory.")
+  return status, text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +258,7 @@ class Planner:
     self.scratch = scratch
     self.log = log
     self._train: Dict[int, StepReport] = {}
+    self.host_limited: Optional[int] = None  # set by largest_batch
 
   def _compile(self, kind: str, batches: List[int]) -> List[StepReport]:
     from bert_tf.tpu import hlo_export  # pylint: disable=import-outside-toplevel  # TensorFlow
@@ -279,10 +309,12 @@ class Planner:
     fits = start.batch if start.compiles else 0
     fails = too_large if start.compiles else start.batch
     known = start if start.compiles else None
+    self.host_limited = None  # smallest batch whose compile ran out of host memory
     for _ in range(max_compiles):
-      if fails is not None and fails - fits <= step:
+      ceiling = min((b for b in (fails, self.host_limited) if b is not None), default=None)
+      if ceiling is not None and ceiling - fits <= step:
         break
-      if known is not None and fails is None:
+      if known is not None and ceiling is None:
         fixed = known.memory["argument_size_in_bytes"]
         per_example = max(known.total_bytes - fixed, 1) / known.batch
         guess = int((self.tpu.hbm_per_replica - fixed) / per_example)
@@ -290,11 +322,15 @@ class Planner:
         if guess <= fits:  # the line says no larger batch fits, yet this one did: double it
           guess = 2 * fits
       else:
-        guess = (fits + fails) // 2 // step * step
+        guess = (fits + ceiling) // 2 // step * step
         if guess <= fits:
           guess = fits + step
       try:
         report = self.train(guess)
+      except CompilerKilled as e:  # too big for this machine, not for the TPU: try below it
+        self.log(f"  {guess} per replica: {e}")
+        self.host_limited = guess
+        continue
       except RuntimeError as e:  # its process died (seen under heavy load): keep what is known
         lines = [line for line in str(e).splitlines() if line.strip()]
         self.log(f"  the search stopped at {guess} per replica: {' '.join(lines[:2])}")
@@ -416,13 +452,17 @@ def describe_step(name: str, report: StepReport, tpu: chips.TpuType, analytic: f
 
 
 def describe_search(fits: int, fails: Optional[int], tpu: chips.TpuType, accumulation: int,
-                    examples_per_row: float = 0.0) -> str:
+                    examples_per_row: float = 0.0, host_limited: Optional[int] = None) -> str:
   """The line of the batch search's answer: (largest per-replica batch that compiled, smallest
-  that did not or None); with examples_per_row (packed) the batch counts rows."""
+  that did not or None); with examples_per_row (packed) the batch counts rows; host_limited:
+  the smallest batch this machine lacked the host memory to compile."""
   does_not = " rows do not" if examples_per_row else " does not"
   bound = (f"exactly: {fails * tpu.replicas}{does_not}" if fails is not None
            and fails - fits <= accumulation else
            f"{fails * tpu.replicas}{does_not}" if fails is not None else "no larger one tried")
+  if host_limited is not None and (fails is None or host_limited < fails):
+    bound += (f"; {host_limited * tpu.replicas} took more host memory to compile than this "
+              "machine has")
   largest = (f"{fits * tpu.replicas} rows, about {fits * tpu.replicas * examples_per_row:.0f} "
              "examples on average" if examples_per_row else f"{fits * tpu.replicas}")
   return f"Largest global batch that compiles: {largest} ({bound})."
@@ -519,7 +559,8 @@ def plan(log=_say) -> None:
         fits, fails = planner.largest_batch(report, FLAGS.search_compiles)
       else:
         fits, fails = planner.largest_batch(smallest, FLAGS.search_compiles, report.batch)
-      log(describe_search(fits, fails, tpu, accumulation, per_row if packed else 0.0))
+      log(describe_search(fits, fails, tpu, accumulation, per_row if packed else 0.0,
+                          planner.host_limited))
     if FLAGS.predict_batch_size:
       predict = planner.predict(FLAGS.predict_batch_size // tpu.replicas)
       forward = analytic_flops_per_example(config, FLAGS.task, FLAGS.max_seq_length, False,
@@ -532,8 +573,8 @@ def main(argv: List[str]) -> None:
   with cli_errors.user_errors(argv):
     try:
       plan()
-    except LibtpuStartError as e:  # one line, not a traceback: nothing is wrong with the input
-      raise ValueError(str(e)) from None
+    except (LibtpuStartError, CompilerKilled) as e:  # one line, not a traceback: nothing is
+      raise ValueError(str(e)) from None  # wrong with the input
 
 
 if __name__ == "__main__":
