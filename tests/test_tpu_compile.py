@@ -302,8 +302,10 @@ def test_the_search_goes_on_below_a_batch_too_big_for_the_host(tmp_path):
   assert tried == [60, 32, 46] and planner.host_limited == 46
   assert logged == ["  60 per replica: killed by signal 9", "  46 per replica: killed by signal 9"]
   assert plan.describe_search(32, None, tpu, 1, host_limited=46) == (
-      "Largest global batch that compiles: 256 (no larger one tried; 368 took more host memory "
-      "to compile than this machine has).")
+      "Largest global batch that compiles: 256 (368 took more host memory to compile than this "
+      "machine has).")
+  assert plan.describe_search(32, 60, tpu, 1, host_limited=46).endswith(
+      "(480 does not; 368 took more host memory to compile than this machine has).")
 
 
 def test_a_compiler_process_that_dies_during_the_search_keeps_what_is_known(tmp_path):

@@ -461,8 +461,9 @@ def describe_search(fits: int, fails: Optional[int], tpu: chips.TpuType, accumul
            and fails - fits <= accumulation else
            f"{fails * tpu.replicas}{does_not}" if fails is not None else "no larger one tried")
   if host_limited is not None and (fails is None or host_limited < fails):
-    bound += (f"; {host_limited * tpu.replicas} took more host memory to compile than this "
-              "machine has")
+    host = (f"{host_limited * tpu.replicas} took more host memory to compile than this machine "
+            "has")
+    bound = host if fails is None else f"{bound}; {host}"
   largest = (f"{fits * tpu.replicas} rows, about {fits * tpu.replicas * examples_per_row:.0f} "
              "examples on average" if examples_per_row else f"{fits * tpu.replicas}")
   return f"Largest global batch that compiles: {largest} ({bound})."
