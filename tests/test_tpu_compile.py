@@ -255,7 +255,7 @@ def test_libtpu_that_never_starts_is_one_error_line(tmp_path, monkeypatch):
 
 def test_a_compiler_killed_by_a_signal_is_not_taken_for_a_start_failure(tmp_path, monkeypatch):
   """libtpu prints its start warning in every process; one the kernel then kills (its OOM killer
-  took a 14.7 GB compile) is named as killed, with its memory, and not started again."""
+  took a 14 GiB compile) is named as killed, with its memory, and not started again."""
   script = tmp_path / "killed_python"
   script.write_text(f"""#!{sys.executable}
 import os, pathlib, signal, sys
@@ -275,8 +275,8 @@ os.kill(os.getpid(), signal.SIGKILL)
   message = str(killed.value)
   assert message.startswith("the TPU compiler's process was killed by signal 9 after ")
   assert "most likely the kernel's out-of-memory killer" in message
-  peak = float(message.split(" GB of host memory")[0].rsplit(" ", 1)[1])
-  assert peak >= 0.3, message
+  peak = float(message.split(" GiB of host memory")[0].rsplit(" ", 1)[1])
+  assert peak >= 0.25, message  # GiB: it touched 300 MiB
   assert (tmp_path / "starts").read_text() == "1" and logged == []
 
 

@@ -84,7 +84,7 @@ class LibtpuStartError(RuntimeError):
 class CompilerKilled(RuntimeError):
   """The compiler's process was killed by a signal: on this kind of machine, the kernel's
   out-of-memory killer (a compile's host memory grows with the batch: BERT-Large at 116 examples
-  a v4 chip took over 14.7 GB). libtpu prints its start warning in every process, so the
+  a v4 chip took over 14 GiB). libtpu prints its start warning in every process, so the
   warning alone does not tell a start failure from this."""
 
 
@@ -137,8 +137,8 @@ def _run_compiler(command: List[str], scratch: str) -> Tuple[int, str]:
       total_kb = int(f.readline().split()[1])
     raise CompilerKilled(
         f"the TPU compiler's process was killed by signal {-status} after "
-        f"{time.time() - started:.0f} s, at {usage.ru_maxrss / 2**20:.1f} GB of host memory "
-        f"(this machine has {total_kb / 2**20:.1f} GB): most likely the kernel's out-of-memory "
+        f"{time.time() - started:.0f} s, at {usage.ru_maxrss / 2**20:.1f} GiB of host memory "
+        f"(this machine has {total_kb / 2**20:.1f} GiB): most likely the kernel's out-of-memory "
         "killer; compiling a larger batch takes more host memory.")
   return status, text
 
