@@ -486,18 +486,29 @@ def _signal_when(run, condition, sig=signal.SIGTERM):
 
 @pytest.mark.parametrize("setup", ["default", "xla", "mirrored"])
 def test_signal_inside_a_long_loop_stops_it_within_a_step(tmp_path, records, mirrored_cpus,
-                                                           setup):
+                                                           setup, monkeypatch):
   """The loop reads the stop flag before every step, so a SIGTERM arriving in the middle of a
   400-step loop (one tf.function call) stops it after the step in flight, not at its end."""
   strategy = mirrored_cpus if setup == "mirrored" else tf.distribute.get_strategy()
   run = _make_trainer(strategy, tmp_path / "out", records, num_steps=400,
                       iterations_per_loop=400, save_checkpoints_steps=400,
                       max_seconds_per_loop=1e6, jit_compile=setup == "xla")
+  # The signal reaches the flag through a thread woken by the OS; under load that takes a few
+  # milliseconds, several of the tiny model's ~1 ms XLA steps. What the loop promises is counted
+  # from the flag: the step read just after the flag is raised.
+  raise_flag, flag_raised_at = trainer.StopRequest.set, []
+
+  def set_then_read_step(request, *args):
+    raise_flag(request, *args)
+    flag_raised_at.append(run.step)
+
+  monkeypatch.setattr(trainer.StopRequest, "set", set_then_read_step)
   sent = _signal_when(run, lambda step: step >= 5)  # the first loop is one step, then 399
   with pytest.raises(trainer.TrainingPreempted) as stopped:
     run.train()
-  # It read the step, then sent: a step may end in between, and the one in flight completes.
-  assert sent and sent[0] <= run.step <= sent[0] + 2, (sent, run.step)
+  # The step in flight when the flag rose may have read it before; the next one reads it.
+  assert sent and sent[0] <= flag_raised_at[0] <= run.step <= flag_raised_at[0] + 2, (
+      sent, flag_raised_at, run.step)
   assert f"SIGTERM at step {run.step} " in str(stopped.value)
   assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith(f"ckpt-{run.step}")
 
