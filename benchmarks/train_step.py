@@ -275,11 +275,10 @@ def _torch_job(name: str, task: Task, args: argparse.Namespace, threads: int,
       num_warmup_steps=NUM_WARMUP_STEPS, warmup_steps=args.steps, matmul_size=args.matmul_size)
 
 
-def time_rounds(name: str, args: argparse.Namespace, python: str,
+def time_rounds(name: str, task: Task, args: argparse.Namespace, python: str,
                 threads: Dict[str, int]) -> Dict[str, List[Any]]:
   """Interleaved rounds: our steps, torch's steps (for pretraining also with the masked-LM head
   on the masked positions only), a TF matmul and a torch matmul, in turn."""
-  task = TASKS[name]
   rounds: Dict[str, List[Any]] = dict(bert_tf=[], torch=[], tf_matmul=[], torch_matmul=[],
                                       load=[])
   jobs = {"torch": _torch_job(name, task, args, threads["intra_op"])}
@@ -320,11 +319,10 @@ def _side_figures(rounds: List[Dict[str, float]], task: Task, steps: int, flops:
               update_seconds=update, parts_over_step=(forward_backward + update) / step)
 
 
-def task_figures(name: str, rounds: Dict[str, List[Any]], steps: int,
+def task_figures(name: str, task: Task, rounds: Dict[str, List[Any]], steps: int,
                  peak: float) -> Dict[str, Any]:
   """Both sides' figures for one task and the ratio (torch's time / ours, per round); for
   pretraining also against torch with the masked-LM head on the masked positions only."""
-  task = TASKS[name]
   flops = model_flops(name, task, BERT_MINI)
   figures = dict(seq_length=task.seq_length, batch_size=task.batch_size,
                  predictions=task.predictions or None, model_flops_per_step=flops)
@@ -389,18 +387,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.error(f"--tasks={args.tasks}: expected some of {', '.join(TASKS)}.")
   if args.repeats < 1 or args.steps < 1 or args.batch_size < 0:
     parser.error("--repeats and --steps must be at least 1, --batch_size at least 0.")
-  if args.batch_size:
-    TASKS.update({name: dataclasses.replace(TASKS[name], batch_size=args.batch_size)
-                  for name in names})
+  tasks = {name: dataclasses.replace(TASKS[name], batch_size=args.batch_size or
+                                     TASKS[name].batch_size) for name in names}
 
   threads = set_threads(args.threads)
   python = torch_python(args.hf_venv)
-  rounds = {name: time_rounds(name, args, python, threads) for name in names}
+  rounds = {name: time_rounds(name, tasks[name], args, python, threads) for name in names}
   matmul_flops = 2 * args.matmul_size ** 3
   matmul = {side: matmul_flops / min(s for r in rounds.values() for s in r[side])
             for side in ("tf_matmul", "torch_matmul")}
   peak = max(matmul.values())
-  figures = {name: task_figures(name, r, args.steps, peak) for name, r in rounds.items()}
+  figures = {name: task_figures(name, tasks[name], r, args.steps, peak)
+             for name, r in rounds.items()}
   _print_table(figures)
   if any("torch_masked_positions" in f for f in figures.values()):
     print("*: against torch computing the masked-LM head on the masked positions only, as ours.")
