@@ -133,12 +133,11 @@ def _run_compiler(command: List[str], scratch: str) -> Tuple[int, str]:
     stderr.seek(0)
     text = stderr.read()
   if status < 0:
-    with open("/proc/meminfo", encoding="utf-8") as f:
-      total_kb = int(f.readline().split()[1])
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     raise CompilerKilled(
         f"the TPU compiler's process was killed by signal {-status} after "
         f"{time.time() - started:.0f} s, at {usage.ru_maxrss / 2**20:.1f} GiB of host memory "
-        f"(this machine has {total_kb / 2**20:.1f} GiB): most likely the kernel's out-of-memory "
+        f"(this machine has {total / 2**30:.1f} GiB): most likely the kernel's out-of-memory "
         "killer; compiling a larger batch takes more host memory.")
   return status, text
 
